@@ -1,0 +1,393 @@
+#!/usr/bin/env python3
+"""statekeeper side by side with Redis itself, Webdis, the FastAPI + redis-py reference and a
+bare axum server, in one run on one machine. Started by bench/run.sh, which installs the tools.
+
+Every HTTP system is driven by wrk with the same connections, threads and duration, the same
+payloads (bench/value.json, 200 bytes) and the same private redis-server. Results go to stdout
+and bench/results/latest.md.
+"""
+
+import argparse
+import csv
+import http.client
+import json
+import os
+import platform
+import re
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+BENCH = ROOT / "bench"
+VALUE = (BENCH / "value.json").read_text()
+RELEASE = ROOT / "target" / "release"
+VENV = ROOT / "target" / "bench-venv"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_for_port(port: int, proc: subprocess.Popen, name: str, timeout: float = 30) -> None:
+    started = time.time()
+    while time.time() - started < timeout:
+        if proc.poll() is not None:
+            sys.exit(f"{name} exited with {proc.returncode} before listening")
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.2):
+                return
+        except OSError:
+            time.sleep(0.1)
+    sys.exit(f"{name} did not listen on {port} within {timeout}s")
+
+
+class Processes:
+    """Every process the run starts, stopped at the end whatever happens."""
+
+    def __init__(self):
+        self.procs = []
+
+    def start(self, name, cmd, port, env=None, cwd=None):
+        full_env = dict(os.environ, **(env or {}))
+        proc = subprocess.Popen(
+            cmd, env=full_env, cwd=cwd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+        )
+        self.procs.append(proc)
+        wait_for_port(port, proc, name)
+        return proc
+
+    def stop(self, proc):
+        if proc.poll() is None:
+            proc.terminate()
+            try:
+                proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+
+    def stop_all(self):
+        for proc in reversed(self.procs):
+            self.stop(proc)
+
+
+def request(port, method, path, body=None, content_type="application/json"):
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+    headers = {"Content-Type": content_type} if body is not None else {}
+    conn.request(method, path, body=body, headers=headers)
+    response = conn.getresponse()
+    data = response.read()
+    conn.close()
+    if response.status >= 300:
+        sys.exit(f"setup {method} {path} on :{port} answered {response.status}: {data[:200]!r}")
+    return json.loads(data) if data and response.getheader("content-type", "").endswith("json") else None
+
+
+def redis_cli(port, *args):
+    return subprocess.run(
+        ["redis-cli", "-p", str(port), *args], check=True, capture_output=True, text=True
+    ).stdout.strip()
+
+
+def parse_duration_ms(text):
+    match = re.match(r"([\d.]+)(us|ms|s|m)", text)
+    value, unit = float(match.group(1)), match.group(2)
+    return value * {"us": 0.001, "ms": 1.0, "s": 1000.0, "m": 60000.0}[unit]
+
+
+def run_wrk(url, duration, connections, threads, script=None, env=None):
+    cmd = ["wrk", "-t", str(threads), "-c", str(connections), "-d", f"{duration}s", "--latency"]
+    if script:
+        cmd += ["-s", str(BENCH / "wrk" / script)]
+    cmd.append(url)
+    out = subprocess.run(
+        cmd, capture_output=True, text=True, env=dict(os.environ, **(env or {}))
+    ).stdout
+    rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))
+    p50 = parse_duration_ms(re.search(r"^\s+50%\s+(\S+)", out, re.M).group(1))
+    p99 = parse_duration_ms(re.search(r"^\s+99%\s+(\S+)", out, re.M).group(1))
+    non_2xx = re.search(r"Non-2xx or 3xx responses:\s+(\d+)", out)
+    socket_errors = re.search(r"Socket errors: (.*)", out)
+    errors = int(non_2xx.group(1)) if non_2xx else 0
+    if socket_errors:
+        errors += sum(int(n) for n in re.findall(r"\d+", socket_errors.group(1)))
+    return {"rps": rps, "p50": p50, "p99": p99, "errors": errors}
+
+
+def run_redis_benchmark(port, connections, requests, *command):
+    out = subprocess.run(
+        ["redis-benchmark", "-p", str(port), "-c", str(connections), "-n", str(requests), "--csv", *command],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.strip().splitlines()
+    # The first column repeats the command, quotes unescaped: read the figures from the end.
+    header = next(csv.reader(out[:1]))
+    figures = [v.strip('"') for v in out[-1].rsplit(",", len(header) - 1)[1:]]
+    row = dict(zip(header[1:], figures))
+    return {
+        "rps": float(row["rps"]),
+        "p50": float(row["p50_latency_ms"]),
+        "p99": float(row["p99_latency_ms"]),
+        "errors": 0,
+    }
+
+
+def rss_bytes(pid):
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) * 1024
+    return 0
+
+
+def fill_cache(port, entries, batch=1000):
+    """Writes `entries` cache values of bench/value.json through `_mset`, 1000 per call."""
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
+    for start in range(0, entries, batch):
+        body = '{"ttl_seconds":3600,"entries":{' + ",".join(
+            f'"k{i}":{VALUE}' for i in range(start, min(start + batch, entries))
+        ) + "}}"
+        conn.request("POST", "/v1/cache/mem/_mset", body=body, headers={"Content-Type": "application/json"})
+        response = conn.getresponse()
+        response.read()
+        if response.status != 204:
+            sys.exit(f"_mset answered {response.status}")
+    conn.close()
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--quick", action="store_true", help="a few seconds per cell, 100k entries")
+    parser.add_argument("--duration", type=int, help="seconds per cell (default 10, quick 3)")
+    parser.add_argument("--connections", type=int, default=64)
+    parser.add_argument("--threads", type=int, default=2, help="wrk threads")
+    parser.add_argument("--entries", type=int, help="entries for the memory test (default 1000000)")
+    args = parser.parse_args()
+    duration = args.duration or (3 if args.quick else 10)
+    entries = args.entries or (100_000 if args.quick else 1_000_000)
+    conns, threads = args.connections, args.threads
+    cores = os.cpu_count()
+
+    procs = Processes()
+    try:
+        results, memory = measure(procs, duration, entries, conns, threads, cores)
+    finally:
+        procs.stop_all()
+    report(results, memory, duration, entries, conns, threads, cores, args.quick)
+
+
+SK = "statekeeper (redis)"
+SKM = "statekeeper (memory)"
+WEBDIS = "Webdis"
+FASTAPI = "FastAPI + redis-py"
+CEILING = "bare axum (ceiling)"
+REDIS = "redis-benchmark (limit)"
+WORKLOADS = [
+    ("cache GET hit (200 B)", "get"),
+    ("cache PUT with TTL", "put"),
+    ("pending create + confirm", "pending"),
+    ("agent append + get last 10", "agent"),
+    ("session GET", "session"),
+    ("session PATCH", "session_patch"),
+]
+
+
+def measure(procs, duration, entries, conns, threads, cores):
+    redis_port = free_port()
+    procs.start(
+        "redis-server",
+        ["redis-server", "--port", str(redis_port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"],
+        redis_port,
+    )
+    ports = {name: free_port() for name in (SK, SKM, WEBDIS, FASTAPI, CEILING)}
+    sk_env = lambda port, mode: {  # noqa: E731
+        "STATEKEEPER__SERVER__PORT": str(port),
+        "STATEKEEPER__BACKEND__MODE": mode,
+        "STATEKEEPER__REDIS__PORT": str(redis_port),
+        "STATEKEEPER__REDIS__KEY_PREFIX": "bench",
+        "STATEKEEPER__LOG__LEVEL": "warn",
+        "RUST_LOG": "warn",
+    }
+    binary = str(RELEASE / "statekeeper")
+    procs.start(SK, [binary], ports[SK], env=sk_env(ports[SK], "redis"), cwd=ROOT)
+    procs.start(SKM, [binary], ports[SKM], env=sk_env(ports[SKM], "memory"), cwd=ROOT)
+    webdis_conf = Path(tempfile.mkdtemp()) / "webdis.json"
+    webdis_conf.write_text(json.dumps({
+        "redis_host": "127.0.0.1", "redis_port": redis_port, "http_host": "127.0.0.1",
+        "http_port": ports[WEBDIS], "threads": cores, "pool_size": 20, "daemonize": False,
+        "database": 0, "verbosity": 0, "logfile": "/dev/null",
+    }))
+    procs.start(WEBDIS, ["webdis", str(webdis_conf)], ports[WEBDIS])
+    procs.start(
+        FASTAPI,
+        [str(VENV / "bin" / "uvicorn"), "app:app", "--port", str(ports[FASTAPI]), "--workers", str(cores),
+         "--no-access-log", "--log-level", "warning"],
+        ports[FASTAPI],
+        env={"REDIS_URL": f"redis://127.0.0.1:{redis_port}/0"},
+        cwd=BENCH / "reference",
+    )
+    procs.start(CEILING, [str(RELEASE / "examples" / "http_ceiling"), str(ports[CEILING])], ports[CEILING])
+
+    # Set-up: the same data in every system.
+    sessions = {}
+    for name in (SK, SKM, FASTAPI):
+        port = ports[name]
+        request(port, "PUT", "/v1/cache/bench/k", VALUE)
+        sessions[name] = request(port, "POST", "/v1/sessions", json.dumps({"user_id": "bench-user"}))["session_id"]
+        for t in range(threads):
+            thread = f"bench-thread-{t}"
+            messages = [{"role": "human", "content": f"message {i}"} for i in range(100)]
+            if name == FASTAPI:
+                request(port, "POST", f"/v1/agent-states/{thread}/messages", json.dumps({"messages": messages}))
+            else:
+                request(port, "POST", "/v1/agent-states", json.dumps({"thread_id": thread, "messages": messages}))
+    redis_cli(redis_port, "SET", "bench:webdis:k", VALUE)
+
+    def cell(name, workload):
+        base = f"http://127.0.0.1:{ports[name]}"
+        env = {"BENCH_VALUE_FILE": str(BENCH / "value.json")}
+        if name == WEBDIS:
+            if workload == "get":
+                return run_wrk(f"{base}/GET/bench:webdis:k?type=application/json", duration, conns, threads)
+            if workload == "put":
+                return run_wrk(f"{base}/SETEX/bench:webdis:put/3600", duration, conns, threads, "put.lua", env)
+            return None
+        if name == CEILING:
+            return run_wrk(f"{base}/v1/cache/bench/k", duration, conns, threads) if workload == "get" else None
+        if workload == "get":
+            return run_wrk(f"{base}/v1/cache/bench/k", duration, conns, threads)
+        if workload == "put":
+            return run_wrk(f"{base}/v1/cache/bench/put?ttl_seconds=3600", duration, conns, threads, "put.lua", env)
+        if workload == "pending":
+            return run_wrk(base, duration, conns, threads, "pending.lua")
+        if workload == "agent":
+            return run_wrk(base, duration, conns, threads, "agent.lua")
+        if workload == "session":
+            return run_wrk(f"{base}/v1/sessions/{sessions[name]}", duration, conns, threads)
+        if workload == "session_patch" and name != FASTAPI:
+            return run_wrk(f"{base}/v1/sessions/{sessions[name]}", duration, conns, threads, "session_patch.lua")
+        return None
+
+    results = {}
+    for label, workload in WORKLOADS:
+        for name in (SK, SKM, WEBDIS, FASTAPI, CEILING):
+            outcome = cell(name, workload)
+            if outcome:
+                results[(label, name)] = outcome
+                print(f"{label:32} {name:24} {outcome['rps']:>10.0f} rps  p50 {outcome['p50']:.2f} ms"
+                      f"  p99 {outcome['p99']:.2f} ms  errors {outcome['errors']}", flush=True)
+    n = max(50_000, int(duration * 60_000))
+    results[("cache GET hit (200 B)", REDIS)] = run_redis_benchmark(redis_port, conns, n, "GET", "bench:webdis:k")
+    results[("cache PUT with TTL", REDIS)] = run_redis_benchmark(
+        redis_port, conns, n, "SET", "bench:rb:put", VALUE, "EX", "3600")
+    for label in ("cache GET hit (200 B)", "cache PUT with TTL"):
+        r = results[(label, REDIS)]
+        print(f"{label:32} {REDIS:24} {r['rps']:>10.0f} rps  p50 {r['p50']:.2f} ms  p99 {r['p99']:.2f} ms", flush=True)
+
+    # Memory: the same entries in a fresh memory backend and in the private Redis.
+    memory = measure_memory(procs, redis_port, ports[SK], entries, sk_env)
+    return results, memory
+
+
+def measure_memory(procs, redis_port, sk_redis_port, entries, sk_env):
+    port = free_port()
+    proc = procs.start("statekeeper (memory, fill)", [str(RELEASE / "statekeeper")], port,
+                       env=sk_env(port, "memory"), cwd=ROOT)
+    fill_cache(port, 1000)
+    before = rss_bytes(proc.pid)
+    fill_cache(port, entries)
+    time.sleep(1)
+    after = rss_bytes(proc.pid)
+    procs.stop(proc)
+    redis_cli(redis_port, "FLUSHALL")  # the private server of this run, never a shared one
+    fill_cache(sk_redis_port, 1000)
+    used_before = int(re.search(r"used_memory:(\d+)", redis_cli(redis_port, "INFO", "memory")).group(1))
+    fill_cache(sk_redis_port, entries)
+    used_after = int(re.search(r"used_memory:(\d+)", redis_cli(redis_port, "INFO", "memory")).group(1))
+    result = {
+        "entries": entries,
+        "memory_bytes": after - before,
+        "redis_bytes": used_after - used_before,
+    }
+    print(f"memory backend: {result['memory_bytes'] / entries:.0f} B/entry (RSS growth); "
+          f"Redis: {result['redis_bytes'] / entries:.0f} B/entry (used_memory growth)", flush=True)
+    return result
+
+
+def report(results, memory, duration, entries, conns, threads, cores, quick):
+    cpu = "unknown CPU"
+    try:
+        cpu = next(line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
+                   if line.startswith("model name"))
+    except (OSError, StopIteration):
+        pass
+    lines = [
+        "# Benchmark results",
+        "",
+        f"Machine: {cores} cores ({cpu}), {platform.system()} {platform.release()}. The load generator "
+        f"(wrk, {threads} threads, {conns} connections, {duration} s per cell"
+        f"{', quick mode' if quick else ''}) shares these cores with the system under test, and in "
+        "the Redis columns Redis shares them too.",
+        "",
+        "| workload | system | rps | p50 ms | p99 ms | errors |",
+        "|---|---|---:|---:|---:|---:|",
+    ]
+    for label, _ in WORKLOADS:
+        for name in (SK, SKM, WEBDIS, FASTAPI, CEILING, REDIS):
+            r = results.get((label, name))
+            if r:
+                lines.append(f"| {label} | {name} | {r['rps']:.0f} | {r['p50']:.2f} | {r['p99']:.2f} | {r['errors']} |")
+
+    def ratio(label, a, b):
+        x, y = results.get((label, a)), results.get((label, b))
+        return (x["rps"] / y["rps"]) if x and y and y["rps"] else None
+
+    lines += ["", "## Ratios (rps)", "", "| workload | statekeeper/Webdis | statekeeper/FastAPI | "
+              "memory/ceiling | statekeeper/redis-benchmark |", "|---|---:|---:|---:|---:|"]
+    for label, _ in WORKLOADS:
+        cells = [ratio(label, SK, WEBDIS), ratio(label, SK, FASTAPI), ratio(label, SKM, CEILING), ratio(label, SK, REDIS)]
+        lines.append(f"| {label} | " + " | ".join("—" if c is None else f"{c:.2f}" for c in cells) + " |")
+
+    per_memory = memory["memory_bytes"] / memory["entries"]
+    per_redis = memory["redis_bytes"] / memory["entries"]
+    lines += [
+        "",
+        "## Memory",
+        "",
+        f"{memory['entries']:,} cache entries of 200 bytes with a TTL: statekeeper's memory backend grew "
+        f"by {per_memory:.0f} bytes per entry (RSS), Redis by {per_redis:.0f} bytes per entry "
+        "(`used_memory`).",
+        "",
+        "## Targets",
+        "",
+    ]
+    get = "cache GET hit (200 B)"
+    checks = []
+    sk_get, webdis_get = results.get((get, SK)), results.get((get, WEBDIS))
+    if sk_get and webdis_get:
+        checks.append((f"cache GET ≥ 1.25× Webdis rps ({sk_get['rps'] / webdis_get['rps']:.2f}×)",
+                       sk_get["rps"] >= 1.25 * webdis_get["rps"]))
+        checks.append((f"cache GET p99 ≤ Webdis p99 ({sk_get['p99']:.2f} vs {webdis_get['p99']:.2f} ms)",
+                       sk_get["p99"] <= webdis_get["p99"]))
+    for label, _ in WORKLOADS:
+        r = ratio(label, SK, FASTAPI)
+        if r is not None:
+            checks.append((f"{label}: ≥ 10× FastAPI ({r:.1f}×)", r >= 10))
+    r = ratio(get, SKM, CEILING)
+    if r is not None:
+        checks.append((f"memory cache GET ≥ 70% of the ceiling ({r * 100:.0f}%)", r >= 0.7))
+    checks.append((f"memory bytes/entry ≤ Redis ({per_memory:.0f} vs {per_redis:.0f})", per_memory <= per_redis))
+    lines += [f"- {'met' if ok else 'MISSED'}: {text}" for text, ok in checks]
+    text = "\n".join(lines) + "\n"
+    (BENCH / "results").mkdir(exist_ok=True)
+    (BENCH / "results" / "latest.md").write_text(text)
+    print()
+    print(text)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,143 @@
+"""The stack statekeeper replaces: FastAPI + redis-py (asyncio), written the way the seed
+services write it, with the same routes and payloads as statekeeper for the benchmark.
+
+Run: REDIS_URL=redis://127.0.0.1:6379/0 uvicorn app:app --workers N --port P
+"""
+
+import json
+import os
+import secrets
+import uuid
+from datetime import datetime, timedelta, timezone
+
+import redis.asyncio as redis
+from fastapi import FastAPI, HTTPException, Request, Response
+from pydantic import BaseModel
+
+app = FastAPI()
+pool = redis.ConnectionPool.from_url(os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0"))
+r = redis.Redis(connection_pool=pool)
+PREFIX = "reference"
+
+
+def now() -> str:
+    return datetime.now(timezone.utc).isoformat()
+
+
+@app.put("/v1/cache/{namespace}/{key}", status_code=204)
+async def cache_put(namespace: str, key: str, request: Request, ttl_seconds: int = 3600):
+    body = await request.body()
+    json.loads(body)  # validate, as statekeeper does
+    await r.set(f"{PREFIX}:cache:{namespace}:{key}", body, ex=ttl_seconds)
+    return Response(status_code=204)
+
+
+@app.get("/v1/cache/{namespace}/{key}")
+async def cache_get(namespace: str, key: str):
+    value = await r.get(f"{PREFIX}:cache:{namespace}:{key}")
+    if value is None:
+        raise HTTPException(404, "not found")
+    return Response(content=value, media_type="application/json")
+
+
+class PendingCreate(BaseModel):
+    intent_name: str
+    entities: dict = {}
+    summary: str = ""
+    ttl_seconds: int = 60
+
+
+@app.post("/v1/pending-actions", status_code=201)
+async def pending_create(body: PendingCreate):
+    token = secrets.token_urlsafe(32)
+    created = datetime.now(timezone.utc)
+    action = {
+        "token": token,
+        "intent_name": body.intent_name,
+        "entities": body.entities,
+        "summary": body.summary,
+        "created_at": created.isoformat(),
+        "expires_at": (created + timedelta(seconds=body.ttl_seconds)).isoformat(),
+        "status": "pending",
+    }
+    await r.set(f"{PREFIX}:pending:{token}", json.dumps(action), ex=body.ttl_seconds)
+    return action
+
+
+@app.post("/v1/pending-actions/{token}/confirm")
+async def pending_confirm(token: str):
+    # The seeds' exactly-once confirm: WATCH the key, read it, delete it in MULTI/EXEC.
+    key = f"{PREFIX}:pending:{token}"
+    async with r.pipeline(transaction=True) as pipe:
+        try:
+            await pipe.watch(key)
+            raw = await pipe.get(key)
+            if raw is None:
+                raise HTTPException(404, "not found")
+            pipe.multi()
+            pipe.delete(key)
+            await pipe.execute()
+        except redis.WatchError:
+            raise HTTPException(409, "already confirmed")
+    return {"action": json.loads(raw), "confirmed_at": now()}
+
+
+class SessionCreate(BaseModel):
+    user_id: str
+    data: dict = {}
+    context: dict = {}
+    ttl_seconds: int = 3600
+
+
+@app.post("/v1/sessions", status_code=201)
+async def session_create(body: SessionCreate):
+    session = {
+        "session_id": str(uuid.uuid4()),
+        "user_id": body.user_id,
+        "data": body.data,
+        "context": body.context,
+        "created_at": now(),
+        "last_activity_at": now(),
+        "version": 1,
+    }
+    await r.set(f"{PREFIX}:session:{session['session_id']}", json.dumps(session), ex=body.ttl_seconds)
+    return session
+
+
+@app.get("/v1/sessions/{session_id}")
+async def session_get(session_id: str):
+    raw = await r.get(f"{PREFIX}:session:{session_id}")
+    if raw is None:
+        raise HTTPException(404, "not found")
+    return json.loads(raw)
+
+
+class Append(BaseModel):
+    messages: list[dict]
+
+
+@app.post("/v1/agent-states/{thread_id}/messages")
+async def agent_append(thread_id: str, body: Append):
+    # The seeds' agent state: one JSON document, read, changed and written back whole.
+    key = f"{PREFIX}:agent:{thread_id}"
+    raw = await r.get(key)
+    state = json.loads(raw) if raw else {"thread_id": thread_id, "messages": [], "version": 0}
+    for message in body.messages:
+        message.setdefault("created_at", now())
+        state["messages"].append(message)
+    state["version"] += 1
+    state["updated_at"] = now()
+    await r.set(key, json.dumps(state), ex=30 * 24 * 3600)
+    return {"message_count": len(state["messages"]), "version": state["version"]}
+
+
+@app.get("/v1/agent-states/{thread_id}")
+async def agent_get(thread_id: str, last_messages: int | None = None):
+    raw = await r.get(f"{PREFIX}:agent:{thread_id}")
+    if raw is None:
+        raise HTTPException(404, "not found")
+    state = json.loads(raw)
+    if last_messages is not None:
+        state["messages"] = state["messages"][-last_messages:]
+    state["message_count"] = len(state["messages"])
+    return state

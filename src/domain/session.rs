@@ -1,0 +1,342 @@
+//! Sessions' rules: ids, lifetimes and the changes a session can go through. Both adapters
+//! apply a change through `Session::apply` (memory) or a Lua script that mirrors it line by line
+//! (Redis), so the two agree on every field.
+
+use std::fmt;
+
+use serde_json::{Map, Value};
+use time::OffsetDateTime;
+
+use super::{
+    ids::{InvalidId, valid_id},
+    ttl::Ttl,
+};
+
+/// A session id: a random UUID v4, in its lowercase hyphenated form.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct SessionId(String);
+
+impl SessionId {
+    /// A fresh id from the operating system's CSPRNG (122 random bits).
+    pub fn random() -> Self {
+        Self(uuid::Uuid::new_v4().hyphenated().to_string())
+    }
+
+    /// Accepts exactly the form `random` makes: any other string can name no session.
+    pub fn parse(raw: impl Into<String>) -> Result<Self, InvalidId> {
+        let raw = raw.into();
+        match uuid::Uuid::try_parse(&raw) {
+            Ok(uuid) if uuid.hyphenated().to_string() == raw => Ok(Self(raw)),
+            _ => Err(InvalidId {
+                what: "session id",
+                extra: ", a lowercase hyphenated UUID",
+            }),
+        }
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for SessionId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// The id of a session's user (or of its workspace): any id of DESIGN §3.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct UserId(String);
+
+impl UserId {
+    pub fn parse(raw: impl Into<String>) -> Result<Self, InvalidId> {
+        let raw = raw.into();
+        if valid_id(&raw) {
+            Ok(Self(raw))
+        } else {
+            Err(InvalidId {
+                what: "user id",
+                extra: "",
+            })
+        }
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for UserId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// The deployment's session rules (`[sessions]` settings), passed with every store call that
+/// can move an expiry or grow a session.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SessionRules {
+    /// Whether reads and writes push the expiry to `now + ttl`.
+    pub rolling: bool,
+    /// No session lives longer than this after its creation, however often it is renewed,
+    /// extended or rotated.
+    pub max_lifetime_ms: i64,
+    /// Largest `data` + `context` of one session, in bytes of compact JSON
+    /// (`Session::content_bytes`); a write that would pass it is refused.
+    pub max_bytes: usize,
+}
+
+/// One session. Times are Unix milliseconds: the unit the Redis scripts compute in.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Session {
+    pub id: SessionId,
+    pub user_id: UserId,
+    pub workspace_id: Option<UserId>,
+    pub data: Map<String, Value>,
+    pub context: Map<String, Value>,
+    pub created_at_ms: i64,
+    pub last_activity_at_ms: i64,
+    pub expires_at_ms: i64,
+    /// The idle TTL a rolling renewal or an extend applies.
+    pub ttl_seconds: u64,
+    /// +1 per change of `data` or `context`; renewals, extends and rotation keep it.
+    pub version: u64,
+}
+
+/// A change to a live session, applied atomically with the existence (and version) check.
+#[derive(Debug, Clone, PartialEq)]
+pub enum SessionChange {
+    /// JSON merge patches (RFC 7396) of `data` and `context`.
+    Patch {
+        data: Option<Map<String, Value>>,
+        context: Option<Map<String, Value>>,
+    },
+    /// The context replaced as a whole (`{}` clears it).
+    ReplaceContext(Map<String, Value>),
+    /// A new idle TTL, applied from now, capped by the maximum lifetime.
+    Extend(Ttl),
+}
+
+/// The current time in Unix milliseconds.
+pub fn now_ms() -> i64 {
+    (OffsetDateTime::now_utc().unix_timestamp_nanos() / 1_000_000) as i64
+}
+
+impl Session {
+    /// A new session of `ttl`, created now with version 1.
+    pub fn new(
+        user_id: UserId,
+        workspace_id: Option<UserId>,
+        data: Map<String, Value>,
+        context: Map<String, Value>,
+        ttl: Ttl,
+        now_ms: i64,
+    ) -> Self {
+        Self {
+            id: SessionId::random(),
+            user_id,
+            workspace_id,
+            data,
+            context,
+            created_at_ms: now_ms,
+            last_activity_at_ms: now_ms,
+            expires_at_ms: now_ms + ttl.seconds() as i64 * 1000,
+            ttl_seconds: ttl.seconds(),
+            version: 1,
+        }
+    }
+
+    /// The size `SessionRules::max_bytes` limits: `data` and `context` as compact JSON. The
+    /// Redis script measures the same texts (`string.len` of what it stores).
+    pub fn content_bytes(&self) -> usize {
+        let len = |m: &Map<String, Value>| serde_json::to_string(m).map_or(0, |s| s.len());
+        len(&self.data) + len(&self.context)
+    }
+
+    /// The latest instant this session may ever reach.
+    pub fn deadline_cap_ms(&self, rules: SessionRules) -> i64 {
+        self.created_at_ms + rules.max_lifetime_ms
+    }
+
+    /// `now + ttl`, never past the cap.
+    fn expiry_from(&self, now_ms: i64, ttl_seconds: u64, rules: SessionRules) -> i64 {
+        (now_ms + ttl_seconds as i64 * 1000).min(self.deadline_cap_ms(rules))
+    }
+
+    /// What a read does to a live session: with rolling expiry it is activity that renews the
+    /// TTL; otherwise nothing. Returns whether anything changed.
+    pub fn touch(&mut self, now_ms: i64, rules: SessionRules) -> bool {
+        if !rules.rolling {
+            return false;
+        }
+        self.last_activity_at_ms = now_ms;
+        self.expires_at_ms = self.expiry_from(now_ms, self.ttl_seconds, rules);
+        true
+    }
+
+    /// Applies a change to a live session; every change is activity. The Lua script
+    /// `session_update.lua` does the same.
+    pub fn apply(&mut self, change: SessionChange, now_ms: i64, rules: SessionRules) {
+        match change {
+            SessionChange::Patch { data, context } => {
+                if let Some(patch) = data {
+                    merge_patch_object(&mut self.data, patch);
+                }
+                if let Some(patch) = context {
+                    merge_patch_object(&mut self.context, patch);
+                }
+                self.version += 1;
+                self.touch(now_ms, rules);
+            }
+            SessionChange::ReplaceContext(context) => {
+                self.context = context;
+                self.version += 1;
+                self.touch(now_ms, rules);
+            }
+            SessionChange::Extend(ttl) => {
+                self.ttl_seconds = ttl.seconds();
+                self.expires_at_ms = self.expiry_from(now_ms, ttl.seconds(), rules);
+            }
+        }
+        self.last_activity_at_ms = now_ms;
+    }
+}
+
+/// The order of a user's session listing: oldest first, then by id.
+pub fn sort_for_listing(sessions: &mut [Session]) {
+    sessions.sort_by(|a, b| (a.created_at_ms, &a.id).cmp(&(b.created_at_ms, &b.id)));
+}
+
+/// RFC 7396 JSON merge patch of an object by an object: members set to `null` are removed,
+/// object members are merged recursively, anything else replaces the member.
+pub fn merge_patch_object(target: &mut Map<String, Value>, patch: Map<String, Value>) {
+    for (key, value) in patch {
+        match value {
+            Value::Null => {
+                target.remove(&key);
+            }
+            Value::Object(inner) => {
+                let slot = target
+                    .entry(key)
+                    .or_insert_with(|| Value::Object(Map::new()));
+                if !slot.is_object() {
+                    *slot = Value::Object(Map::new());
+                }
+                if let Value::Object(existing) = slot {
+                    merge_patch_object(existing, inner);
+                }
+            }
+            other => {
+                target.insert(key, other);
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn object(v: Value) -> Map<String, Value> {
+        match v {
+            Value::Object(m) => m,
+            _ => panic!("not an object"),
+        }
+    }
+
+    #[test]
+    fn merge_patch_follows_rfc_7396_examples() {
+        // The examples of RFC 7396 appendix A whose target and patch are objects.
+        let cases = [
+            (json!({"a":"b"}), json!({"a":"c"}), json!({"a":"c"})),
+            (json!({"a":"b"}), json!({"b":"c"}), json!({"a":"b","b":"c"})),
+            (json!({"a":"b"}), json!({"a":null}), json!({})),
+            (
+                json!({"a":"b","b":"c"}),
+                json!({"a":null}),
+                json!({"b":"c"}),
+            ),
+            (json!({"a":["b"]}), json!({"a":"c"}), json!({"a":"c"})),
+            (json!({"a":"c"}), json!({"a":["b"]}), json!({"a":["b"]})),
+            (
+                json!({"a":{"b":"c"}}),
+                json!({"a":{"b":"d","c":null}}),
+                json!({"a":{"b":"d"}}),
+            ),
+            (json!({"a":[{"b":"c"}]}), json!({"a":[1]}), json!({"a":[1]})),
+            (json!({"e":null}), json!({"a":1}), json!({"e":null,"a":1})),
+            (
+                json!({}),
+                json!({"a":{"bb":{"ccc":null}}}),
+                json!({"a":{"bb":{}}}),
+            ),
+            (json!({"a":"x"}), json!({"a":{"b":1}}), json!({"a":{"b":1}})),
+        ];
+        for (target, patch, expected) in cases {
+            let mut t = object(target.clone());
+            merge_patch_object(&mut t, object(patch.clone()));
+            assert_eq!(Value::Object(t), expected, "{target} + {patch}");
+        }
+    }
+
+    #[test]
+    fn session_ids_are_canonical_uuids() {
+        let id = SessionId::random();
+        assert_eq!(SessionId::parse(id.as_str()).unwrap(), id);
+        assert_ne!(SessionId::random(), id);
+        assert_eq!(
+            uuid::Uuid::parse_str(id.as_str())
+                .unwrap()
+                .get_version_num(),
+            4
+        );
+        for bad in [
+            "",
+            "not-a-uuid",
+            "0E6C3D4A-1B2C-4D5E-8F90-123456789ABC",
+            "0e6c3d4a1b2c4d5e8f90123456789abc",
+            "{0e6c3d4a-1b2c-4d5e-8f90-123456789abc}",
+        ] {
+            assert!(SessionId::parse(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn rolling_renewal_and_extend_never_pass_the_cap() {
+        let rules = SessionRules {
+            rolling: true,
+            max_lifetime_ms: 10_000,
+            max_bytes: 1000,
+        };
+        let ttl = Ttl::new(4, 100).unwrap();
+        let mut s = Session::new(
+            UserId::parse("u").unwrap(),
+            None,
+            Map::new(),
+            Map::new(),
+            ttl,
+            1_000,
+        );
+        assert_eq!(s.expires_at_ms, 5_000);
+        assert!(s.touch(3_000, rules));
+        assert_eq!(s.expires_at_ms, 7_000);
+        s.touch(9_000, rules);
+        assert_eq!(s.expires_at_ms, 11_000, "capped at created + max lifetime");
+        s.apply(
+            SessionChange::Extend(Ttl::new(50, 100).unwrap()),
+            9_500,
+            rules,
+        );
+        assert_eq!(s.expires_at_ms, 11_000);
+        assert_eq!(s.version, 1, "extend does not change the content");
+        let fixed = SessionRules {
+            rolling: false,
+            ..rules
+        };
+        assert!(!s.touch(10_000, fixed));
+        s.apply(SessionChange::ReplaceContext(Map::new()), 10_000, fixed);
+        assert_eq!((s.version, s.expires_at_ms), (2, 11_000));
+    }
+}

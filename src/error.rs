@@ -1,0 +1,196 @@
+//! `ApiError`: every error the HTTP API returns, and its one mapping to an RFC 9457
+//! `application/problem+json` response with a stable `code`.
+
+use axum::{
+    http::{HeaderValue, StatusCode, header},
+    response::{IntoResponse, Response},
+};
+use serde::Serialize;
+use utoipa::ToSchema;
+
+use crate::{
+    domain::{cache::InvalidValue, ids::InvalidId, ttl::InvalidTtl},
+    store::StoreError,
+};
+
+/// An RFC 9457 problem document.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Problem {
+    /// A URI naming the kind of problem: `urn:statekeeper:problem:{code}`.
+    #[schema(example = "urn:statekeeper:problem:not_found")]
+    pub r#type: String,
+    #[schema(example = "Not Found")]
+    pub title: String,
+    #[schema(example = 404)]
+    pub status: u16,
+    #[schema(example = "no value for this key")]
+    pub detail: String,
+    /// Stable, machine-readable error code.
+    #[schema(example = "not_found")]
+    pub code: String,
+}
+
+/// An error response. Build one with the constructors; `code` values are stable API.
+#[derive(Debug, Clone)]
+pub struct ApiError {
+    pub status: StatusCode,
+    pub code: &'static str,
+    pub detail: String,
+}
+
+impl ApiError {
+    pub fn new(status: StatusCode, code: &'static str, detail: impl Into<String>) -> Self {
+        Self {
+            status,
+            code,
+            detail: detail.into(),
+        }
+    }
+
+    pub fn invalid_request(detail: impl Into<String>) -> Self {
+        Self::new(StatusCode::BAD_REQUEST, "invalid_request", detail)
+    }
+
+    pub fn invalid_id(detail: impl Into<String>) -> Self {
+        Self::new(StatusCode::BAD_REQUEST, "invalid_id", detail)
+    }
+
+    pub fn unauthorized(detail: impl Into<String>) -> Self {
+        Self::new(StatusCode::UNAUTHORIZED, "unauthorized", detail)
+    }
+
+    pub fn forbidden(detail: impl Into<String>) -> Self {
+        Self::new(StatusCode::FORBIDDEN, "forbidden", detail)
+    }
+
+    pub fn not_found(detail: impl Into<String>) -> Self {
+        Self::new(StatusCode::NOT_FOUND, "not_found", detail)
+    }
+
+    pub fn conflict(code: &'static str, detail: impl Into<String>) -> Self {
+        Self::new(StatusCode::CONFLICT, code, detail)
+    }
+
+    pub fn precondition_failed(detail: impl Into<String>) -> Self {
+        Self::new(
+            StatusCode::PRECONDITION_FAILED,
+            "precondition_failed",
+            detail,
+        )
+    }
+
+    pub fn payload_too_large(detail: impl Into<String>) -> Self {
+        Self::new(StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large", detail)
+    }
+
+    pub fn unsupported_media_type(detail: impl Into<String>) -> Self {
+        Self::new(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "unsupported_media_type",
+            detail,
+        )
+    }
+
+    pub fn validation_failed(detail: impl Into<String>) -> Self {
+        Self::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "validation_failed",
+            detail,
+        )
+    }
+
+    pub fn backend_unavailable(detail: impl Into<String>) -> Self {
+        Self::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "backend_unavailable",
+            detail,
+        )
+    }
+
+    pub fn timeout(detail: impl Into<String>) -> Self {
+        Self::new(StatusCode::SERVICE_UNAVAILABLE, "timeout", detail)
+    }
+
+    /// The opaque 500: the cause is logged by the caller, never sent.
+    pub fn internal() -> Self {
+        Self::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "internal",
+            "the server failed to handle this request",
+        )
+    }
+
+    pub fn problem(&self) -> Problem {
+        Problem {
+            r#type: format!("urn:statekeeper:problem:{}", self.code),
+            title: self
+                .status
+                .canonical_reason()
+                .unwrap_or("Error")
+                .to_string(),
+            status: self.status.as_u16(),
+            detail: self.detail.clone(),
+            code: self.code.to_string(),
+        }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        problem_response(self.status, &self.problem())
+    }
+}
+
+/// Serialises a problem with its media type. Also used for problems that carry extra fields.
+pub fn problem_response(status: StatusCode, body: &impl Serialize) -> Response {
+    let body = serde_json::to_vec(body).unwrap_or_default();
+    let mut response = (status, body).into_response();
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/problem+json"),
+    );
+    response
+}
+
+impl From<StoreError> for ApiError {
+    fn from(error: StoreError) -> Self {
+        match error {
+            StoreError::Unavailable(why) => {
+                tracing::debug!(reason = %why, "backend unavailable");
+                Self::backend_unavailable("the storage backend is unavailable; retry later")
+            }
+            StoreError::Busy(why) => {
+                tracing::warn!(reason = %why, "Redis pool exhausted");
+                Self::timeout("the service is overloaded; retry later")
+            }
+            StoreError::Internal(why) => {
+                tracing::error!(error = %why, "store failure");
+                Self::internal()
+            }
+        }
+    }
+}
+
+impl From<InvalidId> for ApiError {
+    fn from(error: InvalidId) -> Self {
+        Self::invalid_id(error.to_string())
+    }
+}
+
+/// A TTL in a JSON body; a TTL in a query string is a 400 `invalid_request` instead.
+impl From<InvalidTtl> for ApiError {
+    fn from(error: InvalidTtl) -> Self {
+        Self::validation_failed(error.to_string())
+    }
+}
+
+impl From<InvalidValue> for ApiError {
+    fn from(error: InvalidValue) -> Self {
+        match error {
+            InvalidValue::NotJson(_) => Self::invalid_request(error.to_string()),
+            InvalidValue::TooLarge { .. } => Self::payload_too_large(error.to_string()),
+        }
+    }
+}
+
+pub type ApiResult<T> = Result<T, ApiError>;

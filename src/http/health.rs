@@ -1,0 +1,181 @@
+//! `/health`, `/health/live`, `/health/ready`: no API key needed.
+
+use axum::{
+    Json, Router,
+    extract::State,
+    http::StatusCode,
+    response::{IntoResponse, Response},
+    routing::get,
+};
+use serde::Serialize;
+use time::OffsetDateTime;
+use utoipa::ToSchema;
+
+use super::AppState;
+use crate::config::BackendMode;
+
+pub fn routes() -> Router<AppState> {
+    Router::new()
+        .route("/health", get(health))
+        .route("/health/live", get(live))
+        .route("/health/ready", get(ready))
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct Health {
+    /// `ok`, `degraded` (auto mode serving from memory) or `down` (redis mode, Redis down).
+    #[schema(example = "ok")]
+    status: &'static str,
+    #[schema(example = "0.1.0")]
+    version: &'static str,
+    uptime_seconds: u64,
+    backend: BackendHealth,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct BackendHealth {
+    /// `backend.mode`: `auto`, `redis` or `memory`.
+    configured: &'static str,
+    /// Which backend serves requests now: `redis` or `memory`.
+    active: &'static str,
+    /// Since when `auto` mode has been serving from memory.
+    #[serde(
+        skip_serializing_if = "Option::is_none",
+        with = "time::serde::rfc3339::option"
+    )]
+    #[schema(value_type = Option<String>, format = DateTime)]
+    degraded_since: Option<OffsetDateTime>,
+    redis: RedisHealth,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct RedisHealth {
+    /// `healthy`, `unhealthy` or `disabled` (memory mode).
+    status: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    latency_ms: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    redis_version: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    connected_clients: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    used_memory_human: Option<String>,
+    /// Keys in the Redis database (all of them, not only statekeeper's).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    keys: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pool: Option<PoolHealth>,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct PoolHealth {
+    max_size: usize,
+    size: usize,
+    available: usize,
+    waiting: usize,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct Liveness {
+    #[schema(example = "ok")]
+    status: &'static str,
+}
+
+/// Service and backend health.
+#[utoipa::path(
+    get, path = "/health", tag = "health", operation_id = "health",
+    responses(
+        (status = 200, description = "Serving (`ok` or `degraded`)", body = Health),
+        (status = 503, description = "Mode `redis` and Redis is down", body = Health),
+    ),
+    security(())
+)]
+pub async fn health(State(state): State<AppState>) -> Response {
+    let failover = &state.failover;
+    let backend = failover.status();
+    let mut redis = RedisHealth {
+        status: "disabled",
+        latency_ms: None,
+        redis_version: None,
+        connected_clients: None,
+        used_memory_human: None,
+        keys: None,
+        pool: None,
+    };
+    if let Some(pool) = failover.redis() {
+        let figures = pool.figures();
+        redis.pool = Some(PoolHealth {
+            max_size: figures.max_size,
+            size: figures.size,
+            available: figures.available,
+            waiting: figures.waiting,
+        });
+        redis.status = "unhealthy";
+        if let Ok(info) = pool.info().await {
+            redis.status = "healthy";
+            redis.latency_ms = Some((info.latency_ms * 1000.0).round() / 1000.0);
+            redis.redis_version = info.redis_version;
+            redis.connected_clients = info.connected_clients;
+            redis.used_memory_human = info.used_memory_human;
+            redis.keys = info.keys;
+        }
+    }
+    let (status, code) = match (backend.mode, backend.redis_down) {
+        (BackendMode::Redis, true) => ("down", StatusCode::SERVICE_UNAVAILABLE),
+        (BackendMode::Auto, true) => ("degraded", StatusCode::OK),
+        _ => ("ok", StatusCode::OK),
+    };
+    let body = Health {
+        status,
+        version: env!("CARGO_PKG_VERSION"),
+        uptime_seconds: state.started.elapsed().as_secs(),
+        backend: BackendHealth {
+            configured: backend.mode.as_str(),
+            active: if backend.active_is_redis() {
+                "redis"
+            } else {
+                "memory"
+            },
+            degraded_since: backend
+                .degraded_since
+                .filter(|_| backend.mode == BackendMode::Auto),
+            redis,
+        },
+    };
+    (code, Json(body)).into_response()
+}
+
+/// 200 while the process runs.
+#[utoipa::path(
+    get, path = "/health/live", tag = "health", operation_id = "health_live",
+    responses((status = 200, description = "The process runs", body = Liveness)),
+    security(())
+)]
+pub async fn live() -> Json<Liveness> {
+    Json(Liveness { status: "ok" })
+}
+
+/// 200 when requests can be served; 503 in mode `redis` while Redis is down.
+#[utoipa::path(
+    get, path = "/health/ready", tag = "health", operation_id = "health_ready",
+    responses(
+        (status = 200, description = "Ready", body = Liveness),
+        (status = 503, description = "Not ready", body = Liveness),
+    ),
+    security(())
+)]
+pub async fn ready(State(state): State<AppState>) -> Response {
+    let ready = match (state.failover.mode(), state.failover.redis()) {
+        (BackendMode::Redis, Some(pool)) => pool.ping().await.is_ok(),
+        _ => true,
+    };
+    if ready {
+        (StatusCode::OK, Json(Liveness { status: "ok" })).into_response()
+    } else {
+        (
+            StatusCode::SERVICE_UNAVAILABLE,
+            Json(Liveness { status: "down" }),
+        )
+            .into_response()
+    }
+}

@@ -1,0 +1,260 @@
+//! The OpenAPI document, generated from the handlers' `utoipa` annotations. `openapi.yaml` at
+//! the repository root is this document as `statekeeper openapi` prints it.
+
+use axum::{Json, Router, routing::get};
+use utoipa::{
+    Modify, OpenApi,
+    openapi::{
+        Content, Object, Ref, RefOr, Required, Type,
+        header::Header,
+        path::{Operation, ParameterBuilder, ParameterIn, PathItem},
+        response::Response,
+        security::{HttpAuthScheme, HttpBuilder, SecurityScheme},
+    },
+};
+
+use super::{
+    AppState, agent_state, cache, cache::CacheLinks, health, pending_actions, session,
+    session::SessionLinks,
+};
+use crate::error::Problem;
+
+#[derive(OpenApi)]
+#[openapi(
+    info(
+        title = "statekeeper",
+        description = "Short-lived state over HTTP: agent conversation state, confirmation tokens, \
+                       sessions and a namespaced JSON cache, on Redis with an in-memory fallback. \
+                       Errors are RFC 9457 problem documents with a stable `code`.",
+        license(name = "MIT OR Apache-2.0")
+    ),
+    paths(
+        document,
+        health::health,
+        health::live,
+        health::ready,
+        cache::get_value,
+        cache::head_value,
+        cache::put_value,
+        cache::delete_value,
+        cache::get_ttl,
+        cache::put_ttl,
+        cache::increment,
+        cache::compare_and_swap,
+        cache::get_many,
+        cache::put_many,
+        cache::list_keys,
+        cache::delete_matching,
+        pending_actions::create_action,
+        pending_actions::get_action,
+        pending_actions::confirm_action,
+        pending_actions::cancel_action,
+        agent_state::create_state,
+        agent_state::list_states,
+        agent_state::recent_states,
+        agent_state::cleanup_expired,
+        agent_state::get_state,
+        agent_state::head_state,
+        agent_state::put_state,
+        agent_state::delete_state,
+        agent_state::append_messages,
+        agent_state::patch_context,
+        agent_state::put_relevance,
+        agent_state::get_ttl,
+        agent_state::extend_ttl,
+        session::create_session,
+        session::get_session,
+        session::patch_session,
+        session::delete_session,
+        session::get_context,
+        session::put_context,
+        session::delete_context,
+        session::extend_session,
+        session::rotate_session,
+        session::list_user_sessions,
+        session::delete_user_sessions,
+    ),
+    components(schemas(
+        Problem,
+        session::CreateSession,
+        session::PatchSession,
+        session::ExtendSession,
+        session::SessionBody,
+        session::SessionList,
+        session::DeletedSessions,
+    )),
+    modifiers(&BearerAuth, &CommonResponses, &CacheLinks, &SessionLinks),
+    tags(
+        (name = "openapi", description = "This API description; no API key needed"),
+        (name = "health", description = "Liveness, readiness and backend state; no API key needed"),
+        (name = "cache", description = "Namespaced JSON values with TTLs"),
+        (name = "pending_actions", description = "Confirmation tokens, each confirmed by exactly one caller"),
+        (name = "agent_states", description = "Conversation state per thread: LangChain-shaped messages, \
+                                               context and metadata, atomic appends, exact listing"),
+        (name = "sessions", description = "User sessions with their working context; per-user listing and sign-out everywhere"),
+    )
+)]
+pub struct ApiDoc;
+
+struct BearerAuth;
+
+impl Modify for BearerAuth {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "bearer",
+            SecurityScheme::Http(
+                HttpBuilder::new()
+                    .scheme(HttpAuthScheme::Bearer)
+                    .description(Some(
+                        "An API key configured by its SHA-256 in `auth.keys`; not needed when \
+                         no keys are configured",
+                    ))
+                    .build(),
+            ),
+        );
+    }
+}
+
+/// What every operation can answer besides its own responses, added where an operation does
+/// not document the status itself, so that each resource is held to the same contract:
+/// - the `x-request-id` request header and the same header on every response (the middleware
+///   takes it from the request or makes one);
+/// - 401 `unauthorized` / 403 `forbidden` on operations that need the bearer key;
+/// - 400 `invalid_request` (malformed JSON), 413 `payload_too_large`, 415
+///   `unsupported_media_type` and 422 `validation_failed` on operations with a request body;
+/// - 503 `backend_unavailable` / `timeout` and the opaque 500 on every operation.
+struct CommonResponses;
+
+const REQUEST_ID: &str = "x-request-id";
+
+impl Modify for CommonResponses {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        for item in openapi.paths.paths.values_mut() {
+            for (is_head, operation) in operations(item) {
+                add_common_responses(operation, is_head);
+            }
+        }
+    }
+}
+
+fn operations(item: &mut PathItem) -> impl Iterator<Item = (bool, &mut Operation)> {
+    [
+        (false, item.get.as_mut()),
+        (false, item.put.as_mut()),
+        (false, item.post.as_mut()),
+        (false, item.delete.as_mut()),
+        (false, item.patch.as_mut()),
+        (true, item.head.as_mut()),
+    ]
+    .into_iter()
+    .filter_map(|(is_head, op)| op.map(|op| (is_head, op)))
+}
+
+/// Whether an operation needs the bearer key (`security(())` means it does not).
+fn needs_key(operation: &Operation) -> bool {
+    operation.security.iter().flatten().any(|requirement| {
+        serde_json::to_value(requirement)
+            .ok()
+            .and_then(|v| v.as_object().map(|o| !o.is_empty()))
+            .unwrap_or(false)
+    })
+}
+
+fn add_common_responses(operation: &mut Operation, is_head: bool) {
+    let parameters = operation.parameters.get_or_insert_with(Vec::new);
+    let has_request_id = parameters
+        .iter()
+        .any(|p| matches!(p, RefOr::T(p) if p.name.eq_ignore_ascii_case(REQUEST_ID)));
+    if !has_request_id {
+        parameters.push(RefOr::T(
+            ParameterBuilder::new()
+                .name(REQUEST_ID)
+                .parameter_in(ParameterIn::Header)
+                .required(Required::False)
+                .description(Some(
+                    "Correlates the request in logs; echoed on the response. Made when absent.",
+                ))
+                .schema(Some(Object::with_type(Type::String)))
+                .example(Some(serde_json::json!(
+                    "0f0c8a3e-5a8e-4d7c-9a59-2f1f4c1b6d2a"
+                )))
+                .build(),
+        ));
+    }
+    let mut common = vec![(
+        "500",
+        "`internal`: the server failed; the body says nothing internal",
+    )];
+    common.push((
+        "503",
+        "`backend_unavailable`: the storage backend cannot be reached (mode `redis`); \
+         `timeout`: the request ran longer than `server.request_timeout_ms`",
+    ));
+    if needs_key(operation) {
+        common.push(("401", "`unauthorized`: API key missing or not valid"));
+        common.push(("403", "`forbidden`: the API key lacks the needed scope"));
+    }
+    if operation.request_body.is_some() {
+        common.push(("400", "`invalid_request`: the body is not valid JSON"));
+        common.push((
+            "413",
+            "`payload_too_large`: the body is larger than `limits.max_body_bytes`",
+        ));
+        common.push((
+            "415",
+            "`unsupported_media_type`: the body is not declared as `application/json`",
+        ));
+        common.push((
+            "422",
+            "`validation_failed`: the JSON does not fit the request schema",
+        ));
+    }
+    let responses = &mut operation.responses.responses;
+    for (status, description) in common {
+        if !responses.contains_key(status) {
+            let mut response = Response::new(description);
+            if !is_head {
+                response.content.insert(
+                    "application/problem+json".into(),
+                    RefOr::T(Content::new(Some(Ref::from_schema_name("Problem")))),
+                );
+            }
+            responses.insert(status.into(), RefOr::T(response));
+        }
+    }
+    for response in responses.values_mut() {
+        if let RefOr::T(response) = response {
+            response
+                .headers
+                .entry(REQUEST_ID.into())
+                .or_insert_with(|| {
+                    let mut header = Header::new(Object::with_type(Type::String));
+                    header.description = Some("The request's id, as sent or made".into());
+                    RefOr::T(header)
+                });
+        }
+    }
+}
+
+/// This document (what `openapi.yaml` holds), as JSON.
+#[utoipa::path(
+    get, path = "/openapi.json", tag = "openapi", operation_id = "openapi_document",
+    responses((status = 200, description = "The OpenAPI 3.1 document", body = Object,
+        example = json!({"openapi": "3.1.0", "info": {"title": "statekeeper", "version": "0.1.0"}, "paths": {}}))),
+    security(())
+)]
+pub async fn document() -> Json<utoipa::openapi::OpenApi> {
+    Json(ApiDoc::openapi())
+}
+
+/// The document as YAML, exactly as `openapi.yaml` holds it.
+pub fn yaml() -> String {
+    ApiDoc::openapi()
+        .to_yaml()
+        .expect("the OpenAPI document serialises")
+}
+
+pub fn routes() -> Router<AppState> {
+    Router::new().route("/openapi.json", get(document))
+}

@@ -1,0 +1,141 @@
+//! statekeeper: short-lived state over HTTP, on Redis with an in-memory fallback.
+//!
+//! The crate is laid out as ports and adapters:
+//!
+//! - [`config`] loads [`config::Settings`] from defaults, `config/default.toml`, an optional file
+//!   and the environment, and refuses secrets in files.
+//! - [`telemetry`] sets up `tracing` (pretty or JSON lines, filtered by `log.level`/`RUST_LOG`).
+//! - [`domain`] holds each capability's types and rules, free of I/O, so every adapter applies
+//!   them identically: ids and TTLs, cache values (counters, JSON equality, Redis-style globs),
+//!   agent states (LangChain messages, merge patch), pending actions (tokens, tombstones) and
+//!   sessions (renewal and its cap).
+//! - [`store`] declares the ports, one trait per capability (`CacheStore`, `AgentStateStore`,
+//!   `PendingActionStore`, `SessionStore`) whose methods are its atomic operations, and their
+//!   adapters: `store::memory` (an expiring ordered map),
+//!   `store::redis` (deadpool-redis, one round trip per call) and `store::failover`, the only
+//!   place that decides which backend serves a call.
+//! - [`http`] is the axum layer: one module per resource, extractors in the house error format,
+//!   the tenant extractor and the middleware stack.
+//! - [`error`] maps every error to an RFC 9457 problem document, in one `IntoResponse`.
+//!
+//! [`build_app`] assembles the router for given settings; [`Server`] binds it (port 0 allowed)
+//! and serves it until a shutdown signal.
+
+pub mod config;
+pub mod domain;
+pub mod error;
+pub mod http;
+pub mod store;
+pub mod telemetry;
+
+use std::{future::Future, net::SocketAddr, sync::Arc, time::Duration};
+
+use axum::Router;
+use tokio::net::TcpListener;
+
+use crate::{
+    config::Settings,
+    http::{AppContext, AppState, extract::ApiKeys},
+    store::failover::Failover,
+};
+
+/// The router with every route and the middleware, on the backend `settings` chooses. Must be
+/// called inside a tokio runtime (the memory engine and the Redis probe spawn tasks).
+pub fn build_app(settings: Settings) -> Result<Router, String> {
+    let (stores, failover) = Failover::build(&settings)?;
+    let api_keys = ApiKeys::new(&settings.auth.keys);
+    if api_keys.is_empty() {
+        tracing::warn!(
+            "no API keys configured (auth.keys): every request runs as tenant \"default\" \
+             without authentication"
+        );
+    }
+    Ok(http::router(AppState::new(AppContext {
+        stores,
+        settings: Arc::new(settings),
+        failover,
+        api_keys: Arc::new(api_keys),
+        started: std::time::Instant::now(),
+    })))
+}
+
+/// A bound, not yet serving, instance of the service.
+pub struct Server {
+    listener: TcpListener,
+    router: Router,
+    grace: Duration,
+}
+
+impl Server {
+    /// Builds the app and binds `server.host:server.port`.
+    pub async fn bind(settings: Settings) -> Result<Self, String> {
+        let address = format!("{}:{}", settings.server.host, settings.server.port);
+        let grace = Duration::from_millis(settings.server.shutdown_grace_ms);
+        let backend = settings.backend.mode.as_str();
+        let redis = settings.redis.display_address();
+        let router = build_app(settings)?;
+        let listener = TcpListener::bind(&address)
+            .await
+            .map_err(|e| format!("cannot listen on {address}: {e}"))?;
+        tracing::info!(backend, redis = %redis, "backend configured");
+        Ok(Self {
+            listener,
+            router,
+            grace,
+        })
+    }
+
+    pub fn local_addr(&self) -> SocketAddr {
+        self.listener
+            .local_addr()
+            .expect("a bound listener has an address")
+    }
+
+    /// Serves until `shutdown` resolves, then stops accepting and lets in-flight requests
+    /// finish for at most `server.shutdown_grace_ms`.
+    pub async fn run(self, shutdown: impl Future<Output = ()> + Send + 'static) {
+        let address = self.local_addr();
+        tracing::info!("listening on http://{address}");
+        let (stopping_tx, stopping_rx) = tokio::sync::oneshot::channel::<()>();
+        let graceful = axum::serve(self.listener, self.router).with_graceful_shutdown(async move {
+            shutdown.await;
+            let _ = stopping_tx.send(());
+        });
+        let mut serving = std::pin::pin!(graceful.into_future());
+        tokio::select! {
+            result = &mut serving => {
+                if let Err(e) = result {
+                    tracing::error!(error = %e, "server error");
+                }
+                return;
+            }
+            _ = stopping_rx => {}
+        }
+        tracing::info!("shutting down: draining in-flight requests");
+        if tokio::time::timeout(self.grace, serving).await.is_err() {
+            tracing::warn!("in-flight requests still running after the grace period; exiting");
+        }
+    }
+}
+
+/// Resolves on SIGINT or SIGTERM.
+pub async fn shutdown_signal() {
+    let interrupt = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        _ = interrupt => {},
+        _ = terminate => {},
+    }
+}

@@ -1,0 +1,267 @@
+//! The cache on the memory engine. Keys are `tenant/namespace/key`: `/` appears in no tenant,
+//! namespace or key, so one namespace's entries form one contiguous range of the ordered map.
+
+use std::ops::Bound;
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use tokio::time::Instant;
+
+use super::{
+    MemoryBackend,
+    engine::{Engine, Entry},
+};
+use crate::{
+    domain::{
+        cache::{CacheValue, IncrError, Increment, ListCursor, json_equal},
+        glob,
+        ids::{CacheKey, Namespace, Tenant},
+        ttl::{Expiry, Ttl},
+    },
+    store::{CacheStore, CasOutcome, ForeignCursor, KeyPage, PutCondition, StoreResult, TtlState},
+};
+
+pub struct MemoryCache {
+    /// Keys and values as boxed slices, not `Arc`/`Bytes`: 16 bytes less per map slot and
+    /// per key allocation, which keeps the memory backend under Redis's bytes per entry.
+    engine: Engine<Box<str>, Box<[u8]>>,
+}
+
+impl MemoryCache {
+    pub fn new(backend: &MemoryBackend) -> Self {
+        Self {
+            engine: backend.engine(),
+        }
+    }
+}
+
+fn entry_key(tenant: &Tenant, ns: &Namespace, key: &CacheKey) -> Box<str> {
+    format!("{tenant}/{ns}/{key}").into()
+}
+
+/// The start of a namespace's keys and the bound just past them (`0` follows `/`).
+fn namespace_range(tenant: &Tenant, ns: &Namespace) -> (String, Box<str>) {
+    let start = format!("{tenant}/{ns}/");
+    let end: Box<str> = format!("{tenant}/{ns}0").into();
+    (start, end)
+}
+
+fn stored(value: &[u8]) -> CacheValue {
+    CacheValue::from_stored(Bytes::copy_from_slice(value))
+}
+
+fn deadline(expiry: Expiry) -> Option<Instant> {
+    match expiry {
+        Expiry::After(ttl) => Some(Instant::now() + ttl.duration()),
+        Expiry::Never => None,
+    }
+}
+
+#[async_trait]
+impl CacheStore for MemoryCache {
+    async fn get(
+        &self,
+        tenant: &Tenant,
+        ns: &Namespace,
+        key: &CacheKey,
+    ) -> StoreResult<Option<CacheValue>> {
+        let k = entry_key(tenant, ns, key);
+        Ok(self.engine.read(&k, |e| e.map(|e| stored(&e.value))))
+    }
+
+    async fn exists(&self, tenant: &Tenant, ns: &Namespace, key: &CacheKey) -> StoreResult<bool> {
+        Ok(self
+            .engine
+            .read(&entry_key(tenant, ns, key), |e| e.is_some()))
+    }
+
+    async fn put(
+        &self,
+        tenant: &Tenant,
+        ns: &Namespace,
+        key: &CacheKey,
+        value: CacheValue,
+        expiry: Expiry,
+        condition: PutCondition,
+    ) -> StoreResult<bool> {
+        Ok(self.engine.update(&entry_key(tenant, ns, key), |slot| {
+            let allowed = match condition {
+                PutCondition::Always => true,
+                PutCondition::IfAbsent => slot.is_none(),
+                PutCondition::IfPresent => slot.is_some(),
+            };
+            if allowed {
+                *slot = Some(Entry {
+                    value: Box::from(value.bytes().as_ref()),
+                    expires_at: deadline(expiry),
+                });
+            }
+            allowed
+        }))
+    }
+
+    async fn delete(&self, tenant: &Tenant, ns: &Namespace, key: &CacheKey) -> StoreResult<bool> {
+        Ok(self
+            .engine
+            .update(&entry_key(tenant, ns, key), |slot| slot.take().is_some()))
+    }
+
+    async fn ttl(&self, tenant: &Tenant, ns: &Namespace, key: &CacheKey) -> StoreResult<TtlState> {
+        let now = Instant::now();
+        Ok(self.engine.read(&entry_key(tenant, ns, key), |e| match e {
+            None => TtlState::Missing,
+            Some(Entry {
+                expires_at: None, ..
+            }) => TtlState::Persistent,
+            Some(Entry {
+                expires_at: Some(at),
+                ..
+            }) => TtlState::Expires((*at - now).as_millis().div_ceil(1000) as u64),
+        }))
+    }
+
+    async fn set_ttl(
+        &self,
+        tenant: &Tenant,
+        ns: &Namespace,
+        key: &CacheKey,
+        ttl: Ttl,
+    ) -> StoreResult<bool> {
+        Ok(self
+            .engine
+            .update(&entry_key(tenant, ns, key), |slot| match slot {
+                Some(entry) => {
+                    entry.expires_at = deadline(Expiry::After(ttl));
+                    true
+                }
+                None => false,
+            }))
+    }
+
+    async fn incr(
+        &self,
+        tenant: &Tenant,
+        ns: &Namespace,
+        key: &CacheKey,
+        by: Increment,
+        create_expiry: Expiry,
+    ) -> StoreResult<Result<String, IncrError>> {
+        Ok(self.engine.update(&entry_key(tenant, ns, key), |slot| {
+            let (text, expires_at) = match slot {
+                Some(entry) => (by.apply(&entry.value)?, entry.expires_at),
+                None => (by.initial_text()?, deadline(create_expiry)),
+            };
+            *slot = Some(Entry {
+                value: Box::from(text.as_bytes()),
+                expires_at,
+            });
+            Ok(text)
+        }))
+    }
+
+    async fn compare_and_swap(
+        &self,
+        tenant: &Tenant,
+        ns: &Namespace,
+        key: &CacheKey,
+        expected: Option<serde_json::Value>,
+        value: CacheValue,
+        expiry: Expiry,
+    ) -> StoreResult<CasOutcome> {
+        Ok(self.engine.update(&entry_key(tenant, ns, key), |slot| {
+            let equal = match (&expected, slot.as_ref()) {
+                (None, None) => true,
+                (Some(expected), Some(entry)) => serde_json::from_slice(&entry.value)
+                    .is_ok_and(|current| json_equal(expected, &current)),
+                _ => false,
+            };
+            if !equal {
+                return CasOutcome::Failed {
+                    current: slot.as_ref().map(|e| stored(&e.value)),
+                };
+            }
+            *slot = Some(Entry {
+                value: Box::from(value.bytes().as_ref()),
+                expires_at: deadline(expiry),
+            });
+            CasOutcome::Swapped
+        }))
+    }
+
+    async fn get_many(
+        &self,
+        tenant: &Tenant,
+        ns: &Namespace,
+        keys: &[CacheKey],
+    ) -> StoreResult<Vec<Option<CacheValue>>> {
+        let keys: Vec<Box<str>> = keys.iter().map(|k| entry_key(tenant, ns, k)).collect();
+        Ok(self
+            .engine
+            .read_many(&keys, |e| e.map(|e| stored(&e.value))))
+    }
+
+    async fn put_many(
+        &self,
+        tenant: &Tenant,
+        ns: &Namespace,
+        entries: Vec<(CacheKey, CacheValue)>,
+        expiry: Expiry,
+    ) -> StoreResult<()> {
+        let expires_at = deadline(expiry);
+        self.engine.write_many(
+            entries
+                .into_iter()
+                .map(|(key, value)| {
+                    let entry = Entry {
+                        value: Box::from(value.bytes().as_ref()),
+                        expires_at,
+                    };
+                    (entry_key(tenant, ns, &key), entry)
+                })
+                .collect(),
+        );
+        Ok(())
+    }
+
+    async fn list(
+        &self,
+        tenant: &Tenant,
+        ns: &Namespace,
+        pattern: &str,
+        cursor: ListCursor,
+        limit: usize,
+    ) -> StoreResult<Result<KeyPage, ForeignCursor>> {
+        let (prefix, end) = namespace_range(tenant, ns);
+        let start: Bound<Box<str>> = match cursor {
+            ListCursor::Start => Bound::Included(prefix.as_str().into()),
+            ListCursor::Memory(after) => Bound::Excluded(format!("{prefix}{after}").into()),
+            ListCursor::Redis(_) => return Ok(Err(ForeignCursor)),
+        };
+        let (page, more) = self
+            .engine
+            .scan((start, Bound::Excluded(end)), limit, |k, _| {
+                let key = &k[prefix.len()..];
+                glob::matches(pattern, key).then(|| key.to_string())
+            });
+        let keys: Vec<String> = page.into_iter().map(|(_, key)| key).collect();
+        let next = match keys.last() {
+            Some(last) if more => ListCursor::Memory(last.clone()),
+            _ => ListCursor::Start,
+        };
+        Ok(Ok(KeyPage { keys, next }))
+    }
+
+    async fn delete_matching(
+        &self,
+        tenant: &Tenant,
+        ns: &Namespace,
+        pattern: &str,
+    ) -> StoreResult<u64> {
+        let (prefix, end) = namespace_range(tenant, ns);
+        let start: Box<str> = prefix.as_str().into();
+        let removed = self
+            .engine
+            .remove_where(start..end, |k| glob::matches(pattern, &k[prefix.len()..]));
+        Ok(removed as u64)
+    }
+}

@@ -1,0 +1,464 @@
+//! The ports: one trait per capability whose methods are that capability's atomic operations,
+//! and `Stores`, the set of them a request handler sees.
+//!
+//! Adapters: `memory` (the embedded expiring map) and `redis`; `failover` wraps a pair of them
+//! and decides, per call, which one serves it.
+
+pub mod failover;
+pub mod memory;
+pub mod redis;
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+
+use crate::domain::{
+    agent_state::{AgentState, JsonObject, Message, NewAgentState, RecentState, ThreadId},
+    cache::{CacheValue, IncrError, Increment, ListCursor},
+    ids::{CacheKey, Namespace, Tenant},
+    pending_action::{ActionToken, Cancel, Confirm, IdempotencyKey, PendingAction, TombstoneLife},
+    session::{Session, SessionChange, SessionId, SessionRules, UserId},
+    ttl::{Expiry, Ttl},
+};
+use time::OffsetDateTime;
+
+/// Errors of a store call. Outcomes a caller can cause (absent, conflict) are not errors: they
+/// are part of each method's return value.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum StoreError {
+    /// The backend could not be reached or did not answer in time. In `auto` mode this is what
+    /// sends a call to the memory backend.
+    #[error("backend unavailable: {0}")]
+    Unavailable(String),
+    /// Every pooled connection stayed busy for the whole deadline: this service is overloaded,
+    /// Redis is not known to be down, so the call neither fails over nor marks Redis down.
+    #[error("backend busy: {0}")]
+    Busy(String),
+    /// The backend answered something this code does not expect: a bug, logged and turned
+    /// into an opaque 500.
+    #[error("unexpected backend reply: {0}")]
+    Internal(String),
+}
+
+pub type StoreResult<T> = Result<T, StoreError>;
+
+/// When a cache write applies.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PutCondition {
+    Always,
+    /// Only when no live value exists (`SET NX`).
+    IfAbsent,
+    /// Only when a live value exists (`SET XX`).
+    IfPresent,
+}
+
+/// What a compare-and-set did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CasOutcome {
+    Swapped,
+    /// The live value (or its absence) did not equal `expected`; nothing was written.
+    Failed {
+        current: Option<CacheValue>,
+    },
+}
+
+/// One page of a key listing.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KeyPage {
+    pub keys: Vec<String>,
+    /// `ListCursor::Start` when the listing is complete.
+    pub next: ListCursor,
+}
+
+/// A cursor the serving backend cannot resume from (it came from the other backend, e.g.
+/// across a failover): the listing must start again.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ForeignCursor;
+
+/// What a TTL query found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TtlState {
+    Missing,
+    Persistent,
+    /// Whole seconds left, rounded up so a live entry never reports 0.
+    Expires(u64),
+}
+
+/// The cache: namespaced JSON values per tenant. A value that has expired is absent for every
+/// method, whether or not a purge has removed it yet.
+#[async_trait]
+pub trait CacheStore: Send + Sync {
+    /// The live value, or `None`.
+    async fn get(
+        &self,
+        tenant: &Tenant,
+        ns: &Namespace,
+        key: &CacheKey,
+    ) -> StoreResult<Option<CacheValue>>;
+
+    /// Whether a live value exists, without transferring it.
+    async fn exists(&self, tenant: &Tenant, ns: &Namespace, key: &CacheKey) -> StoreResult<bool>;
+
+    /// Writes value and expiry in one atomic step when `condition` holds; returns whether it
+    /// wrote. A write replaces the previous expiry.
+    async fn put(
+        &self,
+        tenant: &Tenant,
+        ns: &Namespace,
+        key: &CacheKey,
+        value: CacheValue,
+        expiry: Expiry,
+        condition: PutCondition,
+    ) -> StoreResult<bool>;
+
+    /// Removes the value; returns whether a live one existed.
+    async fn delete(&self, tenant: &Tenant, ns: &Namespace, key: &CacheKey) -> StoreResult<bool>;
+
+    async fn ttl(&self, tenant: &Tenant, ns: &Namespace, key: &CacheKey) -> StoreResult<TtlState>;
+
+    /// Sets a new TTL on a live value; returns false when there is none (nothing is created).
+    async fn set_ttl(
+        &self,
+        tenant: &Tenant,
+        ns: &Namespace,
+        key: &CacheKey,
+        ttl: Ttl,
+    ) -> StoreResult<bool>;
+
+    /// Adds `by` to a numeric value atomically and returns the new value's JSON text. A missing
+    /// value counts as 0 and the counter is created with `create_expiry`; an existing counter
+    /// keeps its TTL.
+    async fn incr(
+        &self,
+        tenant: &Tenant,
+        ns: &Namespace,
+        key: &CacheKey,
+        by: Increment,
+        create_expiry: Expiry,
+    ) -> StoreResult<Result<String, IncrError>>;
+
+    /// Writes `value` only if the live value equals `expected` as JSON (`None`: absent), as
+    /// one atomic step: of concurrent swaps from the same `expected`, exactly one succeeds.
+    async fn compare_and_swap(
+        &self,
+        tenant: &Tenant,
+        ns: &Namespace,
+        key: &CacheKey,
+        expected: Option<serde_json::Value>,
+        value: CacheValue,
+        expiry: Expiry,
+    ) -> StoreResult<CasOutcome>;
+
+    /// The live values of `keys`, in order, read as one snapshot.
+    async fn get_many(
+        &self,
+        tenant: &Tenant,
+        ns: &Namespace,
+        keys: &[CacheKey],
+    ) -> StoreResult<Vec<Option<CacheValue>>>;
+
+    /// Writes every entry with the same expiry, atomically: no reader sees some but not all.
+    async fn put_many(
+        &self,
+        tenant: &Tenant,
+        ns: &Namespace,
+        entries: Vec<(CacheKey, CacheValue)>,
+        expiry: Expiry,
+    ) -> StoreResult<()>;
+
+    /// Up to about `limit` keys of the namespace matching the Redis-style glob `pattern`, from
+    /// `cursor`. Keys of other namespaces and tenants are never seen, whatever the pattern.
+    /// Redis may return a key twice across pages (SCAN's guarantee); memory never does.
+    async fn list(
+        &self,
+        tenant: &Tenant,
+        ns: &Namespace,
+        pattern: &str,
+        cursor: ListCursor,
+        limit: usize,
+    ) -> StoreResult<Result<KeyPage, ForeignCursor>>;
+
+    /// Deletes every key of the namespace matching `pattern`, in batches; returns how many.
+    async fn delete_matching(
+        &self,
+        tenant: &Tenant,
+        ns: &Namespace,
+        pattern: &str,
+    ) -> StoreResult<u64>;
+}
+
+/// Pending actions: confirmation tokens that are confirmed by exactly one caller. A token is
+/// one record per tenant; once confirmed or cancelled it becomes a tombstone that still
+/// answers (with its status) until its `TombstoneLife` ends, then it is absent like an
+/// expired or unknown token. Another tenant's token is absent for every method.
+#[async_trait]
+pub trait PendingActionStore: Send + Sync {
+    /// Stores a `pending` action under its token for `ttl`; returns false, writing nothing,
+    /// when the token already exists (a record is never overwritten).
+    async fn create(&self, tenant: &Tenant, action: PendingAction, ttl: Ttl) -> StoreResult<bool>;
+
+    /// The action with its current status while it or its tombstone lives, else `None`.
+    async fn get(&self, tenant: &Tenant, token: &ActionToken)
+    -> StoreResult<Option<PendingAction>>;
+
+    /// Confirms a pending action in one atomic step: of any number of concurrent confirms of
+    /// one token, across every instance sharing the backend, exactly one sees `Confirmed`.
+    /// The winner's `idempotency_key` is kept in the tombstone (which lives for `tombstone`),
+    /// and a later confirm carrying the same key sees `Replayed` with the same action.
+    async fn confirm(
+        &self,
+        tenant: &Tenant,
+        token: &ActionToken,
+        at: OffsetDateTime,
+        idempotency_key: Option<IdempotencyKey>,
+        tombstone: TombstoneLife,
+    ) -> StoreResult<Confirm>;
+
+    /// Cancels a pending action atomically, so that no confirm can succeed afterwards; a
+    /// confirm and a cancel racing on one token never both win. Already-final tokens are
+    /// left as they are (`AlreadyCancelled`, `AlreadyConfirmed`).
+    async fn cancel(
+        &self,
+        tenant: &Tenant,
+        token: &ActionToken,
+        at: OffsetDateTime,
+        tombstone: TombstoneLife,
+    ) -> StoreResult<Cancel>;
+}
+
+/// The outcome of a write to an existing agent state that may carry an expected version.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Versioned<T> {
+    Done(T),
+    /// No live thread with this id; nothing was written.
+    Missing,
+    /// The thread's version is not the expected one (or, for `replace`, there is no thread to
+    /// match the expected version); nothing was written.
+    Stale,
+    /// `patch_context` lost every optimistic retry to concurrent writers; nothing was written.
+    Contended,
+}
+
+/// Why a versioned write did not happen: the `Missing` and `Stale` of `Versioned`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Refusal {
+    Missing,
+    Stale,
+}
+
+impl<T> From<Refusal> for Versioned<T> {
+    fn from(refusal: Refusal) -> Self {
+        match refusal {
+            Refusal::Missing => Versioned::Missing,
+            Refusal::Stale => Versioned::Stale,
+        }
+    }
+}
+
+/// What `AgentStateStore::replace` did.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Replaced {
+    pub state: AgentState,
+    /// True when no live thread existed, so this write created one.
+    pub created: bool,
+}
+
+/// What `AgentStateStore::append` left.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Appended {
+    pub message_count: u64,
+    pub version: u64,
+}
+
+/// One page of `AgentStateStore::list`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ThreadPage {
+    pub thread_ids: Vec<ThreadId>,
+    /// Whether live threads follow the last id of this page.
+    pub more: bool,
+}
+
+/// Agent states: one conversation per thread and tenant, with its messages, context and
+/// metadata. A thread and all its messages expire together; an expired thread is absent for
+/// every method, whether or not a purge has removed it yet, and is never listed. Every write
+/// that changes a thread (create, replace, append, context, relevance) raises `version` by one,
+/// sets `updated_at`, and renews the thread's TTL (`ttl_seconds`, kept with the thread), so a
+/// conversation in use does not expire.
+#[async_trait]
+pub trait AgentStateStore: Send + Sync {
+    /// Creates the thread at version 1 unless a live one exists (`None`: nothing was written).
+    /// An expired thread of the same id counts as absent and is replaced.
+    async fn create(
+        &self,
+        tenant: &Tenant,
+        state: NewAgentState,
+    ) -> StoreResult<Option<AgentState>>;
+
+    /// The live thread, with all its messages or only the last `last_messages`, read in one
+    /// atomic step so `version`, `message_count` and the messages always agree.
+    async fn get(
+        &self,
+        tenant: &Tenant,
+        thread: &ThreadId,
+        last_messages: Option<u64>,
+    ) -> StoreResult<Option<AgentState>>;
+
+    /// Whether a live thread exists, without reading it.
+    async fn exists(&self, tenant: &Tenant, thread: &ThreadId) -> StoreResult<bool>;
+
+    /// Replaces the whole thread (messages included) or creates it. With `if_version` it only
+    /// writes when a live thread has exactly that version. A replace keeps `created_at` and
+    /// continues the version count.
+    async fn replace(
+        &self,
+        tenant: &Tenant,
+        state: NewAgentState,
+        if_version: Option<u64>,
+    ) -> StoreResult<Versioned<Replaced>>;
+
+    /// Removes the thread, its messages and its index entries; returns whether a live thread
+    /// existed.
+    async fn delete(&self, tenant: &Tenant, thread: &ThreadId) -> StoreResult<bool>;
+
+    /// Appends messages to a live thread in one atomic step: concurrent appends each land
+    /// whole, none is lost, and each raises the version by one. Never creates a thread.
+    async fn append(
+        &self,
+        tenant: &Tenant,
+        thread: &ThreadId,
+        messages: Vec<Message>,
+        if_version: Option<u64>,
+    ) -> StoreResult<Versioned<Appended>>;
+
+    /// Applies a JSON merge patch (RFC 7396) to the context of a live thread and returns the
+    /// whole state after it. Atomic: concurrent patches are applied one after another, none is
+    /// lost (on Redis by an optimistic, version-checked write that is retried when another
+    /// write came first).
+    async fn patch_context(
+        &self,
+        tenant: &Tenant,
+        thread: &ThreadId,
+        patch: JsonObject,
+        if_version: Option<u64>,
+    ) -> StoreResult<Versioned<AgentState>>;
+
+    /// Sets `is_relevant` on a live thread; returns the new version.
+    async fn set_relevance(
+        &self,
+        tenant: &Tenant,
+        thread: &ThreadId,
+        is_relevant: bool,
+        if_version: Option<u64>,
+    ) -> StoreResult<Versioned<u64>>;
+
+    /// Up to `limit` live thread ids in byte order, strictly after `after`. Paging with the
+    /// last id of each page visits every thread that lives throughout exactly once. Index
+    /// entries of expired threads are dropped on the way.
+    async fn list(
+        &self,
+        tenant: &Tenant,
+        after: Option<ThreadId>,
+        limit: usize,
+    ) -> StoreResult<ThreadPage>;
+
+    /// The `limit` most recently updated live threads, newest first. Index entries of expired
+    /// or vanished threads are dropped on the way, so none is ever listed.
+    async fn recent(&self, tenant: &Tenant, limit: usize) -> StoreResult<Vec<RecentState>>;
+
+    /// Whole seconds until the live thread expires (rounded up), `None` when there is none.
+    async fn ttl(&self, tenant: &Tenant, thread: &ThreadId) -> StoreResult<Option<u64>>;
+
+    /// Gives a live thread (all its keys) a new TTL from now, kept as its TTL for later
+    /// writes; returns false when there is none. Not a change of the state: `version` stays.
+    async fn set_ttl(&self, tenant: &Tenant, thread: &ThreadId, ttl: Ttl) -> StoreResult<bool>;
+
+    /// Drops the index entries of every expired thread of the tenant; returns how many.
+    async fn cleanup_expired(&self, tenant: &Tenant) -> StoreResult<u64>;
+}
+
+/// What a conditional session change found.
+#[derive(Debug, Clone, PartialEq)]
+pub enum SessionUpdate {
+    /// No live session: deleted, expired or never made. Nothing was written.
+    Missing,
+    /// `If-Match` named another version; nothing was written.
+    Stale {
+        current_version: u64,
+    },
+    /// The change would grow `data` + `context` to `size` bytes, past
+    /// `SessionRules::max_bytes`; nothing was written. (A change that shrinks them is allowed
+    /// even above the limit, so a lowered limit never locks a session.)
+    TooLarge {
+        size: usize,
+    },
+    Updated(Session),
+}
+
+/// User sessions. A session that has expired or been deleted is absent for every method, and
+/// no method ever writes one back: each write checks that the session is live in the same
+/// atomic step as the write, so a write that races a delete either lands before it (and is
+/// deleted with the session) or finds nothing.
+///
+/// Every session is also in its user's index, in the same atomic step as its creation, rotation
+/// and deletion, so "sign out everywhere" cannot miss one.
+#[async_trait]
+pub trait SessionStore: Send + Sync {
+    /// Stores a new session (its id is fresh, so nothing is overwritten) and indexes it under
+    /// its user, atomically. `rules` bounds how long the index must be kept.
+    async fn create(
+        &self,
+        tenant: &Tenant,
+        session: Session,
+        rules: SessionRules,
+    ) -> StoreResult<()>;
+
+    /// The live session, or `None`. With `rules.rolling` the read also renews its expiry
+    /// (`Session::touch`) in the same atomic step, so a renewal can never revive it.
+    async fn get(
+        &self,
+        tenant: &Tenant,
+        id: &SessionId,
+        rules: SessionRules,
+    ) -> StoreResult<Option<Session>>;
+
+    /// Applies `change` (`Session::apply`) when the session is live, at the `if_match` version
+    /// if one is given, and the result within `rules.max_bytes`; checks and write are one
+    /// atomic step. Checked in that order: missing, stale, too large.
+    async fn update(
+        &self,
+        tenant: &Tenant,
+        id: &SessionId,
+        change: SessionChange,
+        if_match: Option<u64>,
+        rules: SessionRules,
+    ) -> StoreResult<SessionUpdate>;
+
+    /// Moves a live session to `new_id` (same content, creation time and expiry) and removes
+    /// the old id in one atomic step, the user index included; `None` when not live.
+    async fn rotate(
+        &self,
+        tenant: &Tenant,
+        id: &SessionId,
+        new_id: SessionId,
+        rules: SessionRules,
+    ) -> StoreResult<Option<Session>>;
+
+    /// Removes the session and its index entry; returns whether a live one existed.
+    async fn delete(&self, tenant: &Tenant, id: &SessionId) -> StoreResult<bool>;
+
+    /// The user's live sessions, oldest first (then by id). Index entries of sessions that have
+    /// expired are dropped on the way; they are never listed.
+    async fn list_for_user(&self, tenant: &Tenant, user: &UserId) -> StoreResult<Vec<Session>>;
+
+    /// Deletes every session of the user in one atomic step; returns how many were live.
+    async fn delete_for_user(&self, tenant: &Tenant, user: &UserId) -> StoreResult<u64>;
+}
+
+/// Every capability's store, as the HTTP layer sees it: failover is already inside.
+#[derive(Clone)]
+pub struct Stores {
+    pub cache: Arc<dyn CacheStore>,
+    pub pending_actions: Arc<dyn PendingActionStore>,
+    pub agent_states: Arc<dyn AgentStateStore>,
+    pub sessions: Arc<dyn SessionStore>,
+}

@@ -1,0 +1,24 @@
+//! The Redis backend: each capability's store implemented with the natural Redis structure,
+//! one round trip per call. `pool` owns connections and deadlines, `keys` every key name.
+
+pub mod agent_state;
+pub mod cache;
+pub mod keys;
+pub mod pending_action;
+pub mod pool;
+pub mod session;
+
+use std::sync::Arc;
+
+pub use self::pool::RedisPool;
+use super::Stores;
+
+/// One store per capability, all on `pool`.
+pub fn stores(pool: &RedisPool) -> Stores {
+    Stores {
+        cache: Arc::new(cache::RedisCache::new(pool.clone())),
+        pending_actions: Arc::new(pending_action::RedisPendingActions::new(pool.clone())),
+        agent_states: Arc::new(agent_state::RedisAgentStates::new(pool.clone())),
+        sessions: Arc::new(session::RedisSessions::new(pool.clone())),
+    }
+}

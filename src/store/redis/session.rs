@@ -1,0 +1,284 @@
+//! Sessions on Redis. A session is a hash (`user_id`, `workspace_id`, `data` and `context` as
+//! JSON text, `created_at`, `last_activity_at`, `expires_at` in Unix ms, `ttl`, `version`)
+//! whose key expires with the session; each user has a set of their session ids. Every call is
+//! one round trip: `HGETALL` for a plain read, otherwise one Lua script that checks the
+//! session is live and writes in the same atomic step (see `scripts/session_*.lua`). Key
+//! layout and its Cluster trade-off: `keys::Keys::session`.
+
+use std::collections::HashMap;
+
+use async_trait::async_trait;
+use redis::Script;
+use serde_json::{Map, Value};
+
+use super::RedisPool;
+use crate::{
+    domain::{
+        ids::Tenant,
+        session::{
+            Session, SessionChange, SessionId, SessionRules, UserId, now_ms, sort_for_listing,
+        },
+    },
+    store::{SessionStore, SessionUpdate, StoreError, StoreResult},
+};
+
+pub struct RedisSessions {
+    redis: RedisPool,
+    create: Script,
+    update: Script,
+    rotate: Script,
+    delete: Script,
+    list: Script,
+    delete_user: Script,
+}
+
+impl RedisSessions {
+    pub fn new(redis: RedisPool) -> Self {
+        Self {
+            redis,
+            create: Script::new(include_str!("scripts/session_create.lua")),
+            update: Script::new(concat!(
+                include_str!("scripts/session_merge.lua"),
+                include_str!("scripts/session_update.lua")
+            )),
+            rotate: Script::new(include_str!("scripts/session_rotate.lua")),
+            delete: Script::new(include_str!("scripts/session_delete.lua")),
+            list: Script::new(include_str!("scripts/session_list.lua")),
+            delete_user: Script::new(include_str!("scripts/session_delete_user.lua")),
+        }
+    }
+}
+
+fn to_json(map: &Map<String, Value>) -> String {
+    serde_json::to_string(map).expect("a JSON map serialises")
+}
+
+/// The hash fields of a session, as `session_create.lua` stores them.
+fn fields(session: &Session) -> Vec<(&'static str, String)> {
+    let mut out = vec![
+        ("user_id", session.user_id.to_string()),
+        ("data", to_json(&session.data)),
+        ("context", to_json(&session.context)),
+        ("created_at", session.created_at_ms.to_string()),
+        ("last_activity_at", session.last_activity_at_ms.to_string()),
+        ("expires_at", session.expires_at_ms.to_string()),
+        ("ttl", session.ttl_seconds.to_string()),
+        ("version", session.version.to_string()),
+    ];
+    if let Some(workspace) = &session.workspace_id {
+        out.push(("workspace_id", workspace.to_string()));
+    }
+    out
+}
+
+/// A session from `HGETALL`'s field/value pairs.
+fn from_pairs(id: SessionId, pairs: &[String]) -> StoreResult<Session> {
+    let map: HashMap<&str, &str> = pairs
+        .chunks_exact(2)
+        .map(|pair| (pair[0].as_str(), pair[1].as_str()))
+        .collect();
+    let bad = |what: &str| StoreError::Internal(format!("session hash: bad or missing {what}"));
+    let field = |name: &'static str| map.get(name).copied().ok_or_else(|| bad(name));
+    let number = |name: &'static str| field(name)?.parse::<i64>().map_err(|_| bad(name));
+    let object = |name: &'static str| {
+        serde_json::from_str::<Map<String, Value>>(field(name)?).map_err(|_| bad(name))
+    };
+    Ok(Session {
+        id,
+        user_id: UserId::parse(field("user_id")?).map_err(|_| bad("user_id"))?,
+        workspace_id: map
+            .get("workspace_id")
+            .map(|w| UserId::parse(*w).map_err(|_| bad("workspace_id")))
+            .transpose()?,
+        data: object("data")?,
+        context: object("context")?,
+        created_at_ms: number("created_at")?,
+        last_activity_at_ms: number("last_activity_at")?,
+        expires_at_ms: number("expires_at")?,
+        ttl_seconds: number("ttl")? as u64,
+        version: number("version")? as u64,
+    })
+}
+
+#[async_trait]
+impl SessionStore for RedisSessions {
+    async fn create(
+        &self,
+        tenant: &Tenant,
+        session: Session,
+        rules: SessionRules,
+    ) -> StoreResult<()> {
+        let keys = self.redis.keys();
+        let now = now_ms();
+        let mut invocation = self.create.prepare_invoke();
+        invocation
+            .key(keys.session(tenant, &session.id))
+            .key(keys.session_user(tenant, &session.user_id))
+            .arg((session.expires_at_ms - now).max(1))
+            .arg((session.deadline_cap_ms(rules) - now).max(1))
+            .arg(session.id.as_str());
+        for (name, value) in fields(&session) {
+            invocation.arg(name).arg(value);
+        }
+        let _: i64 = self.redis.script(&invocation).await?;
+        Ok(())
+    }
+
+    async fn get(
+        &self,
+        tenant: &Tenant,
+        id: &SessionId,
+        rules: SessionRules,
+    ) -> StoreResult<Option<Session>> {
+        if rules.rolling {
+            // The renewal needs the stored TTL and creation time: read and renew in one script.
+            return match self
+                .run_update(tenant, id, "touch", None, ["", ""], rules)
+                .await?
+            {
+                SessionUpdate::Updated(session) => Ok(Some(session)),
+                _ => Ok(None),
+            };
+        }
+        let key = self.redis.keys().session(tenant, id);
+        let pairs: Vec<String> = self.redis.query(redis::cmd("HGETALL").arg(key)).await?;
+        if pairs.is_empty() {
+            return Ok(None);
+        }
+        from_pairs(id.clone(), &pairs).map(Some)
+    }
+
+    async fn update(
+        &self,
+        tenant: &Tenant,
+        id: &SessionId,
+        change: SessionChange,
+        if_match: Option<u64>,
+        rules: SessionRules,
+    ) -> StoreResult<SessionUpdate> {
+        let patch = |m: Option<Map<String, Value>>| m.as_ref().map(to_json).unwrap_or_default();
+        let (op, args) = match change {
+            SessionChange::Patch { data, context } => ("patch", [patch(data), patch(context)]),
+            SessionChange::ReplaceContext(context) => {
+                ("context", [to_json(&context), String::new()])
+            }
+            SessionChange::Extend(ttl) => ("extend", [ttl.seconds().to_string(), String::new()]),
+        };
+        let [first, second] = &args;
+        self.run_update(tenant, id, op, if_match, [first, second], rules)
+            .await
+    }
+
+    async fn rotate(
+        &self,
+        tenant: &Tenant,
+        id: &SessionId,
+        new_id: SessionId,
+        _rules: SessionRules,
+    ) -> StoreResult<Option<Session>> {
+        let keys = self.redis.keys();
+        let mut invocation = self.rotate.prepare_invoke();
+        invocation
+            .key(keys.session(tenant, id))
+            .key(keys.session(tenant, &new_id))
+            .arg(keys.session_user_prefix(tenant))
+            .arg(id.as_str())
+            .arg(new_id.as_str())
+            .arg(now_ms());
+        let pairs: Vec<String> = self.redis.script(&invocation).await?;
+        if pairs.is_empty() {
+            return Ok(None);
+        }
+        from_pairs(new_id, &pairs).map(Some)
+    }
+
+    async fn delete(&self, tenant: &Tenant, id: &SessionId) -> StoreResult<bool> {
+        let keys = self.redis.keys();
+        let mut invocation = self.delete.prepare_invoke();
+        invocation
+            .key(keys.session(tenant, id))
+            .arg(keys.session_user_prefix(tenant))
+            .arg(id.as_str());
+        let deleted: i64 = self.redis.script(&invocation).await?;
+        Ok(deleted == 1)
+    }
+
+    async fn list_for_user(&self, tenant: &Tenant, user: &UserId) -> StoreResult<Vec<Session>> {
+        let keys = self.redis.keys();
+        let mut invocation = self.list.prepare_invoke();
+        invocation
+            .key(keys.session_user(tenant, user))
+            .arg(keys.session_prefix(tenant));
+        let records: Vec<Vec<String>> = self.redis.script(&invocation).await?;
+        let mut sessions = records
+            .into_iter()
+            .map(|record| {
+                let (id, pairs) = record
+                    .split_first()
+                    .ok_or_else(|| StoreError::Internal("empty session record".into()))?;
+                let id = SessionId::parse(id.as_str())
+                    .map_err(|_| StoreError::Internal(format!("bad session id {id:?} in index")))?;
+                from_pairs(id, pairs)
+            })
+            .collect::<StoreResult<Vec<_>>>()?;
+        sort_for_listing(&mut sessions);
+        Ok(sessions)
+    }
+
+    async fn delete_for_user(&self, tenant: &Tenant, user: &UserId) -> StoreResult<u64> {
+        let keys = self.redis.keys();
+        let mut invocation = self.delete_user.prepare_invoke();
+        invocation
+            .key(keys.session_user(tenant, user))
+            .arg(keys.session_prefix(tenant));
+        let deleted: u64 = self.redis.script(&invocation).await?;
+        Ok(deleted)
+    }
+}
+
+impl RedisSessions {
+    /// Runs `session_update.lua`; `args` are its ARGV[6] and ARGV[7].
+    async fn run_update(
+        &self,
+        tenant: &Tenant,
+        id: &SessionId,
+        op: &str,
+        if_match: Option<u64>,
+        args: [&str; 2],
+        rules: SessionRules,
+    ) -> StoreResult<SessionUpdate> {
+        let keys = self.redis.keys();
+        let mut invocation = self.update.prepare_invoke();
+        invocation
+            .key(keys.session(tenant, id))
+            .arg(op)
+            .arg(now_ms())
+            .arg(if rules.rolling { "1" } else { "0" })
+            .arg(rules.max_lifetime_ms)
+            .arg(if_match.map(|v| v.to_string()).unwrap_or_default())
+            .arg(args[0])
+            .arg(args[1])
+            .arg(keys.session_user_prefix(tenant))
+            .arg(rules.max_bytes);
+        let reply: Vec<String> = self.redis.script(&invocation).await?;
+        match reply.split_first() {
+            Some((status, pairs)) if status == "ok" => {
+                from_pairs(id.clone(), pairs).map(SessionUpdate::Updated)
+            }
+            Some((status, _)) if status == "missing" => Ok(SessionUpdate::Missing),
+            Some((status, [size])) if status == "too_large" => Ok(SessionUpdate::TooLarge {
+                size: size
+                    .parse()
+                    .map_err(|_| StoreError::Internal(format!("bad size {size:?}")))?,
+            }),
+            Some((status, [version])) if status == "stale" => Ok(SessionUpdate::Stale {
+                current_version: version
+                    .parse()
+                    .map_err(|_| StoreError::Internal(format!("bad version {version:?}")))?,
+            }),
+            _ => Err(StoreError::Internal(format!(
+                "unexpected session_update reply {reply:?}"
+            ))),
+        }
+    }
+}

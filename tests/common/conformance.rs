@@ -1,0 +1,30 @@
+//! The store conformance macro: every case runs once against the memory adapters and once
+//! against the Redis adapters (on a private `redis-server`), so the two can never disagree.
+//!
+//! A case is an `async fn case(stores: &Stores)` in the invoking test file:
+//! `store_conformance!(case_a, case_b);`. Cases run on a multi-threaded runtime, so races
+//! inside a case are real.
+
+#[macro_export]
+macro_rules! store_conformance {
+    ($($case:ident),* $(,)?) => {
+        mod memory_adapter {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+                async fn $case() {
+                    let harness = $crate::common::memory_stores().await.expect("memory stores");
+                    super::$case(&harness.stores).await;
+                }
+            )*
+        }
+        mod redis_adapter {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+                async fn $case() {
+                    let Some(harness) = $crate::common::redis_stores().await else { return };
+                    super::$case(&harness.stores).await;
+                }
+            )*
+        }
+    };
+}

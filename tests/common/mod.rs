@@ -1,0 +1,263 @@
+//! Test helpers shared by every test binary: a private `redis-server` per test, the service on
+//! port 0, and the store conformance macro.
+#![allow(dead_code)]
+
+pub mod conformance;
+
+use std::{
+    net::TcpListener,
+    process::{Child, Command, Stdio},
+    sync::Arc,
+    time::{Duration, Instant},
+};
+
+use statekeeper::{
+    Server,
+    config::{BackendMode, Settings},
+    store::{Stores, memory::MemoryBackend, redis::RedisPool},
+};
+
+/// A `redis-server` of this test's own on a free port, killed on drop.
+pub struct RedisServer {
+    pub port: u16,
+    child: Option<Child>,
+}
+
+impl RedisServer {
+    /// Starts one. Without a `redis-server` binary: panics under CI, else prints a loud warning
+    /// and returns `None` so the caller can skip.
+    pub fn start() -> Option<Self> {
+        let found = Command::new("redis-server")
+            .arg("--version")
+            .stdout(Stdio::null())
+            .status()
+            .is_ok();
+        if !found {
+            if std::env::var_os("CI").is_some() {
+                panic!("redis-server is not installed, and CI is set: Redis tests must run");
+            }
+            eprintln!(
+                "\n!!!!!! SKIPPING a Redis test: no redis-server binary on PATH \
+                 (install redis-server to run it) !!!!!!\n"
+            );
+            return None;
+        }
+        let port = free_port();
+        let mut server = Self { port, child: None };
+        server.restart();
+        Some(server)
+    }
+
+    /// (Re)starts the server on the same port and waits until it answers.
+    pub fn restart(&mut self) {
+        self.kill();
+        let child = Command::new("redis-server")
+            .args(["--port", &self.port.to_string()])
+            .args(["--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("redis-server starts");
+        self.child = Some(child);
+        let started = Instant::now();
+        while started.elapsed() < Duration::from_secs(10) {
+            if let Ok(client) = redis::Client::open(self.url())
+                && let Ok(mut conn) = client.get_connection()
+                && redis::cmd("PING").query::<String>(&mut conn).is_ok()
+            {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        panic!("redis-server on port {} did not start", self.port);
+    }
+
+    pub fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// SIGSTOP: the server keeps its socket but answers nothing (a hung Redis).
+    pub fn pause(&self) {
+        self.signal("-STOP");
+    }
+
+    pub fn resume(&self) {
+        self.signal("-CONT");
+    }
+
+    fn signal(&self, signal: &str) {
+        let pid = self.child.as_ref().expect("server running").id();
+        let status = Command::new("kill")
+            .args([signal, &pid.to_string()])
+            .status()
+            .expect("kill runs");
+        assert!(status.success());
+    }
+
+    pub fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}/0", self.port)
+    }
+
+    /// A plain connection for looking at what the service stored.
+    pub fn connection(&self) -> redis::Connection {
+        redis::Client::open(self.url())
+            .unwrap()
+            .get_connection()
+            .unwrap()
+    }
+}
+
+impl Drop for RedisServer {
+    fn drop(&mut self) {
+        self.resume_quietly();
+        self.kill();
+    }
+}
+
+impl RedisServer {
+    fn resume_quietly(&self) {
+        if let Some(child) = &self.child {
+            let _ = Command::new("kill")
+                .args(["-CONT", &child.id().to_string()])
+                .status();
+        }
+    }
+}
+
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// Settings for a test: port 0, quiet, fast probe.
+pub fn settings(mode: BackendMode, redis: Option<&RedisServer>) -> Settings {
+    let mut settings = Settings::default();
+    settings.server.port = 0;
+    settings.backend.mode = mode;
+    settings.backend.probe_interval_ms = 100;
+    if let Some(redis) = redis {
+        settings.redis.port = redis.port;
+    } else {
+        // Nothing listens here: auto mode starts degraded, redis mode answers 503.
+        settings.redis.port = free_port();
+    }
+    settings
+}
+
+/// The service, serving on a free port until the test ends.
+pub struct TestApp {
+    pub base: String,
+    pub client: reqwest::Client,
+    _stop: tokio::sync::oneshot::Sender<()>,
+}
+
+impl TestApp {
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
+    }
+
+    /// The status of a GET.
+    pub async fn status(&self, path: &str) -> u16 {
+        let response = self.client.get(self.url(path)).send().await.unwrap();
+        response.status().as_u16()
+    }
+
+    pub async fn get_json(&self, path: &str) -> (u16, serde_json::Value) {
+        let response = self.client.get(self.url(path)).send().await.unwrap();
+        let status = response.status().as_u16();
+        (
+            status,
+            response.json().await.unwrap_or(serde_json::Value::Null),
+        )
+    }
+
+    /// Waits until `/health` satisfies `check`, for at most `within`.
+    pub async fn wait_for_health(
+        &self,
+        within: Duration,
+        check: impl Fn(&serde_json::Value) -> bool,
+    ) -> serde_json::Value {
+        let started = Instant::now();
+        loop {
+            let (_, health) = self.get_json("/health").await;
+            if check(&health) {
+                return health;
+            }
+            assert!(
+                started.elapsed() < within,
+                "health never reached the expected state; last: {health}"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+}
+
+pub async fn spawn_app(settings: Settings) -> TestApp {
+    let server = Server::bind(settings).await.expect("the service starts");
+    let base = format!("http://{}", server.local_addr());
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    tokio::spawn(server.run(async move {
+        let _ = stopped.await;
+    }));
+    TestApp {
+        base,
+        client: reqwest::Client::new(),
+        _stop: stop,
+    }
+}
+
+/// Stores of one adapter, with whatever must live as long as they do.
+pub struct StoreHarness {
+    pub stores: Stores,
+    pub redis: Option<RedisServer>,
+}
+
+pub async fn memory_stores() -> Option<StoreHarness> {
+    Some(StoreHarness {
+        stores: MemoryBackend::default().stores(),
+        redis: None,
+    })
+}
+
+/// The Redis adapters themselves, with no failover around them, on a private server.
+pub async fn redis_stores() -> Option<StoreHarness> {
+    let redis = RedisServer::start()?;
+    let mut settings = settings(BackendMode::Redis, Some(&redis));
+    settings.redis.key_prefix = "conformance".into();
+    let pool = RedisPool::new(&settings.redis).unwrap();
+    Some(StoreHarness {
+        stores: statekeeper::store::redis::stores(&pool),
+        redis: Some(redis),
+    })
+}
+
+/// Runs `n` copies of a task at once and collects their results.
+pub async fn race<T, F, Fut>(n: usize, task: F) -> Vec<T>
+where
+    T: Send + 'static,
+    F: Fn(usize) -> Fut,
+    Fut: Future<Output = T> + Send + 'static,
+{
+    let barrier = Arc::new(tokio::sync::Barrier::new(n));
+    let handles: Vec<_> = (0..n)
+        .map(|i| {
+            let barrier = barrier.clone();
+            let fut = task(i);
+            tokio::spawn(async move {
+                barrier.wait().await;
+                fut.await
+            })
+        })
+        .collect();
+    let mut out = Vec::with_capacity(n);
+    for handle in handles {
+        out.push(handle.await.expect("racing task panicked"));
+    }
+    out
+}

@@ -1,0 +1,244 @@
+//! Failover: Redis killed or hung under traffic, in `auto` and `redis` mode.
+
+mod common;
+
+use std::{
+    sync::{
+        Arc,
+        atomic::{AtomicBool, Ordering},
+    },
+    time::{Duration, Instant},
+};
+
+use common::{RedisServer, TestApp, settings, spawn_app};
+use statekeeper::config::BackendMode;
+
+async fn put(app: &TestApp, key: &str, body: &str) -> reqwest::Response {
+    app.client
+        .put(app.url(&format!("/v1/cache/ns/{key}")))
+        .header("content-type", "application/json")
+        .body(body.to_string())
+        .send()
+        .await
+        .unwrap()
+}
+
+/// Keeps writing and reading until stopped; returns every status seen.
+fn traffic(app: Arc<TestApp>, stop: Arc<AtomicBool>) -> tokio::task::JoinHandle<Vec<u16>> {
+    tokio::spawn(async move {
+        let mut statuses = Vec::new();
+        let mut i = 0u64;
+        while !stop.load(Ordering::Relaxed) {
+            let key = format!("traffic-{}", i % 16);
+            statuses.push(put(&app, &key, &i.to_string()).await.status().as_u16());
+            let got = app
+                .client
+                .get(app.url(&format!("/v1/cache/ns/{key}")))
+                .send()
+                .await
+                .unwrap();
+            statuses.push(got.status().as_u16());
+            i += 1;
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        statuses
+    })
+}
+
+fn is_degraded(h: &serde_json::Value) -> bool {
+    h["status"] == "degraded" && h["backend"]["active"] == "memory"
+}
+
+fn is_on_redis(h: &serde_json::Value) -> bool {
+    h["status"] == "ok"
+        && h["backend"]["active"] == "redis"
+        && h["backend"]["redis"]["status"] == "healthy"
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn auto_mode_serves_through_a_redis_restart_without_5xx() {
+    let Some(mut redis) = RedisServer::start() else {
+        return;
+    };
+    let app = Arc::new(spawn_app(settings(BackendMode::Auto, Some(&redis))).await);
+    assert_eq!(put(&app, "before", "\"kept in redis\"").await.status(), 204);
+    let health = app
+        .wait_for_health(Duration::from_secs(5), is_on_redis)
+        .await;
+    assert!(
+        health["backend"]["redis"]["redis_version"].is_string(),
+        "{health}"
+    );
+    assert!(
+        health["backend"]["redis"]["pool"]["max_size"]
+            .as_u64()
+            .unwrap()
+            > 0
+    );
+
+    let stop = Arc::new(AtomicBool::new(false));
+    let load = traffic(app.clone(), stop.clone());
+    tokio::time::sleep(Duration::from_millis(300)).await;
+
+    redis.kill();
+    let health = app
+        .wait_for_health(Duration::from_secs(5), is_degraded)
+        .await;
+    assert!(health["backend"]["degraded_since"].is_string(), "{health}");
+    assert_eq!(health["backend"]["redis"]["status"], "unhealthy");
+    assert_eq!(put(&app, "during", "\"memory only\"").await.status(), 204);
+    let during = app
+        .client
+        .get(app.url("/v1/cache/ns/during"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(during.status(), 200, "degraded mode serves what it stored");
+    tokio::time::sleep(Duration::from_millis(400)).await;
+
+    redis.restart();
+    let health = app
+        .wait_for_health(Duration::from_secs(5), is_on_redis)
+        .await;
+    assert!(
+        health["backend"].get("degraded_since").is_none(),
+        "{health}"
+    );
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    stop.store(true, Ordering::Relaxed);
+    let statuses = load.await.unwrap();
+
+    assert!(
+        statuses.len() > 50,
+        "traffic ran: {} requests",
+        statuses.len()
+    );
+    let errors: Vec<_> = statuses.iter().filter(|s| **s >= 500).collect();
+    assert!(errors.is_empty(), "no 5xx across the outage: {errors:?}");
+    // What was written to memory while degraded is not in Redis afterwards (documented).
+    let during = app
+        .client
+        .get(app.url("/v1/cache/ns/during"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(during.status(), 404);
+    // The restarted Redis keeps nothing (no persistence), so the traffic keys work again.
+    assert_eq!(put(&app, "after", "1").await.status(), 204);
+    let mut conn = redis.connection();
+    let stored: Option<String> = redis::cmd("GET")
+        .arg("statekeeper:default:cache:{ns}:after")
+        .query(&mut conn)
+        .unwrap();
+    assert_eq!(stored.as_deref(), Some("1"), "traffic is back on Redis");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn auto_mode_without_any_redis_serves_from_memory() {
+    let app = spawn_app(settings(BackendMode::Auto, None)).await;
+    assert_eq!(put(&app, "k", "{}").await.status(), 204);
+    let got = app
+        .client
+        .get(app.url("/v1/cache/ns/k"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(got.status(), 200);
+    app.wait_for_health(Duration::from_secs(5), is_degraded)
+        .await;
+    assert_eq!(app.status("/health/ready").await, 200);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_mode_answers_503_fast_while_redis_is_down() {
+    let Some(mut redis) = RedisServer::start() else {
+        return;
+    };
+    let app = spawn_app(settings(BackendMode::Redis, Some(&redis))).await;
+    assert_eq!(put(&app, "k", "1").await.status(), 204);
+    redis.kill();
+    for _ in 0..5 {
+        let started = Instant::now();
+        let response = put(&app, "k", "2").await;
+        assert!(started.elapsed() < Duration::from_secs(1), "fails fast");
+        assert_eq!(response.status(), 503);
+        let problem: serde_json::Value = response.json().await.unwrap();
+        assert_eq!(problem["code"], "backend_unavailable");
+    }
+    let (status, health) = app.get_json("/health").await;
+    assert_eq!(status, 503);
+    assert_eq!(health["status"], "down");
+    assert_eq!(app.status("/health/ready").await, 503);
+    assert_eq!(app.status("/health/live").await, 200);
+
+    redis.restart();
+    app.wait_for_health(Duration::from_secs(5), is_on_redis)
+        .await;
+    assert_eq!(put(&app, "k", "3").await.status(), 204);
+    assert_eq!(app.status("/health/ready").await, 200);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hung_redis_never_hangs_a_request() {
+    let Some(redis) = RedisServer::start() else {
+        return;
+    };
+    let mut auto_settings = settings(BackendMode::Auto, Some(&redis));
+    auto_settings.redis.command_timeout_ms = 200;
+    let auto = spawn_app(auto_settings).await;
+    let mut strict_settings = settings(BackendMode::Redis, Some(&redis));
+    strict_settings.redis.command_timeout_ms = 200;
+    let strict = spawn_app(strict_settings).await;
+    assert_eq!(put(&auto, "k", "1").await.status(), 204);
+    assert_eq!(put(&strict, "k", "1").await.status(), 204);
+
+    redis.pause();
+    // The deadline (200 ms) bounds every call; 1 s leaves room for a loaded 2-core machine.
+    let started = Instant::now();
+    let response = put(&auto, "during", "2").await;
+    assert!(
+        started.elapsed() < Duration::from_secs(1),
+        "took {:?}",
+        started.elapsed()
+    );
+    assert_eq!(response.status(), 204, "auto mode serves from memory");
+    let started = Instant::now();
+    // A write that misses its deadline may still be applied when Redis wakes up (it was
+    // sent): the caller got 503 and must treat the outcome as unknown. Hence another key.
+    let response = put(&strict, "unknown", "2").await;
+    assert!(
+        started.elapsed() < Duration::from_secs(1),
+        "took {:?}",
+        started.elapsed()
+    );
+    assert_eq!(response.status(), 503);
+    let started = Instant::now();
+    let got = auto
+        .client
+        .get(auto.url("/v1/cache/ns/during"))
+        .send()
+        .await
+        .unwrap();
+    assert!(started.elapsed() < Duration::from_secs(1));
+    assert_eq!(got.text().await.unwrap(), "2");
+    auto.wait_for_health(Duration::from_secs(5), is_degraded)
+        .await;
+
+    redis.resume();
+    auto.wait_for_health(Duration::from_secs(5), is_on_redis)
+        .await;
+    strict
+        .wait_for_health(Duration::from_secs(5), is_on_redis)
+        .await;
+    let got = auto
+        .client
+        .get(auto.url("/v1/cache/ns/k"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        got.text().await.unwrap(),
+        "1",
+        "back on Redis, which kept its value"
+    );
+}

@@ -1,0 +1,346 @@
+//! The cache's counters, compare-and-set, batches and listing over HTTP, on memory and Redis.
+
+mod common;
+
+use common::{RedisServer, TestApp, settings, spawn_app};
+use serde_json::{Value, json};
+use statekeeper::config::{BackendMode, Settings};
+
+fn limited(mut settings: Settings) -> Settings {
+    settings.cache.max_batch_keys = 3;
+    settings.cache.max_value_bytes = 64;
+    settings.limits.max_ttl_seconds = 1000;
+    settings
+}
+
+async fn post(app: &TestApp, path: &str, body: Value) -> (u16, Value) {
+    let response = app
+        .client
+        .post(app.url(path))
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    let status = response.status().as_u16();
+    if status != 204 && status < 500 {
+        let content_type = response.headers()["content-type"]
+            .to_str()
+            .unwrap()
+            .to_string();
+        if status >= 400 {
+            assert_eq!(content_type, "application/problem+json");
+        }
+    }
+    (status, response.json().await.unwrap_or(Value::Null))
+}
+
+async fn raw_get(app: &TestApp, path: &str) -> (u16, String) {
+    let response = app.client.get(app.url(path)).send().await.unwrap();
+    (response.status().as_u16(), response.text().await.unwrap())
+}
+
+async fn counters(app: &TestApp) {
+    let (status, body) = post(
+        app,
+        "/v1/cache/c/hits/incr",
+        json!({"by": 2, "ttl_seconds": 50}),
+    )
+    .await;
+    assert_eq!((status, body), (200, json!({"value": 2})));
+    let (_, body) = post(app, "/v1/cache/c/hits/incr", json!({"by": 0.5})).await;
+    assert_eq!(body, json!({"value": 2.5}));
+    let (_, ttl) = app.get_json("/v1/cache/c/hits/ttl").await;
+    assert!(
+        ttl["ttl_seconds"].as_u64().unwrap() <= 50,
+        "TTL set at creation stays: {ttl}"
+    );
+    app.client
+        .put(app.url("/v1/cache/c/name"))
+        .header("content-type", "application/json")
+        .body("\"ada\"")
+        .send()
+        .await
+        .unwrap();
+    let (status, problem) = post(app, "/v1/cache/c/name/incr", json!({"by": 1})).await;
+    assert_eq!(
+        (status, problem["code"].as_str()),
+        (409, Some("not_a_number"))
+    );
+    assert_eq!(raw_get(app, "/v1/cache/c/name").await.1, "\"ada\"");
+    for bad in [
+        json!({}),
+        json!({"by": "1"}),
+        json!({"by": 1, "ttl_seconds": 0}),
+        json!({"by": 1, "ttl_seconds": 1001}),
+        json!({"by": 1, "extra": true}),
+    ] {
+        let (status, problem) = post(app, "/v1/cache/c/fresh/incr", bad.clone()).await;
+        assert_eq!(
+            (status, problem["code"].as_str()),
+            (422, Some("validation_failed")),
+            "{bad}"
+        );
+    }
+    assert_eq!(
+        raw_get(app, "/v1/cache/c/fresh").await.0,
+        404,
+        "refused increments create nothing"
+    );
+}
+
+async fn compare_and_swap(app: &TestApp) {
+    let path = "/v1/cache/c/doc/cas";
+    let (status, body) = post(
+        app,
+        path,
+        json!({"expected": null, "value": {"b": 1, "a": [1, 2]}}),
+    )
+    .await;
+    assert_eq!((status, body), (200, json!({"swapped": true})));
+    let (status, body) = post(app, path, json!({"expected": null, "value": 1})).await;
+    assert_eq!(status, 409);
+    assert_eq!(body["swapped"], false);
+    assert_eq!(body["code"], "conflict");
+    assert_eq!(body["current"], json!({"b": 1, "a": [1, 2]}));
+    let spelled_differently = r#"{"expected": {"a": [1.0, 2e0], "b": 1}, "value": "done"}"#;
+    let response = app
+        .client
+        .post(app.url(path))
+        .header("content-type", "application/json")
+        .body(spelled_differently)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    assert_eq!(raw_get(app, "/v1/cache/c/doc").await.1, "\"done\"");
+    for bad in [
+        json!({"value": 1}),
+        json!({"expected": 1}),
+        json!({"expected": 1, "value": 1, "ttl_seconds": -1}),
+    ] {
+        let (status, _) = post(app, path, bad.clone()).await;
+        assert_eq!(status, 422, "{bad}");
+    }
+    let (status, problem) = post(
+        app,
+        path,
+        json!({"expected": "done", "value": "x".repeat(100)}),
+    )
+    .await;
+    assert_eq!(
+        (status, problem["code"].as_str()),
+        (413, Some("payload_too_large"))
+    );
+    assert_eq!(raw_get(app, "/v1/cache/c/doc").await.1, "\"done\"");
+}
+
+async fn batches(app: &TestApp) {
+    let (status, _) = post(
+        app,
+        "/v1/cache/b/_mset",
+        json!({"entries": {"x": {"n": 1}, "y": [true]}, "ttl_seconds": 40}),
+    )
+    .await;
+    assert_eq!(status, 204);
+    let (status, body) = post(
+        app,
+        "/v1/cache/b/_mget",
+        json!({"keys": ["y", "nope", "x"]}),
+    )
+    .await;
+    assert_eq!(status, 200);
+    assert_eq!(
+        body,
+        json!({"values": {"y": [true], "nope": null, "x": {"n": 1}}})
+    );
+    let (_, ttl) = app.get_json("/v1/cache/b/x/ttl").await;
+    assert!(ttl["ttl_seconds"].as_u64().unwrap() <= 40);
+
+    let (status, problem) = post(
+        app,
+        "/v1/cache/b/_mget",
+        json!({"keys": ["a", "b", "c", "d"]}),
+    )
+    .await;
+    assert_eq!(
+        (status, problem["code"].as_str()),
+        (422, Some("validation_failed")),
+        "over max_batch_keys"
+    );
+    let too_many = json!({"entries": {"a": 1, "b": 2, "c": 3, "d": 4}});
+    assert_eq!(post(app, "/v1/cache/b/_mset", too_many).await.0, 422);
+    let (status, problem) = post(
+        app,
+        "/v1/cache/b/_mset",
+        json!({"entries": {"ok": 1, "_bad": 2}}),
+    )
+    .await;
+    assert_eq!(
+        (status, problem["code"].as_str()),
+        (400, Some("invalid_id"))
+    );
+    let big = json!({"entries": {"ok": 1, "big": "x".repeat(100)}});
+    assert_eq!(post(app, "/v1/cache/b/_mset", big).await.0, 413);
+    assert_eq!(
+        raw_get(app, "/v1/cache/b/ok").await.0,
+        404,
+        "a refused batch writes nothing"
+    );
+    assert_eq!(
+        post(app, "/v1/cache/b/_mget", json!({"keys": ["a b"]}))
+            .await
+            .0,
+        400
+    );
+}
+
+async fn listing(app: &TestApp) {
+    let entries = json!({"entries": {"user:1": 1, "user:2": 2, "team:1": 3}});
+    assert_eq!(post(app, "/v1/cache/l/_mset", entries.clone()).await.0, 204);
+    assert_eq!(post(app, "/v1/cache/l2/_mset", entries).await.0, 204);
+    let mut keys = Vec::new();
+    let mut cursor: Option<String> = None;
+    loop {
+        let path = match &cursor {
+            Some(c) => format!("/v1/cache/l?match=user:*&limit=1&cursor={c}"),
+            None => "/v1/cache/l?match=user:*&limit=1".to_string(),
+        };
+        let (status, page) = app.get_json(&path).await;
+        assert_eq!(status, 200, "{page}");
+        keys.extend(
+            page["keys"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|k| k.as_str().unwrap().to_string()),
+        );
+        match page["next_cursor"].as_str() {
+            Some(next) => cursor = Some(next.to_string()),
+            None => break,
+        }
+    }
+    keys.sort();
+    keys.dedup();
+    assert_eq!(keys, ["user:1", "user:2"]);
+    for bad in [
+        "?limit=0",
+        "?limit=1001",
+        "?cursor=%21%21",
+        "?match=",
+        "?other=1",
+    ] {
+        let (status, problem) = app.get_json(&format!("/v1/cache/l{bad}")).await;
+        assert_eq!(
+            (status, problem["code"].as_str()),
+            (400, Some("invalid_request")),
+            "{bad}"
+        );
+    }
+    let response = app
+        .client
+        .delete(app.url("/v1/cache/l?match=user:*"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        response.json::<Value>().await.unwrap(),
+        json!({"deleted": 2})
+    );
+    let (_, page) = app.get_json("/v1/cache/l").await;
+    assert_eq!(page["keys"], json!(["team:1"]));
+    let (_, page) = app.get_json("/v1/cache/l2?limit=10").await;
+    assert_eq!(
+        page["keys"].as_array().unwrap().len(),
+        3,
+        "the other namespace is untouched"
+    );
+}
+
+/// What the OpenAPI document allows, the service accepts (found by schemathesis): a cursor of
+/// either backend, and a whole-number TTL spelled as a float.
+async fn cursors_and_ttls_the_schema_allows(app: &TestApp) {
+    let entries = json!({"entries": {"user:1": 1, "user:2": 2, "team:1": 3}});
+    assert_eq!(post(app, "/v1/cache/c/_mset", entries).await.0, 204);
+    let (_, health) = app.get_json("/health").await;
+    let foreign = match health["backend"]["active"].as_str() {
+        Some("memory") => "r.5",
+        _ => "m.user:1",
+    };
+    let (status, page) = app
+        .get_json(&format!("/v1/cache/c?limit=1000&cursor={foreign}"))
+        .await;
+    assert_eq!(status, 200, "{page}");
+    let mut keys: Vec<&str> = page["keys"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|k| k.as_str().unwrap())
+        .collect();
+    keys.sort();
+    assert_eq!(
+        keys,
+        ["team:1", "user:1", "user:2"],
+        "a foreign cursor starts over"
+    );
+    let (status, _) = app
+        .get_json("/v1/cache/c?cursor=r.12345678901234567890")
+        .await;
+    assert_eq!(status, 400);
+
+    let response = app
+        .client
+        .put(app.url("/v1/cache/c/user:1/ttl"))
+        .json(&json!({"ttl_seconds": 600.0}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 204);
+    let (_, ttl) = app.get_json("/v1/cache/c/user:1/ttl").await;
+    let seconds = ttl["ttl_seconds"].as_u64().unwrap();
+    assert!((590..=600).contains(&seconds), "{ttl}");
+    let (status, _) = post(
+        app,
+        "/v1/cache/c/n/incr",
+        json!({"by": 1, "ttl_seconds": 6e1}),
+    )
+    .await;
+    assert_eq!(status, 200);
+    let (status, problem) = post(
+        app,
+        "/v1/cache/c/n/incr",
+        json!({"by": 1, "ttl_seconds": 1.5}),
+    )
+    .await;
+    assert_eq!(
+        (status, problem["code"].as_str()),
+        (422, Some("validation_failed"))
+    );
+}
+
+macro_rules! on_both_backends {
+    ($($case:ident),*) => {
+        mod memory_backend {
+            $(#[tokio::test]
+            async fn $case() {
+                let app = super::spawn_app(super::limited(super::settings(super::BackendMode::Memory, None))).await;
+                super::$case(&app).await;
+            })*
+        }
+        mod redis_backend {
+            $(#[tokio::test]
+            async fn $case() {
+                let Some(redis) = super::RedisServer::start() else { return };
+                let app = super::spawn_app(super::limited(super::settings(super::BackendMode::Redis, Some(&redis)))).await;
+                super::$case(&app).await;
+            })*
+        }
+    };
+}
+
+on_both_backends!(
+    counters,
+    compare_and_swap,
+    batches,
+    listing,
+    cursors_and_ttls_the_schema_allows
+);

@@ -1,0 +1,790 @@
+//! The session store's behaviour, identical on the memory and Redis adapters.
+
+mod common;
+
+use std::time::Duration;
+
+use serde_json::{Map, Value, json};
+use statekeeper::{
+    domain::{
+        ids::Tenant,
+        session::{Session, SessionChange, SessionId, SessionRules, UserId, now_ms},
+        ttl::Ttl,
+    },
+    store::{SessionUpdate, Stores},
+};
+
+const FIXED: SessionRules = SessionRules {
+    rolling: false,
+    max_lifetime_ms: 86_400_000,
+    max_bytes: 1 << 20,
+};
+
+fn obj(v: Value) -> Map<String, Value> {
+    match v {
+        Value::Object(m) => m,
+        other => panic!("not an object: {other}"),
+    }
+}
+
+fn user(s: &str) -> UserId {
+    UserId::parse(s).unwrap()
+}
+
+fn ttl(s: u64) -> Ttl {
+    Ttl::new(s, 1_000_000).unwrap()
+}
+
+fn session(u: &str, ttl_s: u64) -> Session {
+    Session::new(
+        user(u),
+        Some(user("ws-1")),
+        obj(json!({"theme": "dark"})),
+        obj(json!({"repo": "acme/app", "pr": 42})),
+        ttl(ttl_s),
+        now_ms(),
+    )
+}
+
+async fn created(stores: &Stores, t: &Tenant, u: &str, ttl_s: u64) -> Session {
+    let s = session(u, ttl_s);
+    stores.sessions.create(t, s.clone(), FIXED).await.unwrap();
+    s
+}
+
+fn patch(data: Option<Value>, context: Option<Value>) -> SessionChange {
+    SessionChange::Patch {
+        data: data.map(obj),
+        context: context.map(obj),
+    }
+}
+
+fn expect_updated(outcome: SessionUpdate) -> Session {
+    match outcome {
+        SessionUpdate::Updated(s) => s,
+        other => panic!("expected an update, got {other:?}"),
+    }
+}
+
+async fn create_get_delete_round_trip(stores: &Stores) {
+    let t = Tenant::new("t1");
+    let s = created(stores, &t, "u1", 60).await;
+    let got = stores.sessions.get(&t, &s.id, FIXED).await.unwrap();
+    assert_eq!(got.as_ref(), Some(&s), "read back exactly as created");
+    assert!(stores.sessions.delete(&t, &s.id).await.unwrap());
+    assert!(
+        !stores.sessions.delete(&t, &s.id).await.unwrap(),
+        "second delete finds nothing"
+    );
+    assert_eq!(stores.sessions.get(&t, &s.id, FIXED).await.unwrap(), None);
+    assert!(
+        stores
+            .sessions
+            .list_for_user(&t, &user("u1"))
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    let unknown = SessionId::random();
+    assert_eq!(
+        stores.sessions.get(&t, &unknown, FIXED).await.unwrap(),
+        None
+    );
+}
+
+async fn patch_merges_exactly_and_raises_version(stores: &Stores) {
+    let t = Tenant::new("t1");
+    let mut s = session("u1", 60);
+    s.data = obj(json!({
+        "keep": [1, 2, {"x": []}],
+        "nested": {"a": 1, "b": {"c": true}, "gone": "x"},
+        "big": 12345678901234567890u64,
+        "precise": 0.12345678901234568,
+        "text": "quote \" backslash \\ brace } bracket ] unicode é ✓",
+        "key with \"escapes\"": "v",
+        "empty_obj": {},
+        "empty_arr": []
+    }));
+    stores.sessions.create(&t, s.clone(), FIXED).await.unwrap();
+    let data_patch = json!({
+        "nested": {"b": {"d": null, "e": [null]}, "gone": null, "new": {"deep": {"z": null}}},
+        "big": 98765432109876543210.0,
+        "key with \"escapes\"": {"now": "an object"},
+        "empty_arr": null,
+        "added": "}{][",
+        "scalar_to_obj": 1
+    });
+    let context_patch = json!({"pr": 43, "file": "src/lib.rs"});
+    let change = patch(Some(data_patch), Some(context_patch));
+    let mut expected = s.clone();
+    expected.apply(change.clone(), now_ms(), FIXED);
+    let updated = expect_updated(
+        stores
+            .sessions
+            .update(&t, &s.id, change, None, FIXED)
+            .await
+            .unwrap(),
+    );
+    assert_eq!(updated.version, 2);
+    assert_eq!(
+        updated.data, expected.data,
+        "merge patch is RFC 7396, numbers kept exactly"
+    );
+    assert_eq!(updated.context, expected.context);
+    assert_eq!(
+        Value::Object(updated.context.clone()),
+        json!({"repo": "acme/app", "pr": 43, "file": "src/lib.rs"})
+    );
+    assert_eq!(
+        updated.expires_at_ms, s.expires_at_ms,
+        "a write does not move a fixed expiry"
+    );
+    let stored = stores
+        .sessions
+        .get(&t, &s.id, FIXED)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(stored, updated);
+    // Patching only one part leaves the other alone; an empty patch still counts as a write.
+    let only_context = patch(None, Some(json!({"pr": null})));
+    let updated = expect_updated(
+        stores
+            .sessions
+            .update(&t, &s.id, only_context, None, FIXED)
+            .await
+            .unwrap(),
+    );
+    assert_eq!(updated.data, expected.data);
+    assert_eq!(
+        Value::Object(updated.context),
+        json!({"repo": "acme/app", "file": "src/lib.rs"})
+    );
+    assert_eq!(updated.version, 3);
+    let empty = expect_updated(
+        stores
+            .sessions
+            .update(&t, &s.id, patch(None, None), None, FIXED)
+            .await
+            .unwrap(),
+    );
+    assert_eq!(empty.version, 4);
+}
+
+async fn if_match_guards_every_content_write(stores: &Stores) {
+    let t = Tenant::new("t1");
+    let s = created(stores, &t, "u1", 60).await;
+    let stale = stores
+        .sessions
+        .update(
+            &t,
+            &s.id,
+            patch(Some(json!({"a": 1})), None),
+            Some(7),
+            FIXED,
+        )
+        .await
+        .unwrap();
+    assert_eq!(stale, SessionUpdate::Stale { current_version: 1 });
+    let replace = SessionChange::ReplaceContext(obj(json!({"x": 1})));
+    let stale = stores
+        .sessions
+        .update(&t, &s.id, replace.clone(), Some(0), FIXED)
+        .await
+        .unwrap();
+    assert_eq!(stale, SessionUpdate::Stale { current_version: 1 });
+    assert_eq!(
+        stores
+            .sessions
+            .get(&t, &s.id, FIXED)
+            .await
+            .unwrap()
+            .unwrap(),
+        s,
+        "nothing written"
+    );
+    let updated = expect_updated(
+        stores
+            .sessions
+            .update(&t, &s.id, replace, Some(1), FIXED)
+            .await
+            .unwrap(),
+    );
+    assert_eq!(
+        (updated.version, Value::Object(updated.context)),
+        (2, json!({"x": 1}))
+    );
+    let cleared = expect_updated(
+        stores
+            .sessions
+            .update(
+                &t,
+                &s.id,
+                SessionChange::ReplaceContext(Map::new()),
+                Some(2),
+                FIXED,
+            )
+            .await
+            .unwrap(),
+    );
+    assert!(cleared.context.is_empty());
+    assert_eq!(cleared.data, s.data);
+}
+
+async fn extend_moves_expiry_within_the_cap(stores: &Stores) {
+    let t = Tenant::new("t1");
+    let capped = SessionRules {
+        max_lifetime_ms: 100_000,
+        ..FIXED
+    };
+    let s = created(stores, &t, "u1", 10).await;
+    let extended = expect_updated(
+        stores
+            .sessions
+            .update(&t, &s.id, SessionChange::Extend(ttl(50)), None, capped)
+            .await
+            .unwrap(),
+    );
+    let expected = now_ms() + 50_000;
+    assert!(
+        (expected - 1000..=expected).contains(&extended.expires_at_ms),
+        "{extended:?}"
+    );
+    assert_eq!(extended.version, 1, "extend keeps the version");
+    assert_eq!(extended.data, s.data);
+    let far = expect_updated(
+        stores
+            .sessions
+            .update(&t, &s.id, SessionChange::Extend(ttl(5000)), None, capped)
+            .await
+            .unwrap(),
+    );
+    assert_eq!(
+        far.expires_at_ms,
+        s.created_at_ms + 100_000,
+        "never past the rules cap"
+    );
+    assert_eq!(
+        stores
+            .sessions
+            .get(&t, &s.id, FIXED)
+            .await
+            .unwrap()
+            .unwrap(),
+        far
+    );
+}
+
+async fn writes_never_revive_a_deleted_or_expired_session(stores: &Stores) {
+    let t = Tenant::new("t1");
+    let deleted = created(stores, &t, "u1", 60).await;
+    assert!(stores.sessions.delete(&t, &deleted.id).await.unwrap());
+    let expired = created(stores, &t, "u1", 1).await;
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    let never = SessionId::random();
+    for id in [&deleted.id, &expired.id, &never] {
+        let changes = [
+            patch(Some(json!({"a": 1})), None),
+            SessionChange::ReplaceContext(obj(json!({"a": 1}))),
+            SessionChange::Extend(ttl(600)),
+        ];
+        for change in changes {
+            let outcome = stores
+                .sessions
+                .update(&t, id, change, None, FIXED)
+                .await
+                .unwrap();
+            assert_eq!(outcome, SessionUpdate::Missing);
+        }
+        let with_version = stores
+            .sessions
+            .update(&t, id, patch(None, None), Some(1), FIXED)
+            .await
+            .unwrap();
+        assert_eq!(
+            with_version,
+            SessionUpdate::Missing,
+            "absence wins over If-Match"
+        );
+        assert_eq!(
+            stores
+                .sessions
+                .rotate(&t, id, SessionId::random(), FIXED)
+                .await
+                .unwrap(),
+            None
+        );
+        assert!(!stores.sessions.delete(&t, id).await.unwrap());
+        let rolling = SessionRules {
+            rolling: true,
+            ..FIXED
+        };
+        assert_eq!(stores.sessions.get(&t, id, rolling).await.unwrap(), None);
+        assert_eq!(stores.sessions.get(&t, id, FIXED).await.unwrap(), None);
+    }
+    assert!(
+        stores
+            .sessions
+            .list_for_user(&t, &user("u1"))
+            .await
+            .unwrap()
+            .is_empty()
+    );
+}
+
+async fn rotate_moves_the_session_to_a_new_id(stores: &Stores) {
+    let t = Tenant::new("t1");
+    let s = created(stores, &t, "u1", 60).await;
+    let new_id = SessionId::random();
+    let rotated = stores
+        .sessions
+        .rotate(&t, &s.id, new_id.clone(), FIXED)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(rotated.id, new_id);
+    assert_eq!(
+        (
+            &rotated.user_id,
+            &rotated.workspace_id,
+            &rotated.data,
+            &rotated.context
+        ),
+        (&s.user_id, &s.workspace_id, &s.data, &s.context)
+    );
+    assert_eq!(
+        (
+            rotated.created_at_ms,
+            rotated.expires_at_ms,
+            rotated.version
+        ),
+        (s.created_at_ms, s.expires_at_ms, s.version),
+        "same creation, expiry and version"
+    );
+    assert_eq!(
+        stores.sessions.get(&t, &s.id, FIXED).await.unwrap(),
+        None,
+        "old id gone"
+    );
+    assert_eq!(
+        stores.sessions.get(&t, &new_id, FIXED).await.unwrap(),
+        Some(rotated.clone())
+    );
+    let listed = stores
+        .sessions
+        .list_for_user(&t, &user("u1"))
+        .await
+        .unwrap();
+    assert_eq!(listed, vec![rotated]);
+    assert_eq!(
+        stores
+            .sessions
+            .update(&t, &s.id, patch(None, None), None, FIXED)
+            .await
+            .unwrap(),
+        SessionUpdate::Missing
+    );
+    assert_eq!(
+        stores
+            .sessions
+            .rotate(&t, &s.id, SessionId::random(), FIXED)
+            .await
+            .unwrap(),
+        None
+    );
+}
+
+async fn user_index_lists_live_sessions_and_signs_out_everywhere(stores: &Stores) {
+    let t = Tenant::new("t1");
+    let a = created(stores, &t, "u1", 60).await;
+    let short = created(stores, &t, "u1", 1).await;
+    let b = created(stores, &t, "u1", 60).await;
+    let other = created(stores, &t, "u2", 60).await;
+    let listed = stores
+        .sessions
+        .list_for_user(&t, &user("u1"))
+        .await
+        .unwrap();
+    let mut expected = vec![a.clone(), short.clone(), b.clone()];
+    statekeeper::domain::session::sort_for_listing(&mut expected);
+    assert_eq!(listed, expected);
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    let listed = stores
+        .sessions
+        .list_for_user(&t, &user("u1"))
+        .await
+        .unwrap();
+    assert!(
+        !listed.iter().any(|s| s.id == short.id),
+        "expired sessions are never listed"
+    );
+    assert_eq!(listed.len(), 2);
+    assert_eq!(
+        stores
+            .sessions
+            .delete_for_user(&t, &user("u1"))
+            .await
+            .unwrap(),
+        2
+    );
+    assert!(
+        stores
+            .sessions
+            .list_for_user(&t, &user("u1"))
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    assert_eq!(stores.sessions.get(&t, &a.id, FIXED).await.unwrap(), None);
+    assert_eq!(stores.sessions.get(&t, &b.id, FIXED).await.unwrap(), None);
+    assert_eq!(
+        stores
+            .sessions
+            .delete_for_user(&t, &user("u1"))
+            .await
+            .unwrap(),
+        0
+    );
+    assert_eq!(
+        stores
+            .sessions
+            .list_for_user(&t, &user("u2"))
+            .await
+            .unwrap(),
+        vec![other],
+        "another user's sessions stay"
+    );
+    assert_eq!(
+        stores
+            .sessions
+            .delete_for_user(&t, &user("nobody"))
+            .await
+            .unwrap(),
+        0
+    );
+}
+
+async fn tenants_are_separate(stores: &Stores) {
+    let (a, b) = (Tenant::new("alpha"), Tenant::new("beta"));
+    let s = created(stores, &a, "u1", 60).await;
+    assert_eq!(stores.sessions.get(&b, &s.id, FIXED).await.unwrap(), None);
+    assert!(!stores.sessions.delete(&b, &s.id).await.unwrap());
+    assert_eq!(
+        stores
+            .sessions
+            .update(&b, &s.id, patch(None, None), None, FIXED)
+            .await
+            .unwrap(),
+        SessionUpdate::Missing
+    );
+    assert_eq!(
+        stores
+            .sessions
+            .rotate(&b, &s.id, SessionId::random(), FIXED)
+            .await
+            .unwrap(),
+        None
+    );
+    assert!(
+        stores
+            .sessions
+            .list_for_user(&b, &user("u1"))
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    assert_eq!(
+        stores
+            .sessions
+            .delete_for_user(&b, &user("u1"))
+            .await
+            .unwrap(),
+        0
+    );
+    assert!(
+        stores
+            .sessions
+            .get(&a, &s.id, FIXED)
+            .await
+            .unwrap()
+            .is_some()
+    );
+}
+
+async fn rolling_reads_renew_up_to_the_lifetime_cap(stores: &Stores) {
+    let t = Tenant::new("t1");
+    let rolling = SessionRules {
+        rolling: true,
+        max_lifetime_ms: 3_000,
+        ..FIXED
+    };
+    let s = session("u1", 2);
+    stores
+        .sessions
+        .create(&t, s.clone(), rolling)
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(1200)).await;
+    let read = stores
+        .sessions
+        .get(&t, &s.id, rolling)
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(
+        read.expires_at_ms > s.expires_at_ms,
+        "the read renewed the TTL"
+    );
+    assert!(read.last_activity_at_ms > s.last_activity_at_ms);
+    assert_eq!(read.version, 1, "a renewal is not a content change");
+    // 2.4 s after creation: past the original expiry, alive thanks to the renewal.
+    tokio::time::sleep(Duration::from_millis(1200)).await;
+    let read = stores
+        .sessions
+        .get(&t, &s.id, rolling)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        read.expires_at_ms,
+        s.created_at_ms + 3_000,
+        "renewal stops at the cap"
+    );
+    let listed = stores
+        .sessions
+        .list_for_user(&t, &user("u1"))
+        .await
+        .unwrap();
+    assert_eq!(listed, vec![read]);
+    // A rolling write renews too, and is capped alike.
+    let written = expect_updated(
+        stores
+            .sessions
+            .update(&t, &s.id, patch(Some(json!({"n": 1})), None), None, rolling)
+            .await
+            .unwrap(),
+    );
+    assert_eq!(written.expires_at_ms, s.created_at_ms + 3_000);
+    let left = (s.created_at_ms + 3_000 - now_ms()).max(0) as u64;
+    tokio::time::sleep(Duration::from_millis(left + 150)).await;
+    assert_eq!(
+        stores.sessions.get(&t, &s.id, rolling).await.unwrap(),
+        None,
+        "the cap holds"
+    );
+    assert!(
+        stores
+            .sessions
+            .list_for_user(&t, &user("u1"))
+            .await
+            .unwrap()
+            .is_empty()
+    );
+}
+
+async fn fixed_expiry_reads_change_nothing(stores: &Stores) {
+    let t = Tenant::new("t1");
+    let s = created(stores, &t, "u1", 1).await;
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    assert_eq!(
+        stores.sessions.get(&t, &s.id, FIXED).await.unwrap(),
+        Some(s.clone())
+    );
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(stores.sessions.get(&t, &s.id, FIXED).await.unwrap(), None);
+}
+
+/// The failure of popular session stores: a request that finishes after logout writes the
+/// session back. Here every write racing a delete either lands first or finds nothing.
+async fn racing_writes_and_delete_never_resurrect(stores: &Stores) {
+    let t = Tenant::new("t1");
+    for round in 0..10 {
+        let s = created(stores, &t, "racer", 60).await;
+        let results = common::race(16, |i| {
+            let (stores, t, id) = (stores.clone(), t.clone(), s.id.clone());
+            async move {
+                let sessions = &stores.sessions;
+                match i % 4 {
+                    0 if i == 0 => format!("delete:{}", sessions.delete(&t, &id).await.unwrap()),
+                    0 | 1 => {
+                        let c = patch(Some(json!({"i": i})), Some(json!({"i": i})));
+                        format!(
+                            "{:?}",
+                            sessions.update(&t, &id, c, None, FIXED).await.unwrap()
+                        )
+                    }
+                    2 => {
+                        let c = SessionChange::ReplaceContext(obj(json!({"i": i})));
+                        format!(
+                            "{:?}",
+                            sessions.update(&t, &id, c, None, FIXED).await.unwrap()
+                        )
+                    }
+                    _ => {
+                        let c = SessionChange::Extend(ttl(600));
+                        format!(
+                            "{:?}",
+                            sessions.update(&t, &id, c, None, FIXED).await.unwrap()
+                        )
+                    }
+                }
+            }
+        })
+        .await;
+        assert_eq!(
+            results[0], "delete:true",
+            "round {round}: the delete found the session"
+        );
+        assert_eq!(
+            stores.sessions.get(&t, &s.id, FIXED).await.unwrap(),
+            None,
+            "round {round}: {results:?}"
+        );
+        assert!(
+            stores
+                .sessions
+                .list_for_user(&t, &user("racer"))
+                .await
+                .unwrap()
+                .is_empty()
+        );
+    }
+}
+
+/// Rotation racing a delete and a sign-out everywhere: whatever the order, no session is left
+/// and exactly one of rotate / delete found the old id.
+async fn racing_rotate_and_sign_out_leave_nothing(stores: &Stores) {
+    let t = Tenant::new("t1");
+    for round in 0..10 {
+        let s = created(stores, &t, "rotator", 60).await;
+        let results = common::race(3, |i| {
+            let (stores, t, id) = (stores.clone(), t.clone(), s.id.clone());
+            async move {
+                match i {
+                    0 => stores
+                        .sessions
+                        .rotate(&t, &id, SessionId::random(), FIXED)
+                        .await
+                        .unwrap()
+                        .is_some(),
+                    1 => stores.sessions.delete(&t, &id).await.unwrap(),
+                    _ => {
+                        stores
+                            .sessions
+                            .delete_for_user(&t, &user("rotator"))
+                            .await
+                            .unwrap()
+                            == 1
+                    }
+                }
+            }
+        })
+        .await;
+        assert_eq!(
+            results.iter().filter(|won| **won).count(),
+            if results[0] { 2 } else { 1 },
+            "round {round}: rotate then one deleter, or one deleter alone: {results:?}"
+        );
+        assert!(
+            stores
+                .sessions
+                .list_for_user(&t, &user("rotator"))
+                .await
+                .unwrap()
+                .is_empty(),
+            "round {round}: {results:?}"
+        );
+    }
+}
+
+async fn writes_past_the_size_limit_are_refused(stores: &Stores) {
+    let t = Tenant::new("t1");
+    let s = created(stores, &t, "u1", 60).await;
+    let small = SessionRules {
+        max_bytes: s.content_bytes() + 20,
+        ..FIXED
+    };
+    let growth = patch(Some(json!({"blob": "x".repeat(40)})), None);
+    let mut expected = s.clone();
+    expected.apply(growth.clone(), now_ms(), small);
+    let outcome = stores
+        .sessions
+        .update(&t, &s.id, growth, None, small)
+        .await
+        .unwrap();
+    assert_eq!(
+        outcome,
+        SessionUpdate::TooLarge {
+            size: expected.content_bytes()
+        },
+        "both adapters measure the same compact JSON"
+    );
+    let big_context = SessionChange::ReplaceContext(obj(json!({"blob": "y".repeat(100)})));
+    let outcome = stores
+        .sessions
+        .update(&t, &s.id, big_context, None, small)
+        .await
+        .unwrap();
+    assert!(
+        matches!(outcome, SessionUpdate::TooLarge { .. }),
+        "{outcome:?}"
+    );
+    assert_eq!(
+        stores
+            .sessions
+            .get(&t, &s.id, FIXED)
+            .await
+            .unwrap()
+            .unwrap(),
+        s,
+        "nothing written"
+    );
+    let fits = patch(Some(json!({"n": 1})), None);
+    expect_updated(
+        stores
+            .sessions
+            .update(&t, &s.id, fits, None, small)
+            .await
+            .unwrap(),
+    );
+    // Below a lowered limit a shrinking write still goes through; a growing one does not.
+    let tiny = SessionRules {
+        max_bytes: 5,
+        ..FIXED
+    };
+    let shrink = SessionChange::ReplaceContext(Map::new());
+    let shrunk = expect_updated(
+        stores
+            .sessions
+            .update(&t, &s.id, shrink, None, tiny)
+            .await
+            .unwrap(),
+    );
+    assert!(shrunk.context.is_empty());
+    let grow = patch(None, Some(json!({"a": 1})));
+    let outcome = stores
+        .sessions
+        .update(&t, &s.id, grow, None, tiny)
+        .await
+        .unwrap();
+    assert!(
+        matches!(outcome, SessionUpdate::TooLarge { .. }),
+        "{outcome:?}"
+    );
+}
+
+store_conformance!(
+    writes_past_the_size_limit_are_refused,
+    create_get_delete_round_trip,
+    patch_merges_exactly_and_raises_version,
+    if_match_guards_every_content_write,
+    extend_moves_expiry_within_the_cap,
+    writes_never_revive_a_deleted_or_expired_session,
+    rotate_moves_the_session_to_a_new_id,
+    user_index_lists_live_sessions_and_signs_out_everywhere,
+    tenants_are_separate,
+    rolling_reads_renew_up_to_the_lifetime_cap,
+    fixed_expiry_reads_change_nothing,
+    racing_writes_and_delete_never_resurrect,
+    racing_rotate_and_sign_out_leave_nothing,
+);
