@@ -236,9 +236,35 @@ async fn every_session_route(backend: Backend) {
     );
     let cleared = send(&app, Method::DELETE, &ctx, None, Some("\"4\"")).await;
     assert_eq!((cleared.status, cleared.header("etag")), (204, "\"5\""));
+    send(&app, Method::GET, &ctx, None, None)
+        .await
+        .problem(404, "not_found");
+    let session = send(&app, Method::GET, &path, None, None).await.body;
+    assert_eq!(
+        (session["context"].clone(), session["version"].clone()),
+        (json!({}), json!(5)),
+        "the session lives on, its context shown empty"
+    );
+    let again = send(&app, Method::PUT, &ctx, Some(json!({"pr": 8})), None).await;
+    assert_eq!((again.status, again.body.clone()), (200, json!({"pr": 8})));
+    let cleared = send(&app, Method::DELETE, &ctx, None, None).await;
+    assert_eq!((cleared.status, cleared.header("etag")), (204, "\"7\""));
+    let patched = send(
+        &app,
+        Method::PATCH,
+        &path,
+        Some(json!({"context": {"pr": 9}})),
+        None,
+    )
+    .await;
+    assert_eq!(
+        patched.body["context"],
+        json!({"pr": 9}),
+        "a patch starts from {{}}"
+    );
     assert_eq!(
         send(&app, Method::GET, &ctx, None, None).await.body,
-        json!({})
+        json!({"pr": 9})
     );
     let session = send(&app, Method::GET, &path, None, None).await.body;
     assert_eq!(
@@ -259,7 +285,7 @@ async fn every_session_route(backend: Backend) {
     assert_eq!(extended.status, 200, "{}", extended.body);
     let left = time_of(&extended.body, "expires_at") - time::OffsetDateTime::now_utc();
     assert!((7190..=7200).contains(&left.whole_seconds()), "{left}");
-    assert_eq!(extended.body["version"], json!(5));
+    assert_eq!(extended.body["version"], json!(8));
 
     // Rotate: new id, same content; the old id is gone at once.
     let rotated = send(&app, Method::POST, &format!("{path}/rotate"), None, None).await;

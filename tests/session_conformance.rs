@@ -132,7 +132,7 @@ async fn patch_merges_exactly_and_raises_version(stores: &Stores) {
     );
     assert_eq!(updated.context, expected.context);
     assert_eq!(
-        Value::Object(updated.context.clone()),
+        Value::Object(updated.context.clone().unwrap()),
         json!({"repo": "acme/app", "pr": 43, "file": "src/lib.rs"})
     );
     assert_eq!(
@@ -157,7 +157,7 @@ async fn patch_merges_exactly_and_raises_version(stores: &Stores) {
     );
     assert_eq!(updated.data, expected.data);
     assert_eq!(
-        Value::Object(updated.context),
+        Value::Object(updated.context.unwrap()),
         json!({"repo": "acme/app", "file": "src/lib.rs"})
     );
     assert_eq!(updated.version, 3);
@@ -211,24 +211,43 @@ async fn if_match_guards_every_content_write(stores: &Stores) {
             .unwrap(),
     );
     assert_eq!(
-        (updated.version, Value::Object(updated.context)),
+        (updated.version, Value::Object(updated.context.unwrap())),
         (2, json!({"x": 1}))
     );
     let cleared = expect_updated(
         stores
             .sessions
+            .update(&t, &s.id, SessionChange::ClearContext, Some(2), FIXED)
+            .await
+            .unwrap(),
+    );
+    assert_eq!((cleared.context.clone(), cleared.version), (None, 3));
+    assert_eq!(cleared.data, s.data);
+    let read = stores
+        .sessions
+        .get(&t, &s.id, FIXED)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(read.context, None, "a deleted context stays deleted");
+    let refilled = expect_updated(
+        stores
+            .sessions
             .update(
                 &t,
                 &s.id,
-                SessionChange::ReplaceContext(Map::new()),
-                Some(2),
+                patch(None, Some(json!({"a": {"b": 1}}))),
+                None,
                 FIXED,
             )
             .await
             .unwrap(),
     );
-    assert!(cleared.context.is_empty());
-    assert_eq!(cleared.data, s.data);
+    assert_eq!(
+        refilled.context.map(Value::Object),
+        Some(json!({"a": {"b": 1}})),
+        "a patch of a deleted context starts from {{}}"
+    );
 }
 
 async fn extend_moves_expiry_within_the_cap(stores: &Stores) {
@@ -760,7 +779,7 @@ async fn writes_past_the_size_limit_are_refused(stores: &Stores) {
             .await
             .unwrap(),
     );
-    assert!(shrunk.context.is_empty());
+    assert_eq!(shrunk.context, Some(Map::new()));
     let grow = patch(None, Some(json!({"a": 1})));
     let outcome = stores
         .sessions

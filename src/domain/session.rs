@@ -94,7 +94,8 @@ pub struct Session {
     pub user_id: UserId,
     pub workspace_id: Option<UserId>,
     pub data: Map<String, Value>,
-    pub context: Map<String, Value>,
+    /// The working context; `None` after it was deleted, until a PUT or a patch sets it again.
+    pub context: Option<Map<String, Value>>,
     pub created_at_ms: i64,
     pub last_activity_at_ms: i64,
     pub expires_at_ms: i64,
@@ -112,8 +113,10 @@ pub enum SessionChange {
         data: Option<Map<String, Value>>,
         context: Option<Map<String, Value>>,
     },
-    /// The context replaced as a whole (`{}` clears it).
+    /// The context replaced as a whole.
     ReplaceContext(Map<String, Value>),
+    /// The context deleted: `GET .../context` is 404 until a PUT or a patch sets one again.
+    ClearContext,
     /// A new idle TTL, applied from now, capped by the maximum lifetime.
     Extend(Ttl),
 }
@@ -138,7 +141,7 @@ impl Session {
             user_id,
             workspace_id,
             data,
-            context,
+            context: Some(context),
             created_at_ms: now_ms,
             last_activity_at_ms: now_ms,
             expires_at_ms: now_ms + ttl.seconds() as i64 * 1000,
@@ -149,9 +152,11 @@ impl Session {
 
     /// The size `SessionRules::max_bytes` limits: `data` and `context` as compact JSON. The
     /// Redis script measures the same texts (`string.len` of what it stores).
+    /// A deleted context counts as its stored text, `null`.
     pub fn content_bytes(&self) -> usize {
-        let len = |m: &Map<String, Value>| serde_json::to_string(m).map_or(0, |s| s.len());
-        len(&self.data) + len(&self.context)
+        let data = serde_json::to_string(&self.data).map_or(0, |s| s.len());
+        let context = serde_json::to_string(&self.context).map_or(0, |s| s.len());
+        data + context
     }
 
     /// The latest instant this session may ever reach.
@@ -184,13 +189,18 @@ impl Session {
                     merge_patch_object(&mut self.data, patch);
                 }
                 if let Some(patch) = context {
-                    merge_patch_object(&mut self.context, patch);
+                    merge_patch_object(self.context.get_or_insert_with(Map::new), patch);
                 }
                 self.version += 1;
                 self.touch(now_ms, rules);
             }
             SessionChange::ReplaceContext(context) => {
-                self.context = context;
+                self.context = Some(context);
+                self.version += 1;
+                self.touch(now_ms, rules);
+            }
+            SessionChange::ClearContext => {
+                self.context = None;
                 self.version += 1;
                 self.touch(now_ms, rules);
             }

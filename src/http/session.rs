@@ -168,6 +168,7 @@ pub struct SessionBody {
     workspace_id: Option<String>,
     #[schema(value_type = Object)]
     data: Map<String, Value>,
+    /// The working context; `{}` also after it was deleted.
     #[schema(value_type = Object)]
     context: Map<String, Value>,
     #[serde(with = "time::serde::rfc3339")]
@@ -196,7 +197,7 @@ impl From<Session> for SessionBody {
             user_id: s.user_id.to_string(),
             workspace_id: s.workspace_id.map(|w| w.to_string()),
             data: s.data,
-            context: s.context,
+            context: s.context.unwrap_or_default(),
             created_at: timestamp(s.created_at_ms),
             last_activity_at: timestamp(s.last_activity_at_ms),
             expires_at: timestamp(s.expires_at_ms),
@@ -246,11 +247,15 @@ fn session_response(status: StatusCode, session: Session) -> Response {
     response
 }
 
-fn context_response(session: Session) -> Response {
+/// The session's context with its `ETag`; 404 when the context was deleted.
+fn context_response(session: Session) -> ApiResult<Response> {
     let tag = etag(session.version);
-    let mut response = Json(session.context).into_response();
+    let context = session.context.ok_or_else(|| {
+        ApiError::not_found("this session's context was deleted; PUT one to set it again")
+    })?;
+    let mut response = Json(context).into_response();
     response.headers_mut().insert(header::ETAG, tag);
-    response
+    Ok(response)
 }
 
 /// An invalid id inside a JSON body is a 422, like any other invalid body field.
@@ -437,7 +442,7 @@ pub async fn delete_session(
     responses(
         (status = 200, description = "The context object; `ETag` is the session's version", body = Object, example = json!({"repo": "billing", "pr": 1234})),
         (status = 400, description = "The id is not a session id", body = Problem, content_type = "application/problem+json"),
-        (status = 404, description = "No live session", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No live session, or its context was deleted", body = Problem, content_type = "application/problem+json"),
     ),
     security(("bearer" = []))
 )]
@@ -449,7 +454,7 @@ pub async fn get_context(
     let id = path.parse()?;
     let rules = state.settings.sessions.rules();
     let session = state.stores.sessions.get(&tenant, &id, rules).await?;
-    Ok(context_response(session.ok_or_else(missing)?))
+    context_response(session.ok_or_else(missing)?)
 }
 
 /// Replace the session's working context; honours `If-Match`.
@@ -478,15 +483,16 @@ pub async fn put_context(
     let id = path.parse()?;
     let replace = SessionChange::ReplaceContext(context);
     let session = change(&state, &tenant, &id, replace, if_match).await?;
-    Ok(context_response(session))
+    context_response(session)
 }
 
-/// Clear the session's working context (it becomes `{}`); honours `If-Match`.
+/// Delete the session's working context: `GET .../context` is 404 until a `PUT` sets one (the
+/// session itself shows `context: {}`); honours `If-Match`.
 #[utoipa::path(
     delete, path = "/v1/sessions/{id}/context", tag = "sessions", operation_id = "session_delete_context",
     params(SessionPath, IfMatchHeader),
     responses(
-        (status = 204, description = "Cleared; `ETag` is the new version"),
+        (status = 204, description = "Deleted; `ETag` is the new version"),
         (status = 400, description = "Invalid id or If-Match", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "No live session; nothing was written", body = Problem, content_type = "application/problem+json"),
         (status = 412, description = "If-Match names another version; nothing was written", body = Problem, content_type = "application/problem+json"),
@@ -500,7 +506,7 @@ pub async fn delete_context(
     IfMatch(if_match): IfMatch,
 ) -> ApiResult<Response> {
     let id = path.parse()?;
-    let clear = SessionChange::ReplaceContext(Map::new());
+    let clear = SessionChange::ClearContext;
     let session = change(&state, &tenant, &id, clear, if_match).await?;
     Ok((
         [(header::ETAG, etag(session.version))],

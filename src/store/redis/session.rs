@@ -49,7 +49,7 @@ impl RedisSessions {
     }
 }
 
-fn to_json(map: &Map<String, Value>) -> String {
+fn to_json(map: &impl serde::Serialize) -> String {
     serde_json::to_string(map).expect("a JSON map serialises")
 }
 
@@ -91,7 +91,8 @@ fn from_pairs(id: SessionId, pairs: &[String]) -> StoreResult<Session> {
             .map(|w| UserId::parse(*w).map_err(|_| bad("workspace_id")))
             .transpose()?,
         data: object("data")?,
-        context: object("context")?,
+        context: serde_json::from_str::<Option<Map<String, Value>>>(field("context")?)
+            .map_err(|_| bad("context"))?,
         created_at_ms: number("created_at")?,
         last_activity_at_ms: number("last_activity_at")?,
         expires_at_ms: number("expires_at")?,
@@ -162,6 +163,7 @@ impl SessionStore for RedisSessions {
             SessionChange::ReplaceContext(context) => {
                 ("context", [to_json(&context), String::new()])
             }
+            SessionChange::ClearContext => ("context", ["null".to_owned(), String::new()]),
             SessionChange::Extend(ttl) => ("extend", [ttl.seconds().to_string(), String::new()]),
         };
         let [first, second] = &args;

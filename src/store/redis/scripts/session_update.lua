@@ -9,7 +9,8 @@
 -- ARGV[3]  '1' when expiry is rolling
 -- ARGV[4]  max lifetime, ms
 -- ARGV[5]  expected version ('' for none)
--- ARGV[6]  patch: data merge patch ('' for none); context: the new context; extend: ttl seconds
+-- ARGV[6]  patch: data merge patch ('' for none); context: the new context ('null' when deleted);
+--          extend: ttl seconds
 -- ARGV[7]  patch: context merge patch ('' for none)
 -- ARGV[8]  key prefix of the user indexes (same hash tag as KEYS[1])
 -- ARGV[9]  the most bytes data + context may hold
