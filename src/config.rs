@@ -38,7 +38,12 @@ pub struct ServerSettings {
     pub request_timeout_ms: u64,
     /// How long in-flight requests may run after SIGTERM/SIGINT.
     pub shutdown_grace_ms: u64,
+    /// Threads of the async runtime; `0` means one per CPU core.
+    pub worker_threads: usize,
 }
+
+/// The most `server.worker_threads` accepted.
+pub const MAX_WORKER_THREADS: usize = 1024;
 
 impl Default for ServerSettings {
     fn default() -> Self {
@@ -47,6 +52,7 @@ impl Default for ServerSettings {
             port: 8080,
             request_timeout_ms: 10_000,
             shutdown_grace_ms: 10_000,
+            worker_threads: 0,
         }
     }
 }
@@ -429,6 +435,12 @@ impl Settings {
                 return Err(SettingsError::new(name, "must be at least 1"));
             }
         }
+        if self.server.worker_threads > MAX_WORKER_THREADS {
+            return Err(SettingsError::new(
+                "server.worker_threads",
+                format!("must be at most {MAX_WORKER_THREADS} (0 means one per CPU core)"),
+            ));
+        }
         if self.cache.default_ttl_seconds > self.limits.max_ttl_seconds {
             return Err(SettingsError::new(
                 "cache.default_ttl_seconds",
@@ -680,6 +692,10 @@ mod tests {
         assert_eq!(err.setting, "sessions.max_lifetime_seconds");
         let s = load(Some("[sessions]\nrolling = true\n"), &[]).unwrap();
         assert!(s.sessions.rules().rolling);
+        let err = load(None, &[("STATEKEEPER__SERVER__WORKER_THREADS", "1025")]).unwrap_err();
+        assert_eq!(err.setting, "server.worker_threads");
+        let s = load(None, &[("STATEKEEPER__SERVER__WORKER_THREADS", "1")]).unwrap();
+        assert_eq!(s.server.worker_threads, 1);
     }
 
     #[test]
