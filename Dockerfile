@@ -7,6 +7,9 @@ RUN cargo build --release --locked && strip target/release/statekeeper
 
 # Runtime stage: a small image running as a non-root user.
 FROM debian:bookworm-slim
+# ca-certificates: the authorities rediss:// (TLS) checks a managed Redis's certificate against.
+RUN apt-get update && apt-get install -y --no-install-recommends ca-certificates \
+    && rm -rf /var/lib/apt/lists/*
 RUN useradd --system --uid 10001 --no-create-home statekeeper
 WORKDIR /app
 COPY --from=build /src/target/release/statekeeper /usr/local/bin/statekeeper

@@ -110,6 +110,9 @@ pub struct RedisSettings {
     pub connect_timeout_ms: u64,
     /// Deadline of every Redis command; waiting for a pooled connection is bounded by it too.
     pub command_timeout_ms: u64,
+    /// For `rediss://`: a PEM file of the certificate authorities to trust instead of the
+    /// system's (a Redis with a private CA).
+    pub tls_ca_file: Option<std::path::PathBuf>,
 }
 
 impl Default for RedisSettings {
@@ -125,6 +128,7 @@ impl Default for RedisSettings {
             max_connections: 32,
             connect_timeout_ms: 1_000,
             command_timeout_ms: 250,
+            tls_ca_file: None,
         }
     }
 }
@@ -503,6 +507,26 @@ impl Settings {
                 ));
             }
         }
+        if let Some(path) = &self.redis.tls_ca_file {
+            let readable = std::fs::metadata(path).is_ok_and(|m| m.is_file());
+            if !readable {
+                return Err(SettingsError::new(
+                    "redis.tls_ca_file",
+                    format!("{} is not a readable file", path.display()),
+                ));
+            }
+            if !self
+                .redis
+                .connection_url()
+                .expose_secret()
+                .starts_with("rediss://")
+            {
+                return Err(SettingsError::new(
+                    "redis.tls_ca_file",
+                    "applies only to a rediss:// URL (redis.url or REDIS_URL)",
+                ));
+            }
+        }
         for (i, key) in self.auth.keys.iter().enumerate() {
             let name = |field: &str| format!("auth.keys[{i}].{field}");
             if key.sha256.len() != 64 || hex::decode(&key.sha256).is_err() {
@@ -696,6 +720,21 @@ mod tests {
         assert_eq!(err.setting, "server.worker_threads");
         let s = load(None, &[("STATEKEEPER__SERVER__WORKER_THREADS", "1")]).unwrap();
         assert_eq!(s.server.worker_threads, 1);
+        let err = load(
+            Some("[redis]\ntls_ca_file = \"/nonexistent/ca.pem\"\n"),
+            &[],
+        )
+        .unwrap_err();
+        assert_eq!(err.setting, "redis.tls_ca_file");
+        let ca = tempfile::NamedTempFile::new().unwrap();
+        let file = format!(
+            "[redis]\ntls_ca_file = {:?}\n",
+            ca.path().display().to_string()
+        );
+        let err = load(Some(&file), &[]).unwrap_err();
+        assert!(err.to_string().contains("rediss://"), "{err}");
+        let s = load(Some(&file), &[("REDIS_URL", "rediss://h:6380/0")]).unwrap();
+        assert_eq!(s.redis.tls_ca_file.as_deref(), Some(ca.path()));
     }
 
     #[test]

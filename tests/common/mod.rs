@@ -21,12 +21,19 @@ use statekeeper::{
 pub struct RedisServer {
     pub port: u16,
     child: Option<Child>,
+    /// More `redis-server` arguments (e.g. a TLS port) kept across restarts.
+    extra_args: Vec<String>,
 }
 
 impl RedisServer {
     /// Starts one. Without a `redis-server` binary: panics under CI, else prints a loud warning
     /// and returns `None` so the caller can skip.
     pub fn start() -> Option<Self> {
+        Self::start_with(Vec::new())
+    }
+
+    /// `start`, with more `redis-server` arguments; the plain port stays open for checks.
+    pub fn start_with(extra_args: Vec<String>) -> Option<Self> {
         let found = Command::new("redis-server")
             .arg("--version")
             .stdout(Stdio::null())
@@ -43,7 +50,11 @@ impl RedisServer {
             return None;
         }
         let port = free_port();
-        let mut server = Self { port, child: None };
+        let mut server = Self {
+            port,
+            child: None,
+            extra_args,
+        };
         server.restart();
         Some(server)
     }
@@ -54,6 +65,7 @@ impl RedisServer {
         let child = Command::new("redis-server")
             .args(["--port", &self.port.to_string()])
             .args(["--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
+            .args(&self.extra_args)
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()

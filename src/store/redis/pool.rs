@@ -89,11 +89,31 @@ pub struct PoolFigures {
     pub waiting: usize,
 }
 
+/// The Redis client for the settings: for `rediss://`, TLS through rustls, trusting
+/// `redis.tls_ca_file` when set and the system's certificate authorities otherwise.
+fn client(settings: &RedisSettings) -> Result<redis::Client, String> {
+    // One process-wide TLS provider; a second install (another pool) is a no-op.
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let url = settings.connection_url();
+    let invalid = |e: redis::RedisError| format!("invalid Redis address: {e}");
+    match &settings.tls_ca_file {
+        None => redis::Client::open(url.expose_secret()).map_err(invalid),
+        Some(path) => {
+            let pem = std::fs::read(path)
+                .map_err(|e| format!("cannot read redis.tls_ca_file {}: {e}", path.display()))?;
+            let certificates = redis::TlsCertificates {
+                client_tls: None,
+                root_cert: Some(pem),
+            };
+            redis::Client::build_with_tls(url.expose_secret(), certificates).map_err(invalid)
+        }
+    }
+}
+
 impl RedisPool {
     /// Builds the pool; connections are opened lazily, so this succeeds while Redis is down.
     pub fn new(settings: &RedisSettings) -> Result<Self, String> {
-        let client = redis::Client::open(settings.connection_url().expose_secret())
-            .map_err(|e| format!("invalid Redis address: {e}"))?;
+        let client = client(settings)?;
         let connect = Duration::from_millis(settings.connect_timeout_ms);
         let manager = Manager {
             client,
