@@ -242,3 +242,45 @@ async fn a_hung_redis_never_hangs_a_request() {
         "back on Redis, which kept its value"
     );
 }
+
+/// One stall is not an outage: with a probe interval of a minute, a call that missed its
+/// deadline wakes the probe, which keeps retrying quickly, so Redis serves again (redis mode:
+/// no more 503s; auto mode: back from memory) within moments of answering, not a minute later.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_short_stall_costs_moments_not_a_probe_interval() {
+    let Some(redis) = RedisServer::start() else {
+        return;
+    };
+    let slow_probe = |mode| {
+        let mut s = settings(mode, Some(&redis));
+        s.redis.command_timeout_ms = 200;
+        s.backend.probe_interval_ms = 60_000;
+        s
+    };
+    let strict = spawn_app(slow_probe(BackendMode::Redis)).await;
+    let auto = spawn_app(slow_probe(BackendMode::Auto)).await;
+    assert_eq!(put(&strict, "k", "1").await.status(), 204);
+    assert_eq!(put(&auto, "k", "1").await.status(), 204);
+
+    redis.pause();
+    assert_eq!(put(&strict, "stalled", "2").await.status(), 503);
+    assert_eq!(put(&auto, "stalled", "2").await.status(), 204);
+    auto.wait_for_health(Duration::from_secs(5), is_degraded)
+        .await;
+    redis.resume();
+
+    // 5 s: far below the 60 s interval, with room for a loaded 2-core machine.
+    strict
+        .wait_for_health(Duration::from_secs(5), is_on_redis)
+        .await;
+    auto.wait_for_health(Duration::from_secs(5), is_on_redis)
+        .await;
+    assert_eq!(put(&strict, "after", "3").await.status(), 204);
+    let got = auto
+        .client
+        .get(auto.url("/v1/cache/ns/k"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(got.text().await.unwrap(), "1", "served by Redis again");
+}

@@ -9,7 +9,10 @@
 //!   degraded are gone (they were never in Redis) and can never be served by a later outage.
 //!
 //! The probe PINGs Redis every `backend.probe_interval_ms` in both Redis modes, so an outage is
-//! also noticed between requests and `/health` tells the truth.
+//! also noticed between requests and `/health` tells the truth. When a request finds Redis down
+//! the probe runs at once, and while Redis stays down it retries after 50 ms, doubling up to
+//! the interval: a single slow or failed call costs a moment of memory (auto) or 503s (redis),
+//! not a whole interval.
 
 use std::{
     sync::{
@@ -18,6 +21,8 @@ use std::{
     },
     time::Duration,
 };
+
+use tokio::sync::Notify;
 
 use async_trait::async_trait;
 use time::OffsetDateTime;
@@ -48,6 +53,8 @@ pub struct Failover {
     memory: MemoryBackend,
     redis_down: AtomicBool,
     degraded_since: Mutex<Option<OffsetDateTime>>,
+    /// Wakes the probe when a request finds Redis down.
+    recheck: Arc<Notify>,
 }
 
 /// Which backend is serving, for `/health`.
@@ -79,6 +86,7 @@ impl Failover {
             memory: memory.clone(),
             redis_down: AtomicBool::new(false),
             degraded_since: Mutex::new(None),
+            recheck: Arc::new(Notify::new()),
         });
         let memory_stores = memory.stores();
         let stores = match &redis {
@@ -87,6 +95,7 @@ impl Failover {
                 let redis_stores = super::redis::stores(pool);
                 tokio::spawn(probe(
                     Arc::downgrade(&failover),
+                    failover.recheck.clone(),
                     Duration::from_millis(settings.backend.probe_interval_ms),
                 ));
                 Stores {
@@ -148,7 +157,9 @@ impl Failover {
             (BackendMode::Redis, true) => Err(StoreError::Unavailable("Redis is down".into())),
             (BackendMode::Redis | BackendMode::Auto, false) => match on_redis.await {
                 Err(StoreError::Unavailable(why)) => {
-                    self.mark_down(&why);
+                    if self.mark_down(&why) {
+                        self.recheck.notify_one();
+                    }
                     if self.mode == BackendMode::Auto {
                         on_memory().await
                     } else {
@@ -169,8 +180,10 @@ impl Failover {
         }
     }
 
-    fn mark_down(&self, why: &str) {
-        if !self.redis_down.swap(true, Ordering::AcqRel) {
+    /// Returns whether Redis was up until now.
+    fn mark_down(&self, why: &str) -> bool {
+        let was_up = !self.redis_down.swap(true, Ordering::AcqRel);
+        if was_up {
             *self
                 .degraded_since
                 .lock()
@@ -185,6 +198,7 @@ impl Failover {
                 _ => tracing::error!(reason = why, "Redis unavailable: answering 503"),
             }
         }
+        was_up
     }
 
     fn mark_up(&self) {
@@ -203,11 +217,18 @@ impl Failover {
     }
 }
 
-async fn probe(failover: std::sync::Weak<Failover>, every: Duration) {
-    let mut ticker = tokio::time::interval(every);
-    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+/// The first retry after a failed PING; each further one waits twice as long, up to the
+/// probe interval.
+const FIRST_RETRY: Duration = Duration::from_millis(50);
+
+async fn probe(failover: std::sync::Weak<Failover>, recheck: Arc<Notify>, every: Duration) {
+    let mut wait = every;
+    let mut retry: Option<Duration> = None;
     loop {
-        ticker.tick().await;
+        tokio::select! {
+            _ = tokio::time::sleep(wait) => {}
+            _ = recheck.notified() => {}
+        }
         let Some(failover) = failover.upgrade() else {
             return;
         };
@@ -215,8 +236,17 @@ async fn probe(failover: std::sync::Weak<Failover>, every: Duration) {
             return;
         };
         match redis.ping().await {
-            Ok(_) => failover.mark_up(),
-            Err(e) => failover.mark_down(&e.to_string()),
+            Ok(_) => {
+                failover.mark_up();
+                retry = None;
+                wait = every;
+            }
+            Err(e) => {
+                failover.mark_down(&e.to_string());
+                let next = retry.map_or(FIRST_RETRY, |r| r * 2).min(every);
+                retry = Some(next);
+                wait = next;
+            }
         }
     }
 }
