@@ -23,6 +23,14 @@ async fn put(app: &TestApp, key: &str, body: &str) -> reqwest::Response {
         .unwrap()
 }
 
+async fn get(app: &TestApp, key: &str) -> reqwest::Response {
+    app.client
+        .get(app.url(&format!("/v1/cache/ns/{key}")))
+        .send()
+        .await
+        .unwrap()
+}
+
 /// Keeps writing and reading until stopped; returns every status seen.
 fn traffic(app: Arc<TestApp>, stop: Arc<AtomicBool>) -> tokio::task::JoinHandle<Vec<u16>> {
     tokio::spawn(async move {
@@ -87,12 +95,7 @@ async fn auto_mode_serves_through_a_redis_restart_without_5xx() {
     assert!(health["backend"]["degraded_since"].is_string(), "{health}");
     assert_eq!(health["backend"]["redis"]["status"], "unhealthy");
     assert_eq!(put(&app, "during", "\"memory only\"").await.status(), 204);
-    let during = app
-        .client
-        .get(app.url("/v1/cache/ns/during"))
-        .send()
-        .await
-        .unwrap();
+    let during = get(&app, "during").await;
     assert_eq!(during.status(), 200, "degraded mode serves what it stored");
     tokio::time::sleep(Duration::from_millis(400)).await;
 
@@ -116,12 +119,7 @@ async fn auto_mode_serves_through_a_redis_restart_without_5xx() {
     let errors: Vec<_> = statuses.iter().filter(|s| **s >= 500).collect();
     assert!(errors.is_empty(), "no 5xx across the outage: {errors:?}");
     // What was written to memory while degraded is not in Redis afterwards (documented).
-    let during = app
-        .client
-        .get(app.url("/v1/cache/ns/during"))
-        .send()
-        .await
-        .unwrap();
+    let during = get(&app, "during").await;
     assert_eq!(during.status(), 404);
     // The restarted Redis keeps nothing (no persistence), so the traffic keys work again.
     assert_eq!(put(&app, "after", "1").await.status(), 204);
@@ -137,12 +135,7 @@ async fn auto_mode_serves_through_a_redis_restart_without_5xx() {
 async fn auto_mode_without_any_redis_serves_from_memory() {
     let app = spawn_app(settings(BackendMode::Auto, None)).await;
     assert_eq!(put(&app, "k", "{}").await.status(), 204);
-    let got = app
-        .client
-        .get(app.url("/v1/cache/ns/k"))
-        .send()
-        .await
-        .unwrap();
+    let got = get(&app, "k").await;
     assert_eq!(got.status(), 200);
     app.wait_for_health(Duration::from_secs(5), is_degraded)
         .await;
@@ -213,12 +206,7 @@ async fn a_hung_redis_never_hangs_a_request() {
     );
     assert_eq!(response.status(), 503);
     let started = Instant::now();
-    let got = auto
-        .client
-        .get(auto.url("/v1/cache/ns/during"))
-        .send()
-        .await
-        .unwrap();
+    let got = get(&auto, "during").await;
     assert!(started.elapsed() < Duration::from_secs(1));
     assert_eq!(got.text().await.unwrap(), "2");
     auto.wait_for_health(Duration::from_secs(5), is_degraded)
@@ -230,12 +218,7 @@ async fn a_hung_redis_never_hangs_a_request() {
     strict
         .wait_for_health(Duration::from_secs(5), is_on_redis)
         .await;
-    let got = auto
-        .client
-        .get(auto.url("/v1/cache/ns/k"))
-        .send()
-        .await
-        .unwrap();
+    let got = get(&auto, "k").await;
     assert_eq!(
         got.text().await.unwrap(),
         "1",
@@ -276,11 +259,6 @@ async fn a_short_stall_costs_moments_not_a_probe_interval() {
     auto.wait_for_health(Duration::from_secs(5), is_on_redis)
         .await;
     assert_eq!(put(&strict, "after", "3").await.status(), 204);
-    let got = auto
-        .client
-        .get(auto.url("/v1/cache/ns/k"))
-        .send()
-        .await
-        .unwrap();
+    let got = get(&auto, "k").await;
     assert_eq!(got.text().await.unwrap(), "1", "served by Redis again");
 }
