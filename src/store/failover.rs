@@ -22,10 +22,9 @@ use std::{
     time::Duration,
 };
 
-use tokio::sync::Notify;
-
 use async_trait::async_trait;
 use time::OffsetDateTime;
+use tokio::sync::Notify;
 
 use super::{
     AgentStateStore, Appended, CacheStore, CasOutcome, ForeignCursor, KeyPage, PendingActionStore,
@@ -221,8 +220,11 @@ impl Failover {
 /// probe interval.
 const FIRST_RETRY: Duration = Duration::from_millis(50);
 
+/// PINGs Redis at once, then every `every`; while Redis is down, after `FIRST_RETRY`, doubling
+/// up to `every`. A request that finds Redis down wakes it early through `recheck`.
 async fn probe(failover: std::sync::Weak<Failover>, recheck: Arc<Notify>, every: Duration) {
-    let mut wait = every;
+    let mut wait = Duration::ZERO;
+    // The last wait after a failed PING; `None` while Redis answers.
     let mut retry: Option<Duration> = None;
     loop {
         tokio::select! {
