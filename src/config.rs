@@ -27,6 +27,41 @@ pub struct Settings {
     pub sessions: SessionSettings,
     pub auth: AuthSettings,
     pub log: LogSettings,
+    pub memory: MemorySettings,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct MemorySettings {
+    /// What the memory backend may hold, in bytes of keys and values (an estimate per entry:
+    /// its bytes plus a fixed overhead). Past it, writes get 507 `backend_full`; reads, deletes
+    /// and expiry keep working. `0`: a quarter of the machine's memory.
+    pub max_bytes: u64,
+}
+
+impl MemorySettings {
+    /// `max_bytes`, with `0` resolved to a quarter of the machine's memory (1 GiB when that
+    /// cannot be read).
+    pub fn bound(&self) -> u64 {
+        if self.max_bytes > 0 {
+            return self.max_bytes;
+        }
+        total_memory_bytes().map_or(1 << 30, |total| total / 4)
+    }
+}
+
+/// `MemTotal` of `/proc/meminfo` (Linux); `None` elsewhere.
+fn total_memory_bytes() -> Option<u64> {
+    let meminfo = std::fs::read_to_string("/proc/meminfo").ok()?;
+    let kib: u64 = meminfo
+        .lines()
+        .find_map(|line| line.strip_prefix("MemTotal:"))?
+        .trim()
+        .trim_end_matches("kB")
+        .trim()
+        .parse()
+        .ok()?;
+    Some(kib * 1024)
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -40,6 +75,12 @@ pub struct ServerSettings {
     pub shutdown_grace_ms: u64,
     /// Threads of the async runtime; `0` means one per CPU core.
     pub worker_threads: usize,
+    /// How long a client may take to send a request's head (request line and headers). A
+    /// keep-alive connection waiting for its next request is on the same clock, so this is
+    /// also the idle timeout: a connection idle this long is closed.
+    pub header_read_timeout_ms: u64,
+    /// Open client connections at most; further clients wait in the listen backlog.
+    pub max_connections: usize,
 }
 
 /// The most `server.worker_threads` accepted.
@@ -53,6 +94,8 @@ impl Default for ServerSettings {
             request_timeout_ms: 10_000,
             shutdown_grace_ms: 10_000,
             worker_threads: 0,
+            header_read_timeout_ms: 10_000,
+            max_connections: 1024,
         }
     }
 }
@@ -405,6 +448,11 @@ impl Settings {
     pub fn validate(&self) -> Result<(), SettingsError> {
         let positive = [
             ("server.request_timeout_ms", self.server.request_timeout_ms),
+            (
+                "server.header_read_timeout_ms",
+                self.server.header_read_timeout_ms,
+            ),
+            ("server.max_connections", self.server.max_connections as u64),
             ("backend.probe_interval_ms", self.backend.probe_interval_ms),
             ("redis.connect_timeout_ms", self.redis.connect_timeout_ms),
             ("redis.command_timeout_ms", self.redis.command_timeout_ms),

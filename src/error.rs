@@ -36,6 +36,8 @@ pub struct ApiError {
     pub status: StatusCode,
     pub code: &'static str,
     pub detail: String,
+    /// Seconds for a `Retry-After` header.
+    pub retry_after: Option<u32>,
 }
 
 impl ApiError {
@@ -44,7 +46,14 @@ impl ApiError {
             status,
             code,
             detail: detail.into(),
+            retry_after: None,
         }
+    }
+
+    /// Adds a `Retry-After` header of `seconds`.
+    pub fn retry_after(mut self, seconds: u32) -> Self {
+        self.retry_after = Some(seconds);
+        self
     }
 
     pub fn invalid_request(detail: impl Into<String>) -> Self {
@@ -111,6 +120,11 @@ impl ApiError {
         Self::new(StatusCode::SERVICE_UNAVAILABLE, "timeout", detail)
     }
 
+    /// 507: no room for a write; reads still work.
+    pub fn backend_full(detail: impl Into<String>) -> Self {
+        Self::new(StatusCode::INSUFFICIENT_STORAGE, "backend_full", detail)
+    }
+
     /// The opaque 500: the cause is logged by the caller, never sent.
     pub fn internal() -> Self {
         Self::new(
@@ -137,7 +151,13 @@ impl ApiError {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        problem_response(self.status, &self.problem())
+        let mut response = problem_response(self.status, &self.problem());
+        if let Some(seconds) = self.retry_after {
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from(seconds));
+        }
+        response
     }
 }
 
@@ -158,10 +178,34 @@ impl From<StoreError> for ApiError {
             StoreError::Unavailable(why) => {
                 tracing::debug!(reason = %why, "backend unavailable");
                 Self::backend_unavailable("the storage backend is unavailable; retry later")
+                    .retry_after(1)
             }
             StoreError::Busy(why) => {
                 tracing::warn!(reason = %why, "Redis pool exhausted");
-                Self::timeout("the service is overloaded; retry later")
+                Self::timeout("the service is overloaded; retry later").retry_after(1)
+            }
+            StoreError::Full(why) => {
+                tracing::warn!(reason = %why, "backend full");
+                Self::backend_full(
+                    "the storage backend is out of memory; nothing was written, reads still work",
+                )
+                .retry_after(5)
+            }
+            StoreError::Interrupted(why) => {
+                tracing::warn!(reason = %why, "Redis connection broke during a call");
+                Self::backend_unavailable(
+                    "the connection to the storage backend broke during this call, so it may or \
+                     may not have taken effect; check the state before retrying",
+                )
+                .retry_after(1)
+            }
+            StoreError::Refused(why) => {
+                tracing::warn!(reason = %why, "backend refused the call");
+                Self::backend_unavailable(
+                    "the storage backend cannot serve this now (read-only, loading or busy); \
+                     retry later",
+                )
+                .retry_after(1)
             }
             StoreError::Internal(why) => {
                 tracing::error!(error = %why, "store failure");

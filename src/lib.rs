@@ -18,6 +18,9 @@
 //!   the tenant extractor and the middleware stack.
 //! - [`error`] maps every error to an RFC 9457 problem document, in one `IntoResponse`.
 //!
+//! - [`server`] accepts connections and serves the router with the connection limits (header
+//!   read timeout, connection cap, shutdown that does not wait for half-sent requests).
+//!
 //! [`build_app`] assembles the router for given settings; [`Server`] binds it (port 0 allowed)
 //! and serves it until a shutdown signal.
 
@@ -25,14 +28,15 @@ pub mod config;
 pub mod domain;
 pub mod error;
 pub mod http;
+pub mod server;
 pub mod store;
 pub mod telemetry;
 
-use std::{future::Future, net::SocketAddr, sync::Arc, time::Duration};
+use std::sync::Arc;
 
 use axum::Router;
-use tokio::net::TcpListener;
 
+pub use crate::server::Server;
 use crate::{
     config::Settings,
     http::{AppContext, AppState, extract::ApiKeys},
@@ -57,65 +61,6 @@ pub fn build_app(settings: Settings) -> Result<Router, String> {
         api_keys: Arc::new(api_keys),
         started: std::time::Instant::now(),
     })))
-}
-
-/// A bound, not yet serving, instance of the service.
-pub struct Server {
-    listener: TcpListener,
-    router: Router,
-    grace: Duration,
-}
-
-impl Server {
-    /// Builds the app and binds `server.host:server.port`.
-    pub async fn bind(settings: Settings) -> Result<Self, String> {
-        let address = format!("{}:{}", settings.server.host, settings.server.port);
-        let grace = Duration::from_millis(settings.server.shutdown_grace_ms);
-        let backend = settings.backend.mode.as_str();
-        let redis = settings.redis.display_address();
-        let router = build_app(settings)?;
-        let listener = TcpListener::bind(&address)
-            .await
-            .map_err(|e| format!("cannot listen on {address}: {e}"))?;
-        tracing::info!(backend, redis = %redis, "backend configured");
-        Ok(Self {
-            listener,
-            router,
-            grace,
-        })
-    }
-
-    pub fn local_addr(&self) -> SocketAddr {
-        self.listener
-            .local_addr()
-            .expect("a bound listener has an address")
-    }
-
-    /// Serves until `shutdown` resolves, then stops accepting and lets in-flight requests
-    /// finish for at most `server.shutdown_grace_ms`.
-    pub async fn run(self, shutdown: impl Future<Output = ()> + Send + 'static) {
-        let address = self.local_addr();
-        tracing::info!("listening on http://{address}");
-        let (stopping_tx, stopping_rx) = tokio::sync::oneshot::channel::<()>();
-        let graceful = axum::serve(self.listener, self.router).with_graceful_shutdown(async move {
-            shutdown.await;
-            let _ = stopping_tx.send(());
-        });
-        let mut serving = std::pin::pin!(graceful.into_future());
-        tokio::select! {
-            result = &mut serving => {
-                if let Err(e) = result {
-                    tracing::error!(error = %e, "server error");
-                }
-                return;
-            }
-            _ = stopping_rx => {}
-        }
-        tracing::info!("shutting down: draining in-flight requests");
-        if tokio::time::timeout(self.grace, serving).await.is_err() {
-            tracing::warn!("in-flight requests still running after the grace period; exiting");
-        }
-    }
 }
 
 /// Resolves on SIGINT or SIGTERM.

@@ -26,6 +26,10 @@ impl CacheValue {
                 max: max_bytes,
             });
         }
+        // JSON text is UTF-8 (RFC 8259 §8.1); serde skips the bytes of strings it ignores, so
+        // the encoding is checked on its own.
+        std::str::from_utf8(&raw)
+            .map_err(|e| InvalidValue::NotJson(format!("not UTF-8: {e}")))?;
         serde_json::from_slice::<serde::de::IgnoredAny>(&raw)
             .map_err(|e| InvalidValue::NotJson(e.to_string()))?;
         Ok(Self(raw))
@@ -111,11 +115,17 @@ pub fn json_equal(a: &serde_json::Value, b: &serde_json::Value) -> bool {
     }
 }
 
+/// Integers exactly, other numbers as doubles; numbers beyond a double's range (`1e400`) only
+/// equal the same spelling.
 fn numbers_equal(x: &serde_json::Number, y: &serde_json::Number) -> bool {
     match (x.as_i64(), y.as_i64(), x.as_u64(), y.as_u64()) {
         (Some(a), Some(b), _, _) => a == b,
         (_, _, Some(a), Some(b)) => a == b,
-        _ => x.as_f64() == y.as_f64(),
+        _ => match (x.as_f64(), y.as_f64()) {
+            (Some(a), Some(b)) => a == b,
+            (None, None) => x.as_str() == y.as_str(),
+            _ => false,
+        },
     }
 }
 
@@ -172,7 +182,8 @@ impl Increment {
                 .map(|sum| sum.to_string())
                 .ok_or(IncrError::OutOfRange);
         }
-        format_float(number.as_f64().ok_or(IncrError::NotANumber)? + self.as_f64())
+        // A number beyond a double's range (`1e400`) is a number that does not fit.
+        format_float(number.as_f64().ok_or(IncrError::OutOfRange)? + self.as_f64())
     }
 }
 
@@ -241,6 +252,13 @@ mod tests {
             &json("9007199254740993"),
             &json("9007199254740992")
         ));
+        assert!(json_equal(&json("1e400"), &json("1e400")));
+        assert!(!json_equal(&json("1e400"), &json("2e400")));
+        assert!(!json_equal(&json("1e400"), &json("1")));
+        assert!(!json_equal(
+            &json("12345678901234567890123"),
+            &json("12345678901234567890124")
+        ));
     }
 
     #[test]
@@ -276,6 +294,7 @@ mod tests {
         assert_eq!(float.apply(b"0.2").unwrap(), "0.30000000000000004");
         assert_eq!(float.apply(b"1").unwrap(), "1.1");
         assert_eq!(float.initial_text().unwrap(), "0.1");
+        assert_eq!(int.apply(b"1e400").unwrap_err(), IncrError::OutOfRange);
     }
 
     #[test]
@@ -302,5 +321,10 @@ mod tests {
             CacheValue::parse(Bytes::from_static(b"\"abcdef\""), 4),
             Err(InvalidValue::TooLarge { .. })
         ));
+        assert!(matches!(
+            CacheValue::parse(Bytes::from_static(b"\"\xff\""), 100),
+            Err(InvalidValue::NotJson(_))
+        ));
+        assert!(CacheValue::parse(Bytes::from_static(b"1e400"), 100).is_ok());
     }
 }

@@ -518,8 +518,8 @@ pub async fn compare_and_swap(
     let settings = &state.settings;
     let expiry = expiry_or_default(body_ttl(request.ttl_seconds.as_ref(), settings)?, settings);
     let value = stored_value(&request.value, settings)?;
-    let expected: serde_json::Value =
-        serde_json::from_str(request.expected.get()).map_err(|_| ApiError::internal())?;
+    let expected: serde_json::Value = serde_json::from_str(request.expected.get())
+        .map_err(|e| ApiError::invalid_request(format!("expected is not usable JSON: {e}")))?;
     let expected = (!expected.is_null()).then_some(expected);
     let outcome = state
         .stores
@@ -552,9 +552,11 @@ fn stored_value(raw: &RawValue, settings: &Settings) -> ApiResult<CacheValue> {
     Ok(CacheValue::parse(bytes, settings.cache.max_value_bytes)?)
 }
 
+/// A stored value as a JSON member. Values are checked on the way in; one stored before that
+/// check existed (not UTF-8) is sent with its bad bytes replaced rather than failing the call.
 fn raw_json(bytes: &[u8]) -> ApiResult<Box<RawValue>> {
-    let text = std::str::from_utf8(bytes).map_err(|_| ApiError::internal())?;
-    RawValue::from_string(text.to_string()).map_err(|_| ApiError::internal())
+    let text = String::from_utf8_lossy(bytes).into_owned();
+    RawValue::from_string(text).map_err(|_| ApiError::internal())
 }
 
 /// Parses batch keys, refusing more than `cache.max_batch_keys`.
@@ -610,7 +612,10 @@ pub async fn get_many(
     AppJson(request): AppJson<MgetRequest>,
 ) -> ApiResult<Response> {
     let ns = Namespace::parse(namespace)?;
-    let keys = batch_keys(request.keys.iter(), &state.settings)?;
+    let mut keys = batch_keys(request.keys.iter(), &state.settings)?;
+    // A key asked for twice is answered once: a JSON object has each member once.
+    let mut seen = std::collections::HashSet::with_capacity(keys.len());
+    keys.retain(|key| seen.insert(key.as_str().to_string()));
     let values = state.stores.cache.get_many(&tenant, &ns, &keys).await?;
     // Written by hand so that each value goes out as the exact bytes stored.
     let size: usize = values.iter().flatten().map(|v| v.bytes().len()).sum();

@@ -23,7 +23,8 @@ pub fn routes() -> Router<AppState> {
 
 #[derive(Serialize, ToSchema)]
 pub struct Health {
-    /// `ok`, `degraded` (auto mode serving from memory) or `down` (redis mode, Redis down).
+    /// `ok`, `degraded` (auto mode serving from memory, or Redis refusing commands: see
+    /// `backend.redis.condition`) or `down` (redis mode, Redis down).
     #[schema(example = "ok")]
     status: &'static str,
     #[schema(example = "0.1.0")]
@@ -45,13 +46,31 @@ pub struct BackendHealth {
     )]
     #[schema(value_type = Option<String>, format = DateTime)]
     degraded_since: Option<OffsetDateTime>,
+    /// The memory backend's use of `memory.max_bytes` (an estimate per entry); at the bound,
+    /// writes to memory get 507 `backend_full`.
+    memory: MemoryHealth,
     redis: RedisHealth,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct MemoryHealth {
+    #[schema(example = 1048576)]
+    used_bytes: usize,
+    #[schema(example = 1073741824)]
+    max_bytes: usize,
 }
 
 #[derive(Serialize, ToSchema)]
 pub struct RedisHealth {
     /// `healthy`, `unhealthy` or `disabled` (memory mode).
     status: &'static str,
+    /// Why Redis refused commands within the last 30 s although it answers: `out_of_memory`
+    /// (`maxmemory` under `noeviction`: writes get 507 `backend_full`), `read_only`, `loading`,
+    /// `not_serving` or `busy_script` (503 `backend_unavailable`). The service is then
+    /// `degraded`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(example = "out_of_memory")]
+    condition: Option<&'static str>,
     #[serde(skip_serializing_if = "Option::is_none")]
     latency_ms: Option<f64>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -95,6 +114,7 @@ pub async fn health(State(state): State<AppState>) -> Response {
     let backend = failover.status();
     let mut redis = RedisHealth {
         status: "disabled",
+        condition: None,
         latency_ms: None,
         redis_version: None,
         connected_clients: None,
@@ -111,6 +131,7 @@ pub async fn health(State(state): State<AppState>) -> Response {
             waiting: figures.waiting,
         });
         redis.status = "unhealthy";
+        redis.condition = pool.recent_refusal().map(|r| r.as_str());
         if let Ok(info) = pool.info().await {
             redis.status = "healthy";
             redis.latency_ms = Some((info.latency_ms * 1000.0).round() / 1000.0);
@@ -120,9 +141,11 @@ pub async fn health(State(state): State<AppState>) -> Response {
             redis.keys = info.keys;
         }
     }
+    let (memory_used, memory_max) = failover.memory_usage();
     let (status, code) = match (backend.mode, backend.redis_down) {
         (BackendMode::Redis, true) => ("down", StatusCode::SERVICE_UNAVAILABLE),
         (BackendMode::Auto, true) => ("degraded", StatusCode::OK),
+        _ if redis.condition.is_some() => ("degraded", StatusCode::OK),
         _ => ("ok", StatusCode::OK),
     };
     let body = Health {
@@ -139,6 +162,10 @@ pub async fn health(State(state): State<AppState>) -> Response {
             degraded_since: backend
                 .degraded_since
                 .filter(|_| backend.mode == BackendMode::Auto),
+            memory: MemoryHealth {
+                used_bytes: memory_used,
+                max_bytes: memory_max,
+            },
             redis,
         },
     };

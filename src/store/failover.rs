@@ -3,8 +3,9 @@
 //! - `memory`: the memory adapters alone; Redis is never contacted.
 //! - `redis`: Redis alone. While Redis is down every call fails fast with
 //!   `StoreError::Unavailable` (503 `backend_unavailable`) instead of waiting on it.
-//! - `auto`: Redis while it answers. A call whose Redis round trip fails or misses its deadline
-//!   is served again by memory, the state turns degraded, and calls go straight to memory until
+//! - `auto`: Redis while it answers. A call whose Redis round trip fails or misses its deadline,
+//!   and for which a fresh connection cannot PING Redis either, is served again by memory (a
+//!   reset connection is not an outage: see `Failover::route`), the state turns degraded, and calls go straight to memory until
 //!   the probe sees Redis answer. Then the memory backend is emptied, so entries written while
 //!   degraded are gone (they were never in Redis) and can never be served by a later outage.
 //!
@@ -74,7 +75,7 @@ impl Failover {
     /// Builds the stores for `settings.backend.mode`. In the Redis modes a probe task runs
     /// until the returned `Failover` is dropped. Must be called inside a tokio runtime.
     pub fn build(settings: &Settings) -> Result<(Stores, Arc<Failover>), String> {
-        let memory = MemoryBackend::default();
+        let memory = MemoryBackend::new(settings.memory.bound());
         let redis = match settings.backend.mode {
             BackendMode::Memory => None,
             BackendMode::Auto | BackendMode::Redis => Some(RedisPool::new(&settings.redis)?),
@@ -128,6 +129,11 @@ impl Failover {
         self.mode
     }
 
+    /// Bytes the memory backend holds, and its bound (`memory.max_bytes`).
+    pub fn memory_usage(&self) -> (usize, usize) {
+        self.memory.usage()
+    }
+
     pub fn redis(&self) -> Option<&RedisPool> {
         self.redis.as_ref()
     }
@@ -143,39 +149,68 @@ impl Failover {
         }
     }
 
-    /// Serves one store call: `on_redis` (not yet started) or, as the mode says, `on_memory`.
-    async fn route<T, R, M, MF>(&self, on_redis: R, on_memory: M) -> StoreResult<T>
+    /// Serves one store call: on Redis (`on_redis` makes the call; it may be made twice) or,
+    /// as the mode says, on memory.
+    ///
+    /// A connection error is not yet an outage: the pool has retired the failed connection, a
+    /// call that is safe to repeat (`repeatable`) is made once more on a fresh one, and only
+    /// when a fresh connection cannot even PING is Redis declared down. A call that is not safe
+    /// to repeat (an `incr`, an append, a confirm) whose connection broke mid-call while Redis
+    /// still answers gets `Interrupted`: it may have taken effect, and it is neither repeated
+    /// nor handed to memory, where a write would be acknowledged and then lost.
+    async fn route<T, R, RF, M, MF>(
+        &self,
+        repeatable: bool,
+        on_redis: R,
+        on_memory: M,
+    ) -> StoreResult<T>
     where
-        R: Future<Output = StoreResult<T>>,
+        R: Fn() -> RF,
+        RF: Future<Output = StoreResult<T>>,
         M: FnOnce() -> MF,
         MF: Future<Output = StoreResult<T>>,
     {
         let down = self.redis_down.load(Ordering::Acquire);
         match (self.mode, down) {
-            (BackendMode::Memory, _) | (BackendMode::Auto, true) => on_memory().await,
-            (BackendMode::Redis, true) => Err(StoreError::Unavailable("Redis is down".into())),
-            (BackendMode::Redis | BackendMode::Auto, false) => match on_redis.await {
-                Err(StoreError::Unavailable(why)) => {
-                    if self.mark_down(&why) {
-                        self.recheck.notify_one();
-                    }
-                    if self.mode == BackendMode::Auto {
-                        on_memory().await
-                    } else {
-                        Err(StoreError::Unavailable(why))
-                    }
-                }
-                // Waited for a pooled connection: in auto mode, if the calls holding them found
-                // Redis down meanwhile, memory serves this one too.
-                Err(StoreError::Busy(why)) => {
-                    if self.mode == BackendMode::Auto && self.redis_down.load(Ordering::Acquire) {
-                        on_memory().await
-                    } else {
-                        Err(StoreError::Busy(why))
-                    }
-                }
-                other => other,
-            },
+            (BackendMode::Memory, _) | (BackendMode::Auto, true) => return on_memory().await,
+            (BackendMode::Redis, true) => {
+                return Err(StoreError::Unavailable("Redis is down".into()));
+            }
+            (BackendMode::Redis | BackendMode::Auto, false) => {}
+        }
+        let mut why = match on_redis().await {
+            Err(StoreError::Unavailable(why)) => why,
+            // Waited for a pooled connection: in auto mode, if the calls holding them found
+            // Redis down meanwhile, memory serves this one too.
+            Err(StoreError::Busy(why)) => {
+                return if self.mode == BackendMode::Auto
+                    && self.redis_down.load(Ordering::Acquire)
+                {
+                    on_memory().await
+                } else {
+                    Err(StoreError::Busy(why))
+                };
+            }
+            other => return other,
+        };
+        if repeatable {
+            match on_redis().await {
+                Err(StoreError::Unavailable(again)) => why = again,
+                other => return other,
+            }
+        }
+        if let Some(redis) = &self.redis
+            && redis.ping().await.is_ok()
+        {
+            return Err(StoreError::Interrupted(why));
+        }
+        if self.mark_down(&why) {
+            self.recheck.notify_one();
+        }
+        if self.mode == BackendMode::Auto {
+            on_memory().await
+        } else {
+            Err(StoreError::Unavailable(why))
         }
     }
 
@@ -261,19 +296,22 @@ pub struct FailoverStore<S: ?Sized> {
 }
 
 /// Implements a store trait for `FailoverStore` by routing each method through
-/// `Failover::route`. Arguments are cloned for the Redis call (references stay references) and
-/// moved into the memory call, which only runs when Redis cannot serve.
+/// `Failover::route`. `#[repeat(expr)]` says whether a call is safe to make twice (same effect,
+/// same answer); it may look at the arguments. Arguments are cloned for each call (references
+/// stay references).
 macro_rules! route_each_method {
-    ($store:ident { $(async fn $name:ident(&self $(, $arg:ident : $ty:ty)*) -> $ret:ty;)* }) => {
+    ($store:ident { $(#[repeat($repeat:expr)] async fn $name:ident(&self $(, $arg:ident : $ty:ty)*) -> $ret:ty;)* }) => {
         #[async_trait]
         impl $store for FailoverStore<dyn $store> {
             $(
                 #[allow(clippy::clone_on_copy)]
                 async fn $name(&self $(, $arg: $ty)*) -> $ret {
+                    let repeatable: bool = $repeat;
                     self.failover
                         .route(
-                            self.redis.$name($(Clone::clone(&$arg)),*),
-                            move || self.memory.$name($($arg),*),
+                            repeatable,
+                            || self.redis.$name($(Clone::clone(&$arg)),*),
+                            || self.memory.$name($(Clone::clone(&$arg)),*),
                         )
                         .await
                 }
@@ -283,49 +321,49 @@ macro_rules! route_each_method {
 }
 
 route_each_method!(CacheStore {
-    async fn get(&self, tenant: &Tenant, ns: &Namespace, key: &CacheKey) -> StoreResult<Option<CacheValue>>;
-    async fn exists(&self, tenant: &Tenant, ns: &Namespace, key: &CacheKey) -> StoreResult<bool>;
-    async fn put(&self, tenant: &Tenant, ns: &Namespace, key: &CacheKey, value: CacheValue, expiry: Expiry, condition: PutCondition) -> StoreResult<bool>;
-    async fn delete(&self, tenant: &Tenant, ns: &Namespace, key: &CacheKey) -> StoreResult<bool>;
-    async fn ttl(&self, tenant: &Tenant, ns: &Namespace, key: &CacheKey) -> StoreResult<TtlState>;
-    async fn set_ttl(&self, tenant: &Tenant, ns: &Namespace, key: &CacheKey, ttl: Ttl) -> StoreResult<bool>;
-    async fn incr(&self, tenant: &Tenant, ns: &Namespace, key: &CacheKey, by: Increment, create_expiry: Expiry) -> StoreResult<Result<String, IncrError>>;
-    async fn compare_and_swap(&self, tenant: &Tenant, ns: &Namespace, key: &CacheKey, expected: Option<serde_json::Value>, value: CacheValue, expiry: Expiry) -> StoreResult<CasOutcome>;
-    async fn get_many(&self, tenant: &Tenant, ns: &Namespace, keys: &[CacheKey]) -> StoreResult<Vec<Option<CacheValue>>>;
-    async fn put_many(&self, tenant: &Tenant, ns: &Namespace, entries: Vec<(CacheKey, CacheValue)>, expiry: Expiry) -> StoreResult<()>;
-    async fn list(&self, tenant: &Tenant, ns: &Namespace, pattern: &str, cursor: ListCursor, limit: usize) -> StoreResult<Result<KeyPage, ForeignCursor>>;
-    async fn delete_matching(&self, tenant: &Tenant, ns: &Namespace, pattern: &str) -> StoreResult<u64>;
+    #[repeat(true)] async fn get(&self, tenant: &Tenant, ns: &Namespace, key: &CacheKey) -> StoreResult<Option<CacheValue>>;
+    #[repeat(true)] async fn exists(&self, tenant: &Tenant, ns: &Namespace, key: &CacheKey) -> StoreResult<bool>;
+    #[repeat(condition == PutCondition::Always)] async fn put(&self, tenant: &Tenant, ns: &Namespace, key: &CacheKey, value: CacheValue, expiry: Expiry, condition: PutCondition) -> StoreResult<bool>;
+    #[repeat(false)] async fn delete(&self, tenant: &Tenant, ns: &Namespace, key: &CacheKey) -> StoreResult<bool>;
+    #[repeat(true)] async fn ttl(&self, tenant: &Tenant, ns: &Namespace, key: &CacheKey) -> StoreResult<TtlState>;
+    #[repeat(true)] async fn set_ttl(&self, tenant: &Tenant, ns: &Namespace, key: &CacheKey, ttl: Ttl) -> StoreResult<bool>;
+    #[repeat(false)] async fn incr(&self, tenant: &Tenant, ns: &Namespace, key: &CacheKey, by: Increment, create_expiry: Expiry) -> StoreResult<Result<String, IncrError>>;
+    #[repeat(false)] async fn compare_and_swap(&self, tenant: &Tenant, ns: &Namespace, key: &CacheKey, expected: Option<serde_json::Value>, value: CacheValue, expiry: Expiry) -> StoreResult<CasOutcome>;
+    #[repeat(true)] async fn get_many(&self, tenant: &Tenant, ns: &Namespace, keys: &[CacheKey]) -> StoreResult<Vec<Option<CacheValue>>>;
+    #[repeat(true)] async fn put_many(&self, tenant: &Tenant, ns: &Namespace, entries: Vec<(CacheKey, CacheValue)>, expiry: Expiry) -> StoreResult<()>;
+    #[repeat(true)] async fn list(&self, tenant: &Tenant, ns: &Namespace, pattern: &str, cursor: ListCursor, limit: usize) -> StoreResult<Result<KeyPage, ForeignCursor>>;
+    #[repeat(false)] async fn delete_matching(&self, tenant: &Tenant, ns: &Namespace, pattern: &str) -> StoreResult<u64>;
 });
 
 route_each_method!(PendingActionStore {
-    async fn create(&self, tenant: &Tenant, action: PendingAction, ttl: Ttl) -> StoreResult<bool>;
-    async fn get(&self, tenant: &Tenant, token: &ActionToken) -> StoreResult<Option<PendingAction>>;
-    async fn confirm(&self, tenant: &Tenant, token: &ActionToken, at: OffsetDateTime, idempotency_key: Option<IdempotencyKey>, tombstone: TombstoneLife) -> StoreResult<Confirm>;
-    async fn cancel(&self, tenant: &Tenant, token: &ActionToken, at: OffsetDateTime, tombstone: TombstoneLife) -> StoreResult<Cancel>;
+    #[repeat(false)] async fn create(&self, tenant: &Tenant, action: PendingAction, ttl: Ttl) -> StoreResult<bool>;
+    #[repeat(true)] async fn get(&self, tenant: &Tenant, token: &ActionToken) -> StoreResult<Option<PendingAction>>;
+    #[repeat(false)] async fn confirm(&self, tenant: &Tenant, token: &ActionToken, at: OffsetDateTime, idempotency_key: Option<IdempotencyKey>, tombstone: TombstoneLife) -> StoreResult<Confirm>;
+    #[repeat(true)] async fn cancel(&self, tenant: &Tenant, token: &ActionToken, at: OffsetDateTime, tombstone: TombstoneLife) -> StoreResult<Cancel>;
 });
 
 route_each_method!(AgentStateStore {
-    async fn create(&self, tenant: &Tenant, state: NewAgentState) -> StoreResult<Option<AgentState>>;
-    async fn get(&self, tenant: &Tenant, thread: &ThreadId, last_messages: Option<u64>) -> StoreResult<Option<AgentState>>;
-    async fn exists(&self, tenant: &Tenant, thread: &ThreadId) -> StoreResult<bool>;
-    async fn replace(&self, tenant: &Tenant, state: NewAgentState, if_version: Option<u64>) -> StoreResult<Versioned<Replaced>>;
-    async fn delete(&self, tenant: &Tenant, thread: &ThreadId) -> StoreResult<bool>;
-    async fn append(&self, tenant: &Tenant, thread: &ThreadId, messages: Vec<Message>, if_version: Option<u64>) -> StoreResult<Versioned<Appended>>;
-    async fn patch_context(&self, tenant: &Tenant, thread: &ThreadId, patch: JsonObject, if_version: Option<u64>) -> StoreResult<Versioned<AgentState>>;
-    async fn set_relevance(&self, tenant: &Tenant, thread: &ThreadId, is_relevant: bool, if_version: Option<u64>) -> StoreResult<Versioned<u64>>;
-    async fn list(&self, tenant: &Tenant, after: Option<ThreadId>, limit: usize) -> StoreResult<ThreadPage>;
-    async fn recent(&self, tenant: &Tenant, limit: usize) -> StoreResult<Vec<RecentState>>;
-    async fn ttl(&self, tenant: &Tenant, thread: &ThreadId) -> StoreResult<Option<u64>>;
-    async fn set_ttl(&self, tenant: &Tenant, thread: &ThreadId, ttl: Ttl) -> StoreResult<bool>;
-    async fn cleanup_expired(&self, tenant: &Tenant) -> StoreResult<u64>;
+    #[repeat(false)] async fn create(&self, tenant: &Tenant, state: NewAgentState) -> StoreResult<Option<AgentState>>;
+    #[repeat(true)] async fn get(&self, tenant: &Tenant, thread: &ThreadId, last_messages: Option<u64>) -> StoreResult<Option<AgentState>>;
+    #[repeat(true)] async fn exists(&self, tenant: &Tenant, thread: &ThreadId) -> StoreResult<bool>;
+    #[repeat(false)] async fn replace(&self, tenant: &Tenant, state: NewAgentState, if_version: Option<u64>) -> StoreResult<Versioned<Replaced>>;
+    #[repeat(false)] async fn delete(&self, tenant: &Tenant, thread: &ThreadId) -> StoreResult<bool>;
+    #[repeat(false)] async fn append(&self, tenant: &Tenant, thread: &ThreadId, messages: Vec<Message>, if_version: Option<u64>) -> StoreResult<Versioned<Appended>>;
+    #[repeat(false)] async fn patch_context(&self, tenant: &Tenant, thread: &ThreadId, patch: JsonObject, if_version: Option<u64>) -> StoreResult<Versioned<AgentState>>;
+    #[repeat(false)] async fn set_relevance(&self, tenant: &Tenant, thread: &ThreadId, is_relevant: bool, if_version: Option<u64>) -> StoreResult<Versioned<u64>>;
+    #[repeat(true)] async fn list(&self, tenant: &Tenant, after: Option<ThreadId>, limit: usize) -> StoreResult<ThreadPage>;
+    #[repeat(true)] async fn recent(&self, tenant: &Tenant, limit: usize) -> StoreResult<Vec<RecentState>>;
+    #[repeat(true)] async fn ttl(&self, tenant: &Tenant, thread: &ThreadId) -> StoreResult<Option<u64>>;
+    #[repeat(true)] async fn set_ttl(&self, tenant: &Tenant, thread: &ThreadId, ttl: Ttl) -> StoreResult<bool>;
+    #[repeat(true)] async fn cleanup_expired(&self, tenant: &Tenant) -> StoreResult<u64>;
 });
 
 route_each_method!(SessionStore {
-    async fn create(&self, tenant: &Tenant, session: Session, rules: SessionRules) -> StoreResult<()>;
-    async fn get(&self, tenant: &Tenant, id: &SessionId, rules: SessionRules) -> StoreResult<Option<Session>>;
-    async fn update(&self, tenant: &Tenant, id: &SessionId, change: SessionChange, if_match: Option<u64>, rules: SessionRules) -> StoreResult<SessionUpdate>;
-    async fn rotate(&self, tenant: &Tenant, id: &SessionId, new_id: SessionId, rules: SessionRules) -> StoreResult<Option<Session>>;
-    async fn delete(&self, tenant: &Tenant, id: &SessionId) -> StoreResult<bool>;
-    async fn list_for_user(&self, tenant: &Tenant, user: &UserId) -> StoreResult<Vec<Session>>;
-    async fn delete_for_user(&self, tenant: &Tenant, user: &UserId) -> StoreResult<u64>;
+    #[repeat(false)] async fn create(&self, tenant: &Tenant, session: Session, rules: SessionRules) -> StoreResult<()>;
+    #[repeat(true)] async fn get(&self, tenant: &Tenant, id: &SessionId, rules: SessionRules) -> StoreResult<Option<Session>>;
+    #[repeat(false)] async fn update(&self, tenant: &Tenant, id: &SessionId, change: SessionChange, if_match: Option<u64>, rules: SessionRules) -> StoreResult<SessionUpdate>;
+    #[repeat(false)] async fn rotate(&self, tenant: &Tenant, id: &SessionId, new_id: SessionId, rules: SessionRules) -> StoreResult<Option<Session>>;
+    #[repeat(false)] async fn delete(&self, tenant: &Tenant, id: &SessionId) -> StoreResult<bool>;
+    #[repeat(true)] async fn list_for_user(&self, tenant: &Tenant, user: &UserId) -> StoreResult<Vec<Session>>;
+    #[repeat(false)] async fn delete_for_user(&self, tenant: &Tenant, user: &UserId) -> StoreResult<u64>;
 });

@@ -34,6 +34,19 @@ pub enum StoreError {
     /// Redis is not known to be down, so the call neither fails over nor marks Redis down.
     #[error("backend busy: {0}")]
     Busy(String),
+    /// No room: Redis answered `OOM` (`maxmemory` under `noeviction`), or the memory backend is
+    /// at `memory.max_bytes`. Reads still work; writes fail until room is made.
+    #[error("backend full: {0}")]
+    Full(String),
+    /// Redis answers but refuses to serve for now (`READONLY`, `LOADING`, `MASTERDOWN`, `BUSY`,
+    /// ...). Not an outage: the call does not fail over, since a write taken by memory now would
+    /// be lost when Redis serves again.
+    #[error("backend refused: {0}")]
+    Refused(String),
+    /// The connection broke during a call that is not safe to repeat, while Redis still
+    /// answers: the call may or may not have taken effect.
+    #[error("call interrupted: {0}")]
+    Interrupted(String),
     /// The backend answered something this code does not expect: a bug, logged and turned
     /// into an opaque 500.
     #[error("unexpected backend reply: {0}")]

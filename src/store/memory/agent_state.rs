@@ -19,7 +19,7 @@ use tokio::time::Instant;
 
 use super::{
     MemoryBackend,
-    engine::{Engine, Entry},
+    engine::{Engine, Entry, Weigh, json_weight},
 };
 use crate::{
     domain::{
@@ -76,15 +76,52 @@ impl MemoryAgentStates {
 struct Thread {
     record: Record,
     messages: Vec<Message>,
+    /// What `messages` weigh, kept up to date so an append does not re-weigh them all.
+    messages_weight: usize,
+}
+
+impl Thread {
+    fn new(record: Record, messages: Vec<Message>) -> Self {
+        let messages_weight = messages.iter().map(json_weight).sum();
+        Self {
+            record,
+            messages,
+            messages_weight,
+        }
+    }
+
+    fn append(&mut self, messages: Vec<Message>) {
+        self.messages_weight += messages.iter().map(json_weight).sum::<usize>();
+        self.messages.extend(messages);
+    }
+
+    /// The thread's bytes, with the two index entries it has; the context and metadata are
+    /// weighed afresh (they change in place), the messages are not.
+    fn weight(&self, id: &ThreadId) -> usize {
+        const RECORD_AND_INDEXES: usize = 192;
+        3 * id.as_str().len()
+            + json_weight(&self.record.context)
+            + json_weight(&self.record.metadata)
+            + self.messages_weight
+            + RECORD_AND_INDEXES
+    }
 }
 
 #[derive(Default)]
 struct TenantThreads {
+    /// What every thread here weighs, kept up to date by `insert` and `remove`.
+    weight: usize,
     threads: BTreeMap<ThreadId, Thread>,
     /// `(updated_ms, id)`, like the Redis `recent` sorted set.
     recent: BTreeSet<(i64, ThreadId)>,
     /// `(expires_ms, id)`, like the Redis `expiries` sorted set.
     expiries: BTreeSet<(i64, ThreadId)>,
+}
+
+impl Weigh for TenantThreads {
+    fn weight(&self) -> usize {
+        self.weight
+    }
 }
 
 impl TenantThreads {
@@ -94,6 +131,7 @@ impl TenantThreads {
 
     fn remove(&mut self, id: &ThreadId) -> Option<Thread> {
         let thread = self.threads.remove(id)?;
+        self.weight = self.weight.saturating_sub(thread.weight(id));
         self.recent.remove(&(thread.record.updated_ms, id.clone()));
         self.expiries
             .remove(&(thread.record.expires_ms, id.clone()));
@@ -102,6 +140,7 @@ impl TenantThreads {
 
     fn insert(&mut self, id: ThreadId, thread: Thread) {
         self.remove(&id);
+        self.weight += thread.weight(&id);
         self.recent.insert((thread.record.updated_ms, id.clone()));
         self.expiries.insert((thread.record.expires_ms, id.clone()));
         self.threads.insert(id, thread);
@@ -183,14 +222,12 @@ impl AgentStateStore for MemoryAgentStates {
         tenant: &Tenant,
         state: NewAgentState,
     ) -> StoreResult<Option<AgentState>> {
+        self.engine.ensure_room()?;
         Ok(self.with_tenant(tenant, |threads, now| {
             if threads.live(&state.thread_id, now).is_some() {
                 return None;
             }
-            let thread = Thread {
-                record: new_record(&state, now, now, 1),
-                messages: state.messages,
-            };
+            let thread = Thread::new(new_record(&state, now, now, 1), state.messages);
             let view = to_state(&state.thread_id, &thread, None);
             threads.insert(state.thread_id, thread);
             Some(view)
@@ -220,6 +257,7 @@ impl AgentStateStore for MemoryAgentStates {
         state: NewAgentState,
         if_version: Option<u64>,
     ) -> StoreResult<Versioned<Replaced>> {
+        self.engine.ensure_room()?;
         Ok(self.with_tenant(tenant, |threads, now| {
             let current = threads.live(&state.thread_id, now);
             if let Some(expected) = if_version
@@ -231,10 +269,10 @@ impl AgentStateStore for MemoryAgentStates {
                 .map(|t| (t.record.created_ms, t.record.version + 1))
                 .unwrap_or((now, 1));
             let created = current.is_none();
-            let thread = Thread {
-                record: new_record(&state, now, created_ms, version),
-                messages: state.messages,
-            };
+            let thread = Thread::new(
+                new_record(&state, now, created_ms, version),
+                state.messages,
+            );
             let view = to_state(&state.thread_id, &thread, None);
             threads.insert(state.thread_id, thread);
             Versioned::Done(Replaced {
@@ -259,12 +297,13 @@ impl AgentStateStore for MemoryAgentStates {
         messages: Vec<Message>,
         if_version: Option<u64>,
     ) -> StoreResult<Versioned<Appended>> {
+        self.engine.ensure_room()?;
         Ok(self.with_tenant(tenant, |threads, now| {
             if let Err(refusal) = check(threads.live(thread, now), if_version) {
                 return refusal.into();
             }
             let appended = threads.modify(thread, |t| {
-                t.messages.extend(messages);
+                t.append(messages);
                 touch(&mut t.record, now);
                 Appended {
                     message_count: t.messages.len() as u64,
@@ -282,6 +321,7 @@ impl AgentStateStore for MemoryAgentStates {
         patch: JsonObject,
         if_version: Option<u64>,
     ) -> StoreResult<Versioned<AgentState>> {
+        self.engine.ensure_room()?;
         Ok(self.with_tenant(tenant, |threads, now| {
             if let Err(refusal) = check(threads.live(thread, now), if_version) {
                 return refusal.into();

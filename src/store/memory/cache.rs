@@ -21,6 +21,11 @@ use crate::{
     store::{CacheStore, CasOutcome, ForeignCursor, KeyPage, PutCondition, StoreResult, TtlState},
 };
 
+/// Entries a listing page or a pattern-delete batch examines under the engine lock: with the
+/// longest pattern against the longest keys this bounds one lock hold to a few milliseconds,
+/// and a page may be short (even empty) with a cursor to continue, as a `SCAN` page may.
+const EXAMINED_PER_CALL: usize = 1_000;
+
 pub struct MemoryCache {
     /// Keys and values as boxed slices, not `Arc`/`Bytes`: 16 bytes less per map slot and
     /// per key allocation, which keeps the memory backend under Redis's bytes per entry.
@@ -84,6 +89,7 @@ impl CacheStore for MemoryCache {
         expiry: Expiry,
         condition: PutCondition,
     ) -> StoreResult<bool> {
+        self.engine.ensure_room()?;
         Ok(self.engine.update(&entry_key(tenant, ns, key), |slot| {
             let allowed = match condition {
                 PutCondition::Always => true,
@@ -146,6 +152,7 @@ impl CacheStore for MemoryCache {
         by: Increment,
         create_expiry: Expiry,
     ) -> StoreResult<Result<String, IncrError>> {
+        self.engine.ensure_room()?;
         Ok(self.engine.update(&entry_key(tenant, ns, key), |slot| {
             let (text, expires_at) = match slot {
                 Some(entry) => (by.apply(&entry.value)?, entry.expires_at),
@@ -168,6 +175,7 @@ impl CacheStore for MemoryCache {
         value: CacheValue,
         expiry: Expiry,
     ) -> StoreResult<CasOutcome> {
+        self.engine.ensure_room()?;
         Ok(self.engine.update(&entry_key(tenant, ns, key), |slot| {
             let equal = match (&expected, slot.as_ref()) {
                 (None, None) => true,
@@ -207,6 +215,7 @@ impl CacheStore for MemoryCache {
         entries: Vec<(CacheKey, CacheValue)>,
         expiry: Expiry,
     ) -> StoreResult<()> {
+        self.engine.ensure_room()?;
         let expires_at = deadline(expiry);
         self.engine.write_many(
             entries
@@ -237,16 +246,19 @@ impl CacheStore for MemoryCache {
             ListCursor::Memory(after) => Bound::Excluded(format!("{prefix}{after}").into()),
             ListCursor::Redis(_) => return Ok(Err(ForeignCursor)),
         };
-        let (page, more) = self
-            .engine
-            .scan((start, Bound::Excluded(end)), limit, |k, _| {
+        let (page, resume) = self.engine.scan(
+            (start, Bound::Excluded(end)),
+            limit,
+            EXAMINED_PER_CALL,
+            |k, _| {
                 let key = &k[prefix.len()..];
                 glob::matches(pattern, key).then(|| key.to_string())
-            });
+            },
+        );
         let keys: Vec<String> = page.into_iter().map(|(_, key)| key).collect();
-        let next = match keys.last() {
-            Some(last) if more => ListCursor::Memory(last.clone()),
-            _ => ListCursor::Start,
+        let next = match resume {
+            Some(last) => ListCursor::Memory(last[prefix.len()..].to_string()),
+            None => ListCursor::Start,
         };
         Ok(Ok(KeyPage { keys, next }))
     }
@@ -258,10 +270,21 @@ impl CacheStore for MemoryCache {
         pattern: &str,
     ) -> StoreResult<u64> {
         let (prefix, end) = namespace_range(tenant, ns);
-        let start: Box<str> = prefix.as_str().into();
-        let removed = self
-            .engine
-            .remove_where(start..end, |k| glob::matches(pattern, &k[prefix.len()..]));
-        Ok(removed as u64)
+        let mut start: Bound<Box<str>> = Bound::Included(prefix.as_str().into());
+        let mut removed = 0;
+        loop {
+            let (batch, resume) = self.engine.remove_where(
+                (start, Bound::Excluded(end.clone())),
+                EXAMINED_PER_CALL,
+                |k| glob::matches(pattern, &k[prefix.len()..]),
+            );
+            removed += batch as u64;
+            match resume {
+                Some(last) => start = Bound::Excluded(last),
+                None => return Ok(removed),
+            }
+            // Like SCAN + UNLINK on Redis: other requests run between batches.
+            tokio::task::yield_now().await;
+        }
     }
 }

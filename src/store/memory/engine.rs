@@ -11,6 +11,11 @@
 //! expiry works the same way, by sampling. An expired entry may hold its memory until the sweep
 //! reaches it (about `len / PURGE_BATCH * PURGE_INTERVAL` at most) but is never readable.
 //!
+//! Every engine of a backend counts what it holds against one [`Budget`]
+//! (`memory.max_bytes`): each entry weighs its key and value as [`Weigh`] estimates them plus a
+//! fixed overhead. Adapters call [`Engine::ensure_room`] before a write that can grow what is
+//! held; deletes, reads and expiry always work, so a full backend drains by itself.
+//!
 //! A std `Mutex` rather than tokio's: the critical sections are short and never await, which
 //! is the case the tokio docs recommend it for. Every operation runs under the one lock, which
 //! is what makes each adapter method atomic.
@@ -18,11 +23,132 @@
 use std::{
     collections::BTreeMap,
     ops::{Bound, RangeBounds},
-    sync::{Arc, Mutex, MutexGuard},
+    sync::{
+        Arc, Mutex, MutexGuard,
+        atomic::{AtomicUsize, Ordering},
+    },
     time::Duration,
 };
 
 use tokio::time::Instant;
+
+use crate::store::{StoreError, StoreResult};
+
+/// What an entry's key or value costs, in bytes, roughly: its heap bytes and inline size.
+pub trait Weigh {
+    fn weight(&self) -> usize;
+}
+
+/// Bytes counted per entry beyond its key and value: the map's node share, the expiry, the
+/// allocation headers.
+const ENTRY_OVERHEAD: usize = 64;
+
+/// The bytes every engine of one backend may hold together, and what they hold now.
+#[derive(Debug)]
+pub struct Budget {
+    used: AtomicUsize,
+    max: usize,
+}
+
+impl Budget {
+    pub fn new(max: usize) -> Self {
+        Self {
+            used: AtomicUsize::new(0),
+            max,
+        }
+    }
+
+    pub fn used(&self) -> usize {
+        self.used.load(Ordering::Relaxed)
+    }
+
+    pub fn max(&self) -> usize {
+        self.max
+    }
+
+    fn add(&self, bytes: usize) {
+        self.used.fetch_add(bytes, Ordering::Relaxed);
+    }
+
+    fn sub(&self, bytes: usize) {
+        // Saturating: the counts are estimates and must never wrap.
+        let _ = self
+            .used
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |used| {
+                Some(used.saturating_sub(bytes))
+            });
+    }
+}
+
+impl Weigh for String {
+    fn weight(&self) -> usize {
+        self.len() + 24
+    }
+}
+
+impl Weigh for Box<str> {
+    fn weight(&self) -> usize {
+        self.len() + 16
+    }
+}
+
+impl Weigh for std::sync::Arc<str> {
+    fn weight(&self) -> usize {
+        self.len() + 32
+    }
+}
+
+impl Weigh for Box<[u8]> {
+    fn weight(&self) -> usize {
+        self.len() + 16
+    }
+}
+
+impl Weigh for crate::domain::ids::Tenant {
+    fn weight(&self) -> usize {
+        self.as_str().len() + 32
+    }
+}
+
+impl Weigh for crate::domain::session::SessionId {
+    fn weight(&self) -> usize {
+        self.as_str().len() + 24
+    }
+}
+
+impl Weigh for crate::domain::session::UserId {
+    fn weight(&self) -> usize {
+        self.as_str().len() + 24
+    }
+}
+
+impl<A: Weigh, B: Weigh> Weigh for (A, B) {
+    fn weight(&self) -> usize {
+        self.0.weight() + self.1.weight()
+    }
+}
+
+/// The length of a value's compact JSON: what a serialisable value weighs, counted without
+/// allocating it.
+pub fn json_weight(value: &impl serde::Serialize) -> usize {
+    struct Count(usize);
+    impl std::io::Write for Count {
+        fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+            self.0 += bytes.len();
+            Ok(bytes.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    let mut count = Count(0);
+    let _ = serde_json::to_writer(&mut count, value);
+    count.0
+}
+
+fn entry_weight<K: Weigh, V: Weigh>(key: &K, entry: &Entry<V>) -> usize {
+    key.weight() + entry.value.weight() + ENTRY_OVERHEAD
+}
 
 /// How often the purge task sweeps a batch.
 const PURGE_INTERVAL: Duration = Duration::from_millis(100);
@@ -59,10 +185,13 @@ impl<K, V> Clone for Engine<K, V> {
 
 struct Shared<K, V> {
     state: Mutex<State<K, V>>,
+    budget: Arc<Budget>,
 }
 
 struct State<K, V> {
     entries: BTreeMap<K, Entry<V>>,
+    /// This engine's share of the budget.
+    bytes: usize,
     shutdown: bool,
 }
 
@@ -92,18 +221,39 @@ impl<K, V> Shared<K, V> {
     }
 }
 
+impl<K, V> Shared<K, V>
+where
+    K: Weigh,
+    V: Weigh,
+{
+    fn count_in(&self, state: &mut State<K, V>, key: &K, entry: &Entry<V>) {
+        let weight = entry_weight(key, entry);
+        state.bytes += weight;
+        self.budget.add(weight);
+    }
+
+    fn count_out(&self, state: &mut State<K, V>, key: &K, entry: &Entry<V>) {
+        let weight = entry_weight(key, entry);
+        state.bytes = state.bytes.saturating_sub(weight);
+        self.budget.sub(weight);
+    }
+}
+
 impl<K, V> Engine<K, V>
 where
-    K: Ord + Clone + Send + Sync + 'static,
-    V: Send + Sync + 'static,
+    K: Ord + Clone + Weigh + Send + Sync + 'static,
+    V: Weigh + Send + Sync + 'static,
 {
-    /// Creates the map and spawns its purge task; must be called inside a tokio runtime.
-    pub fn new() -> Self {
+    /// Creates the map, counted against `budget`, and spawns its purge task; must be called
+    /// inside a tokio runtime.
+    pub fn new(budget: Arc<Budget>) -> Self {
         let shared = Arc::new(Shared {
             state: Mutex::new(State {
                 entries: BTreeMap::new(),
+                bytes: 0,
                 shutdown: false,
             }),
+            budget,
         });
         tokio::spawn(purge_expired(shared.clone()));
         Self {
@@ -112,6 +262,19 @@ where
             }),
             shared,
         }
+    }
+
+    /// `Full` when the backend's budget is spent: called before a write that can grow it.
+    pub fn ensure_room(&self) -> StoreResult<()> {
+        let budget = &self.shared.budget;
+        if budget.used() >= budget.max() {
+            return Err(StoreError::Full(format!(
+                "the memory backend holds {} of memory.max_bytes = {} bytes",
+                budget.used(),
+                budget.max()
+            )));
+        }
+        Ok(())
     }
 
     /// Reads the live entry for `key` through `read`, under the lock.
@@ -128,42 +291,50 @@ where
         let mut state = self.shared.lock();
         let now = Instant::now();
         let (stored_key, entry) = match state.entries.remove_entry(key) {
-            Some((k, e)) => (Some(k), Some(e)),
+            Some((k, e)) => {
+                self.shared.count_out(&mut state, &k, &e);
+                (Some(k), Some(e))
+            }
             None => (None, None),
         };
         let mut slot = entry.filter(|e| e.is_live(now));
         let result = change(&mut slot);
         if let Some(entry) = slot {
             // Reuses the stored key: no allocation for a rewrite.
-            state
-                .entries
-                .insert(stored_key.unwrap_or_else(|| key.clone()), entry);
+            let key = stored_key.unwrap_or_else(|| key.clone());
+            self.shared.count_in(&mut state, &key, &entry);
+            state.entries.insert(key, entry);
         }
         result
     }
 
-    /// Up to `limit` live entries in key order within `range`, mapped by `visit`, which may
-    /// also filter (return `None`). Returns the pairs and whether the range has more keys.
+    /// Live entries in key order within `range`, mapped by `visit`, which may also filter
+    /// (return `None`): at most `limit` results from at most `max_examined` entries, so one call
+    /// holds the lock for a bounded time whatever the filter. Returns the results and, when the
+    /// range may hold more, the last key examined, to resume after.
     pub fn scan<R>(
         &self,
         range: impl RangeBounds<K>,
         limit: usize,
+        max_examined: usize,
         mut visit: impl FnMut(&K, &Entry<V>) -> Option<R>,
-    ) -> (Vec<(K, R)>, bool) {
+    ) -> (Vec<(K, R)>, Option<K>) {
         let state = self.shared.lock();
         let now = Instant::now();
         let mut out = Vec::new();
-        for (key, entry) in state.entries.range(range) {
-            if out.len() == limit {
-                return (out, true);
+        let mut last = None;
+        for (examined, (key, entry)) in state.entries.range(range).enumerate() {
+            if out.len() == limit || examined == max_examined {
+                return (out, last.map(K::clone));
             }
+            last = Some(key);
             if entry.is_live(now)
                 && let Some(mapped) = visit(key, entry)
             {
                 out.push((key.clone(), mapped));
             }
         }
-        (out, false)
+        (out, None)
     }
 
     /// Reads several keys under one lock: a consistent snapshot.
@@ -179,28 +350,44 @@ where
     pub fn write_many(&self, entries: Vec<(K, Entry<V>)>) {
         let mut state = self.shared.lock();
         for (key, entry) in entries {
-            state.entries.insert(key, entry);
+            self.shared.count_in(&mut state, &key, &entry);
+            if let Some(old) = state.entries.insert(key.clone(), entry) {
+                self.shared.count_out(&mut state, &key, &old);
+            }
         }
     }
 
-    /// Removes every live entry in `range` whose key satisfies `remove`; returns how many.
+    /// Removes the live entries whose key satisfies `remove` among at most `max_examined`
+    /// entries of `range`; returns how many, and the last key examined when the range may hold
+    /// more (the caller releases the lock between batches by calling again after it).
     pub fn remove_where(
         &self,
         range: impl RangeBounds<K>,
+        max_examined: usize,
         mut remove: impl FnMut(&K) -> bool,
-    ) -> usize {
+    ) -> (usize, Option<K>) {
         let mut state = self.shared.lock();
         let now = Instant::now();
-        let doomed: Vec<K> = state
-            .entries
-            .range(range)
-            .filter(|(key, entry)| entry.is_live(now) && remove(key))
-            .map(|(key, _)| key.clone())
-            .collect();
-        for key in &doomed {
-            state.entries.remove(key);
+        let mut doomed = Vec::new();
+        let mut last = None;
+        let mut examined = 0;
+        for (key, entry) in state.entries.range(range) {
+            if examined == max_examined {
+                break;
+            }
+            examined += 1;
+            last = Some(key);
+            if entry.is_live(now) && remove(key) {
+                doomed.push(key.clone());
+            }
         }
-        doomed.len()
+        let resume = if examined == max_examined { last.map(K::clone) } else { None };
+        for key in &doomed {
+            if let Some(old) = state.entries.remove(key) {
+                self.shared.count_out(&mut state, key, &old);
+            }
+        }
+        (doomed.len(), resume)
     }
 
     /// Number of entries held, expired ones not yet purged included.
@@ -213,30 +400,29 @@ where
     }
 }
 
-impl<K, V> Default for Engine<K, V>
-where
-    K: Ord + Clone + Send + Sync + 'static,
-    V: Send + Sync + 'static,
-{
-    fn default() -> Self {
-        Self::new()
-    }
-}
-
 impl<K, V> Clear for Engine<K, V>
 where
-    K: Ord + Clone + Send + Sync + 'static,
-    V: Send + Sync + 'static,
+    K: Ord + Clone + Weigh + Send + Sync + 'static,
+    V: Weigh + Send + Sync + 'static,
 {
     fn clear(&self) {
-        self.shared.lock().entries.clear();
+        let mut state = self.shared.lock();
+        state.entries.clear();
+        self.shared.budget.sub(state.bytes);
+        state.bytes = 0;
     }
 }
 
 impl<K: Ord + Clone, V> State<K, V> {
     /// Examines up to `PURGE_BATCH` entries after `resume` and removes the expired ones.
-    /// Returns where to resume (`None`: from the start) and whether most were expired.
-    fn sweep(&mut self, resume: Option<K>, now: Instant) -> (Option<K>, bool) {
+    /// Returns where to resume (`None`: from the start), whether most were expired, and the
+    /// removed entries (for the budget).
+    #[allow(clippy::type_complexity)]
+    fn sweep(
+        &mut self,
+        resume: Option<K>,
+        now: Instant,
+    ) -> (Option<K>, bool, Vec<(K, Entry<V>)>) {
         let start = resume.map_or(Bound::Unbounded, Bound::Excluded);
         let mut examined = 0;
         let mut expired = Vec::new();
@@ -257,14 +443,17 @@ impl<K: Ord + Clone, V> State<K, V> {
             None
         };
         let mostly_expired = expired.len() * 4 > examined;
-        for key in &expired {
-            self.entries.remove(key);
+        let mut freed = Vec::with_capacity(expired.len());
+        for key in expired {
+            if let Some(entry) = self.entries.remove(&key) {
+                freed.push((key, entry));
+            }
         }
-        (resume, mostly_expired)
+        (resume, mostly_expired, freed)
     }
 }
 
-async fn purge_expired<K: Ord + Clone, V>(shared: Arc<Shared<K, V>>) {
+async fn purge_expired<K: Ord + Clone + Weigh, V: Weigh>(shared: Arc<Shared<K, V>>) {
     let mut resume = None;
     loop {
         tokio::time::sleep(PURGE_INTERVAL).await;
@@ -274,7 +463,10 @@ async fn purge_expired<K: Ord + Clone, V>(shared: Arc<Shared<K, V>>) {
                 if state.shutdown {
                     return;
                 }
-                let (next, mostly_expired) = state.sweep(resume.take(), Instant::now());
+                let (next, mostly_expired, freed) = state.sweep(resume.take(), Instant::now());
+                for (key, entry) in &freed {
+                    shared.count_out(&mut state, key, entry);
+                }
                 resume = next;
                 mostly_expired
             };
@@ -289,6 +481,44 @@ async fn purge_expired<K: Ord + Clone, V>(shared: Arc<Shared<K, V>>) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    impl Weigh for u32 {
+        fn weight(&self) -> usize {
+            4
+        }
+    }
+
+    fn unbounded() -> Arc<Budget> {
+        Arc::new(Budget::new(usize::MAX))
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn the_budget_counts_writes_rewrites_removals_and_expiry() {
+        let budget = Arc::new(Budget::new(200));
+        let engine: Engine<String, u32> = Engine::new(budget.clone());
+        assert!(engine.ensure_room().is_ok());
+        put(&engine, "a", 1, None);
+        let one = budget.used();
+        assert_eq!(one, "a".to_string().weight() + 4 + ENTRY_OVERHEAD);
+        put(&engine, "a", 2, None);
+        assert_eq!(budget.used(), one, "a rewrite replaces, it does not add");
+        put(&engine, "b", 1, Some(1));
+        assert_eq!(budget.used(), 2 * one);
+        assert!(
+            matches!(engine.ensure_room(), Err(StoreError::Full(_))),
+            "{} of 200 bytes",
+            budget.used()
+        );
+        engine.update(&"a".to_string(), |slot| slot.take());
+        assert_eq!(budget.used(), one);
+        tokio::time::advance(Duration::from_secs(2)).await;
+        tokio::time::sleep(PURGE_INTERVAL * 2).await;
+        assert_eq!(budget.used(), 0, "the purge gives expired bytes back");
+        assert!(engine.ensure_room().is_ok());
+        put(&engine, "c", 1, None);
+        engine.clear();
+        assert_eq!(budget.used(), 0);
+    }
 
     fn put(engine: &Engine<String, u32>, key: &str, value: u32, ttl: Option<u64>) {
         engine.update(&key.to_string(), |slot| {
@@ -305,7 +535,7 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn expired_entries_are_invisible_then_purged() {
-        let engine = Engine::new();
+        let engine = Engine::new(unbounded());
         put(&engine, "short", 1, Some(5));
         put(&engine, "long", 2, Some(50));
         put(&engine, "forever", 3, None);
@@ -327,7 +557,7 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn the_sweep_covers_maps_larger_than_a_batch() {
-        let engine = Engine::new();
+        let engine = Engine::new(unbounded());
         for i in 0..(3 * PURGE_BATCH + 10) {
             put(&engine, &format!("short-{i:06}"), 1, Some(1));
         }
@@ -341,7 +571,7 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn update_sees_expired_as_absent_and_rewrite_moves_expiry() {
-        let engine = Engine::new();
+        let engine = Engine::new(unbounded());
         put(&engine, "k", 1, Some(1));
         tokio::time::advance(Duration::from_secs(2)).await;
         let seen = engine.update(&"k".to_string(), |slot| slot.is_some());
@@ -359,16 +589,19 @@ mod tests {
 
     #[tokio::test]
     async fn scan_pages_in_order_and_clear_empties() {
-        let engine = Engine::new();
+        let engine = Engine::new(unbounded());
         for i in 0..5 {
             put(&engine, &format!("k{i}"), i, None);
         }
-        let (page, more) = engine.scan(.., 2, |_, e| Some(e.value));
+        let (page, resume) = engine.scan(.., 2, 100, |_, e| Some(e.value));
         assert_eq!(page.iter().map(|(_, v)| *v).collect::<Vec<_>>(), vec![0, 1]);
-        assert!(more);
-        let (page, more) = engine.scan("k3".to_string().., 10, |_, e| Some(e.value));
+        assert_eq!(resume.as_deref(), Some("k1"));
+        let (page, resume) = engine.scan("k3".to_string().., 10, 100, |_, e| Some(e.value));
         assert_eq!(page.len(), 2);
-        assert!(!more);
+        assert!(resume.is_none());
+        let (page, resume) = engine.scan(.., 10, 3, |_, e| (e.value == 4).then_some(e.value));
+        assert!(page.is_empty(), "only three entries examined");
+        assert_eq!(resume.as_deref(), Some("k2"));
         engine.clear();
         assert!(engine.is_empty());
     }

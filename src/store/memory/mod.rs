@@ -9,25 +9,47 @@ pub mod session;
 
 use std::sync::{Arc, Mutex};
 
-use self::engine::{Clear, Engine};
+use self::engine::{Budget, Clear, Engine, Weigh};
 use super::Stores;
+use crate::config::MemorySettings;
 
 /// Owns every memory engine so that they can be emptied together: when `auto` mode returns to
 /// Redis, what was written to memory while degraded is dropped, so a later outage can never
-/// serve those stale entries again.
-#[derive(Clone, Default)]
+/// serve those stale entries again. All engines share one budget, `memory.max_bytes`.
+#[derive(Clone)]
 pub struct MemoryBackend {
     engines: Arc<Mutex<Vec<Arc<dyn Clear>>>>,
+    budget: Arc<Budget>,
+}
+
+impl Default for MemoryBackend {
+    /// A backend bounded as the default `memory.max_bytes` says.
+    fn default() -> Self {
+        Self::new(MemorySettings::default().bound())
+    }
 }
 
 impl MemoryBackend {
+    /// A backend whose engines hold at most about `max_bytes` together.
+    pub fn new(max_bytes: u64) -> Self {
+        Self {
+            engines: Arc::default(),
+            budget: Arc::new(Budget::new(usize::try_from(max_bytes).unwrap_or(usize::MAX))),
+        }
+    }
+
+    /// What the engines hold, and the bound, in bytes.
+    pub fn usage(&self) -> (usize, usize) {
+        (self.budget.used(), self.budget.max())
+    }
+
     /// A new engine, registered for `clear`. Must be called inside a tokio runtime.
     pub fn engine<K, V>(&self) -> Engine<K, V>
     where
-        K: Ord + Clone + Send + Sync + 'static,
-        V: Send + Sync + 'static,
+        K: Ord + Clone + Weigh + Send + Sync + 'static,
+        V: Weigh + Send + Sync + 'static,
     {
-        let engine = Engine::new();
+        let engine = Engine::new(self.budget.clone());
         self.engines
             .lock()
             .unwrap_or_else(|p| p.into_inner())

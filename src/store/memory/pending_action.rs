@@ -10,7 +10,7 @@ use tokio::time::Instant;
 
 use super::{
     MemoryBackend,
-    engine::{Engine, Entry},
+    engine::{Engine, Entry, Weigh, json_weight},
 };
 use crate::{
     domain::{
@@ -28,6 +28,12 @@ use crate::{
 struct Record {
     action: PendingAction,
     idempotency_key: Option<IdempotencyKey>,
+}
+
+impl Weigh for Record {
+    fn weight(&self) -> usize {
+        json_weight(&self.action) + self.idempotency_key.as_ref().map_or(0, |k| k.as_str().len())
+    }
 }
 
 pub struct MemoryPendingActions {
@@ -65,6 +71,7 @@ fn resolve(
 #[async_trait]
 impl PendingActionStore for MemoryPendingActions {
     async fn create(&self, tenant: &Tenant, action: PendingAction, ttl: Ttl) -> StoreResult<bool> {
+        self.engine.ensure_room()?;
         let key = entry_key(tenant, &action.token);
         Ok(self.engine.update(&key, |slot| {
             if slot.is_some() {

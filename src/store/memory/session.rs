@@ -12,7 +12,7 @@ use tokio::time::Instant;
 
 use super::{
     MemoryBackend,
-    engine::{Engine, Entry},
+    engine::{Engine, Entry, Weigh, json_weight},
 };
 use crate::{
     domain::{
@@ -32,6 +32,23 @@ struct Live {
 }
 
 type UserSessions = BTreeMap<SessionId, Live>;
+
+impl Weigh for Live {
+    fn weight(&self) -> usize {
+        let session = &self.session;
+        json_weight(&session.data)
+            + json_weight(&session.context)
+            + session.user_id.weight()
+            + session.workspace_id.as_ref().map_or(0, Weigh::weight)
+            + 96
+    }
+}
+
+impl Weigh for UserSessions {
+    fn weight(&self) -> usize {
+        self.iter().map(|(id, live)| id.weight() + live.weight() + 48).sum()
+    }
+}
 
 pub struct MemorySessions {
     by_user: Engine<(Tenant, UserId), UserSessions>,
@@ -119,6 +136,7 @@ impl SessionStore for MemorySessions {
         session: Session,
         rules: SessionRules,
     ) -> StoreResult<()> {
+        self.by_user.ensure_room()?;
         let user = session.user_id.clone();
         self.point(tenant, &session, rules);
         self.with_user(tenant, &user, |sessions| {
@@ -153,6 +171,7 @@ impl SessionStore for MemorySessions {
         if_match: Option<u64>,
         rules: SessionRules,
     ) -> StoreResult<SessionUpdate> {
+        self.by_user.ensure_room()?;
         let Some(user) = self.owner_of(tenant, id) else {
             return Ok(SessionUpdate::Missing);
         };
@@ -186,6 +205,7 @@ impl SessionStore for MemorySessions {
         new_id: SessionId,
         rules: SessionRules,
     ) -> StoreResult<Option<Session>> {
+        self.by_user.ensure_room()?;
         let Some(user) = self.owner_of(tenant, id) else {
             return Ok(None);
         };

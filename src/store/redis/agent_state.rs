@@ -24,7 +24,9 @@
 use std::collections::HashMap;
 
 use async_trait::async_trait;
-use redis::{Script, Value};
+use redis::Value;
+
+use super::script::Script;
 
 use super::RedisPool;
 use crate::{
@@ -49,7 +51,7 @@ const PATCH_ATTEMPTS: usize = 64;
 
 macro_rules! script {
     ($name:literal) => {
-        Script::new(concat!(
+        Script::new(concat!("agent_state_", $name), concat!(
             include_str!("scripts/agent_state_common.lua"),
             include_str!(concat!("scripts/agent_state_", $name, ".lua"))
         ))

@@ -8,7 +8,7 @@ use std::sync::LazyLock;
 use async_trait::async_trait;
 use bytes::Bytes;
 
-use super::RedisPool;
+use super::{RedisPool, script::Script};
 use crate::{
     domain::{
         cache::{CacheValue, IncrError, Increment, ListCursor, json_equal},
@@ -21,10 +21,14 @@ use crate::{
     },
 };
 
-static INCR: LazyLock<redis::Script> =
-    LazyLock::new(|| redis::Script::new(include_str!("scripts/cache_incr.lua")));
-static SWAP_IF_UNCHANGED: LazyLock<redis::Script> =
-    LazyLock::new(|| redis::Script::new(include_str!("scripts/cache_swap_if_unchanged.lua")));
+static INCR: LazyLock<Script> =
+    LazyLock::new(|| Script::new("cache_incr", include_str!("scripts/cache_incr.lua")));
+static SWAP_IF_UNCHANGED: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(
+        "cache_swap_if_unchanged",
+        include_str!("scripts/cache_swap_if_unchanged.lua"),
+    )
+});
 
 /// Keys `SCAN` looks at per call while deleting by pattern.
 const DELETE_BATCH: usize = 500;

@@ -6,6 +6,7 @@ pub mod cache;
 pub mod keys;
 pub mod pending_action;
 pub mod pool;
+pub mod script;
 pub mod session;
 
 use std::sync::Arc;

@@ -8,7 +8,7 @@
 use async_trait::async_trait;
 use time::{OffsetDateTime, format_description::well_known::Rfc3339};
 
-use super::RedisPool;
+use super::{RedisPool, script::Script};
 use crate::{
     domain::{
         ids::Tenant,
@@ -23,18 +23,18 @@ use crate::{
 
 pub struct RedisPendingActions {
     redis: RedisPool,
-    create: redis::Script,
-    confirm: redis::Script,
-    cancel: redis::Script,
+    create: Script,
+    confirm: Script,
+    cancel: Script,
 }
 
 impl RedisPendingActions {
     pub fn new(redis: RedisPool) -> Self {
         Self {
             redis,
-            create: redis::Script::new(include_str!("scripts/pending_action_create.lua")),
-            confirm: redis::Script::new(include_str!("scripts/pending_action_confirm.lua")),
-            cancel: redis::Script::new(include_str!("scripts/pending_action_cancel.lua")),
+            create: Script::new("pending_action_create", include_str!("scripts/pending_action_create.lua")),
+            confirm: Script::new("pending_action_confirm", include_str!("scripts/pending_action_confirm.lua")),
+            cancel: Script::new("pending_action_cancel", include_str!("scripts/pending_action_cancel.lua")),
         }
     }
 

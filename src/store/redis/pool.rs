@@ -3,13 +3,19 @@
 //! The pool is deadpool's, with a manager of our own rather than deadpool-redis's: that one
 //! recycles a connection on every checkout with an `UNWATCH` + `PING` round trip, which halved
 //! the benchmark's throughput (cache GET on Redis: 9.7k rps with it). Ours checks nothing on
-//! checkout; a connection whose call fails with a connection error or misses its deadline is
-//! detached from the pool instead, so a broken connection is never handed out twice.
+//! checkout. When a call fails with a connection error or misses its deadline, every connection
+//! opened up to that one is retired (a reset such as `CLIENT KILL TYPE normal` closes them all
+//! at once), so the next checkout opens a fresh connection: that is what lets the failover tell
+//! a reset connection from a Redis that is down.
+//!
+//! Error replies are sorted by kind here, once: connection trouble is `Unavailable`, `OOM` is
+//! `Full`, `READONLY`/`LOADING`/`MASTERDOWN`/`BUSY`/`TRYAGAIN`/`CLUSTERDOWN` are `Refused`, and
+//! the last refusal is remembered for `/health`.
 
 use std::{
     sync::{
-        Arc,
-        atomic::{AtomicBool, Ordering},
+        Arc, Mutex,
+        atomic::{AtomicU64, Ordering},
     },
     time::{Duration, Instant},
 };
@@ -20,16 +26,31 @@ use secrecy::ExposeSecret;
 
 type Pool = managed::Pool<Manager>;
 
-/// Opens multiplexed connections for the pool.
+/// Opens multiplexed connections for the pool, each numbered in opening order.
 struct Manager {
     client: redis::Client,
     config: AsyncConnectionConfig,
+    generations: Arc<Generations>,
 }
 
-/// One multiplexed connection and whether a call found it broken.
+/// Connection numbers: the next to hand out, and the lowest still trusted.
+#[derive(Default)]
+struct Generations {
+    next: AtomicU64,
+    trusted_from: AtomicU64,
+}
+
+impl Generations {
+    /// Retires connection `generation` and every one opened before it.
+    fn retire_up_to(&self, generation: u64) {
+        self.trusted_from.fetch_max(generation + 1, Ordering::AcqRel);
+    }
+}
+
+/// One multiplexed connection and its number.
 struct Shared {
     connection: MultiplexedConnection,
-    broken: Arc<AtomicBool>,
+    generation: u64,
 }
 
 impl managed::Manager for Manager {
@@ -37,30 +58,35 @@ impl managed::Manager for Manager {
     type Error = RedisError;
 
     async fn create(&self) -> Result<Shared, RedisError> {
+        let generation = self.generations.next.fetch_add(1, Ordering::AcqRel);
         let connection = self
             .client
             .get_multiplexed_async_connection_with_config(&self.config)
             .await?;
         Ok(Shared {
             connection,
-            broken: Arc::new(AtomicBool::new(false)),
+            generation,
         })
     }
 
     async fn recycle(&self, shared: &mut Shared, _: &Metrics) -> RecycleResult<RedisError> {
-        if shared.broken.load(Ordering::Acquire) {
-            return Err(managed::RecycleError::message("a call found it broken"));
+        if shared.generation < self.generations.trusted_from.load(Ordering::Acquire) {
+            return Err(managed::RecycleError::message("retired after a failed call"));
         }
         Ok(())
     }
 }
 
-use super::keys::Keys;
+use super::{keys::Keys, script::Invocation};
 use crate::{config::RedisSettings, store::StoreError};
 
 /// How much longer than the deadline a checkout may take before it counts as Redis not
 /// answering rather than the pool being busy.
 const CHECKOUT_MARGIN: Duration = Duration::from_millis(20);
+
+/// How long `/health` reports a refusal (out of memory, read-only, ...) after Redis last
+/// answered with one.
+const CONDITION_REPORTED_FOR: Duration = Duration::from_secs(30);
 
 /// A pooled Redis with a deadline per call. Cheap to clone.
 #[derive(Clone)]
@@ -68,6 +94,47 @@ pub struct RedisPool {
     pool: Pool,
     keys: Keys,
     deadline: Duration,
+    generations: Arc<Generations>,
+    last_refusal: Arc<Mutex<Option<(Refusal, Instant)>>>,
+}
+
+/// Why a Redis that answers refused a command.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Refusal {
+    /// `OOM`: `maxmemory` reached under the `noeviction` policy.
+    OutOfMemory,
+    /// `READONLY`: a replica, e.g. during a failover.
+    ReadOnly,
+    /// `LOADING`: loading its dataset after a restart.
+    Loading,
+    /// `MASTERDOWN`, `CLUSTERDOWN`, `TRYAGAIN`: the deployment cannot serve now.
+    NotServing,
+    /// `BUSY`: a script runs past its time limit.
+    Busy,
+}
+
+impl Refusal {
+    fn of(code: &str) -> Option<Self> {
+        Some(match code {
+            "OOM" => Self::OutOfMemory,
+            "READONLY" => Self::ReadOnly,
+            "LOADING" => Self::Loading,
+            "MASTERDOWN" | "CLUSTERDOWN" | "TRYAGAIN" => Self::NotServing,
+            "BUSY" => Self::Busy,
+            _ => return None,
+        })
+    }
+
+    /// The name `/health` reports.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::OutOfMemory => "out_of_memory",
+            Self::ReadOnly => "read_only",
+            Self::Loading => "loading",
+            Self::NotServing => "not_serving",
+            Self::Busy => "busy_script",
+        }
+    }
 }
 
 /// What `GET /health` reports of Redis.
@@ -115,8 +182,10 @@ impl RedisPool {
     pub fn new(settings: &RedisSettings) -> Result<Self, String> {
         let client = client(settings)?;
         let connect = Duration::from_millis(settings.connect_timeout_ms);
+        let generations = Arc::new(Generations::default());
         let manager = Manager {
             client,
+            generations: generations.clone(),
             // Our own deadline bounds every call; the connection's timeout would only race it.
             config: AsyncConnectionConfig::new()
                 .set_connection_timeout(Some(connect))
@@ -136,6 +205,8 @@ impl RedisPool {
             pool,
             keys: Keys::new(&settings.key_prefix),
             deadline: settings.command_timeout(),
+            generations,
+            last_refusal: Arc::default(),
         })
     }
 
@@ -145,9 +216,9 @@ impl RedisPool {
 
     /// Runs one command.
     pub async fn query<T: FromRedisValue>(&self, cmd: &redis::Cmd) -> Result<T, StoreError> {
-        let (mut conn, broken) = self.connection().await?;
+        let (mut conn, generation) = self.connection().await?;
         let result = self.within_deadline(cmd.query_async(&mut conn)).await;
-        mark_if_broken(&broken, result)
+        self.settle(generation, None, result)
     }
 
     /// Runs a pipeline: many commands, one round trip.
@@ -155,37 +226,78 @@ impl RedisPool {
         &self,
         pipe: &redis::Pipeline,
     ) -> Result<T, StoreError> {
-        let (mut conn, broken) = self.connection().await?;
+        let (mut conn, generation) = self.connection().await?;
         let result = self.within_deadline(pipe.query_async(&mut conn)).await;
-        mark_if_broken(&broken, result)
+        self.settle(generation, None, result)
     }
 
     /// Runs a script by SHA (loading it on the first `NOSCRIPT`).
     pub async fn script<T: FromRedisValue>(
         &self,
-        invocation: &redis::ScriptInvocation<'_>,
+        invocation: &Invocation<'_>,
     ) -> Result<T, StoreError> {
-        let (mut conn, broken) = self.connection().await?;
+        let (mut conn, generation) = self.connection().await?;
         let result = self
-            .within_deadline(invocation.invoke_async(&mut conn))
+            .within_deadline(invocation.inner().invoke_async(&mut conn))
             .await;
-        mark_if_broken(&broken, result)
+        self.settle(generation, Some(invocation.name()), result)
+    }
+
+    /// Sorts a call's error: connection trouble retires the connection (and every older one),
+    /// a refusal is remembered for `/health`, anything else is logged with the script's name.
+    fn settle<T>(
+        &self,
+        generation: u64,
+        script: Option<&'static str>,
+        result: Result<T, RedisError>,
+    ) -> Result<T, StoreError> {
+        let error = match result {
+            Ok(value) => return Ok(value),
+            Err(error) => error,
+        };
+        if let Some(refusal) = error.code().and_then(Refusal::of) {
+            *self.last_refusal.lock().unwrap_or_else(|p| p.into_inner()) =
+                Some((refusal, Instant::now()));
+            let why = format!("Redis refused the command: {error}");
+            return Err(match refusal {
+                Refusal::OutOfMemory => StoreError::Full(why),
+                _ => StoreError::Refused(why),
+            });
+        }
+        if is_connection_trouble(&error) {
+            self.generations.retire_up_to(generation);
+            return Err(StoreError::Unavailable(error.to_string()));
+        }
+        let script = script.unwrap_or("-");
+        tracing::error!(script, error = %error, "Redis answered with an unexpected error");
+        Err(StoreError::Internal(format!("script {script}: {error}")))
+    }
+
+    /// The refusal Redis last answered with, if within `CONDITION_REPORTED_FOR`.
+    pub fn recent_refusal(&self) -> Option<Refusal> {
+        self.last_refusal
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .filter(|(_, at)| at.elapsed() < CONDITION_REPORTED_FOR)
+            .map(|(refusal, _)| refusal)
     }
 
     /// A pooled connection, within the deadline (plus a margin so that the pool's own wait
     /// timeout, also the deadline, fires first). Waiting for a free connection that never comes
     /// is `Busy`; checking or opening one that does not answer is `Unavailable`.
-    async fn connection(&self) -> Result<(MultiplexedConnection, Arc<AtomicBool>), StoreError> {
+    async fn connection(&self) -> Result<(MultiplexedConnection, u64), StoreError> {
         let checkout = tokio::time::timeout(self.deadline + CHECKOUT_MARGIN, self.pool.get());
         match checkout.await {
             // A clone of the multiplexed connection; the pooled object goes back at once, so
             // concurrent calls share (and pipeline on) the pool's connections.
-            Ok(Ok(shared)) => Ok((shared.connection.clone(), shared.broken.clone())),
+            Ok(Ok(shared)) => Ok((shared.connection.clone(), shared.generation)),
             Ok(Err(PoolError::Timeout(TimeoutType::Wait))) => Err(StoreError::Busy(format!(
                 "no free Redis connection within {} ms",
                 self.deadline.as_millis()
             ))),
-            Ok(Err(PoolError::Backend(e))) => Err(redis_error(e)),
+            Ok(Err(PoolError::Backend(e))) => Err(StoreError::Unavailable(format!(
+                "cannot connect to Redis: {e}"
+            ))),
             Ok(Err(other)) => Err(StoreError::Unavailable(format!(
                 "cannot get a Redis connection: {other}"
             ))),
@@ -196,15 +308,19 @@ impl RedisPool {
         }
     }
 
+    /// The call, or a timeout error (a kind of connection trouble) at the deadline.
     async fn within_deadline<T>(
         &self,
         call: impl Future<Output = Result<T, RedisError>>,
-    ) -> Result<T, StoreError> {
+    ) -> Result<T, RedisError> {
         match tokio::time::timeout(self.deadline, call).await {
-            Ok(result) => result.map_err(redis_error),
-            Err(_) => Err(StoreError::Unavailable(format!(
-                "no answer from Redis within {} ms",
-                self.deadline.as_millis()
+            Ok(result) => result,
+            Err(_) => Err(RedisError::from(std::io::Error::new(
+                std::io::ErrorKind::TimedOut,
+                format!(
+                    "no answer from Redis within {} ms",
+                    self.deadline.as_millis()
+                ),
             ))),
         }
     }
@@ -254,25 +370,11 @@ impl RedisPool {
     }
 }
 
-/// Marks a connection whose call failed for want of Redis, so the pool replaces it at its next
-/// checkout; a connection that answered (even with an error reply) stays.
-fn mark_if_broken<T>(broken: &AtomicBool, result: Result<T, StoreError>) -> Result<T, StoreError> {
-    if let Err(StoreError::Unavailable(_)) = &result {
-        broken.store(true, Ordering::Release);
-    }
-    result
-}
-
-/// Connection trouble is `Unavailable` (fail over); anything else is a bug.
-fn redis_error(error: RedisError) -> StoreError {
-    if error.is_io_error()
+/// Whether an error means the connection (or Redis) failed, rather than Redis answering.
+fn is_connection_trouble(error: &RedisError) -> bool {
+    error.is_io_error()
         || error.is_connection_refusal()
         || error.is_timeout()
         || error.is_connection_dropped()
         || error.is_unrecoverable_error()
-    {
-        StoreError::Unavailable(error.to_string())
-    } else {
-        StoreError::Internal(error.to_string())
-    }
 }

@@ -8,10 +8,9 @@
 use std::collections::HashMap;
 
 use async_trait::async_trait;
-use redis::Script;
 use serde_json::{Map, Value};
 
-use super::RedisPool;
+use super::{RedisPool, script::Script};
 use crate::{
     domain::{
         ids::Tenant,
@@ -36,15 +35,15 @@ impl RedisSessions {
     pub fn new(redis: RedisPool) -> Self {
         Self {
             redis,
-            create: Script::new(include_str!("scripts/session_create.lua")),
-            update: Script::new(concat!(
+            create: Script::new("session_create", include_str!("scripts/session_create.lua")),
+            update: Script::new("session_update", concat!(
                 include_str!("scripts/session_merge.lua"),
                 include_str!("scripts/session_update.lua")
             )),
-            rotate: Script::new(include_str!("scripts/session_rotate.lua")),
-            delete: Script::new(include_str!("scripts/session_delete.lua")),
-            list: Script::new(include_str!("scripts/session_list.lua")),
-            delete_user: Script::new(include_str!("scripts/session_delete_user.lua")),
+            rotate: Script::new("session_rotate", include_str!("scripts/session_rotate.lua")),
+            delete: Script::new("session_delete", include_str!("scripts/session_delete.lua")),
+            list: Script::new("session_list", include_str!("scripts/session_list.lua")),
+            delete_user: Script::new("session_delete_user", include_str!("scripts/session_delete_user.lua")),
         }
     }
 }
