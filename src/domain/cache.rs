@@ -115,12 +115,15 @@ pub fn json_equal(a: &serde_json::Value, b: &serde_json::Value) -> bool {
     }
 }
 
-/// Integers exactly, other numbers as doubles; numbers beyond a double's range (`1e400`) only
-/// equal the same spelling.
+/// Integers exactly (also past 64 bits), other numbers as doubles; numbers beyond a double's
+/// range (`1e400`) only equal the same spelling.
 fn numbers_equal(x: &serde_json::Number, y: &serde_json::Number) -> bool {
+    let integer = |n: &serde_json::Number| !n.as_str().contains(['.', 'e', 'E']);
     match (x.as_i64(), y.as_i64(), x.as_u64(), y.as_u64()) {
         (Some(a), Some(b), _, _) => a == b,
         (_, _, Some(a), Some(b)) => a == b,
+        // JSON spells an integer one way (no leading zeros, no `+`).
+        _ if integer(x) && integer(y) => x.as_str() == y.as_str(),
         _ => match (x.as_f64(), y.as_f64()) {
             (Some(a), Some(b)) => a == b,
             (None, None) => x.as_str() == y.as_str(),

@@ -250,9 +250,49 @@ pub async fn document() -> Json<utoipa::openapi::OpenApi> {
 
 /// The document as YAML, exactly as `openapi.yaml` holds it.
 pub fn yaml() -> String {
-    ApiDoc::openapi()
+    let yaml = ApiDoc::openapi()
         .to_yaml()
-        .expect("the OpenAPI document serialises")
+        .expect("the OpenAPI document serialises");
+    inline_numbers(&yaml)
+}
+
+/// The marker serde_json's `arbitrary_precision` (which keeps callers' numbers exact) puts
+/// around a number when a serialiser other than serde_json's writes it.
+const NUMBER_MARKER: &str = "$serde_json::private::Number: '";
+
+/// Writes each marked number back as a plain YAML number: `key:` followed by an indented
+/// `$serde_json::private::Number: '100'` line becomes `key: 100`, and `- $serde_json::...` in
+/// a list becomes `- 100`.
+fn inline_numbers(yaml: &str) -> String {
+    let number = |text: &str| {
+        text.trim_start()
+            .strip_prefix(NUMBER_MARKER)
+            .and_then(|rest| rest.strip_suffix('\''))
+            .map(str::to_string)
+    };
+    let mut out = String::with_capacity(yaml.len());
+    let mut lines = yaml.lines().peekable();
+    while let Some(line) = lines.next() {
+        if line.ends_with(':')
+            && let Some(value) = lines.peek().and_then(|next| number(next))
+        {
+            lines.next();
+            out.push_str(line);
+            out.push(' ');
+            out.push_str(&value);
+        } else if let Some((indent, item)) = line.split_once("- ")
+            && indent.trim().is_empty()
+            && let Some(value) = number(item)
+        {
+            out.push_str(indent);
+            out.push_str("- ");
+            out.push_str(&value);
+        } else {
+            out.push_str(line);
+        }
+        out.push('\n');
+    }
+    out
 }
 
 pub fn routes() -> Router<AppState> {

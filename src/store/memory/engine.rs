@@ -494,7 +494,7 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn the_budget_counts_writes_rewrites_removals_and_expiry() {
-        let budget = Arc::new(Budget::new(200));
+        let budget = Arc::new(Budget::new(150));
         let engine: Engine<String, u32> = Engine::new(budget.clone());
         assert!(engine.ensure_room().is_ok());
         put(&engine, "a", 1, None);
