@@ -193,7 +193,7 @@ pub async fn live() -> Json<Liveness> {
 )]
 pub async fn ready(State(state): State<AppState>) -> Response {
     let ready = match (state.failover.mode(), state.failover.redis()) {
-        (BackendMode::Redis, Some(pool)) => pool.ping().await.is_ok(),
+        (BackendMode::Redis, Some(pool)) => pool.reachable().await.is_ok(),
         _ => true,
     };
     if ready {

@@ -200,7 +200,7 @@ impl Failover {
             }
         }
         if let Some(redis) = &self.redis
-            && redis.ping().await.is_ok()
+            && redis.reachable().await.is_ok()
         {
             return Err(StoreError::Interrupted(why));
         }
@@ -272,7 +272,7 @@ async fn probe(failover: std::sync::Weak<Failover>, recheck: Arc<Notify>, every:
         let Some(redis) = failover.redis.clone() else {
             return;
         };
-        match redis.ping().await {
+        match redis.reachable().await {
             Ok(_) => {
                 failover.mark_up();
                 retry = None;

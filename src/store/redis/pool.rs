@@ -4,9 +4,9 @@
 //! recycles a connection on every checkout with an `UNWATCH` + `PING` round trip, which halved
 //! the benchmark's throughput (cache GET on Redis: 9.7k rps with it). Ours checks nothing on
 //! checkout. When a call fails with a connection error or misses its deadline, every connection
-//! opened up to that one is retired (a reset such as `CLIENT KILL TYPE normal` closes them all
-//! at once), so the next checkout opens a fresh connection: that is what lets the failover tell
-//! a reset connection from a Redis that is down.
+//! opened so far is retired (a reset such as `CLIENT KILL TYPE normal` closes them all at once),
+//! so the next checkout opens a fresh connection: that is what lets the failover tell a reset
+//! connection from a Redis that is down.
 //!
 //! Error replies are sorted by kind here, once: connection trouble is `Unavailable`, `OOM` is
 //! `Full`, `READONLY`/`LOADING`/`MASTERDOWN`/`BUSY`/`TRYAGAIN`/`CLUSTERDOWN` are `Refused`, and
@@ -41,9 +41,11 @@ struct Generations {
 }
 
 impl Generations {
-    /// Retires connection `generation` and every one opened before it.
-    fn retire_up_to(&self, generation: u64) {
-        self.trusted_from.fetch_max(generation + 1, Ordering::AcqRel);
+    /// Retires every connection opened so far: a reset (`CLIENT KILL`, a proxy or network
+    /// blip) usually takes them all, and one that survived costs only a reconnect.
+    fn retire_all(&self) {
+        let next = self.next.load(Ordering::Acquire);
+        self.trusted_from.fetch_max(next, Ordering::AcqRel);
     }
 }
 
@@ -265,7 +267,11 @@ impl RedisPool {
             });
         }
         if is_connection_trouble(&error) {
-            self.generations.retire_up_to(generation);
+            // Only a connection still trusted retires the others: the failures of a batch of
+            // calls on connections retired already do not retire their fresh replacements.
+            if generation >= self.generations.trusted_from.load(Ordering::Acquire) {
+                self.generations.retire_all();
+            }
             return Err(StoreError::Unavailable(error.to_string()));
         }
         let script = script.unwrap_or("-");
@@ -333,6 +339,15 @@ impl RedisPool {
             return Err(StoreError::Internal(format!("PING answered {pong:?}")));
         }
         Ok(started.elapsed())
+    }
+
+    /// Whether Redis answers a PING: on a connection failure once more, on a fresh connection
+    /// (the failed one is retired), so a reset connection does not read as Redis being down.
+    pub async fn reachable(&self) -> Result<Duration, StoreError> {
+        match self.ping().await {
+            Err(StoreError::Unavailable(_)) => self.ping().await,
+            answered => answered,
+        }
     }
 
     /// Server figures for `/health`: latency, version, clients, memory, key count.

@@ -1,0 +1,217 @@
+//! Redis faults that are not outages: out of memory, and connections reset while Redis stays
+//! up. No 500, no failover to memory, and every acknowledged write is in Redis afterwards.
+
+use std::{
+    collections::HashMap,
+    sync::{
+        Arc,
+        atomic::{AtomicBool, AtomicUsize, Ordering},
+    },
+    time::Duration,
+};
+
+use serde_json::{Value, json};
+use statekeeper::config::BackendMode;
+
+use crate::common::{RedisServer, TestApp, settings, spawn_app};
+
+async fn put(app: &TestApp, key: &str, body: &str) -> reqwest::Response {
+    app.client
+        .put(app.url(&format!("/v1/cache/ns/{key}")))
+        .header("content-type", "application/json")
+        .body(body.to_string())
+        .send()
+        .await
+        .unwrap()
+}
+
+async fn post(app: &TestApp, path: &str, body: Value) -> reqwest::Response {
+    app.client.post(app.url(path)).json(&body).send().await.unwrap()
+}
+
+fn redis_cmd(redis: &RedisServer, args: &[&str]) {
+    let mut cmd = redis::cmd(args[0]);
+    for arg in &args[1..] {
+        cmd.arg(*arg);
+    }
+    let _: redis::Value = cmd.query(&mut redis.connection()).unwrap();
+}
+
+/// `maxmemory` reached under `noeviction`: writes get 507 `backend_full` with `Retry-After`
+/// (commands and scripts alike), reads work, `/health` names the condition, nothing fails over.
+async fn out_of_memory(mode: BackendMode) {
+    let Some(redis) = RedisServer::start() else { return };
+    let app = spawn_app(settings(mode, Some(&redis))).await;
+    assert_eq!(put(&app, "before", "1").await.status(), 204);
+    redis_cmd(&redis, &["CONFIG", "SET", "maxmemory-policy", "noeviction"]);
+    redis_cmd(&redis, &["CONFIG", "SET", "maxmemory", "1"]);
+
+    let refused = put(&app, "during", "2").await;
+    assert_eq!(refused.status(), 507);
+    assert!(refused.headers().contains_key("retry-after"));
+    let problem: Value = refused.json().await.unwrap();
+    assert_eq!(problem["code"], "backend_full");
+    for (path, body) in [
+        ("/v1/cache/ns/n/incr", json!({"by": 1})),
+        ("/v1/sessions", json!({"user_id": "u"})),
+        ("/v1/pending-actions", json!({"intent_name": "pay"})),
+    ] {
+        let response = post(&app, path, body).await;
+        assert_eq!(response.status(), 507, "{path}");
+    }
+    let got = app.client.get(app.url("/v1/cache/ns/before")).send().await.unwrap();
+    assert_eq!(got.status(), 200, "reads keep working");
+    let (status, health) = app.get_json("/health").await;
+    assert_eq!(status, 200);
+    assert_eq!(health["status"], "degraded", "{health}");
+    assert_eq!(health["backend"]["active"], "redis", "out of memory is no outage: {health}");
+    assert_eq!(health["backend"]["redis"]["condition"], "out_of_memory", "{health}");
+
+    redis_cmd(&redis, &["CONFIG", "SET", "maxmemory", "0"]);
+    assert_eq!(put(&app, "after", "3").await.status(), 204);
+    let stored: Option<String> = redis::cmd("GET")
+        .arg("statekeeper:default:cache:{ns}:during")
+        .query(&mut redis.connection())
+        .unwrap();
+    assert_eq!(stored, None, "the refused write left nothing");
+}
+
+#[tokio::test]
+async fn out_of_memory_in_auto_mode() {
+    out_of_memory(BackendMode::Auto).await;
+}
+
+#[tokio::test]
+async fn out_of_memory_in_redis_mode() {
+    out_of_memory(BackendMode::Redis).await;
+}
+
+/// What one writer saw.
+#[derive(Default)]
+struct Seen {
+    /// key → value of every PUT answered 204.
+    acknowledged_puts: HashMap<String, u64>,
+    /// Increments answered 200, per counter.
+    acknowledged_incrs: HashMap<String, u64>,
+    /// Increments answered 503 (outcome unknown), per counter.
+    unknown_incrs: HashMap<String, u64>,
+    statuses: HashMap<u16, usize>,
+}
+
+/// Writers under fire: every connection of the service is reset (`CLIENT KILL TYPE normal`)
+/// again and again, and for a while Redis is out of memory. Redis itself never goes down.
+async fn writes_survive_connection_resets(mode: BackendMode) {
+    let Some(redis) = RedisServer::start() else { return };
+    let app = Arc::new(spawn_app(settings(mode, Some(&redis))).await);
+    let stop = Arc::new(AtomicBool::new(false));
+    let writers: Vec<_> = (0..8)
+        .map(|w| {
+            let app = app.clone();
+            let stop = stop.clone();
+            tokio::spawn(async move {
+                let mut seen = Seen::default();
+                let mut i = 0u64;
+                while !stop.load(Ordering::Relaxed) {
+                    let key = format!("w{w}-{i}");
+                    let status = put(&app, &key, &i.to_string()).await.status().as_u16();
+                    *seen.statuses.entry(status).or_default() += 1;
+                    if status == 204 {
+                        seen.acknowledged_puts.insert(key, i);
+                    }
+                    let counter = format!("counter-{}", w % 2);
+                    let response = post(&app, &format!("/v1/cache/ns/{counter}/incr"), json!({"by": 1})).await;
+                    let status = response.status().as_u16();
+                    *seen.statuses.entry(status).or_default() += 1;
+                    match status {
+                        200 => *seen.acknowledged_incrs.entry(counter).or_default() += 1,
+                        503 => *seen.unknown_incrs.entry(counter).or_default() += 1,
+                        _ => {}
+                    }
+                    i += 1;
+                }
+                seen
+            })
+        })
+        .collect();
+    let kills = Arc::new(AtomicUsize::new(0));
+    let adversary = {
+        let kills = kills.clone();
+        let url = redis.url();
+        tokio::task::spawn_blocking(move || {
+            let mut admin = redis::Client::open(url).unwrap().get_connection().unwrap();
+            for round in 0..30 {
+                std::thread::sleep(Duration::from_millis(60));
+                let killed: u64 = redis::cmd("CLIENT")
+                    .arg("KILL")
+                    .arg("TYPE")
+                    .arg("normal")
+                    .query(&mut admin)
+                    .unwrap();
+                kills.fetch_add(killed as usize, Ordering::Relaxed);
+                let maxmemory = if (10..15).contains(&round) { "1" } else { "0" };
+                let _: () = redis::cmd("CONFIG")
+                    .arg("SET")
+                    .arg("maxmemory")
+                    .arg(maxmemory)
+                    .query(&mut admin)
+                    .unwrap();
+            }
+        })
+    };
+    adversary.await.unwrap();
+    stop.store(true, Ordering::Relaxed);
+    let mut all = Seen::default();
+    for writer in writers {
+        let seen = writer.await.unwrap();
+        all.acknowledged_puts.extend(seen.acknowledged_puts);
+        for (k, n) in seen.acknowledged_incrs {
+            *all.acknowledged_incrs.entry(k).or_default() += n;
+        }
+        for (k, n) in seen.unknown_incrs {
+            *all.unknown_incrs.entry(k).or_default() += n;
+        }
+        for (status, n) in seen.statuses {
+            *all.statuses.entry(status).or_default() += n;
+        }
+    }
+    eprintln!(
+        "{mode:?}: {} connections reset, statuses {:?}",
+        kills.load(Ordering::Relaxed),
+        all.statuses
+    );
+    assert!(kills.load(Ordering::Relaxed) > 10, "the resets happened");
+    assert!(all.statuses.keys().all(|s| *s < 500 || *s == 503 || *s == 507), "{:?}", all.statuses);
+    assert!(all.statuses.get(&507).is_some_and(|n| *n > 0), "the out-of-memory spell was seen");
+    assert!(all.acknowledged_puts.len() > 50, "{:?}", all.statuses);
+
+    let mut conn = redis.connection();
+    for (key, value) in &all.acknowledged_puts {
+        let stored: Option<String> = redis::cmd("GET")
+            .arg(format!("statekeeper:default:cache:{{ns}}:{key}"))
+            .query(&mut conn)
+            .unwrap();
+        assert_eq!(stored, Some(value.to_string()), "acknowledged PUT of {key} is in Redis");
+    }
+    for (counter, acknowledged) in &all.acknowledged_incrs {
+        let stored: Option<u64> = redis::cmd("GET")
+            .arg(format!("statekeeper:default:cache:{{ns}}:{counter}"))
+            .query(&mut conn)
+            .unwrap();
+        let stored = stored.unwrap_or(0);
+        let unknown = all.unknown_incrs.get(counter).copied().unwrap_or(0);
+        assert!(
+            *acknowledged <= stored && stored <= acknowledged + unknown,
+            "{counter}: {acknowledged} acknowledged, {unknown} unknown, {stored} in Redis"
+        );
+    }
+}
+
+#[tokio::test]
+async fn writes_survive_connection_resets_in_auto_mode() {
+    writes_survive_connection_resets(BackendMode::Auto).await;
+}
+
+#[tokio::test]
+async fn writes_survive_connection_resets_in_redis_mode() {
+    writes_survive_connection_resets(BackendMode::Redis).await;
+}
