@@ -228,4 +228,3 @@ impl http_body::Body for Guarded {
         self.inner.size_hint()
     }
 }
-

@@ -61,7 +61,11 @@ fn openapi_yaml_matches_the_generated_document() {
 #[test]
 fn openapi_yaml_reads_as_the_served_json() {
     let yaml: Value = yaml_serde::from_str(&openapi::yaml()).expect("openapi.yaml is YAML");
-    assert_eq!(yaml, document(), "numbers and structure survive the YAML form");
+    assert_eq!(
+        yaml,
+        document(),
+        "numbers and structure survive the YAML form"
+    );
 }
 
 #[tokio::test]

@@ -28,8 +28,7 @@ impl CacheValue {
         }
         // JSON text is UTF-8 (RFC 8259 §8.1); serde skips the bytes of strings it ignores, so
         // the encoding is checked on its own.
-        std::str::from_utf8(&raw)
-            .map_err(|e| InvalidValue::NotJson(format!("not UTF-8: {e}")))?;
+        std::str::from_utf8(&raw).map_err(|e| InvalidValue::NotJson(format!("not UTF-8: {e}")))?;
         serde_json::from_slice::<serde::de::IgnoredAny>(&raw)
             .map_err(|e| InvalidValue::NotJson(e.to_string()))?;
         Ok(Self(raw))

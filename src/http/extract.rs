@@ -147,7 +147,13 @@ impl ApiKeys {
 
     /// The tenant a request acts for, if its key allows `needed`.
     fn authorize(&self, parts: &Parts, needed: Scope) -> Result<Tenant, ApiError> {
-        if parts.headers.get_all(header::AUTHORIZATION).iter().nth(1).is_some() {
+        if parts
+            .headers
+            .get_all(header::AUTHORIZATION)
+            .iter()
+            .nth(1)
+            .is_some()
+        {
             return Err(ApiError::invalid_request(
                 "more than one Authorization header: send exactly one",
             ));

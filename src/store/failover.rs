@@ -183,8 +183,7 @@ impl Failover {
             // Waited for a pooled connection: in auto mode, if the calls holding them found
             // Redis down meanwhile, memory serves this one too.
             Err(StoreError::Busy(why)) => {
-                return if self.mode == BackendMode::Auto
-                    && self.redis_down.load(Ordering::Acquire)
+                return if self.mode == BackendMode::Auto && self.redis_down.load(Ordering::Acquire)
                 {
                     on_memory().await
                 } else {

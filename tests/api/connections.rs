@@ -90,7 +90,11 @@ async fn a_head_sent_a_byte_at_a_time_is_cut_off() {
         "the connection stayed open to the slow client for {:?}",
         started.elapsed()
     );
-    assert!(read_until_closed(&mut stream, Duration::from_secs(1)).await.is_some());
+    assert!(
+        read_until_closed(&mut stream, Duration::from_secs(1))
+            .await
+            .is_some()
+    );
 }
 
 #[tokio::test]
@@ -98,11 +102,15 @@ async fn an_idle_keep_alive_connection_is_closed() {
     let (address, _stop, _serving) = serve(limits(300, 100)).await;
     let mut stream = TcpStream::connect(address).await.unwrap();
     stream.write_all(LIVE).await.unwrap();
-    let head = read_head(&mut stream, Duration::from_secs(2)).await.unwrap();
+    let head = read_head(&mut stream, Duration::from_secs(2))
+        .await
+        .unwrap();
     assert!(head.starts_with("HTTP/1.1 200"), "{head}");
     let started = Instant::now();
     assert!(
-        read_until_closed(&mut stream, Duration::from_secs(3)).await.is_some(),
+        read_until_closed(&mut stream, Duration::from_secs(3))
+            .await
+            .is_some(),
         "the idle connection was kept for 3 s"
     );
     assert!(started.elapsed() >= Duration::from_millis(200));
@@ -114,23 +122,35 @@ async fn connections_past_the_limit_wait_for_a_free_slot() {
     let first = TcpStream::connect(address).await.unwrap();
     let mut second = TcpStream::connect(address).await.unwrap();
     second.write_all(LIVE).await.unwrap();
-    assert!(read_head(&mut second, Duration::from_secs(2)).await.is_some());
+    assert!(
+        read_head(&mut second, Duration::from_secs(2))
+            .await
+            .is_some()
+    );
     let mut third = TcpStream::connect(address).await.unwrap();
     third.write_all(LIVE).await.unwrap();
     assert!(
-        read_head(&mut third, Duration::from_millis(500)).await.is_none(),
+        read_head(&mut third, Duration::from_millis(500))
+            .await
+            .is_none(),
         "a third connection was served while two were open"
     );
     drop(first);
     let head = read_head(&mut third, Duration::from_secs(2)).await;
-    assert!(head.is_some_and(|h| h.starts_with("HTTP/1.1 200")), "served once a slot was free");
+    assert!(
+        head.is_some_and(|h| h.starts_with("HTTP/1.1 200")),
+        "served once a slot was free"
+    );
 }
 
 #[tokio::test]
 async fn a_half_sent_request_does_not_hold_shutdown() {
     let (address, stop, serving) = serve(limits(10_000, 100)).await;
     let mut stream = TcpStream::connect(address).await.unwrap();
-    stream.write_all(b"GET /health/live HTTP/1.1\r\nhost").await.unwrap();
+    stream
+        .write_all(b"GET /health/live HTTP/1.1\r\nhost")
+        .await
+        .unwrap();
     tokio::time::sleep(Duration::from_millis(100)).await;
     let started = Instant::now();
     stop.send(()).unwrap();
@@ -156,9 +176,14 @@ async fn shutdown_finishes_a_request_in_flight() {
     stop.send(()).unwrap();
     tokio::time::sleep(Duration::from_millis(300)).await;
     stream.write_all(b"23").await.unwrap();
-    let head = read_head(&mut stream, Duration::from_secs(2)).await.unwrap();
+    let head = read_head(&mut stream, Duration::from_secs(2))
+        .await
+        .unwrap();
     assert!(head.starts_with("HTTP/1.1 204"), "{head}");
-    tokio::time::timeout(Duration::from_secs(2), serving).await.unwrap().unwrap();
+    tokio::time::timeout(Duration::from_secs(2), serving)
+        .await
+        .unwrap()
+        .unwrap();
 }
 
 /// What reaches the router gets the house format; what hyper refuses itself (a head larger
@@ -171,14 +196,24 @@ async fn rejections_before_and_at_the_router() {
         .write_all(b"GET /v1/cache/%FF%FE/k HTTP/1.1\r\nhost: x\r\n\r\n")
         .await
         .unwrap();
-    let head = read_head(&mut stream, Duration::from_secs(2)).await.unwrap();
+    let head = read_head(&mut stream, Duration::from_secs(2))
+        .await
+        .unwrap();
     assert!(head.starts_with("HTTP/1.1 400"), "{head}");
-    assert!(head.contains("application/problem+json") && head.contains("x-request-id"), "{head}");
+    assert!(
+        head.contains("application/problem+json") && head.contains("x-request-id"),
+        "{head}"
+    );
 
     let mut stream = TcpStream::connect(address).await.unwrap();
-    let huge = format!("GET /health/live HTTP/1.1\r\nhost: x\r\nx-big: {}\r\n\r\n", "a".repeat(600_000));
+    let huge = format!(
+        "GET /health/live HTTP/1.1\r\nhost: x\r\nx-big: {}\r\n\r\n",
+        "a".repeat(600_000)
+    );
     let _ = stream.write_all(huge.as_bytes()).await;
-    let answer = read_until_closed(&mut stream, Duration::from_secs(2)).await.unwrap();
+    let answer = read_until_closed(&mut stream, Duration::from_secs(2))
+        .await
+        .unwrap();
     let answer = String::from_utf8_lossy(&answer);
     assert!(answer.starts_with("HTTP/1.1 431"), "{answer}");
 }

@@ -16,7 +16,9 @@ async fn send(
 ) -> (u16, reqwest::header::HeaderMap, Vec<u8>) {
     let mut request = app.client.request(method, app.url(path));
     if let Some(body) = body {
-        request = request.header("content-type", "application/json").body(body);
+        request = request
+            .header("content-type", "application/json")
+            .body(body);
     }
     let response = request.send().await.unwrap();
     let status = response.status().as_u16();
@@ -24,14 +26,24 @@ async fn send(
     (status, headers, response.bytes().await.unwrap().to_vec())
 }
 
-async fn json_call(app: &TestApp, method: reqwest::Method, path: &str, body: Value) -> (u16, Value) {
+async fn json_call(
+    app: &TestApp,
+    method: reqwest::Method,
+    path: &str,
+    body: Value,
+) -> (u16, Value) {
     let (status, _, bytes) = send(app, method, path, Some(body.to_string().into_bytes())).await;
-    (status, serde_json::from_slice(&bytes).unwrap_or(Value::Null))
+    (
+        status,
+        serde_json::from_slice(&bytes).unwrap_or(Value::Null),
+    )
 }
 
 fn is_problem(headers: &reqwest::header::HeaderMap, body: &[u8], code: &str) -> bool {
     let problem: Value = serde_json::from_slice(body).unwrap_or(Value::Null);
-    headers.get("content-type").is_some_and(|v| v == "application/problem+json")
+    headers
+        .get("content-type")
+        .is_some_and(|v| v == "application/problem+json")
         && headers.contains_key("x-request-id")
         && problem["code"] == code
 }
@@ -40,10 +52,21 @@ fn is_problem(headers: &reqwest::header::HeaderMap, body: &[u8], code: &str) -> 
 /// once, and the service must stay live meanwhile.
 async fn a_pathological_pattern_answers_at_once(app: &TestApp) {
     let key = "a".repeat(256);
-    let (status, _, _) = send(app, reqwest::Method::PUT, &format!("/v1/cache/gl/{key}"), Some(b"1".to_vec())).await;
+    let (status, _, _) = send(
+        app,
+        reqwest::Method::PUT,
+        &format!("/v1/cache/gl/{key}"),
+        Some(b"1".to_vec()),
+    )
+    .await;
     assert_eq!(status, 204);
     let started = Instant::now();
-    let listing = send(app, reqwest::Method::GET, "/v1/cache/gl?match=*a*a*a*a*b", None);
+    let listing = send(
+        app,
+        reqwest::Method::GET,
+        "/v1/cache/gl?match=*a*a*a*a*b",
+        None,
+    );
     let live = async {
         tokio::time::sleep(Duration::from_millis(50)).await;
         app.status("/health/live").await
@@ -57,7 +80,13 @@ async fn a_pathological_pattern_answers_at_once(app: &TestApp) {
     let (status, _, _) = send(app, reqwest::Method::GET, &long, None).await;
     assert_eq!(status, 200);
     let (status, _, body) = send(app, reqwest::Method::DELETE, &long, None).await;
-    assert_eq!((status, serde_json::from_slice::<Value>(&body).unwrap()["deleted"].clone()), (200, json!(0)));
+    assert_eq!(
+        (
+            status,
+            serde_json::from_slice::<Value>(&body).unwrap()["deleted"].clone()
+        ),
+        (200, json!(0))
+    );
     assert!(
         started.elapsed() < Duration::from_secs(1),
         "the pathological patterns took {:?}",
@@ -68,20 +97,50 @@ async fn a_pathological_pattern_answers_at_once(app: &TestApp) {
 /// `1e400` and JSON nested past serde's depth limit are valid JSON a caller may send: never a
 /// 500, and a stored `1e400` compares equal to itself.
 async fn compare_and_swap_takes_any_json(app: &TestApp) {
-    let (status, _) = json_call(app, reqwest::Method::POST, "/v1/cache/h/big/cas", json!({"expected": null, "value": 1})).await;
+    let (status, _) = json_call(
+        app,
+        reqwest::Method::POST,
+        "/v1/cache/h/big/cas",
+        json!({"expected": null, "value": 1}),
+    )
+    .await;
     assert_eq!(status, 200);
     let body = br#"{"expected": 1e400, "value": 2}"#.to_vec();
-    let (status, headers, bytes) = send(app, reqwest::Method::POST, "/v1/cache/h/big/cas", Some(body)).await;
+    let (status, headers, bytes) = send(
+        app,
+        reqwest::Method::POST,
+        "/v1/cache/h/big/cas",
+        Some(body),
+    )
+    .await;
     assert_eq!(status, 409, "{}", String::from_utf8_lossy(&bytes));
     assert!(is_problem(&headers, &bytes, "conflict"));
-    let (status, _, _) = send(app, reqwest::Method::PUT, "/v1/cache/h/huge", Some(b"1e400".to_vec())).await;
+    let (status, _, _) = send(
+        app,
+        reqwest::Method::PUT,
+        "/v1/cache/h/huge",
+        Some(b"1e400".to_vec()),
+    )
+    .await;
     assert_eq!(status, 204);
     let body = br#"{"expected": 1e400, "value": "swapped"}"#.to_vec();
-    let (status, _, bytes) = send(app, reqwest::Method::POST, "/v1/cache/h/huge/cas", Some(body)).await;
+    let (status, _, bytes) = send(
+        app,
+        reqwest::Method::POST,
+        "/v1/cache/h/huge/cas",
+        Some(body),
+    )
+    .await;
     assert_eq!(status, 200, "{}", String::from_utf8_lossy(&bytes));
     let deep = format!("{}1{}", "[".repeat(200), "]".repeat(200));
     let body = format!(r#"{{"expected": {deep}, "value": 3}}"#).into_bytes();
-    let (status, headers, bytes) = send(app, reqwest::Method::POST, "/v1/cache/h/big/cas", Some(body)).await;
+    let (status, headers, bytes) = send(
+        app,
+        reqwest::Method::POST,
+        "/v1/cache/h/big/cas",
+        Some(body),
+    )
+    .await;
     assert_eq!(status, 400, "{}", String::from_utf8_lossy(&bytes));
     assert!(is_problem(&headers, &bytes, "invalid_request"));
     let (_, _, bytes) = send(app, reqwest::Method::GET, "/v1/cache/h/big", None).await;
@@ -90,20 +149,44 @@ async fn compare_and_swap_takes_any_json(app: &TestApp) {
 
 /// A JSON string with a raw 0xFF byte is not JSON: refused like `_mset` refuses it.
 async fn cache_values_must_be_utf8(app: &TestApp) {
-    let (status, headers, bytes) = send(app, reqwest::Method::PUT, "/v1/cache/h/bytes", Some(b"\"\xff\"".to_vec())).await;
+    let (status, headers, bytes) = send(
+        app,
+        reqwest::Method::PUT,
+        "/v1/cache/h/bytes",
+        Some(b"\"\xff\"".to_vec()),
+    )
+    .await;
     assert_eq!(status, 400);
     assert!(is_problem(&headers, &bytes, "invalid_request"));
     let (status, _, _) = send(app, reqwest::Method::GET, "/v1/cache/h/bytes", None).await;
     assert_eq!(status, 404, "nothing was stored");
     let body = b"{\"expected\": null, \"value\": \"\xff\"}".to_vec();
-    let (status, _, _) = send(app, reqwest::Method::POST, "/v1/cache/h/bytes/cas", Some(body)).await;
+    let (status, _, _) = send(
+        app,
+        reqwest::Method::POST,
+        "/v1/cache/h/bytes/cas",
+        Some(body),
+    )
+    .await;
     assert_eq!(status, 400);
 }
 
 async fn a_key_asked_twice_is_answered_once(app: &TestApp) {
-    let (status, _, _) = send(app, reqwest::Method::PUT, "/v1/cache/h/k1", Some(b"{\"n\":1}".to_vec())).await;
+    let (status, _, _) = send(
+        app,
+        reqwest::Method::PUT,
+        "/v1/cache/h/k1",
+        Some(b"{\"n\":1}".to_vec()),
+    )
+    .await;
     assert_eq!(status, 204);
-    let (status, _, bytes) = send(app, reqwest::Method::POST, "/v1/cache/h/_mget", Some(br#"{"keys":["k1","k2","k1","k2"]}"#.to_vec())).await;
+    let (status, _, bytes) = send(
+        app,
+        reqwest::Method::POST,
+        "/v1/cache/h/_mget",
+        Some(br#"{"keys":["k1","k2","k1","k2"]}"#.to_vec()),
+    )
+    .await;
     assert_eq!(status, 200);
     assert_eq!(
         String::from_utf8(bytes).unwrap(),
@@ -115,40 +198,108 @@ async fn a_key_asked_twice_is_answered_once(app: &TestApp) {
 /// Numbers past 64 bits come back as sent, in every capability.
 async fn numbers_come_back_exactly(app: &TestApp) {
     let big = "12345678901234567890123";
-    let body = format!(r#"{{"intent_name": "pay", "entities": {{"amount": {big}, "ratio": 0.1000000000000000055511151231257827}}}}"#);
-    let (status, _, bytes) = send(app, reqwest::Method::POST, "/v1/pending-actions", Some(body.into_bytes())).await;
+    let body = format!(
+        r#"{{"intent_name": "pay", "entities": {{"amount": {big}, "ratio": 0.1000000000000000055511151231257827}}}}"#
+    );
+    let (status, _, bytes) = send(
+        app,
+        reqwest::Method::POST,
+        "/v1/pending-actions",
+        Some(body.into_bytes()),
+    )
+    .await;
     assert_eq!(status, 201);
     let created = String::from_utf8(bytes).unwrap();
     assert!(created.contains(&format!(r#""amount":{big}"#)), "{created}");
-    let token = serde_json::from_str::<Value>(&created).unwrap()["token"].as_str().unwrap().to_string();
-    let (_, _, bytes) = send(app, reqwest::Method::GET, &format!("/v1/pending-actions/{token}"), None).await;
-    assert!(String::from_utf8(bytes).unwrap().contains(&format!(r#""amount":{big}"#)));
+    let token = serde_json::from_str::<Value>(&created).unwrap()["token"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let (_, _, bytes) = send(
+        app,
+        reqwest::Method::GET,
+        &format!("/v1/pending-actions/{token}"),
+        None,
+    )
+    .await;
+    assert!(
+        String::from_utf8(bytes)
+            .unwrap()
+            .contains(&format!(r#""amount":{big}"#))
+    );
 
-    let body = format!(r#"{{"thread_id": "t-big", "context": {{"n": {big}}}, "messages": [{{"role": "human", "content": [{{"type": "text", "text": "x", "n": {big}}}]}}]}}"#);
-    let (status, _, _) = send(app, reqwest::Method::POST, "/v1/agent-states", Some(body.into_bytes())).await;
+    let body = format!(
+        r#"{{"thread_id": "t-big", "context": {{"n": {big}}}, "messages": [{{"role": "human", "content": [{{"type": "text", "text": "x", "n": {big}}}]}}]}}"#
+    );
+    let (status, _, _) = send(
+        app,
+        reqwest::Method::POST,
+        "/v1/agent-states",
+        Some(body.into_bytes()),
+    )
+    .await;
     assert_eq!(status, 201);
     let (_, _, bytes) = send(app, reqwest::Method::GET, "/v1/agent-states/t-big", None).await;
     let state = String::from_utf8(bytes).unwrap();
     assert_eq!(state.matches(big).count(), 2, "{state}");
 
     let body = format!(r#"{{"user_id": "u-big", "data": {{"n": {big}}}}}"#);
-    let (status, _, bytes) = send(app, reqwest::Method::POST, "/v1/sessions", Some(body.into_bytes())).await;
+    let (status, _, bytes) = send(
+        app,
+        reqwest::Method::POST,
+        "/v1/sessions",
+        Some(body.into_bytes()),
+    )
+    .await;
     assert_eq!(status, 201);
-    let id = serde_json::from_slice::<Value>(&bytes).unwrap()["session_id"].as_str().unwrap().to_string();
+    let id = serde_json::from_slice::<Value>(&bytes).unwrap()["session_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
     let patch = format!(r#"{{"data": {{"m": -{big}}}}}"#);
-    let (status, _, _) = send(app, reqwest::Method::PATCH, &format!("/v1/sessions/{id}"), Some(patch.into_bytes())).await;
+    let (status, _, _) = send(
+        app,
+        reqwest::Method::PATCH,
+        &format!("/v1/sessions/{id}"),
+        Some(patch.into_bytes()),
+    )
+    .await;
     assert_eq!(status, 200);
-    let (_, _, bytes) = send(app, reqwest::Method::GET, &format!("/v1/sessions/{id}"), None).await;
+    let (_, _, bytes) = send(
+        app,
+        reqwest::Method::GET,
+        &format!("/v1/sessions/{id}"),
+        None,
+    )
+    .await;
     let session = String::from_utf8(bytes).unwrap();
-    assert!(session.contains(&format!(r#""n":{big}"#)) && session.contains(&format!(r#""m":-{big}"#)), "{session}");
+    assert!(
+        session.contains(&format!(r#""n":{big}"#)) && session.contains(&format!(r#""m":-{big}"#)),
+        "{session}"
+    );
 }
 
 /// Both backends call a stored `1e400` a number out of range.
 async fn incr_on_a_number_out_of_range(app: &TestApp) {
-    let (status, _, _) = send(app, reqwest::Method::PUT, "/v1/cache/h/inf", Some(b"1e400".to_vec())).await;
+    let (status, _, _) = send(
+        app,
+        reqwest::Method::PUT,
+        "/v1/cache/h/inf",
+        Some(b"1e400".to_vec()),
+    )
+    .await;
     assert_eq!(status, 204);
-    let (status, problem) = json_call(app, reqwest::Method::POST, "/v1/cache/h/inf/incr", json!({"by": 1})).await;
-    assert_eq!((status, problem["code"].as_str()), (409, Some("out_of_range")));
+    let (status, problem) = json_call(
+        app,
+        reqwest::Method::POST,
+        "/v1/cache/h/inf/incr",
+        json!({"by": 1}),
+    )
+    .await;
+    assert_eq!(
+        (status, problem["code"].as_str()),
+        (409, Some("out_of_range"))
+    );
     let (_, _, bytes) = send(app, reqwest::Method::GET, "/v1/cache/h/inf", None).await;
     assert_eq!(bytes, b"1e400");
 }
@@ -186,7 +337,10 @@ async fn a_declared_oversize_body_is_refused_at_once(app: &TestApp) {
         .unwrap();
     let head = String::from_utf8_lossy(&head[..read]).to_string();
     assert!(head.starts_with("HTTP/1.1 413"), "{head}");
-    assert!(head.contains("application/problem+json") && head.contains("x-request-id"), "{head}");
+    assert!(
+        head.contains("application/problem+json") && head.contains("x-request-id"),
+        "{head}"
+    );
 }
 
 macro_rules! on_both_backends {
@@ -232,28 +386,58 @@ async fn memory_listing_pages_are_bounded() {
         (0..2500).map(|i| (format!("k{i:05}"), json!(i))).collect();
     let mut batches = entries.into_iter().collect::<Vec<_>>();
     while !batches.is_empty() {
-        let chunk: serde_json::Map<String, Value> = batches.drain(..batches.len().min(1000)).collect();
-        let (status, _) = json_call(&app, reqwest::Method::POST, "/v1/cache/many/_mset", json!({"entries": chunk})).await;
+        let chunk: serde_json::Map<String, Value> =
+            batches.drain(..batches.len().min(1000)).collect();
+        let (status, _) = json_call(
+            &app,
+            reqwest::Method::POST,
+            "/v1/cache/many/_mset",
+            json!({"entries": chunk}),
+        )
+        .await;
         assert_eq!(status, 204);
     }
     let (status, page) = app.get_json("/v1/cache/many?match=nothing*").await;
     assert_eq!(status, 200);
     assert_eq!(page["keys"], json!([]));
-    assert!(page["next_cursor"].is_string(), "a bounded page says where to go on: {page}");
+    assert!(
+        page["next_cursor"].is_string(),
+        "a bounded page says where to go on: {page}"
+    );
     let mut seen = Vec::new();
     let mut cursor = String::new();
     loop {
-        let (_, page) = app.get_json(&format!("/v1/cache/many?match=k*9&limit=1000&cursor={cursor}")).await;
-        seen.extend(page["keys"].as_array().unwrap().iter().map(|k| k.as_str().unwrap().to_string()));
+        let (_, page) = app
+            .get_json(&format!(
+                "/v1/cache/many?match=k*9&limit=1000&cursor={cursor}"
+            ))
+            .await;
+        seen.extend(
+            page["keys"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|k| k.as_str().unwrap().to_string()),
+        );
         match page["next_cursor"].as_str() {
             Some(next) => cursor = next.to_string(),
             None => break,
         }
     }
     assert_eq!(seen.len(), 250);
-    let (status, _, bytes) = send(&app, reqwest::Method::DELETE, "/v1/cache/many?match=k01*", None).await;
+    let (status, _, bytes) = send(
+        &app,
+        reqwest::Method::DELETE,
+        "/v1/cache/many?match=k01*",
+        None,
+    )
+    .await;
     let deleted: Value = serde_json::from_slice(&bytes).unwrap();
-    assert_eq!((status, deleted["deleted"].clone()), (200, json!(1000)), "pattern delete goes through every batch");
+    assert_eq!(
+        (status, deleted["deleted"].clone()),
+        (200, json!(1000)),
+        "pattern delete goes through every batch"
+    );
 }
 
 /// The memory backend stops taking writes at `memory.max_bytes` (507 with `Retry-After`),
@@ -266,7 +450,13 @@ async fn the_memory_backend_is_bounded() {
     let value = format!("\"{}\"", "x".repeat(50_000));
     let mut stored = 0;
     let full = loop {
-        let (status, headers, bytes) = send(&app, reqwest::Method::PUT, &format!("/v1/cache/big/v{stored}"), Some(value.clone().into_bytes())).await;
+        let (status, headers, bytes) = send(
+            &app,
+            reqwest::Method::PUT,
+            &format!("/v1/cache/big/v{stored}"),
+            Some(value.clone().into_bytes()),
+        )
+        .await;
         if status != 204 {
             break (status, headers, bytes);
         }
@@ -276,19 +466,44 @@ async fn the_memory_backend_is_bounded() {
     assert_eq!(full.0, 507);
     assert!(is_problem(&full.1, &full.2, "backend_full"));
     assert!(full.1.contains_key("retry-after"));
-    assert!((7..=9).contains(&stored), "{stored} values of 50 kB under 400 kB");
-    let (status, _) = json_call(&app, reqwest::Method::POST, "/v1/sessions", json!({"user_id": "u"})).await;
+    assert!(
+        (7..=9).contains(&stored),
+        "{stored} values of 50 kB under 400 kB"
+    );
+    let (status, _) = json_call(
+        &app,
+        reqwest::Method::POST,
+        "/v1/sessions",
+        json!({"user_id": "u"}),
+    )
+    .await;
     assert_eq!(status, 507, "every capability shares the bound");
     let (status, _, bytes) = send(&app, reqwest::Method::GET, "/v1/cache/big/v0", None).await;
-    assert_eq!((status, bytes.len()), (200, value.len()), "reads keep working");
+    assert_eq!(
+        (status, bytes.len()),
+        (200, value.len()),
+        "reads keep working"
+    );
     let (_, health) = app.get_json("/health").await;
     let used = health["backend"]["memory"]["used_bytes"].as_u64().unwrap();
     assert!(used >= 400_000, "{health}");
     assert_eq!(health["backend"]["memory"]["max_bytes"], 400_000);
     for i in 0..3 {
-        let (status, _, _) = send(&app, reqwest::Method::DELETE, &format!("/v1/cache/big/v{i}"), None).await;
+        let (status, _, _) = send(
+            &app,
+            reqwest::Method::DELETE,
+            &format!("/v1/cache/big/v{i}"),
+            None,
+        )
+        .await;
         assert_eq!(status, 204);
     }
-    let (status, _, _) = send(&app, reqwest::Method::PUT, "/v1/cache/big/again", Some(value.into_bytes())).await;
+    let (status, _, _) = send(
+        &app,
+        reqwest::Method::PUT,
+        "/v1/cache/big/again",
+        Some(value.into_bytes()),
+    )
+    .await;
     assert_eq!(status, 204, "room made, writes work again");
 }

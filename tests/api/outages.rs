@@ -26,7 +26,12 @@ async fn put(app: &TestApp, key: &str, body: &str) -> reqwest::Response {
 }
 
 async fn post(app: &TestApp, path: &str, body: Value) -> reqwest::Response {
-    app.client.post(app.url(path)).json(&body).send().await.unwrap()
+    app.client
+        .post(app.url(path))
+        .json(&body)
+        .send()
+        .await
+        .unwrap()
 }
 
 fn redis_cmd(redis: &RedisServer, args: &[&str]) {
@@ -40,7 +45,9 @@ fn redis_cmd(redis: &RedisServer, args: &[&str]) {
 /// `maxmemory` reached under `noeviction`: writes get 507 `backend_full` with `Retry-After`
 /// (commands and scripts alike), reads work, `/health` names the condition, nothing fails over.
 async fn out_of_memory(mode: BackendMode) {
-    let Some(redis) = RedisServer::start() else { return };
+    let Some(redis) = RedisServer::start() else {
+        return;
+    };
     let app = spawn_app(settings(mode, Some(&redis))).await;
     assert_eq!(put(&app, "before", "1").await.status(), 204);
     redis_cmd(&redis, &["CONFIG", "SET", "maxmemory-policy", "noeviction"]);
@@ -59,13 +66,24 @@ async fn out_of_memory(mode: BackendMode) {
         let response = post(&app, path, body).await;
         assert_eq!(response.status(), 507, "{path}");
     }
-    let got = app.client.get(app.url("/v1/cache/ns/before")).send().await.unwrap();
+    let got = app
+        .client
+        .get(app.url("/v1/cache/ns/before"))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(got.status(), 200, "reads keep working");
     let (status, health) = app.get_json("/health").await;
     assert_eq!(status, 200);
     assert_eq!(health["status"], "degraded", "{health}");
-    assert_eq!(health["backend"]["active"], "redis", "out of memory is no outage: {health}");
-    assert_eq!(health["backend"]["redis"]["condition"], "out_of_memory", "{health}");
+    assert_eq!(
+        health["backend"]["active"], "redis",
+        "out of memory is no outage: {health}"
+    );
+    assert_eq!(
+        health["backend"]["redis"]["condition"], "out_of_memory",
+        "{health}"
+    );
 
     redis_cmd(&redis, &["CONFIG", "SET", "maxmemory", "0"]);
     assert_eq!(put(&app, "after", "3").await.status(), 204);
@@ -101,7 +119,9 @@ struct Seen {
 /// Writers under fire: every connection of the service is reset (`CLIENT KILL TYPE normal`)
 /// again and again, and for a while Redis is out of memory. Redis itself never goes down.
 async fn writes_survive_connection_resets(mode: BackendMode) {
-    let Some(redis) = RedisServer::start() else { return };
+    let Some(redis) = RedisServer::start() else {
+        return;
+    };
     let app = Arc::new(spawn_app(settings(mode, Some(&redis))).await);
     let stop = Arc::new(AtomicBool::new(false));
     let writers: Vec<_> = (0..8)
@@ -119,7 +139,12 @@ async fn writes_survive_connection_resets(mode: BackendMode) {
                         seen.acknowledged_puts.insert(key, i);
                     }
                     let counter = format!("counter-{}", w % 2);
-                    let response = post(&app, &format!("/v1/cache/ns/{counter}/incr"), json!({"by": 1})).await;
+                    let response = post(
+                        &app,
+                        &format!("/v1/cache/ns/{counter}/incr"),
+                        json!({"by": 1}),
+                    )
+                    .await;
                     let status = response.status().as_u16();
                     *seen.statuses.entry(status).or_default() += 1;
                     match status {
@@ -180,8 +205,17 @@ async fn writes_survive_connection_resets(mode: BackendMode) {
         all.statuses
     );
     assert!(kills.load(Ordering::Relaxed) > 10, "the resets happened");
-    assert!(all.statuses.keys().all(|s| *s < 500 || *s == 503 || *s == 507), "{:?}", all.statuses);
-    assert!(all.statuses.get(&507).is_some_and(|n| *n > 0), "the out-of-memory spell was seen");
+    assert!(
+        all.statuses
+            .keys()
+            .all(|s| *s < 500 || *s == 503 || *s == 507),
+        "{:?}",
+        all.statuses
+    );
+    assert!(
+        all.statuses.get(&507).is_some_and(|n| *n > 0),
+        "the out-of-memory spell was seen"
+    );
     assert!(all.acknowledged_puts.len() > 50, "{:?}", all.statuses);
 
     let mut conn = redis.connection();
@@ -190,7 +224,11 @@ async fn writes_survive_connection_resets(mode: BackendMode) {
             .arg(format!("statekeeper:default:cache:{{ns}}:{key}"))
             .query(&mut conn)
             .unwrap();
-        assert_eq!(stored, Some(value.to_string()), "acknowledged PUT of {key} is in Redis");
+        assert_eq!(
+            stored,
+            Some(value.to_string()),
+            "acknowledged PUT of {key} is in Redis"
+        );
     }
     for (counter, acknowledged) in &all.acknowledged_incrs {
         let stored: Option<u64> = redis::cmd("GET")

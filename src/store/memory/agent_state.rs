@@ -269,10 +269,7 @@ impl AgentStateStore for MemoryAgentStates {
                 .map(|t| (t.record.created_ms, t.record.version + 1))
                 .unwrap_or((now, 1));
             let created = current.is_none();
-            let thread = Thread::new(
-                new_record(&state, now, created_ms, version),
-                state.messages,
-            );
+            let thread = Thread::new(new_record(&state, now, created_ms, version), state.messages);
             let view = to_state(&state.thread_id, &thread, None);
             threads.insert(state.thread_id, thread);
             Versioned::Done(Replaced {

@@ -322,10 +322,10 @@ where
         let state = self.shared.lock();
         let now = Instant::now();
         let mut out = Vec::new();
-        let mut last = None;
+        let mut last: Option<&K> = None;
         for (examined, (key, entry)) in state.entries.range(range).enumerate() {
             if out.len() == limit || examined == max_examined {
-                return (out, last.map(K::clone));
+                return (out, last.cloned());
             }
             last = Some(key);
             if entry.is_live(now)
@@ -369,7 +369,7 @@ where
         let mut state = self.shared.lock();
         let now = Instant::now();
         let mut doomed = Vec::new();
-        let mut last = None;
+        let mut last: Option<&K> = None;
         let mut examined = 0;
         for (key, entry) in state.entries.range(range) {
             if examined == max_examined {
@@ -381,7 +381,11 @@ where
                 doomed.push(key.clone());
             }
         }
-        let resume = if examined == max_examined { last.map(K::clone) } else { None };
+        let resume = if examined == max_examined {
+            last.cloned()
+        } else {
+            None
+        };
         for key in &doomed {
             if let Some(old) = state.entries.remove(key) {
                 self.shared.count_out(&mut state, key, &old);
@@ -418,15 +422,11 @@ impl<K: Ord + Clone, V> State<K, V> {
     /// Returns where to resume (`None`: from the start), whether most were expired, and the
     /// removed entries (for the budget).
     #[allow(clippy::type_complexity)]
-    fn sweep(
-        &mut self,
-        resume: Option<K>,
-        now: Instant,
-    ) -> (Option<K>, bool, Vec<(K, Entry<V>)>) {
+    fn sweep(&mut self, resume: Option<K>, now: Instant) -> (Option<K>, bool, Vec<(K, Entry<V>)>) {
         let start = resume.map_or(Bound::Unbounded, Bound::Excluded);
         let mut examined = 0;
         let mut expired = Vec::new();
-        let mut last = None;
+        let mut last: Option<&K> = None;
         for (key, entry) in self.entries.range((start, Bound::Unbounded)) {
             if examined == PURGE_BATCH {
                 break;

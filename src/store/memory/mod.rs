@@ -34,7 +34,9 @@ impl MemoryBackend {
     pub fn new(max_bytes: u64) -> Self {
         Self {
             engines: Arc::default(),
-            budget: Arc::new(Budget::new(usize::try_from(max_bytes).unwrap_or(usize::MAX))),
+            budget: Arc::new(Budget::new(
+                usize::try_from(max_bytes).unwrap_or(usize::MAX),
+            )),
         }
     }
 

@@ -32,7 +32,11 @@ struct Record {
 
 impl Weigh for Record {
     fn weight(&self) -> usize {
-        json_weight(&self.action) + self.idempotency_key.as_ref().map_or(0, |k| k.as_str().len())
+        json_weight(&self.action)
+            + self
+                .idempotency_key
+                .as_ref()
+                .map_or(0, |k| k.as_str().len())
     }
 }
 

@@ -46,7 +46,9 @@ impl Weigh for Live {
 
 impl Weigh for UserSessions {
     fn weight(&self) -> usize {
-        self.iter().map(|(id, live)| id.weight() + live.weight() + 48).sum()
+        self.iter()
+            .map(|(id, live)| id.weight() + live.weight() + 48)
+            .sum()
     }
 }
 

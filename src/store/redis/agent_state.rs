@@ -51,10 +51,13 @@ const PATCH_ATTEMPTS: usize = 64;
 
 macro_rules! script {
     ($name:literal) => {
-        Script::new(concat!("agent_state_", $name), concat!(
-            include_str!("scripts/agent_state_common.lua"),
-            include_str!(concat!("scripts/agent_state_", $name, ".lua"))
-        ))
+        Script::new(
+            concat!("agent_state_", $name),
+            concat!(
+                include_str!("scripts/agent_state_common.lua"),
+                include_str!(concat!("scripts/agent_state_", $name, ".lua"))
+            ),
+        )
     };
 }
 

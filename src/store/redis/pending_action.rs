@@ -32,9 +32,18 @@ impl RedisPendingActions {
     pub fn new(redis: RedisPool) -> Self {
         Self {
             redis,
-            create: Script::new("pending_action_create", include_str!("scripts/pending_action_create.lua")),
-            confirm: Script::new("pending_action_confirm", include_str!("scripts/pending_action_confirm.lua")),
-            cancel: Script::new("pending_action_cancel", include_str!("scripts/pending_action_cancel.lua")),
+            create: Script::new(
+                "pending_action_create",
+                include_str!("scripts/pending_action_create.lua"),
+            ),
+            confirm: Script::new(
+                "pending_action_confirm",
+                include_str!("scripts/pending_action_confirm.lua"),
+            ),
+            cancel: Script::new(
+                "pending_action_cancel",
+                include_str!("scripts/pending_action_cancel.lua"),
+            ),
         }
     }
 

@@ -73,7 +73,9 @@ impl managed::Manager for Manager {
 
     async fn recycle(&self, shared: &mut Shared, _: &Metrics) -> RecycleResult<RedisError> {
         if shared.generation < self.generations.trusted_from.load(Ordering::Acquire) {
-            return Err(managed::RecycleError::message("retired after a failed call"));
+            return Err(managed::RecycleError::message(
+                "retired after a failed call",
+            ));
         }
         Ok(())
     }

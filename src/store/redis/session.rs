@@ -36,14 +36,20 @@ impl RedisSessions {
         Self {
             redis,
             create: Script::new("session_create", include_str!("scripts/session_create.lua")),
-            update: Script::new("session_update", concat!(
-                include_str!("scripts/session_merge.lua"),
-                include_str!("scripts/session_update.lua")
-            )),
+            update: Script::new(
+                "session_update",
+                concat!(
+                    include_str!("scripts/session_merge.lua"),
+                    include_str!("scripts/session_update.lua")
+                ),
+            ),
             rotate: Script::new("session_rotate", include_str!("scripts/session_rotate.lua")),
             delete: Script::new("session_delete", include_str!("scripts/session_delete.lua")),
             list: Script::new("session_list", include_str!("scripts/session_list.lua")),
-            delete_user: Script::new("session_delete_user", include_str!("scripts/session_delete_user.lua")),
+            delete_user: Script::new(
+                "session_delete_user",
+                include_str!("scripts/session_delete_user.lua"),
+            ),
         }
     }
 }
