@@ -63,7 +63,7 @@ async fn create_get_delete_round_trip(stores: &Stores) {
     assert_eq!(s.get(&t, &id("th"), None).await.unwrap(), None);
     assert!(!s.exists(&t, &id("th")).await.unwrap());
     let created = s
-        .create(&t, new_state("th", &["a", "b", "c"], 600))
+        .create(&t, &new_state("th", &["a", "b", "c"], 600))
         .await
         .unwrap()
         .unwrap();
@@ -84,7 +84,7 @@ async fn create_get_delete_round_trip(stores: &Stores) {
     assert!(s.exists(&t, &id("th")).await.unwrap());
 
     assert_eq!(
-        s.create(&t, new_state("th", &["other"], 600))
+        s.create(&t, &new_state("th", &["other"], 600))
             .await
             .unwrap(),
         None,
@@ -107,7 +107,7 @@ async fn create_get_delete_round_trip(stores: &Stores) {
     );
     assert_eq!(s.get(&t, &id("th"), None).await.unwrap(), None);
     assert!(
-        s.create(&t, new_state("th", &[], 600))
+        s.create(&t, &new_state("th", &[], 600))
             .await
             .unwrap()
             .is_some(),
@@ -118,14 +118,14 @@ async fn create_get_delete_round_trip(stores: &Stores) {
 async fn tenants_are_separate(stores: &Stores) {
     let s = &stores.agent_states;
     let (a, b) = (Tenant::new("alpha"), Tenant::new("beta"));
-    s.create(&a, new_state("th", &["x"], 600))
+    s.create(&a, &new_state("th", &["x"], 600))
         .await
         .unwrap()
         .unwrap();
     assert_eq!(s.get(&b, &id("th"), None).await.unwrap(), None);
     assert!(!s.delete(&b, &id("th")).await.unwrap());
     assert_eq!(
-        s.append(&b, &id("th"), messages(&["y"]), None)
+        s.append(&b, &id("th"), &messages(&["y"]), None)
             .await
             .unwrap(),
         Versioned::Missing
@@ -145,7 +145,7 @@ async fn tenants_are_separate(stores: &Stores) {
 async fn replace_keeps_created_at_and_honours_versions(stores: &Stores) {
     let (s, t) = (&stores.agent_states, Tenant::new("t1"));
     let Versioned::Done(first) = s
-        .replace(&t, new_state("th", &["a"], 600), None)
+        .replace(&t, &new_state("th", &["a"], 600), None)
         .await
         .unwrap()
     else {
@@ -155,7 +155,7 @@ async fn replace_keeps_created_at_and_honours_versions(stores: &Stores) {
     assert_eq!(first.state.version, 1);
     tokio::time::sleep(Duration::from_millis(5)).await;
     let Versioned::Done(second) = s
-        .replace(&t, new_state("th", &["b", "c"], 600), Some(1))
+        .replace(&t, &new_state("th", &["b", "c"], 600), Some(1))
         .await
         .unwrap()
     else {
@@ -171,13 +171,13 @@ async fn replace_keeps_created_at_and_honours_versions(stores: &Stores) {
     );
 
     assert_eq!(
-        s.replace(&t, new_state("th", &["stale"], 600), Some(1))
+        s.replace(&t, &new_state("th", &["stale"], 600), Some(1))
             .await
             .unwrap(),
         Versioned::Stale
     );
     assert_eq!(
-        s.replace(&t, new_state("nothing", &["x"], 600), Some(1))
+        s.replace(&t, &new_state("nothing", &["x"], 600), Some(1))
             .await
             .unwrap(),
         Versioned::Stale,
@@ -194,7 +194,7 @@ async fn replace_keeps_created_at_and_honours_versions(stores: &Stores) {
 async fn append_adds_messages_and_versions(stores: &Stores) {
     let (s, t) = (&stores.agent_states, Tenant::new("t1"));
     assert_eq!(
-        s.append(&t, &id("th"), messages(&["x"]), None)
+        s.append(&t, &id("th"), &messages(&["x"]), None)
             .await
             .unwrap(),
         Versioned::Missing
@@ -203,12 +203,12 @@ async fn append_adds_messages_and_versions(stores: &Stores) {
         !s.exists(&t, &id("th")).await.unwrap(),
         "append never creates"
     );
-    s.create(&t, new_state("th", &["a"], 600))
+    s.create(&t, &new_state("th", &["a"], 600))
         .await
         .unwrap()
         .unwrap();
     assert_eq!(
-        s.append(&t, &id("th"), messages(&["b", "c"]), None)
+        s.append(&t, &id("th"), &messages(&["b", "c"]), None)
             .await
             .unwrap(),
         Versioned::Done(Appended {
@@ -217,13 +217,13 @@ async fn append_adds_messages_and_versions(stores: &Stores) {
         })
     );
     assert_eq!(
-        s.append(&t, &id("th"), messages(&["d"]), Some(1))
+        s.append(&t, &id("th"), &messages(&["d"]), Some(1))
             .await
             .unwrap(),
         Versioned::Stale
     );
     assert_eq!(
-        s.append(&t, &id("th"), messages(&["d"]), Some(2))
+        s.append(&t, &id("th"), &messages(&["d"]), Some(2))
             .await
             .unwrap(),
         Versioned::Done(Appended {
@@ -238,7 +238,7 @@ async fn append_adds_messages_and_versions(stores: &Stores) {
 
 async fn racing_appends_lose_nothing(stores: &Stores) {
     let (s, t) = (&stores.agent_states, Tenant::new("t1"));
-    s.create(&t, new_state("th", &["start"], 600))
+    s.create(&t, &new_state("th", &["start"], 600))
         .await
         .unwrap()
         .unwrap();
@@ -248,7 +248,7 @@ async fn racing_appends_lose_nothing(stores: &Stores) {
             let batch = messages(&[&format!("{i}-1"), &format!("{i}-2")]);
             stores
                 .agent_states
-                .append(&t, &id("th"), batch, None)
+                .append(&t, &id("th"), &batch, None)
                 .await
                 .unwrap()
         }
@@ -282,7 +282,7 @@ async fn racing_appends_lose_nothing(stores: &Stores) {
 
 async fn racing_replaces_with_if_match_have_one_winner(stores: &Stores) {
     let (s, t) = (&stores.agent_states, Tenant::new("t1"));
-    s.create(&t, new_state("th", &["start"], 600))
+    s.create(&t, &new_state("th", &["start"], 600))
         .await
         .unwrap()
         .unwrap();
@@ -294,7 +294,7 @@ async fn racing_replaces_with_if_match_have_one_winner(stores: &Stores) {
                 i,
                 stores
                     .agent_states
-                    .replace(&t, state, Some(1))
+                    .replace(&t, &state, Some(1))
                     .await
                     .unwrap(),
             )
@@ -323,18 +323,18 @@ async fn context_merge_patch(stores: &Stores) {
     let (s, t) = (&stores.agent_states, Tenant::new("t1"));
     let patch = object(json!({"a": 1}));
     assert_eq!(
-        s.patch_context(&t, &id("th"), patch.clone(), None)
+        s.patch_context(&t, &id("th"), &patch.clone(), None)
             .await
             .unwrap(),
         Versioned::Missing
     );
-    s.create(&t, new_state("th", &["m"], 600))
+    s.create(&t, &new_state("th", &["m"], 600))
         .await
         .unwrap()
         .unwrap();
     let patch = object(json!({"repo": null, "nested": {"x": null, "y": [3]}, "pr": 7}));
     let Versioned::Done(state) = s
-        .patch_context(&t, &id("th"), patch, Some(1))
+        .patch_context(&t, &id("th"), &patch, Some(1))
         .await
         .unwrap()
     else {
@@ -350,7 +350,7 @@ async fn context_merge_patch(stores: &Stores) {
     );
     assert_eq!(s.get(&t, &id("th"), None).await.unwrap().unwrap(), state);
     assert_eq!(
-        s.patch_context(&t, &id("th"), object(json!({"z": 1})), Some(1))
+        s.patch_context(&t, &id("th"), &object(json!({"z": 1})), Some(1))
             .await
             .unwrap(),
         Versioned::Stale
@@ -363,7 +363,7 @@ async fn context_merge_patch(stores: &Stores) {
 
 async fn racing_context_patches_all_apply(stores: &Stores) {
     let (s, t) = (&stores.agent_states, Tenant::new("t1"));
-    s.create(&t, new_state("th", &[], 600))
+    s.create(&t, &new_state("th", &[], 600))
         .await
         .unwrap()
         .unwrap();
@@ -373,7 +373,7 @@ async fn racing_context_patches_all_apply(stores: &Stores) {
             let patch = object(json!({ format!("k{i}"): i }));
             let r = stores
                 .agent_states
-                .patch_context(&t, &id("th"), patch, None)
+                .patch_context(&t, &id("th"), &patch, None)
                 .await
                 .unwrap();
             assert!(matches!(r, Versioned::Done(_)), "{r:?}");
@@ -393,7 +393,7 @@ async fn relevance_is_a_versioned_write(stores: &Stores) {
         s.set_relevance(&t, &id("th"), false, None).await.unwrap(),
         Versioned::Missing
     );
-    s.create(&t, new_state("th", &[], 600))
+    s.create(&t, &new_state("th", &[], 600))
         .await
         .unwrap()
         .unwrap();
@@ -415,13 +415,13 @@ async fn list_pages_every_thread_exactly_once(stores: &Stores) {
     let mut expected = BTreeSet::new();
     for i in 0..23 {
         let name = format!("th-{i:02}:{}", i % 3);
-        s.create(&t, new_state(&name, &[], 600))
+        s.create(&t, &new_state(&name, &[], 600))
             .await
             .unwrap()
             .unwrap();
         expected.insert(name);
     }
-    s.create(&Tenant::new("other"), new_state("foreign", &[], 600))
+    s.create(&Tenant::new("other"), &new_state("foreign", &[], 600))
         .await
         .unwrap()
         .unwrap();
@@ -429,7 +429,7 @@ async fn list_pages_every_thread_exactly_once(stores: &Stores) {
         let mut seen = Vec::new();
         let mut after = None;
         loop {
-            let page = s.list(&t, after.clone(), page_size).await.unwrap();
+            let page = s.list(&t, after.as_ref(), page_size).await.unwrap();
             assert!(page.thread_ids.len() <= page_size);
             seen.extend(page.thread_ids.iter().map(|i| i.to_string()));
             if !page.more {
@@ -451,18 +451,18 @@ async fn list_pages_every_thread_exactly_once(stores: &Stores) {
 async fn recent_is_newest_first_and_never_lists_gone_threads(stores: &Stores) {
     let (s, t) = (&stores.agent_states, Tenant::new("t1"));
     for name in ["a", "b", "c", "d"] {
-        s.create(&t, new_state(name, &["m"], 600))
+        s.create(&t, &new_state(name, &["m"], 600))
             .await
             .unwrap()
             .unwrap();
         tokio::time::sleep(Duration::from_millis(3)).await;
     }
-    s.create(&t, new_state("short", &["m"], 1))
+    s.create(&t, &new_state("short", &["m"], 1))
         .await
         .unwrap()
         .unwrap();
     tokio::time::sleep(Duration::from_millis(3)).await;
-    s.append(&t, &id("a"), messages(&["n"]), None)
+    s.append(&t, &id("a"), &messages(&["n"]), None)
         .await
         .unwrap();
     s.delete(&t, &id("c")).await.unwrap();
@@ -489,15 +489,15 @@ async fn recent_is_newest_first_and_never_lists_gone_threads(stores: &Stores) {
 
 async fn threads_expire_whole_and_cleanup_drops_their_entries(stores: &Stores) {
     let (s, t) = (&stores.agent_states, Tenant::new("t1"));
-    s.create(&t, new_state("short-1", &["m"], 1))
+    s.create(&t, &new_state("short-1", &["m"], 1))
         .await
         .unwrap()
         .unwrap();
-    s.create(&t, new_state("short-2", &[], 1))
+    s.create(&t, &new_state("short-2", &[], 1))
         .await
         .unwrap()
         .unwrap();
-    s.create(&t, new_state("long", &["m"], 600))
+    s.create(&t, &new_state("long", &["m"], 600))
         .await
         .unwrap()
         .unwrap();
@@ -506,7 +506,7 @@ async fn threads_expire_whole_and_cleanup_drops_their_entries(stores: &Stores) {
     assert!(!s.exists(&t, &id("short-1")).await.unwrap());
     assert_eq!(s.ttl(&t, &id("short-1")).await.unwrap(), None);
     assert_eq!(
-        s.append(&t, &id("short-1"), messages(&["x"]), None)
+        s.append(&t, &id("short-1"), &messages(&["x"]), None)
             .await
             .unwrap(),
         Versioned::Missing
@@ -516,7 +516,7 @@ async fn threads_expire_whole_and_cleanup_drops_their_entries(stores: &Stores) {
     let page = s.list(&t, None, 10).await.unwrap();
     assert_eq!(page.thread_ids, [id("long")]);
     let again = s
-        .create(&t, new_state("short-1", &[], 600))
+        .create(&t, &new_state("short-1", &[], 600))
         .await
         .unwrap()
         .unwrap();
@@ -537,7 +537,7 @@ async fn ttl_can_be_read_and_set_and_writes_renew_it(stores: &Stores) {
         "never creates"
     );
     assert!(!s.exists(&t, &id("th")).await.unwrap());
-    s.create(&t, new_state("th", &["m"], 100))
+    s.create(&t, &new_state("th", &["m"], 100))
         .await
         .unwrap()
         .unwrap();
@@ -552,7 +552,7 @@ async fn ttl_can_be_read_and_set_and_writes_renew_it(stores: &Stores) {
     assert_eq!(got.version, 1, "a TTL change is not a change of the state");
     assert!((1..=2).contains(&s.ttl(&t, &id("th")).await.unwrap().unwrap()));
     tokio::time::sleep(Duration::from_millis(1200)).await;
-    s.append(&t, &id("th"), messages(&["n"]), None)
+    s.append(&t, &id("th"), &messages(&["n"]), None)
         .await
         .unwrap();
     assert_eq!(

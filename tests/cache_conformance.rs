@@ -38,7 +38,7 @@ async fn put_get_delete_round_trip(stores: &Stores) {
     let raw = r#"{"name": "Ada",  "tags":[1, 2.50, null]}"#;
     assert!(
         cache
-            .put(&t, &n, &k, value(raw), ttl(60), PutCondition::Always)
+            .put(&t, &n, &k, &value(raw), ttl(60), PutCondition::Always)
             .await
             .unwrap()
     );
@@ -51,7 +51,7 @@ async fn put_get_delete_round_trip(stores: &Stores) {
     assert!(cache.exists(&t, &n, &k).await.unwrap());
     assert!(
         cache
-            .put(&t, &n, &k, value("2"), ttl(60), PutCondition::Always)
+            .put(&t, &n, &k, &value("2"), ttl(60), PutCondition::Always)
             .await
             .unwrap()
     );
@@ -81,7 +81,7 @@ async fn tenants_and_namespaces_are_separate(stores: &Stores) {
             &a,
             &ns("n"),
             &key("k"),
-            value("1"),
+            &value("1"),
             ttl(60),
             PutCondition::Always,
         )
@@ -95,7 +95,7 @@ async fn tenants_and_namespaces_are_separate(stores: &Stores) {
             &a,
             &ns("x:y"),
             &key("z"),
-            value("1"),
+            &value("1"),
             ttl(60),
             PutCondition::Always,
         )
@@ -118,7 +118,7 @@ async fn ttl_is_reported_and_can_be_changed(stores: &Stores) {
             &t,
             &n,
             &key("k"),
-            value("1"),
+            &value("1"),
             ttl(100),
             PutCondition::Always,
         )
@@ -143,7 +143,7 @@ async fn ttl_is_reported_and_can_be_changed(stores: &Stores) {
             &t,
             &n,
             &key("p"),
-            value("1"),
+            &value("1"),
             Expiry::Never,
             PutCondition::Always,
         )
@@ -167,7 +167,7 @@ async fn values_expire(stores: &Stores) {
     let (t, n, k) = (Tenant::new("t1"), ns("n"), key("short"));
     let cache = &stores.cache;
     cache
-        .put(&t, &n, &k, value("1"), ttl(1), PutCondition::Always)
+        .put(&t, &n, &k, &value("1"), ttl(1), PutCondition::Always)
         .await
         .unwrap();
     assert!(cache.exists(&t, &n, &k).await.unwrap());
@@ -178,7 +178,7 @@ async fn values_expire(stores: &Stores) {
     assert!(!cache.delete(&t, &n, &k).await.unwrap());
     assert!(
         cache
-            .put(&t, &n, &k, value("2"), ttl(60), PutCondition::IfAbsent)
+            .put(&t, &n, &k, &value("2"), ttl(60), PutCondition::IfAbsent)
             .await
             .unwrap(),
         "an expired value counts as absent"
@@ -190,20 +190,20 @@ async fn conditional_put(stores: &Stores) {
     let cache = &stores.cache;
     assert!(
         !cache
-            .put(&t, &n, &k, value("1"), ttl(60), PutCondition::IfPresent)
+            .put(&t, &n, &k, &value("1"), ttl(60), PutCondition::IfPresent)
             .await
             .unwrap()
     );
     assert_eq!(cache.get(&t, &n, &k).await.unwrap(), None);
     assert!(
         cache
-            .put(&t, &n, &k, value("1"), ttl(60), PutCondition::IfAbsent)
+            .put(&t, &n, &k, &value("1"), ttl(60), PutCondition::IfAbsent)
             .await
             .unwrap()
     );
     assert!(
         !cache
-            .put(&t, &n, &k, value("2"), ttl(60), PutCondition::IfAbsent)
+            .put(&t, &n, &k, &value("2"), ttl(60), PutCondition::IfAbsent)
             .await
             .unwrap()
     );
@@ -219,7 +219,7 @@ async fn conditional_put(stores: &Stores) {
     );
     assert!(
         cache
-            .put(&t, &n, &k, value("3"), ttl(60), PutCondition::IfPresent)
+            .put(&t, &n, &k, &value("3"), ttl(60), PutCondition::IfPresent)
             .await
             .unwrap()
     );
@@ -245,7 +245,7 @@ async fn racing_put_if_absent_has_one_winner(stores: &Stores) {
                 let v = value(&i.to_string());
                 let won = stores
                     .cache
-                    .put(&t, &ns("n"), &k, v, ttl(60), PutCondition::IfAbsent)
+                    .put(&t, &ns("n"), &k, &v, ttl(60), PutCondition::IfAbsent)
                     .await
                     .unwrap();
                 (i, won)
@@ -317,7 +317,7 @@ async fn incr_arithmetic(stores: &Stores) {
     assert_eq!(incr("small", "1e-7").await, Ok("1e-07".into()));
     for (k, raw) in [("s", "\"5\""), ("o", "{}"), ("b", "true"), ("nul", "null")] {
         cache
-            .put(&t, &n, &key(k), value(raw), ttl(60), PutCondition::Always)
+            .put(&t, &n, &key(k), &value(raw), ttl(60), PutCondition::Always)
             .await
             .unwrap();
         assert_eq!(incr(k, "1").await, Err(IncrError::NotANumber), "{raw}");
@@ -328,7 +328,7 @@ async fn incr_arithmetic(stores: &Stores) {
             &t,
             &n,
             &key("spaced"),
-            value(" 41 "),
+            &value(" 41 "),
             ttl(60),
             PutCondition::Always,
         )
@@ -340,7 +340,7 @@ async fn incr_arithmetic(stores: &Stores) {
             &t,
             &n,
             &key("exp"),
-            value("1e2"),
+            &value("1e2"),
             ttl(60),
             PutCondition::Always,
         )
@@ -406,8 +406,11 @@ async fn racing_increments_are_all_counted(stores: &Stores) {
 async fn compare_and_swap_compares_json_values(stores: &Stores) {
     let (t, n, k) = (Tenant::new("t1"), ns("n"), key("doc"));
     let cache = &stores.cache;
-    let cas = |expected: Option<&str>, new: &str| {
-        cache.compare_and_swap(&t, &n, &k, expected.map(json), value(new), ttl(60))
+    let cas = async |expected: Option<&str>, new: &str| {
+        let expected = expected.map(json);
+        cache
+            .compare_and_swap(&t, &n, &k, expected.as_ref(), &value(new), ttl(60))
+            .await
     };
     assert_eq!(
         cas(Some("1"), "2").await.unwrap(),
@@ -449,14 +452,21 @@ async fn compare_and_swap_compares_json_values(stores: &Stores) {
             &t,
             &n,
             &key("empty"),
-            value("{}"),
+            &value("{}"),
             ttl(60),
             PutCondition::Always,
         )
         .await
         .unwrap();
     let failed = cache
-        .compare_and_swap(&t, &n, &key("empty"), Some(json("[]")), value("1"), ttl(60))
+        .compare_and_swap(
+            &t,
+            &n,
+            &key("empty"),
+            Some(&json("[]")),
+            &value("1"),
+            ttl(60),
+        )
         .await
         .unwrap();
     assert!(
@@ -473,7 +483,7 @@ async fn racing_compare_and_swap_has_one_winner(stores: &Stores) {
             &t,
             &ns("n"),
             &key("state"),
-            value(r#"{"v":0}"#),
+            &value(r#"{"v":0}"#),
             ttl(60),
             PutCondition::Always,
         )
@@ -487,7 +497,7 @@ async fn racing_compare_and_swap_has_one_winner(stores: &Stores) {
                 let new = value(&format!(r#"{{"v":{},"by":{i}}}"#, round + 1));
                 stores
                     .cache
-                    .compare_and_swap(&t, &ns("n"), &key("state"), Some(expected), new, ttl(60))
+                    .compare_and_swap(&t, &ns("n"), &key("state"), Some(&expected), &new, ttl(60))
                     .await
                     .unwrap()
             }
@@ -507,7 +517,7 @@ async fn batches(stores: &Stores) {
     let (t, n) = (Tenant::new("t1"), ns("batch"));
     let cache = &stores.cache;
     let entries = vec![(key("a"), value("1")), (key("b"), value(r#"{"x": [1]}"#))];
-    cache.put_many(&t, &n, entries, ttl(100)).await.unwrap();
+    cache.put_many(&t, &n, &entries, ttl(100)).await.unwrap();
     let got = cache
         .get_many(&t, &n, &[key("b"), key("missing"), key("a")])
         .await
@@ -527,7 +537,7 @@ async fn batches(stores: &Stores) {
         }
     }
     assert!(cache.get_many(&t, &n, &[]).await.unwrap().is_empty());
-    cache.put_many(&t, &n, vec![], ttl(1)).await.unwrap();
+    cache.put_many(&t, &n, &vec![], ttl(1)).await.unwrap();
     assert_eq!(
         cache
             .get_many(&Tenant::new("t2"), &n, &[key("a")])
@@ -549,9 +559,8 @@ async fn list_all(
     loop {
         let page = stores
             .cache
-            .list(t, n, pattern, cursor, limit)
+            .list(t, n, pattern, &cursor, limit)
             .await
-            .unwrap()
             .unwrap();
         keys.extend(page.keys);
         if page.next == ListCursor::Start {
@@ -572,19 +581,19 @@ async fn listing_and_pattern_delete_stay_in_their_namespace(stores: &Stores) {
     ];
     let entries: Vec<_> = names.iter().map(|k| (key(k), value("1"))).collect();
     cache
-        .put_many(&t, &ns("ns"), entries.clone(), ttl(60))
+        .put_many(&t, &ns("ns"), &entries.clone(), ttl(60))
         .await
         .unwrap();
     cache
-        .put_many(&t, &ns("ns2"), entries.clone(), ttl(60))
+        .put_many(&t, &ns("ns2"), &entries.clone(), ttl(60))
         .await
         .unwrap();
     cache
-        .put_many(&t, &ns("n"), entries.clone(), ttl(60))
+        .put_many(&t, &ns("n"), &entries.clone(), ttl(60))
         .await
         .unwrap();
     cache
-        .put_many(&other, &ns("ns"), entries, ttl(60))
+        .put_many(&other, &ns("ns"), &entries, ttl(60))
         .await
         .unwrap();
     let n = ns("ns");
@@ -640,7 +649,7 @@ async fn expired_keys_are_not_listed(stores: &Stores) {
             &t,
             &n,
             &key("short"),
-            value("1"),
+            &value("1"),
             ttl(1),
             PutCondition::Always,
         )
@@ -652,7 +661,7 @@ async fn expired_keys_are_not_listed(stores: &Stores) {
             &t,
             &n,
             &key("long"),
-            value("1"),
+            &value("1"),
             ttl(60),
             PutCondition::Always,
         )

@@ -48,7 +48,7 @@ async fn create(stores: &Stores, tenant: &Tenant, seconds: u64) -> PendingAction
     assert!(
         stores
             .pending_actions
-            .create(tenant, action.clone(), ttl(seconds))
+            .create(tenant, &action.clone(), ttl(seconds))
             .await
             .unwrap()
     );
@@ -63,7 +63,7 @@ async fn confirm(
 ) -> Confirm {
     stores
         .pending_actions
-        .confirm(t, token, pending_action::now(), k, REMAINING)
+        .confirm(t, token, pending_action::now(), k.as_ref(), REMAINING)
         .await
         .unwrap()
 }
@@ -99,7 +99,7 @@ async fn create_then_get_round_trips(stores: &Stores) {
     assert!(
         !stores
             .pending_actions
-            .create(&t, action.clone(), ttl(60))
+            .create(&t, &action.clone(), ttl(60))
             .await
             .unwrap(),
         "a token is never overwritten"
@@ -320,7 +320,7 @@ async fn fixed_tombstones_end(stores: &Stores) {
     let now = pending_action::now();
     assert!(matches!(
         store
-            .confirm(&t, &action.token, now, key("k"), fixed)
+            .confirm(&t, &action.token, now, key("k").as_ref(), fixed)
             .await
             .unwrap(),
         Confirm::Confirmed(_)
@@ -360,7 +360,7 @@ async fn racing_confirms_have_one_winner_per_token(stores: &Stores) {
             let k = key(&format!("caller-{i}"));
             let outcome = stores
                 .pending_actions
-                .confirm(&t, &token, pending_action::now(), k, REMAINING)
+                .confirm(&t, &token, pending_action::now(), k.as_ref(), REMAINING)
                 .await
                 .unwrap();
             (i % TOKENS, outcome)

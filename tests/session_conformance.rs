@@ -48,7 +48,7 @@ fn session(u: &str, ttl_s: u64) -> Session {
 
 async fn created(stores: &Stores, t: &Tenant, u: &str, ttl_s: u64) -> Session {
     let s = session(u, ttl_s);
-    stores.sessions.create(t, s.clone(), FIXED).await.unwrap();
+    stores.sessions.create(t, &s.clone(), FIXED).await.unwrap();
     s
 }
 
@@ -105,7 +105,7 @@ async fn patch_merges_exactly_and_raises_version(stores: &Stores) {
         "empty_obj": {},
         "empty_arr": []
     }));
-    stores.sessions.create(&t, s.clone(), FIXED).await.unwrap();
+    stores.sessions.create(&t, &s.clone(), FIXED).await.unwrap();
     let data_patch = json!({
         "nested": {"b": {"d": null, "e": [null]}, "gone": null, "new": {"deep": {"z": null}}},
         "big": 98765432109876543210.0,
@@ -121,7 +121,7 @@ async fn patch_merges_exactly_and_raises_version(stores: &Stores) {
     let updated = expect_updated(
         stores
             .sessions
-            .update(&t, &s.id, change, None, FIXED)
+            .update(&t, &s.id, &change, None, FIXED)
             .await
             .unwrap(),
     );
@@ -151,7 +151,7 @@ async fn patch_merges_exactly_and_raises_version(stores: &Stores) {
     let updated = expect_updated(
         stores
             .sessions
-            .update(&t, &s.id, only_context, None, FIXED)
+            .update(&t, &s.id, &only_context, None, FIXED)
             .await
             .unwrap(),
     );
@@ -164,7 +164,7 @@ async fn patch_merges_exactly_and_raises_version(stores: &Stores) {
     let empty = expect_updated(
         stores
             .sessions
-            .update(&t, &s.id, patch(None, None), None, FIXED)
+            .update(&t, &s.id, &patch(None, None), None, FIXED)
             .await
             .unwrap(),
     );
@@ -179,7 +179,7 @@ async fn if_match_guards_every_content_write(stores: &Stores) {
         .update(
             &t,
             &s.id,
-            patch(Some(json!({"a": 1})), None),
+            &patch(Some(json!({"a": 1})), None),
             Some(7),
             FIXED,
         )
@@ -189,7 +189,7 @@ async fn if_match_guards_every_content_write(stores: &Stores) {
     let replace = SessionChange::ReplaceContext(obj(json!({"x": 1})));
     let stale = stores
         .sessions
-        .update(&t, &s.id, replace.clone(), Some(0), FIXED)
+        .update(&t, &s.id, &replace.clone(), Some(0), FIXED)
         .await
         .unwrap();
     assert_eq!(stale, SessionUpdate::Stale { current_version: 1 });
@@ -206,7 +206,7 @@ async fn if_match_guards_every_content_write(stores: &Stores) {
     let updated = expect_updated(
         stores
             .sessions
-            .update(&t, &s.id, replace, Some(1), FIXED)
+            .update(&t, &s.id, &replace, Some(1), FIXED)
             .await
             .unwrap(),
     );
@@ -217,7 +217,7 @@ async fn if_match_guards_every_content_write(stores: &Stores) {
     let cleared = expect_updated(
         stores
             .sessions
-            .update(&t, &s.id, SessionChange::ClearContext, Some(2), FIXED)
+            .update(&t, &s.id, &SessionChange::ClearContext, Some(2), FIXED)
             .await
             .unwrap(),
     );
@@ -236,7 +236,7 @@ async fn if_match_guards_every_content_write(stores: &Stores) {
             .update(
                 &t,
                 &s.id,
-                patch(None, Some(json!({"a": {"b": 1}}))),
+                &patch(None, Some(json!({"a": {"b": 1}}))),
                 None,
                 FIXED,
             )
@@ -260,7 +260,7 @@ async fn extend_moves_expiry_within_the_cap(stores: &Stores) {
     let extended = expect_updated(
         stores
             .sessions
-            .update(&t, &s.id, SessionChange::Extend(ttl(50)), None, capped)
+            .update(&t, &s.id, &SessionChange::Extend(ttl(50)), None, capped)
             .await
             .unwrap(),
     );
@@ -274,7 +274,7 @@ async fn extend_moves_expiry_within_the_cap(stores: &Stores) {
     let far = expect_updated(
         stores
             .sessions
-            .update(&t, &s.id, SessionChange::Extend(ttl(5000)), None, capped)
+            .update(&t, &s.id, &SessionChange::Extend(ttl(5000)), None, capped)
             .await
             .unwrap(),
     );
@@ -310,14 +310,14 @@ async fn writes_never_revive_a_deleted_or_expired_session(stores: &Stores) {
         for change in changes {
             let outcome = stores
                 .sessions
-                .update(&t, id, change, None, FIXED)
+                .update(&t, id, &change, None, FIXED)
                 .await
                 .unwrap();
             assert_eq!(outcome, SessionUpdate::Missing);
         }
         let with_version = stores
             .sessions
-            .update(&t, id, patch(None, None), Some(1), FIXED)
+            .update(&t, id, &patch(None, None), Some(1), FIXED)
             .await
             .unwrap();
         assert_eq!(
@@ -328,7 +328,7 @@ async fn writes_never_revive_a_deleted_or_expired_session(stores: &Stores) {
         assert_eq!(
             stores
                 .sessions
-                .rotate(&t, id, SessionId::random(), FIXED)
+                .rotate(&t, id, &SessionId::random(), FIXED)
                 .await
                 .unwrap(),
             None
@@ -357,7 +357,7 @@ async fn rotate_moves_the_session_to_a_new_id(stores: &Stores) {
     let new_id = SessionId::random();
     let rotated = stores
         .sessions
-        .rotate(&t, &s.id, new_id.clone(), FIXED)
+        .rotate(&t, &s.id, &new_id.clone(), FIXED)
         .await
         .unwrap()
         .unwrap();
@@ -398,7 +398,7 @@ async fn rotate_moves_the_session_to_a_new_id(stores: &Stores) {
     assert_eq!(
         stores
             .sessions
-            .update(&t, &s.id, patch(None, None), None, FIXED)
+            .update(&t, &s.id, &patch(None, None), None, FIXED)
             .await
             .unwrap(),
         SessionUpdate::Missing
@@ -406,7 +406,7 @@ async fn rotate_moves_the_session_to_a_new_id(stores: &Stores) {
     assert_eq!(
         stores
             .sessions
-            .rotate(&t, &s.id, SessionId::random(), FIXED)
+            .rotate(&t, &s.id, &SessionId::random(), FIXED)
             .await
             .unwrap(),
         None
@@ -491,7 +491,7 @@ async fn tenants_are_separate(stores: &Stores) {
     assert_eq!(
         stores
             .sessions
-            .update(&b, &s.id, patch(None, None), None, FIXED)
+            .update(&b, &s.id, &patch(None, None), None, FIXED)
             .await
             .unwrap(),
         SessionUpdate::Missing
@@ -499,7 +499,7 @@ async fn tenants_are_separate(stores: &Stores) {
     assert_eq!(
         stores
             .sessions
-            .rotate(&b, &s.id, SessionId::random(), FIXED)
+            .rotate(&b, &s.id, &SessionId::random(), FIXED)
             .await
             .unwrap(),
         None
@@ -540,7 +540,7 @@ async fn rolling_reads_renew_up_to_the_lifetime_cap(stores: &Stores) {
     let s = session("u1", 2);
     stores
         .sessions
-        .create(&t, s.clone(), rolling)
+        .create(&t, &s.clone(), rolling)
         .await
         .unwrap();
     tokio::time::sleep(Duration::from_millis(1200)).await;
@@ -579,7 +579,13 @@ async fn rolling_reads_renew_up_to_the_lifetime_cap(stores: &Stores) {
     let written = expect_updated(
         stores
             .sessions
-            .update(&t, &s.id, patch(Some(json!({"n": 1})), None), None, rolling)
+            .update(
+                &t,
+                &s.id,
+                &patch(Some(json!({"n": 1})), None),
+                None,
+                rolling,
+            )
             .await
             .unwrap(),
     );
@@ -629,21 +635,21 @@ async fn racing_writes_and_delete_never_resurrect(stores: &Stores) {
                         let c = patch(Some(json!({"i": i})), Some(json!({"i": i})));
                         format!(
                             "{:?}",
-                            sessions.update(&t, &id, c, None, FIXED).await.unwrap()
+                            sessions.update(&t, &id, &c, None, FIXED).await.unwrap()
                         )
                     }
                     2 => {
                         let c = SessionChange::ReplaceContext(obj(json!({"i": i})));
                         format!(
                             "{:?}",
-                            sessions.update(&t, &id, c, None, FIXED).await.unwrap()
+                            sessions.update(&t, &id, &c, None, FIXED).await.unwrap()
                         )
                     }
                     _ => {
                         let c = SessionChange::Extend(ttl(600));
                         format!(
                             "{:?}",
-                            sessions.update(&t, &id, c, None, FIXED).await.unwrap()
+                            sessions.update(&t, &id, &c, None, FIXED).await.unwrap()
                         )
                     }
                 }
@@ -682,7 +688,7 @@ async fn racing_rotate_and_sign_out_leave_nothing(stores: &Stores) {
                 match i {
                     0 => stores
                         .sessions
-                        .rotate(&t, &id, SessionId::random(), FIXED)
+                        .rotate(&t, &id, &SessionId::random(), FIXED)
                         .await
                         .unwrap()
                         .is_some(),
@@ -728,7 +734,7 @@ async fn writes_past_the_size_limit_are_refused(stores: &Stores) {
     expected.apply(growth.clone(), now_ms(), small);
     let outcome = stores
         .sessions
-        .update(&t, &s.id, growth, None, small)
+        .update(&t, &s.id, &growth, None, small)
         .await
         .unwrap();
     assert_eq!(
@@ -741,7 +747,7 @@ async fn writes_past_the_size_limit_are_refused(stores: &Stores) {
     let big_context = SessionChange::ReplaceContext(obj(json!({"blob": "y".repeat(100)})));
     let outcome = stores
         .sessions
-        .update(&t, &s.id, big_context, None, small)
+        .update(&t, &s.id, &big_context, None, small)
         .await
         .unwrap();
     assert!(
@@ -762,7 +768,7 @@ async fn writes_past_the_size_limit_are_refused(stores: &Stores) {
     expect_updated(
         stores
             .sessions
-            .update(&t, &s.id, fits, None, small)
+            .update(&t, &s.id, &fits, None, small)
             .await
             .unwrap(),
     );
@@ -775,7 +781,7 @@ async fn writes_past_the_size_limit_are_refused(stores: &Stores) {
     let shrunk = expect_updated(
         stores
             .sessions
-            .update(&t, &s.id, shrink, None, tiny)
+            .update(&t, &s.id, &shrink, None, tiny)
             .await
             .unwrap(),
     );
@@ -783,7 +789,7 @@ async fn writes_past_the_size_limit_are_refused(stores: &Stores) {
     let grow = patch(None, Some(json!({"a": 1})));
     let outcome = stores
         .sessions
-        .update(&t, &s.id, grow, None, tiny)
+        .update(&t, &s.id, &grow, None, tiny)
         .await
         .unwrap();
     assert!(

@@ -141,7 +141,7 @@ pub enum IncrError {
 }
 
 /// An increment, prepared once for both adapters.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, Copy, PartialEq)]
 pub enum Increment {
     /// Exact 64-bit integer arithmetic, used when the stored value is an integer too.
     Integer(i64),

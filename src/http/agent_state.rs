@@ -315,7 +315,7 @@ pub async fn create_state(
         ttl_seconds: request.ttl_seconds,
     }
     .accept(thread_id, &state)?;
-    match state.stores.agent_states.create(&tenant, new).await? {
+    match state.stores.agent_states.create(&tenant, &new).await? {
         Some(created) => Ok(state_response(StatusCode::CREATED, created)),
         None => Err(ApiError::conflict(
             "conflict",
@@ -421,7 +421,7 @@ pub async fn put_state(
     match state
         .stores
         .agent_states
-        .replace(&tenant, new, if_version)
+        .replace(&tenant, &new, if_version)
         .await?
     {
         Versioned::Done(replaced) => {
@@ -493,7 +493,7 @@ pub async fn append_messages(
     match state
         .stores
         .agent_states
-        .append(&tenant, &thread, messages, if_version)
+        .append(&tenant, &thread, &messages, if_version)
         .await?
     {
         Versioned::Done(appended) => Ok((
@@ -542,7 +542,7 @@ pub async fn patch_context(
     match state
         .stores
         .agent_states
-        .patch_context(&tenant, &thread, patch, if_version)
+        .patch_context(&tenant, &thread, &patch, if_version)
         .await?
     {
         Versioned::Done(patched) => Ok(state_response(StatusCode::OK, patched)),
@@ -620,7 +620,7 @@ pub async fn list_states(
     let page = state
         .stores
         .agent_states
-        .list(&tenant, after, limit)
+        .list(&tenant, after.as_ref(), limit)
         .await?;
     let next_cursor = page
         .thread_ids

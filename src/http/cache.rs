@@ -25,7 +25,7 @@ use crate::{
         ttl::{Expiry, Ttl},
     },
     error::{ApiError, ApiResult, Problem, problem_response},
-    store::{CasOutcome, ForeignCursor, PutCondition, TtlState},
+    store::{CasOutcome, PutCondition, TtlState},
 };
 
 pub fn routes() -> Router<AppState> {
@@ -309,7 +309,7 @@ pub async fn put_value(
     let written = state
         .stores
         .cache
-        .put(&tenant, &ns, &key, value, expiry, condition)
+        .put(&tenant, &ns, &key, &value, expiry, condition)
         .await?;
     if written {
         Ok(StatusCode::NO_CONTENT)
@@ -524,7 +524,7 @@ pub async fn compare_and_swap(
     let outcome = state
         .stores
         .cache
-        .compare_and_swap(&tenant, &ns, &key, expected, value, expiry)
+        .compare_and_swap(&tenant, &ns, &key, expected.as_ref(), &value, expiry)
         .await?;
     Ok(match outcome {
         CasOutcome::Swapped => Json(CasResponse { swapped: true }).into_response(),
@@ -679,7 +679,7 @@ pub async fn put_many(
     state
         .stores
         .cache
-        .put_many(&tenant, &ns, entries, expiry)
+        .put_many(&tenant, &ns, &entries, expiry)
         .await?;
     Ok(StatusCode::NO_CONTENT)
 }
@@ -774,16 +774,11 @@ pub async fn list_keys(
     }
     let cursor = ListCursor::parse(query.cursor.as_deref())
         .map_err(|e| ApiError::invalid_request(e.to_string()))?;
-    let cache = &state.stores.cache;
-    let page = match cache.list(&tenant, &ns, &pattern, cursor, limit).await? {
-        Ok(page) => page,
-        // A cursor of the other backend (the service failed over since the last page): the
-        // listing starts again on this backend. Keys may repeat, as they may with SCAN.
-        Err(ForeignCursor) => cache
-            .list(&tenant, &ns, &pattern, ListCursor::Start, limit)
-            .await?
-            .map_err(|_| ApiError::internal())?,
-    };
+    let page = state
+        .stores
+        .cache
+        .list(&tenant, &ns, &pattern, &cursor, limit)
+        .await?;
     Ok(Json(KeyList {
         keys: page.keys,
         next_cursor: page.next.encode(),

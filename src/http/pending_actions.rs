@@ -239,7 +239,7 @@ pub async fn create_action(
     if !state
         .stores
         .pending_actions
-        .create(&tenant, action.clone(), ttl)
+        .create(&tenant, &action, ttl)
         .await?
     {
         // 256 random bits do not collide; if they ever do, nothing was overwritten.
@@ -317,7 +317,7 @@ pub async fn confirm_action(
             &tenant,
             &token,
             pending_action::now(),
-            idempotency_key,
+            idempotency_key.as_ref(),
             tombstone(&state),
         )
         .await?;

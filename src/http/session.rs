@@ -297,7 +297,7 @@ async fn change(
         state
             .stores
             .sessions
-            .update(tenant, id, change, if_match, rules)
+            .update(tenant, id, &change, if_match, rules)
             .await?,
     )
 }
@@ -345,7 +345,7 @@ pub async fn create_session(
     state
         .stores
         .sessions
-        .create(&tenant, session.clone(), settings.rules())
+        .create(&tenant, &session, settings.rules())
         .await?;
     let location = HeaderValue::from_str(&format!("/v1/sessions/{}", session.id))
         .map_err(|_| ApiError::internal())?;
@@ -564,7 +564,7 @@ pub async fn rotate_session(
     let rotated = state
         .stores
         .sessions
-        .rotate(&tenant, &id, SessionId::random(), rules)
+        .rotate(&tenant, &id, &SessionId::random(), rules)
         .await?;
     Ok(session_response(
         StatusCode::OK,

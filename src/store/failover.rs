@@ -28,9 +28,9 @@ use time::OffsetDateTime;
 use tokio::sync::Notify;
 
 use super::{
-    AgentStateStore, Appended, CacheStore, CasOutcome, ForeignCursor, KeyPage, PendingActionStore,
-    PutCondition, Replaced, SessionStore, SessionUpdate, StoreError, StoreResult, Stores,
-    ThreadPage, TtlState, Versioned, memory::MemoryBackend, redis::RedisPool,
+    AgentStateStore, Appended, CacheStore, CasOutcome, KeyPage, PendingActionStore, PutCondition,
+    Replaced, SessionStore, SessionUpdate, StoreError, StoreResult, Stores, ThreadPage, TtlState,
+    Versioned, memory::MemoryBackend, redis::RedisPool,
 };
 use crate::{
     config::{BackendMode, Settings},
@@ -322,35 +322,35 @@ macro_rules! route_each_method {
 route_each_method!(CacheStore {
     #[repeat(true)] async fn get(&self, tenant: &Tenant, ns: &Namespace, key: &CacheKey) -> StoreResult<Option<CacheValue>>;
     #[repeat(true)] async fn exists(&self, tenant: &Tenant, ns: &Namespace, key: &CacheKey) -> StoreResult<bool>;
-    #[repeat(condition == PutCondition::Always)] async fn put(&self, tenant: &Tenant, ns: &Namespace, key: &CacheKey, value: CacheValue, expiry: Expiry, condition: PutCondition) -> StoreResult<bool>;
+    #[repeat(condition == PutCondition::Always)] async fn put(&self, tenant: &Tenant, ns: &Namespace, key: &CacheKey, value: &CacheValue, expiry: Expiry, condition: PutCondition) -> StoreResult<bool>;
     #[repeat(false)] async fn delete(&self, tenant: &Tenant, ns: &Namespace, key: &CacheKey) -> StoreResult<bool>;
     #[repeat(true)] async fn ttl(&self, tenant: &Tenant, ns: &Namespace, key: &CacheKey) -> StoreResult<TtlState>;
     #[repeat(true)] async fn set_ttl(&self, tenant: &Tenant, ns: &Namespace, key: &CacheKey, ttl: Ttl) -> StoreResult<bool>;
     #[repeat(false)] async fn incr(&self, tenant: &Tenant, ns: &Namespace, key: &CacheKey, by: Increment, create_expiry: Expiry) -> StoreResult<Result<String, IncrError>>;
-    #[repeat(false)] async fn compare_and_swap(&self, tenant: &Tenant, ns: &Namespace, key: &CacheKey, expected: Option<serde_json::Value>, value: CacheValue, expiry: Expiry) -> StoreResult<CasOutcome>;
+    #[repeat(false)] async fn compare_and_swap(&self, tenant: &Tenant, ns: &Namespace, key: &CacheKey, expected: Option<&serde_json::Value>, value: &CacheValue, expiry: Expiry) -> StoreResult<CasOutcome>;
     #[repeat(true)] async fn get_many(&self, tenant: &Tenant, ns: &Namespace, keys: &[CacheKey]) -> StoreResult<Vec<Option<CacheValue>>>;
-    #[repeat(true)] async fn put_many(&self, tenant: &Tenant, ns: &Namespace, entries: Vec<(CacheKey, CacheValue)>, expiry: Expiry) -> StoreResult<()>;
-    #[repeat(true)] async fn list(&self, tenant: &Tenant, ns: &Namespace, pattern: &str, cursor: ListCursor, limit: usize) -> StoreResult<Result<KeyPage, ForeignCursor>>;
+    #[repeat(true)] async fn put_many(&self, tenant: &Tenant, ns: &Namespace, entries: &[(CacheKey, CacheValue)], expiry: Expiry) -> StoreResult<()>;
+    #[repeat(true)] async fn list(&self, tenant: &Tenant, ns: &Namespace, pattern: &str, cursor: &ListCursor, limit: usize) -> StoreResult<KeyPage>;
     #[repeat(false)] async fn delete_matching(&self, tenant: &Tenant, ns: &Namespace, pattern: &str) -> StoreResult<u64>;
 });
 
 route_each_method!(PendingActionStore {
-    #[repeat(false)] async fn create(&self, tenant: &Tenant, action: PendingAction, ttl: Ttl) -> StoreResult<bool>;
+    #[repeat(false)] async fn create(&self, tenant: &Tenant, action: &PendingAction, ttl: Ttl) -> StoreResult<bool>;
     #[repeat(true)] async fn get(&self, tenant: &Tenant, token: &ActionToken) -> StoreResult<Option<PendingAction>>;
-    #[repeat(false)] async fn confirm(&self, tenant: &Tenant, token: &ActionToken, at: OffsetDateTime, idempotency_key: Option<IdempotencyKey>, tombstone: TombstoneLife) -> StoreResult<Confirm>;
+    #[repeat(false)] async fn confirm(&self, tenant: &Tenant, token: &ActionToken, at: OffsetDateTime, idempotency_key: Option<&IdempotencyKey>, tombstone: TombstoneLife) -> StoreResult<Confirm>;
     #[repeat(true)] async fn cancel(&self, tenant: &Tenant, token: &ActionToken, at: OffsetDateTime, tombstone: TombstoneLife) -> StoreResult<Cancel>;
 });
 
 route_each_method!(AgentStateStore {
-    #[repeat(false)] async fn create(&self, tenant: &Tenant, state: NewAgentState) -> StoreResult<Option<AgentState>>;
+    #[repeat(false)] async fn create(&self, tenant: &Tenant, state: &NewAgentState) -> StoreResult<Option<AgentState>>;
     #[repeat(true)] async fn get(&self, tenant: &Tenant, thread: &ThreadId, last_messages: Option<u64>) -> StoreResult<Option<AgentState>>;
     #[repeat(true)] async fn exists(&self, tenant: &Tenant, thread: &ThreadId) -> StoreResult<bool>;
-    #[repeat(false)] async fn replace(&self, tenant: &Tenant, state: NewAgentState, if_version: Option<u64>) -> StoreResult<Versioned<Replaced>>;
+    #[repeat(false)] async fn replace(&self, tenant: &Tenant, state: &NewAgentState, if_version: Option<u64>) -> StoreResult<Versioned<Replaced>>;
     #[repeat(false)] async fn delete(&self, tenant: &Tenant, thread: &ThreadId) -> StoreResult<bool>;
-    #[repeat(false)] async fn append(&self, tenant: &Tenant, thread: &ThreadId, messages: Vec<Message>, if_version: Option<u64>) -> StoreResult<Versioned<Appended>>;
-    #[repeat(false)] async fn patch_context(&self, tenant: &Tenant, thread: &ThreadId, patch: JsonObject, if_version: Option<u64>) -> StoreResult<Versioned<AgentState>>;
+    #[repeat(false)] async fn append(&self, tenant: &Tenant, thread: &ThreadId, messages: &[Message], if_version: Option<u64>) -> StoreResult<Versioned<Appended>>;
+    #[repeat(false)] async fn patch_context(&self, tenant: &Tenant, thread: &ThreadId, patch: &JsonObject, if_version: Option<u64>) -> StoreResult<Versioned<AgentState>>;
     #[repeat(false)] async fn set_relevance(&self, tenant: &Tenant, thread: &ThreadId, is_relevant: bool, if_version: Option<u64>) -> StoreResult<Versioned<u64>>;
-    #[repeat(true)] async fn list(&self, tenant: &Tenant, after: Option<ThreadId>, limit: usize) -> StoreResult<ThreadPage>;
+    #[repeat(true)] async fn list(&self, tenant: &Tenant, after: Option<&ThreadId>, limit: usize) -> StoreResult<ThreadPage>;
     #[repeat(true)] async fn recent(&self, tenant: &Tenant, limit: usize) -> StoreResult<Vec<RecentState>>;
     #[repeat(true)] async fn ttl(&self, tenant: &Tenant, thread: &ThreadId) -> StoreResult<Option<u64>>;
     #[repeat(true)] async fn set_ttl(&self, tenant: &Tenant, thread: &ThreadId, ttl: Ttl) -> StoreResult<bool>;
@@ -358,10 +358,10 @@ route_each_method!(AgentStateStore {
 });
 
 route_each_method!(SessionStore {
-    #[repeat(false)] async fn create(&self, tenant: &Tenant, session: Session, rules: SessionRules) -> StoreResult<()>;
+    #[repeat(false)] async fn create(&self, tenant: &Tenant, session: &Session, rules: SessionRules) -> StoreResult<()>;
     #[repeat(true)] async fn get(&self, tenant: &Tenant, id: &SessionId, rules: SessionRules) -> StoreResult<Option<Session>>;
-    #[repeat(false)] async fn update(&self, tenant: &Tenant, id: &SessionId, change: SessionChange, if_match: Option<u64>, rules: SessionRules) -> StoreResult<SessionUpdate>;
-    #[repeat(false)] async fn rotate(&self, tenant: &Tenant, id: &SessionId, new_id: SessionId, rules: SessionRules) -> StoreResult<Option<Session>>;
+    #[repeat(false)] async fn update(&self, tenant: &Tenant, id: &SessionId, change: &SessionChange, if_match: Option<u64>, rules: SessionRules) -> StoreResult<SessionUpdate>;
+    #[repeat(false)] async fn rotate(&self, tenant: &Tenant, id: &SessionId, new_id: &SessionId, rules: SessionRules) -> StoreResult<Option<Session>>;
     #[repeat(false)] async fn delete(&self, tenant: &Tenant, id: &SessionId) -> StoreResult<bool>;
     #[repeat(true)] async fn list_for_user(&self, tenant: &Tenant, user: &UserId) -> StoreResult<Vec<Session>>;
     #[repeat(false)] async fn delete_for_user(&self, tenant: &Tenant, user: &UserId) -> StoreResult<u64>;

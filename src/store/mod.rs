@@ -83,11 +83,6 @@ pub struct KeyPage {
     pub next: ListCursor,
 }
 
-/// A cursor the serving backend cannot resume from (it came from the other backend, e.g.
-/// across a failover): the listing must start again.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ForeignCursor;
-
 /// What a TTL query found.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum TtlState {
@@ -119,7 +114,7 @@ pub trait CacheStore: Send + Sync {
         tenant: &Tenant,
         ns: &Namespace,
         key: &CacheKey,
-        value: CacheValue,
+        value: &CacheValue,
         expiry: Expiry,
         condition: PutCondition,
     ) -> StoreResult<bool>;
@@ -157,8 +152,8 @@ pub trait CacheStore: Send + Sync {
         tenant: &Tenant,
         ns: &Namespace,
         key: &CacheKey,
-        expected: Option<serde_json::Value>,
-        value: CacheValue,
+        expected: Option<&serde_json::Value>,
+        value: &CacheValue,
         expiry: Expiry,
     ) -> StoreResult<CasOutcome>;
 
@@ -175,7 +170,7 @@ pub trait CacheStore: Send + Sync {
         &self,
         tenant: &Tenant,
         ns: &Namespace,
-        entries: Vec<(CacheKey, CacheValue)>,
+        entries: &[(CacheKey, CacheValue)],
         expiry: Expiry,
     ) -> StoreResult<()>;
 
@@ -187,9 +182,9 @@ pub trait CacheStore: Send + Sync {
         tenant: &Tenant,
         ns: &Namespace,
         pattern: &str,
-        cursor: ListCursor,
+        cursor: &ListCursor,
         limit: usize,
-    ) -> StoreResult<Result<KeyPage, ForeignCursor>>;
+    ) -> StoreResult<KeyPage>;
 
     /// Deletes every key of the namespace matching `pattern`, in batches; returns how many.
     async fn delete_matching(
@@ -208,7 +203,7 @@ pub trait CacheStore: Send + Sync {
 pub trait PendingActionStore: Send + Sync {
     /// Stores a `pending` action under its token for `ttl`; returns false, writing nothing,
     /// when the token already exists (a record is never overwritten).
-    async fn create(&self, tenant: &Tenant, action: PendingAction, ttl: Ttl) -> StoreResult<bool>;
+    async fn create(&self, tenant: &Tenant, action: &PendingAction, ttl: Ttl) -> StoreResult<bool>;
 
     /// The action with its current status while it or its tombstone lives, else `None`.
     async fn get(&self, tenant: &Tenant, token: &ActionToken)
@@ -223,7 +218,7 @@ pub trait PendingActionStore: Send + Sync {
         tenant: &Tenant,
         token: &ActionToken,
         at: OffsetDateTime,
-        idempotency_key: Option<IdempotencyKey>,
+        idempotency_key: Option<&IdempotencyKey>,
         tombstone: TombstoneLife,
     ) -> StoreResult<Confirm>;
 
@@ -304,7 +299,7 @@ pub trait AgentStateStore: Send + Sync {
     async fn create(
         &self,
         tenant: &Tenant,
-        state: NewAgentState,
+        state: &NewAgentState,
     ) -> StoreResult<Option<AgentState>>;
 
     /// The live thread, with all its messages or only the last `last_messages`, read in one
@@ -325,7 +320,7 @@ pub trait AgentStateStore: Send + Sync {
     async fn replace(
         &self,
         tenant: &Tenant,
-        state: NewAgentState,
+        state: &NewAgentState,
         if_version: Option<u64>,
     ) -> StoreResult<Versioned<Replaced>>;
 
@@ -339,7 +334,7 @@ pub trait AgentStateStore: Send + Sync {
         &self,
         tenant: &Tenant,
         thread: &ThreadId,
-        messages: Vec<Message>,
+        messages: &[Message],
         if_version: Option<u64>,
     ) -> StoreResult<Versioned<Appended>>;
 
@@ -351,7 +346,7 @@ pub trait AgentStateStore: Send + Sync {
         &self,
         tenant: &Tenant,
         thread: &ThreadId,
-        patch: JsonObject,
+        patch: &JsonObject,
         if_version: Option<u64>,
     ) -> StoreResult<Versioned<AgentState>>;
 
@@ -370,7 +365,7 @@ pub trait AgentStateStore: Send + Sync {
     async fn list(
         &self,
         tenant: &Tenant,
-        after: Option<ThreadId>,
+        after: Option<&ThreadId>,
         limit: usize,
     ) -> StoreResult<ThreadPage>;
 
@@ -421,7 +416,7 @@ pub trait SessionStore: Send + Sync {
     async fn create(
         &self,
         tenant: &Tenant,
-        session: Session,
+        session: &Session,
         rules: SessionRules,
     ) -> StoreResult<()>;
 
@@ -441,7 +436,7 @@ pub trait SessionStore: Send + Sync {
         &self,
         tenant: &Tenant,
         id: &SessionId,
-        change: SessionChange,
+        change: &SessionChange,
         if_match: Option<u64>,
         rules: SessionRules,
     ) -> StoreResult<SessionUpdate>;
@@ -452,7 +447,7 @@ pub trait SessionStore: Send + Sync {
         &self,
         tenant: &Tenant,
         id: &SessionId,
-        new_id: SessionId,
+        new_id: &SessionId,
         rules: SessionRules,
     ) -> StoreResult<Option<Session>>;
 

@@ -220,16 +220,16 @@ impl AgentStateStore for MemoryAgentStates {
     async fn create(
         &self,
         tenant: &Tenant,
-        state: NewAgentState,
+        state: &NewAgentState,
     ) -> StoreResult<Option<AgentState>> {
         self.engine.ensure_room()?;
         Ok(self.with_tenant(tenant, |threads, now| {
             if threads.live(&state.thread_id, now).is_some() {
                 return None;
             }
-            let thread = Thread::new(new_record(&state, now, now, 1), state.messages);
+            let thread = Thread::new(new_record(state, now, now, 1), state.messages.clone());
             let view = to_state(&state.thread_id, &thread, None);
-            threads.insert(state.thread_id, thread);
+            threads.insert(state.thread_id.clone(), thread);
             Some(view)
         }))
     }
@@ -254,7 +254,7 @@ impl AgentStateStore for MemoryAgentStates {
     async fn replace(
         &self,
         tenant: &Tenant,
-        state: NewAgentState,
+        state: &NewAgentState,
         if_version: Option<u64>,
     ) -> StoreResult<Versioned<Replaced>> {
         self.engine.ensure_room()?;
@@ -269,9 +269,12 @@ impl AgentStateStore for MemoryAgentStates {
                 .map(|t| (t.record.created_ms, t.record.version + 1))
                 .unwrap_or((now, 1));
             let created = current.is_none();
-            let thread = Thread::new(new_record(&state, now, created_ms, version), state.messages);
+            let thread = Thread::new(
+                new_record(state, now, created_ms, version),
+                state.messages.clone(),
+            );
             let view = to_state(&state.thread_id, &thread, None);
-            threads.insert(state.thread_id, thread);
+            threads.insert(state.thread_id.clone(), thread);
             Versioned::Done(Replaced {
                 state: view,
                 created,
@@ -291,7 +294,7 @@ impl AgentStateStore for MemoryAgentStates {
         &self,
         tenant: &Tenant,
         thread: &ThreadId,
-        messages: Vec<Message>,
+        messages: &[Message],
         if_version: Option<u64>,
     ) -> StoreResult<Versioned<Appended>> {
         self.engine.ensure_room()?;
@@ -300,7 +303,7 @@ impl AgentStateStore for MemoryAgentStates {
                 return refusal.into();
             }
             let appended = threads.modify(thread, |t| {
-                t.append(messages);
+                t.append(messages.to_vec());
                 touch(&mut t.record, now);
                 Appended {
                     message_count: t.messages.len() as u64,
@@ -315,7 +318,7 @@ impl AgentStateStore for MemoryAgentStates {
         &self,
         tenant: &Tenant,
         thread: &ThreadId,
-        patch: JsonObject,
+        patch: &JsonObject,
         if_version: Option<u64>,
     ) -> StoreResult<Versioned<AgentState>> {
         self.engine.ensure_room()?;
@@ -355,12 +358,12 @@ impl AgentStateStore for MemoryAgentStates {
     async fn list(
         &self,
         tenant: &Tenant,
-        after: Option<ThreadId>,
+        after: Option<&ThreadId>,
         limit: usize,
     ) -> StoreResult<ThreadPage> {
         Ok(self.with_tenant(tenant, |threads, now| {
             threads.prune(now);
-            let start = match &after {
+            let start = match after {
                 Some(id) => Bound::Excluded(id),
                 None => Bound::Unbounded,
             };

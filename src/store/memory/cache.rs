@@ -18,7 +18,7 @@ use crate::{
         ids::{CacheKey, Namespace, Tenant},
         ttl::{Expiry, Ttl},
     },
-    store::{CacheStore, CasOutcome, ForeignCursor, KeyPage, PutCondition, StoreResult, TtlState},
+    store::{CacheStore, CasOutcome, KeyPage, PutCondition, StoreResult, TtlState},
 };
 
 /// Entries a listing page or a pattern-delete batch examines under the engine lock: with the
@@ -85,7 +85,7 @@ impl CacheStore for MemoryCache {
         tenant: &Tenant,
         ns: &Namespace,
         key: &CacheKey,
-        value: CacheValue,
+        value: &CacheValue,
         expiry: Expiry,
         condition: PutCondition,
     ) -> StoreResult<bool> {
@@ -171,8 +171,8 @@ impl CacheStore for MemoryCache {
         tenant: &Tenant,
         ns: &Namespace,
         key: &CacheKey,
-        expected: Option<serde_json::Value>,
-        value: CacheValue,
+        expected: Option<&serde_json::Value>,
+        value: &CacheValue,
         expiry: Expiry,
     ) -> StoreResult<CasOutcome> {
         self.engine.ensure_room()?;
@@ -212,7 +212,7 @@ impl CacheStore for MemoryCache {
         &self,
         tenant: &Tenant,
         ns: &Namespace,
-        entries: Vec<(CacheKey, CacheValue)>,
+        entries: &[(CacheKey, CacheValue)],
         expiry: Expiry,
     ) -> StoreResult<()> {
         self.engine.ensure_room()?;
@@ -237,14 +237,15 @@ impl CacheStore for MemoryCache {
         tenant: &Tenant,
         ns: &Namespace,
         pattern: &str,
-        cursor: ListCursor,
+        cursor: &ListCursor,
         limit: usize,
-    ) -> StoreResult<Result<KeyPage, ForeignCursor>> {
+    ) -> StoreResult<KeyPage> {
         let (prefix, end) = namespace_range(tenant, ns);
         let start: Bound<Box<str>> = match cursor {
-            ListCursor::Start => Bound::Included(prefix.as_str().into()),
             ListCursor::Memory(after) => Bound::Excluded(format!("{prefix}{after}").into()),
-            ListCursor::Redis(_) => return Ok(Err(ForeignCursor)),
+            // Redis's cursor (the service failed over since the last page): the listing starts
+            // again here. Keys may repeat, as they may with SCAN.
+            ListCursor::Start | ListCursor::Redis(_) => Bound::Included(prefix.as_str().into()),
         };
         let (page, resume) = self.engine.scan(
             (start, Bound::Excluded(end)),
@@ -260,7 +261,7 @@ impl CacheStore for MemoryCache {
             Some(last) => ListCursor::Memory(last[prefix.len()..].to_string()),
             None => ListCursor::Start,
         };
-        Ok(Ok(KeyPage { keys, next }))
+        Ok(KeyPage { keys, next })
     }
 
     async fn delete_matching(

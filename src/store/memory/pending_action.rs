@@ -74,7 +74,7 @@ fn resolve(
 
 #[async_trait]
 impl PendingActionStore for MemoryPendingActions {
-    async fn create(&self, tenant: &Tenant, action: PendingAction, ttl: Ttl) -> StoreResult<bool> {
+    async fn create(&self, tenant: &Tenant, action: &PendingAction, ttl: Ttl) -> StoreResult<bool> {
         self.engine.ensure_room()?;
         let key = entry_key(tenant, &action.token);
         Ok(self.engine.update(&key, |slot| {
@@ -83,7 +83,7 @@ impl PendingActionStore for MemoryPendingActions {
             }
             *slot = Some(Entry {
                 value: Record {
-                    action,
+                    action: action.clone(),
                     idempotency_key: None,
                 },
                 expires_at: Some(Instant::now() + ttl.duration()),
@@ -107,7 +107,7 @@ impl PendingActionStore for MemoryPendingActions {
         tenant: &Tenant,
         token: &ActionToken,
         at: OffsetDateTime,
-        idempotency_key: Option<IdempotencyKey>,
+        idempotency_key: Option<&IdempotencyKey>,
         tombstone: TombstoneLife,
     ) -> StoreResult<Confirm> {
         Ok(self.engine.update(&entry_key(tenant, token), |slot| {
@@ -117,12 +117,12 @@ impl PendingActionStore for MemoryPendingActions {
             match entry.value.action.status {
                 ActionStatus::Pending => {
                     resolve(entry, ActionStatus::Confirmed, at, tombstone);
-                    entry.value.idempotency_key = idempotency_key;
+                    entry.value.idempotency_key = idempotency_key.cloned();
                     Confirm::Confirmed(entry.value.action.clone())
                 }
                 ActionStatus::Confirmed
                     if idempotency_key.is_some()
-                        && entry.value.idempotency_key == idempotency_key =>
+                        && entry.value.idempotency_key.as_ref() == idempotency_key =>
                 {
                     Confirm::Replayed(entry.value.action.clone())
                 }

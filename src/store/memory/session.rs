@@ -135,14 +135,14 @@ impl SessionStore for MemorySessions {
     async fn create(
         &self,
         tenant: &Tenant,
-        session: Session,
+        session: &Session,
         rules: SessionRules,
     ) -> StoreResult<()> {
         self.by_user.ensure_room()?;
         let user = session.user_id.clone();
         self.point(tenant, &session, rules);
         self.with_user(tenant, &user, |sessions| {
-            sessions.insert(session.id.clone(), live(session));
+            sessions.insert(session.id.clone(), live(session.clone()));
         });
         Ok(())
     }
@@ -169,7 +169,7 @@ impl SessionStore for MemorySessions {
         &self,
         tenant: &Tenant,
         id: &SessionId,
-        change: SessionChange,
+        change: &SessionChange,
         if_match: Option<u64>,
         rules: SessionRules,
     ) -> StoreResult<SessionUpdate> {
@@ -190,7 +190,7 @@ impl SessionStore for MemorySessions {
             }
             let before = entry.session.content_bytes();
             let mut session = entry.session.clone();
-            session.apply(change, now_ms(), rules);
+            session.apply(change.clone(), now_ms(), rules);
             let size = session.content_bytes();
             if size > rules.max_bytes && size > before {
                 return SessionUpdate::TooLarge { size };
@@ -204,7 +204,7 @@ impl SessionStore for MemorySessions {
         &self,
         tenant: &Tenant,
         id: &SessionId,
-        new_id: SessionId,
+        new_id: &SessionId,
         rules: SessionRules,
     ) -> StoreResult<Option<Session>> {
         self.by_user.ensure_room()?;

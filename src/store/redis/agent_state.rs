@@ -102,7 +102,7 @@ impl RedisAgentStates {
     async fn write(
         &self,
         tenant: &Tenant,
-        state: NewAgentState,
+        state: &NewAgentState,
         mode: &str,
         if_version: Option<u64>,
     ) -> StoreResult<Written> {
@@ -129,8 +129,8 @@ impl RedisAgentStates {
             [-1] => Ok(Written::Stale),
             [1, version, created_ms, created] => {
                 let record = Record {
-                    context: state.context,
-                    metadata: state.metadata,
+                    context: state.context.clone(),
+                    metadata: state.metadata.clone(),
                     is_relevant: state.is_relevant,
                     created_ms: *created_ms,
                     updated_ms: now,
@@ -140,7 +140,12 @@ impl RedisAgentStates {
                 };
                 let count = state.messages.len() as u64;
                 Ok(Written::Done(Replaced {
-                    state: AgentState::from_record(&state.thread_id, record, state.messages, count),
+                    state: AgentState::from_record(
+                        &state.thread_id,
+                        record,
+                        state.messages.clone(),
+                        count,
+                    ),
                     created: *created == 1,
                 }))
             }
@@ -252,7 +257,7 @@ impl AgentStateStore for RedisAgentStates {
     async fn create(
         &self,
         tenant: &Tenant,
-        state: NewAgentState,
+        state: &NewAgentState,
     ) -> StoreResult<Option<AgentState>> {
         match self.write(tenant, state, "create", None).await? {
             Written::Done(replaced) => Ok(Some(replaced.state)),
@@ -301,7 +306,7 @@ impl AgentStateStore for RedisAgentStates {
     async fn replace(
         &self,
         tenant: &Tenant,
-        state: NewAgentState,
+        state: &NewAgentState,
         if_version: Option<u64>,
     ) -> StoreResult<Versioned<Replaced>> {
         Ok(
@@ -326,7 +331,7 @@ impl AgentStateStore for RedisAgentStates {
         &self,
         tenant: &Tenant,
         thread: &ThreadId,
-        messages: Vec<Message>,
+        messages: &[Message],
         if_version: Option<u64>,
     ) -> StoreResult<Versioned<Appended>> {
         let change = Change {
@@ -352,7 +357,7 @@ impl AgentStateStore for RedisAgentStates {
         &self,
         tenant: &Tenant,
         thread: &ThreadId,
-        patch: JsonObject,
+        patch: &JsonObject,
         if_version: Option<u64>,
     ) -> StoreResult<Versioned<AgentState>> {
         let state_key = self.redis.keys().agent_state(tenant, thread);
@@ -421,7 +426,7 @@ impl AgentStateStore for RedisAgentStates {
     async fn list(
         &self,
         tenant: &Tenant,
-        after: Option<ThreadId>,
+        after: Option<&ThreadId>,
         limit: usize,
     ) -> StoreResult<ThreadPage> {
         let keys = self.redis.keys();
@@ -431,7 +436,7 @@ impl AgentStateStore for RedisAgentStates {
         }
         invocation
             .arg(now_ms())
-            .arg(after.as_ref().map(ThreadId::as_str).unwrap_or(""))
+            .arg(after.map(ThreadId::as_str).unwrap_or(""))
             .arg(limit)
             .arg(keys.agent_state_prefix(tenant));
         let (more, ids): (u64, Vec<String>) = self.redis.script(&invocation).await?;

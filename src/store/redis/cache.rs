@@ -15,10 +15,7 @@ use crate::{
         ids::{CacheKey, Namespace, Tenant},
         ttl::{Expiry, Ttl},
     },
-    store::{
-        CacheStore, CasOutcome, ForeignCursor, KeyPage, PutCondition, StoreError, StoreResult,
-        TtlState,
-    },
+    store::{CacheStore, CasOutcome, KeyPage, PutCondition, StoreError, StoreResult, TtlState},
 };
 
 static INCR: LazyLock<Script> =
@@ -85,7 +82,7 @@ impl CacheStore for RedisCache {
         tenant: &Tenant,
         ns: &Namespace,
         key: &CacheKey,
-        value: CacheValue,
+        value: &CacheValue,
         expiry: Expiry,
         condition: PutCondition,
     ) -> StoreResult<bool> {
@@ -185,8 +182,8 @@ impl CacheStore for RedisCache {
         tenant: &Tenant,
         ns: &Namespace,
         key: &CacheKey,
-        expected: Option<serde_json::Value>,
-        value: CacheValue,
+        expected: Option<&serde_json::Value>,
+        value: &CacheValue,
         expiry: Expiry,
     ) -> StoreResult<CasOutcome> {
         let redis_key = self.key(tenant, ns, key);
@@ -253,7 +250,7 @@ impl CacheStore for RedisCache {
         &self,
         tenant: &Tenant,
         ns: &Namespace,
-        entries: Vec<(CacheKey, CacheValue)>,
+        entries: &[(CacheKey, CacheValue)],
         expiry: Expiry,
     ) -> StoreResult<()> {
         if entries.is_empty() {
@@ -263,7 +260,7 @@ impl CacheStore for RedisCache {
         // share the namespace's hash tag, so this is one slot on a cluster too.
         let mut pipe = redis::pipe();
         pipe.atomic();
-        for (key, value) in &entries {
+        for (key, value) in entries {
             let set = pipe
                 .cmd("SET")
                 .arg(self.key(tenant, ns, key))
@@ -282,13 +279,14 @@ impl CacheStore for RedisCache {
         tenant: &Tenant,
         ns: &Namespace,
         pattern: &str,
-        cursor: ListCursor,
+        cursor: &ListCursor,
         limit: usize,
-    ) -> StoreResult<Result<KeyPage, ForeignCursor>> {
+    ) -> StoreResult<KeyPage> {
         let scan_cursor = match cursor {
-            ListCursor::Start => 0,
-            ListCursor::Redis(n) => n,
-            ListCursor::Memory(_) => return Ok(Err(ForeignCursor)),
+            ListCursor::Redis(n) => *n,
+            // The memory backend's cursor (the service failed over since the last page): the
+            // listing starts again here. Keys may repeat, as they may with SCAN.
+            ListCursor::Start | ListCursor::Memory(_) => 0,
         };
         let prefix = self.redis.keys().cache_namespace(tenant, ns);
         let (next, keys): (u64, Vec<String>) = self
@@ -311,7 +309,7 @@ impl CacheStore for RedisCache {
         } else {
             ListCursor::Redis(next)
         };
-        Ok(Ok(KeyPage { keys, next }))
+        Ok(KeyPage { keys, next })
     }
 
     async fn delete_matching(

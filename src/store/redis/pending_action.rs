@@ -84,7 +84,7 @@ fn min_tombstone_millis() -> u64 {
 
 #[async_trait]
 impl PendingActionStore for RedisPendingActions {
-    async fn create(&self, tenant: &Tenant, action: PendingAction, ttl: Ttl) -> StoreResult<bool> {
+    async fn create(&self, tenant: &Tenant, action: &PendingAction, ttl: Ttl) -> StoreResult<bool> {
         let json = serde_json::to_string(&action).map_err(unexpected)?;
         let created: u8 = self
             .redis
@@ -127,7 +127,7 @@ impl PendingActionStore for RedisPendingActions {
         tenant: &Tenant,
         token: &ActionToken,
         at: OffsetDateTime,
-        idempotency_key: Option<IdempotencyKey>,
+        idempotency_key: Option<&IdempotencyKey>,
         tombstone: TombstoneLife,
     ) -> StoreResult<Confirm> {
         let reply: Vec<String> = self

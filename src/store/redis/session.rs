@@ -111,7 +111,7 @@ impl SessionStore for RedisSessions {
     async fn create(
         &self,
         tenant: &Tenant,
-        session: Session,
+        session: &Session,
         rules: SessionRules,
     ) -> StoreResult<()> {
         let keys = self.redis.keys();
@@ -158,11 +158,11 @@ impl SessionStore for RedisSessions {
         &self,
         tenant: &Tenant,
         id: &SessionId,
-        change: SessionChange,
+        change: &SessionChange,
         if_match: Option<u64>,
         rules: SessionRules,
     ) -> StoreResult<SessionUpdate> {
-        let patch = |m: Option<Map<String, Value>>| m.as_ref().map(to_json).unwrap_or_default();
+        let patch = |m: &Option<Map<String, Value>>| m.as_ref().map(to_json).unwrap_or_default();
         let (op, args) = match change {
             SessionChange::Patch { data, context } => ("patch", [patch(data), patch(context)]),
             SessionChange::ReplaceContext(context) => {
@@ -180,7 +180,7 @@ impl SessionStore for RedisSessions {
         &self,
         tenant: &Tenant,
         id: &SessionId,
-        new_id: SessionId,
+        new_id: &SessionId,
         _rules: SessionRules,
     ) -> StoreResult<Option<Session>> {
         let keys = self.redis.keys();
@@ -196,7 +196,7 @@ impl SessionStore for RedisSessions {
         if pairs.is_empty() {
             return Ok(None);
         }
-        from_pairs(new_id, &pairs).map(Some)
+        from_pairs(new_id.clone(), &pairs).map(Some)
     }
 
     async fn delete(&self, tenant: &Tenant, id: &SessionId) -> StoreResult<bool> {
