@@ -126,6 +126,10 @@ impl BackendMode {
 pub struct BackendSettings {
     pub mode: BackendMode,
     pub probe_interval_ms: u64,
+    /// Capabilities answered with 503 while Redis is down in `auto` mode, instead of being
+    /// served from memory (e.g. `["sessions"]` where a session must never exist on one
+    /// instance only).
+    pub refuse_while_degraded: Vec<String>,
 }
 
 impl Default for BackendSettings {
@@ -133,6 +137,7 @@ impl Default for BackendSettings {
         Self {
             mode: BackendMode::Auto,
             probe_interval_ms: 1_000,
+            refuse_while_degraded: Vec::new(),
         }
     }
 }
@@ -593,6 +598,16 @@ impl Settings {
                 return Err(SettingsError::new(
                     name("scopes"),
                     "must name at least one scope",
+                ));
+            }
+        }
+        for name in &self.backend.refuse_while_degraded {
+            if crate::store::failover::Capability::from_name(name).is_none() {
+                return Err(SettingsError::new(
+                    "backend.refuse_while_degraded",
+                    format!(
+                        "{name:?} is no capability: cache, sessions, agent_states, pending_actions"
+                    ),
                 ));
             }
         }

@@ -46,9 +46,14 @@ pub struct BackendHealth {
     )]
     #[schema(value_type = Option<String>, format = DateTime)]
     degraded_since: Option<OffsetDateTime>,
+    /// What each capability does while Redis is down: `serve_from_memory` or `refuse` (503
+    /// `backend_unavailable`). In `redis` mode every capability refuses.
+    #[schema(example = json!({"cache": "serve_from_memory", "sessions": "refuse"}))]
+    while_degraded: std::collections::BTreeMap<&'static str, &'static str>,
     /// The memory backend's use of `memory.max_bytes` (an estimate per entry); at the bound,
-    /// writes to memory get 507 `backend_full`.
-    memory: MemoryHealth,
+    /// writes to memory get 507 `backend_full`. Absent in `redis` mode, which builds none.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    memory: Option<MemoryHealth>,
     redis: RedisHealth,
 }
 
@@ -60,7 +65,7 @@ pub struct MemoryHealth {
     max_bytes: usize,
 }
 
-#[derive(Serialize, ToSchema)]
+#[derive(Default, Serialize, ToSchema)]
 pub struct RedisHealth {
     /// `healthy`, `unhealthy` or `disabled` (memory mode).
     status: &'static str,
@@ -110,39 +115,36 @@ pub struct Liveness {
     security(())
 )]
 pub async fn health(State(state): State<AppState>) -> Response {
-    let failover = &state.failover;
-    let backend = failover.status();
-    let mut redis = RedisHealth {
-        status: "disabled",
-        condition: None,
-        latency_ms: None,
-        redis_version: None,
-        connected_clients: None,
-        used_memory_human: None,
-        keys: None,
-        pool: None,
-    };
-    if let Some(pool) = failover.redis() {
-        let figures = pool.figures();
-        redis.pool = Some(PoolHealth {
-            max_size: figures.max_size,
-            size: figures.size,
-            available: figures.available,
-            waiting: figures.waiting,
-        });
-        redis.status = "unhealthy";
-        redis.condition = pool.recent_refusal().map(|r| r.as_str());
-        if let Ok(info) = pool.info().await {
-            redis.status = "healthy";
-            redis.latency_ms = Some((info.latency_ms * 1000.0).round() / 1000.0);
-            redis.redis_version = info.redis_version;
-            redis.connected_clients = info.connected_clients;
-            redis.used_memory_human = info.used_memory_human;
-            redis.keys = info.keys;
+    let report = state.failover.report().await;
+    let redis = match &report.redis {
+        None => RedisHealth {
+            status: "disabled",
+            ..RedisHealth::default()
+        },
+        Some(redis) => {
+            let mut health = RedisHealth {
+                status: "unhealthy",
+                condition: redis.condition.map(|c| c.as_str()),
+                pool: Some(PoolHealth {
+                    max_size: redis.pool.max_size,
+                    size: redis.pool.size,
+                    available: redis.pool.available,
+                    waiting: redis.pool.waiting,
+                }),
+                ..RedisHealth::default()
+            };
+            if let Some(info) = redis.info.clone() {
+                health.status = "healthy";
+                health.latency_ms = Some((info.latency_ms * 1000.0).round() / 1000.0);
+                health.redis_version = info.redis_version;
+                health.connected_clients = info.connected_clients;
+                health.used_memory_human = info.used_memory_human;
+                health.keys = info.keys;
+            }
+            health
         }
-    }
-    let (memory_used, memory_max) = failover.memory_usage();
-    let (status, code) = match (backend.mode, backend.redis_down) {
+    };
+    let (status, code) = match (report.mode, report.redis_down) {
         (BackendMode::Redis, true) => ("down", StatusCode::SERVICE_UNAVAILABLE),
         (BackendMode::Auto, true) => ("degraded", StatusCode::OK),
         _ if redis.condition.is_some() => ("degraded", StatusCode::OK),
@@ -153,19 +155,24 @@ pub async fn health(State(state): State<AppState>) -> Response {
         version: env!("CARGO_PKG_VERSION"),
         uptime_seconds: state.started.elapsed().as_secs(),
         backend: BackendHealth {
-            configured: backend.mode.as_str(),
-            active: if backend.active_is_redis() {
+            configured: report.mode.as_str(),
+            active: if report.active_is_redis {
                 "redis"
             } else {
                 "memory"
             },
-            degraded_since: backend
+            degraded_since: report
                 .degraded_since
-                .filter(|_| backend.mode == BackendMode::Auto),
-            memory: MemoryHealth {
-                used_bytes: memory_used,
-                max_bytes: memory_max,
-            },
+                .filter(|_| report.mode == BackendMode::Auto),
+            while_degraded: report
+                .capabilities
+                .iter()
+                .map(|(capability, policy)| (capability.name(), policy.as_str()))
+                .collect(),
+            memory: report.memory.map(|(used_bytes, max_bytes)| MemoryHealth {
+                used_bytes,
+                max_bytes,
+            }),
             redis,
         },
     };
@@ -192,11 +199,7 @@ pub async fn live() -> Json<Liveness> {
     security(())
 )]
 pub async fn ready(State(state): State<AppState>) -> Response {
-    let ready = match (state.failover.mode(), state.failover.redis()) {
-        (BackendMode::Redis, Some(pool)) => pool.reachable().await.is_ok(),
-        _ => true,
-    };
-    if ready {
+    if state.failover.ready().await {
         (StatusCode::OK, Json(Liveness { status: "ok" })).into_response()
     } else {
         (

@@ -1,13 +1,15 @@
-//! Which backend serves a call: the one place that knows about `backend.mode`.
+//! Which backend serves a call: the one place that knows about `backend.mode` and about
+//! what each capability does while Redis is down ([`DEGRADATION`]).
 //!
-//! - `memory`: the memory adapters alone; Redis is never contacted.
-//! - `redis`: Redis alone. While Redis is down every call fails fast with
-//!   `StoreError::Unavailable` (503 `backend_unavailable`) instead of waiting on it.
+//! - `memory`: the memory adapters alone, called directly; Redis is never contacted.
+//! - `redis`: Redis alone, and no memory store is built. While Redis is down every call fails
+//!   fast with `StoreError::Unavailable` (503 `backend_unavailable`) instead of waiting on it.
 //! - `auto`: Redis while it answers. A call whose Redis round trip fails or misses its deadline,
-//!   and for which a fresh connection cannot PING Redis either, is served again by memory (a
-//!   reset connection is not an outage: see `Failover::route`), the state turns degraded, and calls go straight to memory until
-//!   the probe sees Redis answer. Then the memory backend is emptied, so entries written while
-//!   degraded are gone (they were never in Redis) and can never be served by a later outage.
+//!   and for which a fresh connection cannot PING Redis either, turns the state degraded (a
+//!   reset connection is not an outage: see `Failover::route`). Then each capability does what
+//!   the table says: served from memory, or refused with 503. When the probe sees Redis answer
+//!   again, the memory backend is emptied, so entries written while degraded are gone (they
+//!   were never in Redis) and can never be served by a later outage.
 //!
 //! The probe PINGs Redis every `backend.probe_interval_ms` in both Redis modes, so an outage is
 //! also noticed between requests and `/health` tells the truth. When a request finds Redis down
@@ -30,7 +32,12 @@ use tokio::sync::Notify;
 use super::{
     AgentStateStore, Appended, CacheStore, CasOutcome, KeyPage, PendingActionStore, PutCondition,
     Replaced, SessionStore, SessionUpdate, StoreError, StoreResult, Stores, ThreadPage, TtlState,
-    Versioned, memory::MemoryBackend, redis::RedisPool,
+    Versioned,
+    memory::{self, MemoryBackend},
+    redis::{
+        RedisPool,
+        pool::{PoolFigures, RedisInfo, Refusal},
+    },
 };
 use crate::{
     config::{BackendMode, Settings},
@@ -46,81 +53,236 @@ use crate::{
     },
 };
 
+/// A capability, as the degradation table and `/health` name it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Capability {
+    Cache,
+    AgentStates,
+    PendingActions,
+    Sessions,
+}
+
+impl Capability {
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Cache => "cache",
+            Self::AgentStates => "agent_states",
+            Self::PendingActions => "pending_actions",
+            Self::Sessions => "sessions",
+        }
+    }
+
+    pub fn from_name(name: &str) -> Option<Self> {
+        DEGRADATION
+            .iter()
+            .map(|row| row.capability)
+            .find(|c| c.name() == name)
+    }
+}
+
+/// What a capability does in `auto` mode while Redis is down.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WhileDegraded {
+    /// Served by the memory backend; `/health` says `degraded`.
+    ServeFromMemory,
+    /// 503 `backend_unavailable` with `Retry-After`: for state that two instances, each on its
+    /// own memory, would get wrong (a lock granted twice, jobs that vanish on recovery).
+    Refuse,
+}
+
+impl WhileDegraded {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::ServeFromMemory => "serve_from_memory",
+            Self::Refuse => "refuse",
+        }
+    }
+}
+
+/// One row of the degradation table.
+pub struct Degradation {
+    pub capability: Capability,
+    pub while_degraded: WhileDegraded,
+    pub why: &'static str,
+}
+
+/// What each capability does while Redis is down in `auto` mode (DESIGN §5). A capability
+/// listed in `backend.refuse_while_degraded` refuses instead of serving from memory.
+pub const DEGRADATION: [Degradation; 4] = [
+    Degradation {
+        capability: Capability::Cache,
+        while_degraded: WhileDegraded::ServeFromMemory,
+        why: "availability first: a cache miss is the caller's normal case",
+    },
+    Degradation {
+        capability: Capability::Sessions,
+        while_degraded: WhileDegraded::ServeFromMemory,
+        why: "availability first: signed-in users stay signed in on this instance",
+    },
+    Degradation {
+        capability: Capability::AgentStates,
+        while_degraded: WhileDegraded::ServeFromMemory,
+        why: "availability first: a conversation goes on from what this instance holds",
+    },
+    Degradation {
+        capability: Capability::PendingActions,
+        while_degraded: WhileDegraded::ServeFromMemory,
+        why: "a token lives in the one store that made it, so exactly-once holds",
+    },
+];
+
+/// Whether Redis answers: what decides between up and down. `RedisPool` in the service, a fake
+/// in the tests of the state machine.
+#[async_trait]
+pub trait Reachability: Send + Sync {
+    async fn reachable(&self) -> StoreResult<Duration>;
+}
+
+#[async_trait]
+impl Reachability for RedisPool {
+    async fn reachable(&self) -> StoreResult<Duration> {
+        RedisPool::reachable(self).await
+    }
+}
+
 /// The backend state shared by every failover store and the health routes.
 pub struct Failover {
     mode: BackendMode,
-    redis: Option<RedisPool>,
-    memory: MemoryBackend,
+    /// The pool, for the figures of the health report.
+    pool: Option<RedisPool>,
+    redis: Option<Arc<dyn Reachability>>,
+    /// Built only when some capability is served from it.
+    memory: Option<MemoryBackend>,
+    policies: Vec<(Capability, WhileDegraded)>,
     redis_down: AtomicBool,
     degraded_since: Mutex<Option<OffsetDateTime>>,
     /// Wakes the probe when a request finds Redis down.
     recheck: Arc<Notify>,
 }
 
-/// Which backend is serving, for `/health`.
+/// Everything `/health` reports of the backends.
 #[derive(Debug, Clone)]
-pub struct BackendStatus {
+pub struct BackendReport {
     pub mode: BackendMode,
+    /// Whether calls go to Redis now (false in `memory` mode and while degraded).
+    pub active_is_redis: bool,
     pub redis_down: bool,
     pub degraded_since: Option<OffsetDateTime>,
+    /// Bytes the memory backend holds and its bound, when there is one.
+    pub memory: Option<(usize, usize)>,
+    pub redis: Option<RedisReport>,
+    /// What each capability does while degraded (in `redis` mode: refuse).
+    pub capabilities: Vec<(Capability, WhileDegraded)>,
 }
 
-impl BackendStatus {
-    pub fn active_is_redis(&self) -> bool {
-        self.mode != BackendMode::Memory && !self.redis_down
-    }
+#[derive(Debug, Clone)]
+pub struct RedisReport {
+    /// `None` when Redis did not answer.
+    pub info: Option<RedisInfo>,
+    pub pool: PoolFigures,
+    pub condition: Option<Refusal>,
+}
+
+/// The policy of each capability for these settings.
+fn policies(settings: &Settings) -> Vec<(Capability, WhileDegraded)> {
+    DEGRADATION
+        .iter()
+        .map(|row| {
+            let refused = settings
+                .backend
+                .refuse_while_degraded
+                .iter()
+                .any(|name| name == row.capability.name());
+            let policy = if refused || settings.backend.mode == BackendMode::Redis {
+                WhileDegraded::Refuse
+            } else {
+                row.while_degraded
+            };
+            (row.capability, policy)
+        })
+        .collect()
 }
 
 impl Failover {
-    /// Builds the stores for `settings.backend.mode`. In the Redis modes a probe task runs
-    /// until the returned `Failover` is dropped. Must be called inside a tokio runtime.
-    pub fn build(settings: &Settings) -> Result<(Stores, Arc<Failover>), String> {
-        let memory = MemoryBackend::new(settings.memory.bound());
-        let redis = match settings.backend.mode {
-            BackendMode::Memory => None,
-            BackendMode::Auto | BackendMode::Redis => Some(RedisPool::new(&settings.redis)?),
-        };
-        let failover = Arc::new(Failover {
-            mode: settings.backend.mode,
-            redis: redis.clone(),
-            memory: memory.clone(),
+    /// The state machine on its own: `redis` decides up and down, `memory` serves the
+    /// capabilities whose policy says so.
+    pub fn new(
+        mode: BackendMode,
+        redis: Option<Arc<dyn Reachability>>,
+        memory: Option<MemoryBackend>,
+        policies: Vec<(Capability, WhileDegraded)>,
+    ) -> Self {
+        Self {
+            mode,
+            pool: None,
+            redis,
+            memory,
+            policies,
             redis_down: AtomicBool::new(false),
             degraded_since: Mutex::new(None),
             recheck: Arc::new(Notify::new()),
-        });
-        let memory_stores = memory.stores();
-        let stores = match &redis {
-            None => memory_stores,
-            Some(pool) => {
-                let redis_stores = super::redis::stores(pool);
-                tokio::spawn(probe(
-                    Arc::downgrade(&failover),
-                    failover.recheck.clone(),
-                    Duration::from_millis(settings.backend.probe_interval_ms),
-                ));
-                Stores {
-                    cache: Arc::new(FailoverStore {
-                        redis: redis_stores.cache,
-                        memory: memory_stores.cache,
-                        failover: failover.clone(),
-                    }),
-                    pending_actions: Arc::new(FailoverStore {
-                        redis: redis_stores.pending_actions,
-                        memory: memory_stores.pending_actions,
-                        failover: failover.clone(),
-                    }),
-                    agent_states: Arc::new(FailoverStore {
-                        redis: redis_stores.agent_states,
-                        memory: memory_stores.agent_states,
-                        failover: failover.clone(),
-                    }),
-                    sessions: Arc::new(FailoverStore {
-                        redis: redis_stores.sessions,
-                        memory: memory_stores.sessions,
-                        failover: failover.clone(),
-                    }),
-                }
-            }
+        }
+    }
+
+    /// Builds the stores for `settings.backend.mode`. In the Redis modes a probe task runs
+    /// until the returned `Failover` is dropped. Must be called inside a tokio runtime.
+    pub fn build(settings: &Settings) -> Result<(Stores, Arc<Failover>), String> {
+        let policies = policies(settings);
+        let bound = settings.memory.bound();
+        if settings.backend.mode == BackendMode::Memory {
+            let memory = MemoryBackend::new(bound);
+            let stores = memory.stores();
+            let failover = Failover::new(BackendMode::Memory, None, Some(memory), policies);
+            return Ok((stores, Arc::new(failover)));
+        }
+        let pool = RedisPool::new(&settings.redis)?;
+        let serves = |capability: Capability| {
+            policies.contains(&(capability, WhileDegraded::ServeFromMemory))
+        };
+        let memory = policies
+            .iter()
+            .any(|(_, policy)| *policy == WhileDegraded::ServeFromMemory)
+            .then(|| MemoryBackend::new(bound));
+        let mut failover = Failover::new(
+            settings.backend.mode,
+            Some(Arc::new(pool.clone())),
+            memory.clone(),
+            policies.clone(),
+        );
+        failover.pool = Some(pool.clone());
+        let failover = Arc::new(failover);
+        tokio::spawn(probe(
+            Arc::downgrade(&failover),
+            failover.recheck.clone(),
+            Duration::from_millis(settings.backend.probe_interval_ms),
+        ));
+        let redis = super::redis::stores(&pool);
+        let fallback = |capability| memory.as_ref().filter(|_| serves(capability));
+        let stores = Stores {
+            cache: Arc::new(FailoverStore {
+                redis: redis.cache,
+                memory: fallback(Capability::Cache)
+                    .map(|m| Arc::new(memory::cache::MemoryCache::new(m)) as _),
+                failover: failover.clone(),
+            }),
+            pending_actions: Arc::new(FailoverStore {
+                redis: redis.pending_actions,
+                memory: fallback(Capability::PendingActions)
+                    .map(|m| Arc::new(memory::pending_action::MemoryPendingActions::new(m)) as _),
+                failover: failover.clone(),
+            }),
+            agent_states: Arc::new(FailoverStore {
+                redis: redis.agent_states,
+                memory: fallback(Capability::AgentStates)
+                    .map(|m| Arc::new(memory::agent_state::MemoryAgentStates::new(m)) as _),
+                failover: failover.clone(),
+            }),
+            sessions: Arc::new(FailoverStore {
+                redis: redis.sessions,
+                memory: fallback(Capability::Sessions)
+                    .map(|m| Arc::new(memory::session::MemorySessions::new(m)) as _),
+                failover: failover.clone(),
+            }),
         };
         Ok((stores, failover))
     }
@@ -129,28 +291,46 @@ impl Failover {
         self.mode
     }
 
-    /// Bytes the memory backend holds, and its bound (`memory.max_bytes`).
-    pub fn memory_usage(&self) -> (usize, usize) {
-        self.memory.usage()
+    fn is_down(&self) -> bool {
+        self.redis_down.load(Ordering::Acquire)
     }
 
-    pub fn redis(&self) -> Option<&RedisPool> {
-        self.redis.as_ref()
-    }
-
-    pub fn status(&self) -> BackendStatus {
-        BackendStatus {
+    /// What `/health` shows; asks Redis for its figures when there is one.
+    pub async fn report(&self) -> BackendReport {
+        let redis = match &self.pool {
+            None => None,
+            Some(pool) => Some(RedisReport {
+                info: pool.info().await.ok(),
+                pool: pool.figures(),
+                condition: pool.recent_refusal(),
+            }),
+        };
+        let down = self.is_down();
+        BackendReport {
             mode: self.mode,
-            redis_down: self.redis_down.load(Ordering::Acquire),
+            active_is_redis: self.mode != BackendMode::Memory && !down,
+            redis_down: down,
             degraded_since: *self
                 .degraded_since
                 .lock()
                 .unwrap_or_else(|p| p.into_inner()),
+            memory: self.memory.as_ref().map(MemoryBackend::usage),
+            redis,
+            capabilities: self.policies.clone(),
+        }
+    }
+
+    /// Whether requests can be served: always, except in `redis` mode while Redis is down.
+    pub async fn ready(&self) -> bool {
+        match (&self.redis, self.mode) {
+            (Some(redis), BackendMode::Redis) => redis.reachable().await.is_ok(),
+            _ => true,
         }
     }
 
     /// Serves one store call: on Redis (`on_redis` makes the call; it may be made twice) or,
-    /// as the mode says, on memory.
+    /// while Redis is down, on memory when the capability is served from it (`on_memory`), or
+    /// else `Unavailable`.
     ///
     /// A connection error is not yet an outage: the pool has retired the failed connection, a
     /// call that is safe to repeat (`repeatable`) is made once more on a fresh one, and only
@@ -162,7 +342,7 @@ impl Failover {
         &self,
         repeatable: bool,
         on_redis: R,
-        on_memory: M,
+        on_memory: Option<M>,
     ) -> StoreResult<T>
     where
         R: Fn() -> RF,
@@ -170,25 +350,15 @@ impl Failover {
         M: FnOnce() -> MF,
         MF: Future<Output = StoreResult<T>>,
     {
-        let down = self.redis_down.load(Ordering::Acquire);
-        match (self.mode, down) {
-            (BackendMode::Memory, _) | (BackendMode::Auto, true) => return on_memory().await,
-            (BackendMode::Redis, true) => {
-                return Err(StoreError::Unavailable("Redis is down".into()));
-            }
-            (BackendMode::Redis | BackendMode::Auto, false) => {}
+        if self.is_down() {
+            return degraded(on_memory, "Redis is down".into()).await;
         }
         let mut why = match on_redis().await {
             Err(StoreError::Unavailable(why)) => why,
-            // Waited for a pooled connection: in auto mode, if the calls holding them found
-            // Redis down meanwhile, memory serves this one too.
-            Err(StoreError::Busy(why)) => {
-                return if self.mode == BackendMode::Auto && self.redis_down.load(Ordering::Acquire)
-                {
-                    on_memory().await
-                } else {
-                    Err(StoreError::Busy(why))
-                };
+            // Waited for a pooled connection: if the calls holding them found Redis down
+            // meanwhile, this one is degraded too.
+            Err(StoreError::Busy(why)) if self.is_down() && on_memory.is_some() => {
+                return degraded(on_memory, why).await;
             }
             other => return other,
         };
@@ -206,11 +376,7 @@ impl Failover {
         if self.mark_down(&why) {
             self.recheck.notify_one();
         }
-        if self.mode == BackendMode::Auto {
-            on_memory().await
-        } else {
-            Err(StoreError::Unavailable(why))
-        }
+        degraded(on_memory, why).await
     }
 
     /// Returns whether Redis was up until now.
@@ -221,14 +387,12 @@ impl Failover {
                 .degraded_since
                 .lock()
                 .unwrap_or_else(|p| p.into_inner()) = Some(OffsetDateTime::now_utc());
-            match self.mode {
-                BackendMode::Auto => {
-                    tracing::warn!(
-                        reason = why,
-                        "Redis unavailable: serving from memory (degraded)"
-                    )
-                }
-                _ => tracing::error!(reason = why, "Redis unavailable: answering 503"),
+            match &self.memory {
+                Some(_) => tracing::warn!(
+                    reason = why,
+                    "Redis unavailable: degraded (serving from memory where the capability allows)"
+                ),
+                None => tracing::error!(reason = why, "Redis unavailable: answering 503"),
             }
         }
         was_up
@@ -237,8 +401,8 @@ impl Failover {
     fn mark_up(&self) {
         if self.redis_down.load(Ordering::Acquire) {
             // Empty memory before traffic returns to Redis, so a request never sees a mix.
-            if self.mode == BackendMode::Auto {
-                self.memory.clear();
+            if let Some(memory) = &self.memory {
+                memory.clear();
             }
             self.redis_down.store(false, Ordering::Release);
             *self
@@ -256,7 +420,7 @@ const FIRST_RETRY: Duration = Duration::from_millis(50);
 
 /// PINGs Redis at once, then every `every`; while Redis is down, after `FIRST_RETRY`, doubling
 /// up to `every`. A request that finds Redis down wakes it early through `recheck`.
-async fn probe(failover: std::sync::Weak<Failover>, recheck: Arc<Notify>, every: Duration) {
+async fn probe(failover_weak: std::sync::Weak<Failover>, recheck: Arc<Notify>, every: Duration) {
     let mut wait = Duration::ZERO;
     // The last wait after a failed PING; `None` while Redis answers.
     let mut retry: Option<Duration> = None;
@@ -265,13 +429,18 @@ async fn probe(failover: std::sync::Weak<Failover>, recheck: Arc<Notify>, every:
             _ = tokio::time::sleep(wait) => {}
             _ = recheck.notified() => {}
         }
-        let Some(failover) = failover.upgrade() else {
+        let Some(failover) = failover_weak.upgrade() else {
             return;
         };
         let Some(redis) = failover.redis.clone() else {
             return;
         };
-        match redis.reachable().await {
+        drop(failover);
+        let answered = redis.reachable().await;
+        let Some(failover) = failover_weak.upgrade() else {
+            return;
+        };
+        match answered {
             Ok(_) => {
                 failover.mark_up();
                 retry = None;
@@ -287,17 +456,30 @@ async fn probe(failover: std::sync::Weak<Failover>, recheck: Arc<Notify>, every:
     }
 }
 
-/// One capability's store with failover: a Redis adapter, a memory adapter and the shared state.
+/// Serves a call while degraded: from memory when the capability allows, else `Unavailable`.
+async fn degraded<T, M, MF>(on_memory: Option<M>, why: String) -> StoreResult<T>
+where
+    M: FnOnce() -> MF,
+    MF: Future<Output = StoreResult<T>>,
+{
+    match on_memory {
+        Some(on_memory) => on_memory().await,
+        None => Err(StoreError::Unavailable(why)),
+    }
+}
+
+/// One capability's store with failover: a Redis adapter, the memory adapter when the
+/// capability is served from memory while degraded, and the shared state.
 pub struct FailoverStore<S: ?Sized> {
     redis: Arc<S>,
-    memory: Arc<S>,
+    memory: Option<Arc<S>>,
     failover: Arc<Failover>,
 }
 
 /// Implements a store trait for `FailoverStore` by routing each method through
 /// `Failover::route`. `#[repeat(expr)]` says whether a call is safe to make twice (same effect,
-/// same answer); it may look at the arguments. Arguments are cloned for each call (references
-/// stay references).
+/// same answer); it may look at the arguments. The arguments are references and `Copy` values:
+/// a second call or the memory call copies nothing.
 macro_rules! route_each_method {
     ($store:ident { $(#[repeat($repeat:expr)] async fn $name:ident(&self $(, $arg:ident : $ty:ty)*) -> $ret:ty;)* }) => {
         #[async_trait]
@@ -310,7 +492,9 @@ macro_rules! route_each_method {
                         .route(
                             repeatable,
                             || self.redis.$name($(Clone::clone(&$arg)),*),
-                            || self.memory.$name($(Clone::clone(&$arg)),*),
+                            self.memory.as_ref().map(|memory| {
+                                move || memory.$name($($arg),*)
+                            }),
                         )
                         .await
                 }
@@ -366,3 +550,228 @@ route_each_method!(SessionStore {
     #[repeat(true)] async fn list_for_user(&self, tenant: &Tenant, user: &UserId) -> StoreResult<Vec<Session>>;
     #[repeat(false)] async fn delete_for_user(&self, tenant: &Tenant, user: &UserId) -> StoreResult<u64>;
 });
+
+#[cfg(test)]
+mod tests {
+    //! The state machine against a fake Redis that fails on command: mode × Redis up, down,
+    //! hung or reset × policy, the probe's back-off, and the return to Redis.
+
+    use std::sync::atomic::AtomicUsize;
+
+    use super::*;
+
+    #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+    enum Fault {
+        Up,
+        Down,
+        /// Answers nothing until the deadline.
+        Hung,
+        /// The next call's connection breaks; Redis itself answers.
+        ResetOnce,
+    }
+
+    const DEADLINE: Duration = Duration::from_millis(250);
+
+    #[derive(Default)]
+    struct FakeRedis {
+        fault: Mutex<Option<Fault>>,
+        calls: AtomicUsize,
+        pings: AtomicUsize,
+    }
+
+    impl FakeRedis {
+        fn set(&self, fault: Fault) {
+            *self.fault.lock().unwrap() = Some(fault);
+        }
+
+        fn fault(&self) -> Fault {
+            self.fault.lock().unwrap().unwrap_or(Fault::Up)
+        }
+
+        async fn call(&self) -> StoreResult<&'static str> {
+            self.calls.fetch_add(1, Ordering::SeqCst);
+            match self.fault() {
+                Fault::Up => Ok("redis"),
+                Fault::Down => Err(StoreError::Unavailable("connection refused".into())),
+                Fault::Hung => {
+                    tokio::time::sleep(DEADLINE).await;
+                    Err(StoreError::Unavailable("no answer".into()))
+                }
+                Fault::ResetOnce => {
+                    self.set(Fault::Up);
+                    Err(StoreError::Unavailable("connection reset".into()))
+                }
+            }
+        }
+    }
+
+    #[async_trait]
+    impl Reachability for FakeRedis {
+        async fn reachable(&self) -> StoreResult<Duration> {
+            self.pings.fetch_add(1, Ordering::SeqCst);
+            match self.fault() {
+                Fault::Up | Fault::ResetOnce => Ok(Duration::from_millis(1)),
+                Fault::Down => Err(StoreError::Unavailable("connection refused".into())),
+                Fault::Hung => {
+                    tokio::time::sleep(DEADLINE).await;
+                    Err(StoreError::Unavailable("no answer".into()))
+                }
+            }
+        }
+    }
+
+    fn machine(mode: BackendMode, policy: WhileDegraded) -> (Arc<Failover>, Arc<FakeRedis>) {
+        let redis = Arc::new(FakeRedis::default());
+        let memory =
+            (policy == WhileDegraded::ServeFromMemory).then(|| MemoryBackend::new(1 << 20));
+        let failover = Failover::new(
+            mode,
+            Some(redis.clone() as Arc<dyn Reachability>),
+            memory,
+            vec![(Capability::Cache, policy)],
+        );
+        (Arc::new(failover), redis)
+    }
+
+    async fn call(
+        failover: &Failover,
+        redis: &FakeRedis,
+        repeatable: bool,
+        memory_allowed: bool,
+    ) -> StoreResult<&'static str> {
+        let on_memory = memory_allowed.then_some(|| async { Ok("memory") });
+        failover.route(repeatable, || redis.call(), on_memory).await
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn up_serves_from_redis_in_every_mode() {
+        for mode in [BackendMode::Auto, BackendMode::Redis] {
+            let (failover, redis) = machine(mode, WhileDegraded::ServeFromMemory);
+            assert_eq!(call(&failover, &redis, true, true).await.unwrap(), "redis");
+            assert!(!failover.is_down());
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn down_serves_from_memory_or_refuses_as_the_policy_says() {
+        for fault in [Fault::Down, Fault::Hung] {
+            let (failover, redis) = machine(BackendMode::Auto, WhileDegraded::ServeFromMemory);
+            redis.set(fault);
+            assert_eq!(
+                call(&failover, &redis, false, true).await.unwrap(),
+                "memory"
+            );
+            assert!(failover.is_down(), "{fault:?}");
+            let before = redis.calls.load(Ordering::SeqCst);
+            assert_eq!(call(&failover, &redis, true, true).await.unwrap(), "memory");
+            assert_eq!(
+                redis.calls.load(Ordering::SeqCst),
+                before,
+                "while down, calls go straight to memory"
+            );
+
+            let (failover, redis) = machine(BackendMode::Auto, WhileDegraded::Refuse);
+            redis.set(fault);
+            let refused = call(&failover, &redis, true, false).await;
+            assert!(
+                matches!(refused, Err(StoreError::Unavailable(_))),
+                "{refused:?}"
+            );
+            assert!(failover.is_down());
+        }
+        let (failover, redis) = machine(BackendMode::Redis, WhileDegraded::Refuse);
+        redis.set(Fault::Down);
+        assert!(matches!(
+            call(&failover, &redis, true, false).await,
+            Err(StoreError::Unavailable(_))
+        ));
+        let report = failover.report().await;
+        assert!(report.redis_down && !report.active_is_redis);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_reset_connection_is_no_outage() {
+        let (failover, redis) = machine(BackendMode::Auto, WhileDegraded::ServeFromMemory);
+        redis.set(Fault::ResetOnce);
+        assert_eq!(
+            call(&failover, &redis, true, true).await.unwrap(),
+            "redis",
+            "a repeatable call is made again on a fresh connection"
+        );
+        redis.set(Fault::ResetOnce);
+        let interrupted = call(&failover, &redis, false, true).await;
+        assert!(
+            matches!(interrupted, Err(StoreError::Interrupted(_))),
+            "a call that may have applied is neither repeated nor sent to memory: {interrupted:?}"
+        );
+        assert!(!failover.is_down());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_busy_pool_is_no_outage() {
+        let (failover, _) = machine(BackendMode::Auto, WhileDegraded::ServeFromMemory);
+        let busy = failover
+            .route(
+                true,
+                || async { Err::<&str, _>(StoreError::Busy("no free connection".into())) },
+                Some(|| async { Ok("memory") }),
+            )
+            .await;
+        assert!(matches!(busy, Err(StoreError::Busy(_))));
+        assert!(!failover.is_down());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn the_probe_backs_off_and_brings_traffic_back() {
+        let (failover, redis) = machine(BackendMode::Auto, WhileDegraded::ServeFromMemory);
+        redis.set(Fault::Down);
+        let every = Duration::from_millis(1000);
+        tokio::spawn(probe(
+            Arc::downgrade(&failover),
+            failover.recheck.clone(),
+            every,
+        ));
+        tokio::time::sleep(Duration::from_millis(1)).await;
+        assert!(failover.is_down(), "the first PING runs at once");
+        let pings_at = |ms| {
+            let redis = redis.clone();
+            async move {
+                tokio::time::sleep(Duration::from_millis(ms)).await;
+                redis.pings.load(Ordering::SeqCst)
+            }
+        };
+        // PINGs at 0, 50, 150, 350, 750, 1550, 2550 ms: 50 ms doubling up to the interval.
+        assert_eq!(pings_at(40).await, 1);
+        assert_eq!(pings_at(20).await, 2, "at 60 ms");
+        assert_eq!(pings_at(100).await, 3, "at 160 ms");
+        assert_eq!(pings_at(600).await, 5, "at 760 ms");
+        assert_eq!(pings_at(1000).await, 6, "at 1760 ms");
+        assert_eq!(
+            pings_at(1000).await,
+            7,
+            "at 2760 ms: capped at the interval"
+        );
+
+        let memory = failover.memory.clone().unwrap();
+        let cache = memory::cache::MemoryCache::new(&memory);
+        let (t, n, k) = (
+            Tenant::new("t"),
+            Namespace::parse("n").unwrap(),
+            CacheKey::parse("k").unwrap(),
+        );
+        let value = CacheValue::parse(bytes::Bytes::from_static(b"1"), 10).unwrap();
+        cache
+            .put(&t, &n, &k, &value, Expiry::Never, PutCondition::Always)
+            .await
+            .unwrap();
+        redis.set(Fault::Up);
+        tokio::time::sleep(every).await;
+        assert!(!failover.is_down(), "the probe saw Redis answer");
+        assert_eq!(call(&failover, &redis, true, true).await.unwrap(), "redis");
+        assert_eq!(
+            cache.get(&t, &n, &k).await.unwrap(),
+            None,
+            "what memory took while degraded is dropped on the way back"
+        );
+    }
+}

@@ -253,3 +253,50 @@ async fn writes_survive_connection_resets_in_auto_mode() {
 async fn writes_survive_connection_resets_in_redis_mode() {
     writes_survive_connection_resets(BackendMode::Redis).await;
 }
+
+/// A capability declared `refuse` answers 503 with `Retry-After` while Redis is down in `auto`
+/// mode, while the cache keeps serving from memory; `/health` says which does what.
+#[tokio::test]
+async fn a_refusing_capability_answers_503_while_the_cache_serves_from_memory() {
+    let mut config = settings(BackendMode::Auto, None);
+    config.backend.refuse_while_degraded = vec!["sessions".into()];
+    let app = spawn_app(config).await;
+    let refused = post(&app, "/v1/sessions", json!({"user_id": "u"})).await;
+    assert_eq!(refused.status(), 503);
+    assert_eq!(refused.headers()["retry-after"], "1");
+    let problem: Value = refused.json().await.unwrap();
+    assert_eq!(problem["code"], "backend_unavailable");
+    assert_eq!(
+        put(&app, "k", "1").await.status(),
+        204,
+        "the cache serves from memory"
+    );
+    let got = app
+        .client
+        .get(app.url("/v1/cache/ns/k"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(got.text().await.unwrap(), "1");
+    let (_, health) = app.get_json("/health").await;
+    assert_eq!(health["status"], "degraded", "{health}");
+    assert_eq!(health["backend"]["while_degraded"]["sessions"], "refuse");
+    assert_eq!(
+        health["backend"]["while_degraded"]["cache"],
+        "serve_from_memory"
+    );
+}
+
+/// `redis` mode builds no memory backend: nothing to report, every capability refuses.
+#[tokio::test]
+async fn redis_mode_builds_no_memory_backend() {
+    let Some(redis) = RedisServer::start() else {
+        return;
+    };
+    let app = spawn_app(settings(BackendMode::Redis, Some(&redis))).await;
+    let (_, health) = app.get_json("/health").await;
+    assert!(health["backend"]["memory"].is_null(), "{health}");
+    let policies = health["backend"]["while_degraded"].as_object().unwrap();
+    assert_eq!(policies.len(), 4);
+    assert!(policies.values().all(|p| p == "refuse"), "{health}");
+}
