@@ -537,7 +537,7 @@ async fn batches(stores: &Stores) {
         }
     }
     assert!(cache.get_many(&t, &n, &[]).await.unwrap().is_empty());
-    cache.put_many(&t, &n, &vec![], ttl(1)).await.unwrap();
+    cache.put_many(&t, &n, &[], ttl(1)).await.unwrap();
     assert_eq!(
         cache
             .get_many(&Tenant::new("t2"), &n, &[key("a")])

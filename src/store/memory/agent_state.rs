@@ -327,7 +327,7 @@ impl AgentStateStore for MemoryAgentStates {
                 return refusal.into();
             }
             let state = threads.modify(thread, |t| {
-                t.record.context = patch_context(&t.record.context, &patch);
+                t.record.context = patch_context(&t.record.context, patch);
                 touch(&mut t.record, now);
                 to_state(thread, t, None)
             });

@@ -219,13 +219,13 @@ impl CacheStore for MemoryCache {
         let expires_at = deadline(expiry);
         self.engine.write_many(
             entries
-                .into_iter()
+                .iter()
                 .map(|(key, value)| {
                     let entry = Entry {
                         value: Box::from(value.bytes().as_ref()),
                         expires_at,
                     };
-                    (entry_key(tenant, ns, &key), entry)
+                    (entry_key(tenant, ns, key), entry)
                 })
                 .collect(),
         );

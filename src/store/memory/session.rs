@@ -140,7 +140,7 @@ impl SessionStore for MemorySessions {
     ) -> StoreResult<()> {
         self.by_user.ensure_room()?;
         let user = session.user_id.clone();
-        self.point(tenant, &session, rules);
+        self.point(tenant, session, rules);
         self.with_user(tenant, &user, |sessions| {
             sessions.insert(session.id.clone(), live(session.clone()));
         });

@@ -336,7 +336,7 @@ impl AgentStateStore for RedisAgentStates {
     ) -> StoreResult<Versioned<Appended>> {
         let change = Change {
             if_version,
-            messages: &messages,
+            messages,
             ..Change::default()
         };
         Ok(match self.update(tenant, thread, change).await? {
@@ -381,7 +381,7 @@ impl AgentStateStore for RedisAgentStates {
                 serde_json::from_str(&context).map_err(|e| StoreError::Internal(e.to_string()))?;
             let change = Change {
                 if_version: Some(version),
-                context: Some(json_text(&patch_context(&context, &patch))?),
+                context: Some(json_text(&patch_context(&context, patch))?),
                 return_state: true,
                 ..Change::default()
             };

@@ -207,7 +207,7 @@ impl CacheStore for RedisCache {
         for _ in 0..CAS_ATTEMPTS {
             current = self.redis.query(redis::cmd("GET").arg(&redis_key)).await?;
             let Some(seen) = &current else { break };
-            let equal = serde_json::from_slice(seen).is_ok_and(|v| json_equal(&expected, &v));
+            let equal = serde_json::from_slice(seen).is_ok_and(|v| json_equal(expected, &v));
             if !equal {
                 break;
             }

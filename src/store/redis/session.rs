@@ -123,7 +123,7 @@ impl SessionStore for RedisSessions {
             .arg((session.expires_at_ms - now).max(1))
             .arg((session.deadline_cap_ms(rules) - now).max(1))
             .arg(session.id.as_str());
-        for (name, value) in fields(&session) {
+        for (name, value) in fields(session) {
             invocation.arg(name).arg(value);
         }
         let _: i64 = self.redis.script(&invocation).await?;
@@ -187,7 +187,7 @@ impl SessionStore for RedisSessions {
         let mut invocation = self.rotate.prepare_invoke();
         invocation
             .key(keys.session(tenant, id))
-            .key(keys.session(tenant, &new_id))
+            .key(keys.session(tenant, new_id))
             .arg(keys.session_user_prefix(tenant))
             .arg(id.as_str())
             .arg(new_id.as_str())
