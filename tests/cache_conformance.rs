@@ -259,6 +259,95 @@ async fn racing_put_if_absent_has_one_winner(stores: &Stores) {
     }
 }
 
+async fn get_and_set_returns_the_replaced_value(stores: &Stores) {
+    let (t, n, k) = (Tenant::new("t1"), ns("swap"), key("doc"));
+    let cache = &stores.cache;
+    let previous = cache
+        .get_and_set(&t, &n, &k, &value(r#"{"v": 1}"#), ttl(60))
+        .await
+        .unwrap();
+    assert_eq!(previous, None, "nothing before the first write");
+    let previous = cache
+        .get_and_set(&t, &n, &k, &value("[2]"), ttl(5))
+        .await
+        .unwrap();
+    assert_eq!(previous.unwrap().bytes().as_ref(), br#"{"v": 1}"#);
+    assert_eq!(
+        cache
+            .get(&t, &n, &k)
+            .await
+            .unwrap()
+            .unwrap()
+            .bytes()
+            .as_ref(),
+        b"[2]"
+    );
+    assert_eq!(
+        cache.ttl(&t, &n, &k).await.unwrap(),
+        TtlState::Expires(5),
+        "the write's TTL replaces the old one"
+    );
+    let taken = cache.get_and_delete(&t, &n, &k).await.unwrap();
+    assert_eq!(taken.unwrap().bytes().as_ref(), b"[2]");
+    assert_eq!(
+        cache.get(&t, &n, &k).await.unwrap(),
+        None,
+        "taken means gone"
+    );
+    assert_eq!(cache.get_and_delete(&t, &n, &k).await.unwrap(), None);
+}
+
+/// Of many readers racing to take one value, exactly one gets it; of many racing swaps, every
+/// value written is seen exactly once as someone's `previous` (or is the last one standing).
+async fn racing_takes_and_swaps_lose_nothing(stores: &Stores) {
+    let t = Tenant::new("t1");
+    for round in 0..5 {
+        let k = key(&format!("take-{round}"));
+        stores
+            .cache
+            .put(
+                &t,
+                &ns("n"),
+                &k,
+                &value("\"result\""),
+                ttl(60),
+                PutCondition::Always,
+            )
+            .await
+            .unwrap();
+        let results = common::race(32, |_| {
+            let (stores, t, k) = (stores.clone(), t.clone(), k.clone());
+            async move { stores.cache.get_and_delete(&t, &ns("n"), &k).await.unwrap() }
+        })
+        .await;
+        let takers = results.iter().filter(|r| r.is_some()).count();
+        assert_eq!(takers, 1, "exactly one reader takes the value: {results:?}");
+    }
+    let k = key("swap-race");
+    let results = common::race(32, |i| {
+        let (stores, t, k) = (stores.clone(), t.clone(), k.clone());
+        async move {
+            stores
+                .cache
+                .get_and_set(&t, &ns("n"), &k, &value(&i.to_string()), ttl(60))
+                .await
+                .unwrap()
+                .map(|v| String::from_utf8(v.bytes().to_vec()).unwrap())
+        }
+    })
+    .await;
+    let last = stored(stores, &t, &ns("n"), "swap-race").await.unwrap();
+    let mut seen: Vec<String> = results.into_iter().flatten().collect();
+    seen.push(last);
+    seen.sort();
+    let mut written: Vec<String> = (0..32).map(|i| i.to_string()).collect();
+    written.sort();
+    assert_eq!(
+        seen, written,
+        "each written value is replaced once or is the last"
+    );
+}
+
 fn number(text: &str) -> Increment {
     Increment::from_json(&serde_json::from_str(text).unwrap())
 }
@@ -676,6 +765,8 @@ async fn expired_keys_are_not_listed(stores: &Stores) {
 }
 
 store_conformance!(
+    get_and_set_returns_the_replaced_value,
+    racing_takes_and_swaps_lose_nothing,
     incr_arithmetic,
     incr_sets_ttl_only_on_creation,
     racing_increments_are_all_counted,

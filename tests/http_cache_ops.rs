@@ -39,6 +39,51 @@ async fn raw_get(app: &TestApp, path: &str) -> (u16, String) {
     (response.status().as_u16(), response.text().await.unwrap())
 }
 
+/// The seeds' `get_and_set` and "retrieve and delete": exact bytes back, one taker.
+async fn swaps_and_takes(app: &TestApp) {
+    let (status, body) = post(
+        app,
+        "/v1/cache/c/job/get-and-set",
+        json!({"value": {"step": 1}}),
+    )
+    .await;
+    assert_eq!((status, body), (200, json!({"previous": null})));
+    let response = app
+        .client
+        .post(app.url("/v1/cache/c/job/get-and-set"))
+        .header("content-type", "application/json")
+        .body(r#"{"value": [2], "ttl_seconds": 100}"#)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    assert_eq!(response.text().await.unwrap(), r#"{"previous":{"step":1}}"#);
+    let (status, ttl) = raw_get(app, "/v1/cache/c/job/ttl").await;
+    assert_eq!((status, ttl), (200, r#"{"ttl_seconds":100}"#.to_string()));
+    let taken = app
+        .client
+        .post(app.url("/v1/cache/c/job/get-and-delete"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(taken.status(), 200);
+    assert_eq!(taken.text().await.unwrap(), "[2]");
+    let (status, problem) = post(app, "/v1/cache/c/job/get-and-delete", Value::Null).await;
+    assert_eq!((status, problem["code"].as_str()), (404, Some("not_found")));
+    let (status, _) = raw_get(app, "/v1/cache/c/job").await;
+    assert_eq!(status, 404);
+    let (status, problem) = post(
+        app,
+        "/v1/cache/c/job/get-and-set",
+        json!({"value": 1, "extra": 2}),
+    )
+    .await;
+    assert_eq!(
+        (status, problem["code"].as_str()),
+        (422, Some("validation_failed"))
+    );
+}
+
 async fn counters(app: &TestApp) {
     let (status, body) = post(
         app,
@@ -338,6 +383,7 @@ macro_rules! on_both_backends {
 }
 
 on_both_backends!(
+    swaps_and_takes,
     counters,
     compare_and_swap,
     batches,

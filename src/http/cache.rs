@@ -46,6 +46,11 @@ pub fn routes() -> Router<AppState> {
         .route("/v1/cache/{namespace}/{key}/ttl", get(get_ttl).put(put_ttl))
         .route("/v1/cache/{namespace}/{key}/incr", post(increment))
         .route("/v1/cache/{namespace}/{key}/cas", post(compare_and_swap))
+        .route("/v1/cache/{namespace}/{key}/get-and-set", post(get_and_set))
+        .route(
+            "/v1/cache/{namespace}/{key}/get-and-delete",
+            post(get_and_delete),
+        )
 }
 
 // The schemas state what `domain::ids` and the handlers accept, and the default limits
@@ -544,6 +549,92 @@ pub async fn compare_and_swap(
             )
         }
     })
+}
+
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+#[schema(example = json!({"value": {"state": "sent"}, "ttl_seconds": 600}))]
+pub struct GetAndSetRequest {
+    /// The value to write.
+    #[schema(value_type = serde_json::Value)]
+    value: Box<RawValue>,
+    /// TTL of the written value; absent means `cache.default_ttl_seconds`.
+    #[schema(value_type = Option<u64>, minimum = 1, maximum = 2592000)]
+    ttl_seconds: Option<serde_json::Number>,
+}
+
+/// `{previous: JSON | null}`; documentation only: the handler writes the bytes itself.
+#[derive(ToSchema)]
+#[allow(dead_code)]
+#[schema(example = json!({"previous": {"state": "draft"}}))]
+pub struct GetAndSetResponse {
+    /// The value replaced, exactly as stored; `null` when there was none.
+    #[schema(value_type = serde_json::Value)]
+    previous: serde_json::Value,
+}
+
+/// Write a value and get the one it replaced, in one atomic step.
+#[utoipa::path(
+    post, path = "/v1/cache/{namespace}/{key}/get-and-set", tag = "cache", operation_id = "cache_get_and_set",
+    params(EntryPath),
+    request_body = GetAndSetRequest,
+    responses(
+        (status = 200, description = "Written; the previous value", body = GetAndSetResponse),
+        (status = 400, description = "Invalid id or malformed JSON", body = Problem, content_type = "application/problem+json"),
+        (status = 413, description = "Value larger than `cache.max_value_bytes`", body = Problem, content_type = "application/problem+json"),
+        (status = 415, description = "Body not declared as JSON", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "Missing `value`, bad TTL or unknown fields", body = Problem, content_type = "application/problem+json"),
+    ),
+    security(("bearer" = []))
+)]
+pub async fn get_and_set(
+    State(state): State<AppState>,
+    Writer(tenant): Writer,
+    AppPath(path): AppPath<EntryPath>,
+    AppJson(request): AppJson<GetAndSetRequest>,
+) -> ApiResult<Response> {
+    let (ns, key) = path.parse()?;
+    let settings = &state.settings;
+    let expiry = expiry_or_default(body_ttl(request.ttl_seconds.as_ref(), settings)?, settings);
+    let value = stored_value(&request.value, settings)?;
+    let previous = state
+        .stores
+        .cache
+        .get_and_set(&tenant, &ns, &key, &value, expiry)
+        .await?;
+    let previous = previous.as_ref().map_or(&b"null"[..], |v| v.bytes());
+    let mut body = Vec::with_capacity(16 + previous.len());
+    body.extend_from_slice(b"{\"previous\":");
+    body.extend_from_slice(previous);
+    body.push(b'}');
+    Ok(json_bytes(Bytes::from(body)))
+}
+
+/// Read a value and delete it, in one atomic step: of concurrent callers exactly one gets it.
+#[utoipa::path(
+    post, path = "/v1/cache/{namespace}/{key}/get-and-delete", tag = "cache", operation_id = "cache_get_and_delete",
+    params(EntryPath),
+    responses(
+        (status = 200, description = "The value, now deleted", body = serde_json::Value, example = json!({"report": "done"})),
+        (status = 400, description = "Invalid namespace or key", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No live value (or another caller took it)", body = Problem, content_type = "application/problem+json"),
+    ),
+    security(("bearer" = []))
+)]
+pub async fn get_and_delete(
+    State(state): State<AppState>,
+    Writer(tenant): Writer,
+    AppPath(path): AppPath<EntryPath>,
+) -> ApiResult<Response> {
+    let (ns, key) = path.parse()?;
+    let value = state
+        .stores
+        .cache
+        .get_and_delete(&tenant, &ns, &key)
+        .await?;
+    value
+        .map(|v| json_bytes(v.into_bytes()))
+        .ok_or_else(missing)
 }
 
 /// A value from a JSON body, as the exact bytes the caller sent, within the size limit.

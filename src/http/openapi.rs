@@ -41,6 +41,8 @@ use crate::error::Problem;
         cache::put_ttl,
         cache::increment,
         cache::compare_and_swap,
+        cache::get_and_set,
+        cache::get_and_delete,
         cache::get_many,
         cache::put_many,
         cache::list_keys,

@@ -507,6 +507,8 @@ route_each_method!(CacheStore {
     #[repeat(true)] async fn get(&self, tenant: &Tenant, ns: &Namespace, key: &CacheKey) -> StoreResult<Option<CacheValue>>;
     #[repeat(true)] async fn exists(&self, tenant: &Tenant, ns: &Namespace, key: &CacheKey) -> StoreResult<bool>;
     #[repeat(condition == PutCondition::Always)] async fn put(&self, tenant: &Tenant, ns: &Namespace, key: &CacheKey, value: &CacheValue, expiry: Expiry, condition: PutCondition) -> StoreResult<bool>;
+    #[repeat(false)] async fn get_and_set(&self, tenant: &Tenant, ns: &Namespace, key: &CacheKey, value: &CacheValue, expiry: Expiry) -> StoreResult<Option<CacheValue>>;
+    #[repeat(false)] async fn get_and_delete(&self, tenant: &Tenant, ns: &Namespace, key: &CacheKey) -> StoreResult<Option<CacheValue>>;
     #[repeat(false)] async fn delete(&self, tenant: &Tenant, ns: &Namespace, key: &CacheKey) -> StoreResult<bool>;
     #[repeat(true)] async fn ttl(&self, tenant: &Tenant, ns: &Namespace, key: &CacheKey) -> StoreResult<TtlState>;
     #[repeat(true)] async fn set_ttl(&self, tenant: &Tenant, ns: &Namespace, key: &CacheKey, ttl: Ttl) -> StoreResult<bool>;

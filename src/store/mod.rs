@@ -119,6 +119,26 @@ pub trait CacheStore: Send + Sync {
         condition: PutCondition,
     ) -> StoreResult<bool>;
 
+    /// Writes `value` with `expiry` and returns the live value it replaced, as one atomic step
+    /// (`SET ... GET`): of concurrent swaps each sees the value the one before it wrote.
+    async fn get_and_set(
+        &self,
+        tenant: &Tenant,
+        ns: &Namespace,
+        key: &CacheKey,
+        value: &CacheValue,
+        expiry: Expiry,
+    ) -> StoreResult<Option<CacheValue>>;
+
+    /// Removes the value and returns it, as one atomic step (`GETDEL`): of concurrent readers
+    /// exactly one gets it.
+    async fn get_and_delete(
+        &self,
+        tenant: &Tenant,
+        ns: &Namespace,
+        key: &CacheKey,
+    ) -> StoreResult<Option<CacheValue>>;
+
     /// Removes the value; returns whether a live one existed.
     async fn delete(&self, tenant: &Tenant, ns: &Namespace, key: &CacheKey) -> StoreResult<bool>;
 

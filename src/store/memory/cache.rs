@@ -106,6 +106,36 @@ impl CacheStore for MemoryCache {
         }))
     }
 
+    async fn get_and_set(
+        &self,
+        tenant: &Tenant,
+        ns: &Namespace,
+        key: &CacheKey,
+        value: &CacheValue,
+        expiry: Expiry,
+    ) -> StoreResult<Option<CacheValue>> {
+        self.engine.ensure_room()?;
+        Ok(self.engine.update(&entry_key(tenant, ns, key), |slot| {
+            let previous = slot.take().map(|e| stored(&e.value));
+            *slot = Some(Entry {
+                value: Box::from(value.bytes().as_ref()),
+                expires_at: deadline(expiry),
+            });
+            previous
+        }))
+    }
+
+    async fn get_and_delete(
+        &self,
+        tenant: &Tenant,
+        ns: &Namespace,
+        key: &CacheKey,
+    ) -> StoreResult<Option<CacheValue>> {
+        Ok(self.engine.update(&entry_key(tenant, ns, key), |slot| {
+            slot.take().map(|e| stored(&e.value))
+        }))
+    }
+
     async fn delete(&self, tenant: &Tenant, ns: &Namespace, key: &CacheKey) -> StoreResult<bool> {
         Ok(self
             .engine

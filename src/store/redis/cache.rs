@@ -106,6 +106,38 @@ impl CacheStore for RedisCache {
         Ok(reply.is_some())
     }
 
+    async fn get_and_set(
+        &self,
+        tenant: &Tenant,
+        ns: &Namespace,
+        key: &CacheKey,
+        value: &CacheValue,
+        expiry: Expiry,
+    ) -> StoreResult<Option<CacheValue>> {
+        let mut cmd = redis::cmd("SET");
+        cmd.arg(self.key(tenant, ns, key))
+            .arg(value.bytes().as_ref());
+        if let Expiry::After(ttl) = expiry {
+            cmd.arg("EX").arg(ttl.seconds());
+        }
+        cmd.arg("GET");
+        let previous: Option<Vec<u8>> = self.redis.query(&cmd).await?;
+        Ok(previous.map(|v| CacheValue::from_stored(Bytes::from(v))))
+    }
+
+    async fn get_and_delete(
+        &self,
+        tenant: &Tenant,
+        ns: &Namespace,
+        key: &CacheKey,
+    ) -> StoreResult<Option<CacheValue>> {
+        let value: Option<Vec<u8>> = self
+            .redis
+            .query(redis::cmd("GETDEL").arg(self.key(tenant, ns, key)))
+            .await?;
+        Ok(value.map(|v| CacheValue::from_stored(Bytes::from(v))))
+    }
+
     async fn delete(&self, tenant: &Tenant, ns: &Namespace, key: &CacheKey) -> StoreResult<bool> {
         let n: u64 = self
             .redis
