@@ -1,8 +1,20 @@
-//! The HTTP tests, in one binary so the suite links once: each module is one area.
+//! The HTTP tests, in one binary so the suite links once: each module is one area, and
+//! `common` (shared with the conformance suite) spawns the service and private Redis servers.
 
 #[path = "../common/mod.rs"]
 mod common;
 
+mod agent_states;
+mod auth;
+mod bad_input;
+mod cache;
+mod cache_ops;
+mod cli;
 mod connections;
+mod failover;
 mod hardening;
+mod openapi;
 mod outages;
+mod pending_actions;
+mod redis_tls;
+mod sessions;

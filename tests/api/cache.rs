@@ -1,8 +1,7 @@
 //! The cache's basic routes over HTTP, on each backend mode.
 
-mod common;
 
-use common::{RedisServer, TestApp, settings, spawn_app};
+use crate::common::{RedisServer, TestApp, settings, spawn_app};
 use serde_json::json;
 use statekeeper::config::BackendMode;
 

@@ -1,10 +1,9 @@
 //! `/v1/agent-states` over HTTP, on the memory backend and on a private Redis.
 
-mod common;
 
 use std::collections::BTreeSet;
 
-use common::{RedisServer, TestApp};
+use crate::common::{RedisServer, TestApp};
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 use statekeeper::config::{BackendMode, Settings};
@@ -75,7 +74,7 @@ fn human(text: &str) -> Value {
 }
 
 async fn lifecycle_create_get_put_delete(settings: Settings, _: Option<&RedisServer>) {
-    let app = common::spawn_app(settings).await;
+    let app = crate::common::spawn_app(settings).await;
     let body = json!({"thread_id": "th-1", "messages": [human("hi"), {"type": "ai", "content": "hello"}],
                       "context": {"repo": "a/b"}, "metadata": {"agent": "x"}});
     let response = app
@@ -263,7 +262,7 @@ async fn messages_are_validated_and_bad_input_changes_nothing(
 ) {
     settings.agent_states.max_messages_per_append = 3;
     settings.limits.max_body_bytes = 4096;
-    let app = common::spawn_app(settings).await;
+    let app = crate::common::spawn_app(settings).await;
     let (status, _) = send(
         &app,
         Method::POST,
@@ -412,7 +411,7 @@ async fn messages_are_validated_and_bad_input_changes_nothing(
 }
 
 async fn concurrent_appends_over_http_lose_nothing(settings: Settings, _: Option<&RedisServer>) {
-    let app = std::sync::Arc::new(common::spawn_app(settings).await);
+    let app = std::sync::Arc::new(crate::common::spawn_app(settings).await);
     send(
         &app,
         Method::POST,
@@ -420,7 +419,7 @@ async fn concurrent_appends_over_http_lose_nothing(settings: Settings, _: Option
         Some(json!({"thread_id": "th"})),
     )
     .await;
-    let results = common::race(24, |i| {
+    let results = crate::common::race(24, |i| {
         let app = app.clone();
         async move {
             let body = json!({"messages": [human(&format!("m{i}"))]});
@@ -457,7 +456,7 @@ async fn concurrent_appends_over_http_lose_nothing(settings: Settings, _: Option
 }
 
 async fn context_patch_and_relevance(settings: Settings, _: Option<&RedisServer>) {
-    let app = common::spawn_app(settings).await;
+    let app = crate::common::spawn_app(settings).await;
     send(
         &app,
         Method::POST,
@@ -534,7 +533,7 @@ async fn context_patch_and_relevance(settings: Settings, _: Option<&RedisServer>
 }
 
 async fn listing_recent_and_static_routes(settings: Settings, redis: Option<&RedisServer>) {
-    let app = common::spawn_app(settings).await;
+    let app = crate::common::spawn_app(settings).await;
     let mut expected = BTreeSet::new();
     for i in 0..12 {
         let id = format!("t{i:02}");
@@ -674,7 +673,7 @@ async fn listing_recent_and_static_routes(settings: Settings, redis: Option<&Red
 }
 
 async fn ttl_routes_and_expiry(settings: Settings, redis: Option<&RedisServer>) {
-    let app = common::spawn_app(settings).await;
+    let app = crate::common::spawn_app(settings).await;
     send(
         &app,
         Method::POST,
@@ -825,7 +824,7 @@ on_both_backends!(
 /// In `auto` mode with Redis unreachable, the failover store serves agent states from memory.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn auto_mode_without_redis_serves_agent_states_from_memory() {
-    let app = common::spawn_app(common::settings(BackendMode::Auto, None)).await;
+    let app = crate::common::spawn_app(crate::common::settings(BackendMode::Auto, None)).await;
     let (status, _) = send(
         &app,
         Method::POST,

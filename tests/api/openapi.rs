@@ -3,9 +3,8 @@
 //! `x-request-id`, examples), so a resource added later is held to it without new tests.
 //! That the document is *true* is checked against the running service by `scripts/contract`.
 
-mod common;
 
-use common::{settings, spawn_app};
+use crate::common::{settings, spawn_app};
 use serde_json::Value;
 use statekeeper::{config::BackendMode, domain::cache::ListCursor, http::openapi};
 

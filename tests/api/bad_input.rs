@@ -1,8 +1,7 @@
 //! Bad input gets the right 4xx problem+json and changes nothing.
 
-mod common;
 
-use common::{TestApp, settings, spawn_app};
+use crate::common::{TestApp, settings, spawn_app};
 use statekeeper::config::BackendMode;
 
 const KEY: &str = "/v1/cache/ns/k";

@@ -1,6 +1,5 @@
 //! The cache store's behaviour, identical on the memory and Redis adapters.
 
-mod common;
 
 use std::time::Duration;
 
@@ -239,7 +238,7 @@ async fn racing_put_if_absent_has_one_winner(stores: &Stores) {
     let t = Tenant::new("t1");
     for round in 0..5 {
         let k = key(&format!("race-{round}"));
-        let results = common::race(32, |i| {
+        let results = crate::common::race(32, |i| {
             let (stores, t, k) = (stores.clone(), t.clone(), k.clone());
             async move {
                 let v = value(&i.to_string());
@@ -315,7 +314,7 @@ async fn racing_takes_and_swaps_lose_nothing(stores: &Stores) {
             )
             .await
             .unwrap();
-        let results = common::race(32, |_| {
+        let results = crate::common::race(32, |_| {
             let (stores, t, k) = (stores.clone(), t.clone(), k.clone());
             async move { stores.cache.get_and_delete(&t, &ns("n"), &k).await.unwrap() }
         })
@@ -324,7 +323,7 @@ async fn racing_takes_and_swaps_lose_nothing(stores: &Stores) {
         assert_eq!(takers, 1, "exactly one reader takes the value: {results:?}");
     }
     let k = key("swap-race");
-    let results = common::race(32, |i| {
+    let results = crate::common::race(32, |i| {
         let (stores, t, k) = (stores.clone(), t.clone(), k.clone());
         async move {
             stores
@@ -474,7 +473,7 @@ async fn incr_sets_ttl_only_on_creation(stores: &Stores) {
 
 async fn racing_increments_are_all_counted(stores: &Stores) {
     let t = Tenant::new("t1");
-    let results = common::race(100, |_| {
+    let results = crate::common::race(100, |_| {
         let (stores, t) = (stores.clone(), t.clone());
         async move {
             stores
@@ -580,7 +579,7 @@ async fn racing_compare_and_swap_has_one_winner(stores: &Stores) {
         .unwrap();
     for round in 0..5 {
         let seen = json(&stored(stores, &t, &ns("n"), "state").await.unwrap());
-        let results = common::race(24, |i| {
+        let results = crate::common::race(24, |i| {
             let (stores, t, expected) = (stores.clone(), t.clone(), seen.clone());
             async move {
                 let new = value(&format!(r#"{{"v":{},"by":{i}}}"#, round + 1));
@@ -764,7 +763,7 @@ async fn expired_keys_are_not_listed(stores: &Stores) {
     assert_eq!(stores.cache.delete_matching(&t, &n, "*").await.unwrap(), 1);
 }
 
-store_conformance!(
+crate::store_conformance!(
     get_and_set_returns_the_replaced_value,
     racing_takes_and_swaps_lose_nothing,
     incr_arithmetic,

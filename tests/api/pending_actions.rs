@@ -1,11 +1,10 @@
 //! Pending actions over HTTP, on the memory backend, on Redis, and with two service instances
 //! sharing one Redis.
 
-mod common;
 
 use std::time::Duration;
 
-use common::{RedisServer, TestApp, settings, spawn_app};
+use crate::common::{RedisServer, TestApp, settings, spawn_app};
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 use statekeeper::config::{ApiKeySettings, BackendMode, Scope, Settings};
@@ -343,7 +342,7 @@ async fn racing_confirms(apps: &[&TestApp]) {
         })
         .collect();
     let client = reqwest::Client::new();
-    let results = common::race(targets.len(), |i| {
+    let results = crate::common::race(targets.len(), |i| {
         let (base, token) = targets[i].clone();
         let client = client.clone();
         async move {

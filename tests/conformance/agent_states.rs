@@ -1,6 +1,5 @@
 //! The agent-state store's behaviour, identical on the memory and Redis adapters.
 
-mod common;
 
 use std::{collections::BTreeSet, time::Duration};
 
@@ -242,7 +241,7 @@ async fn racing_appends_lose_nothing(stores: &Stores) {
         .await
         .unwrap()
         .unwrap();
-    let results = common::race(32, |i| {
+    let results = crate::common::race(32, |i| {
         let (stores, t) = (stores.clone(), t.clone());
         async move {
             let batch = messages(&[&format!("{i}-1"), &format!("{i}-2")]);
@@ -286,7 +285,7 @@ async fn racing_replaces_with_if_match_have_one_winner(stores: &Stores) {
         .await
         .unwrap()
         .unwrap();
-    let results = common::race(16, |i| {
+    let results = crate::common::race(16, |i| {
         let (stores, t) = (stores.clone(), t.clone());
         async move {
             let state = new_state("th", &[&format!("winner-{i}")], 600);
@@ -367,7 +366,7 @@ async fn racing_context_patches_all_apply(stores: &Stores) {
         .await
         .unwrap()
         .unwrap();
-    common::race(12, |i| {
+    crate::common::race(12, |i| {
         let (stores, t) = (stores.clone(), t.clone());
         async move {
             let patch = object(json!({ format!("k{i}"): i }));
@@ -567,7 +566,7 @@ async fn ttl_can_be_read_and_set_and_writes_renew_it(stores: &Stores) {
     assert_eq!(s.get(&t, &id("th"), None).await.unwrap(), None);
 }
 
-store_conformance!(
+crate::store_conformance!(
     create_get_delete_round_trip,
     tenants_are_separate,
     replace_keeps_created_at_and_honours_versions,

@@ -1,6 +1,5 @@
 //! Failover: Redis killed or hung under traffic, in `auto` and `redis` mode.
 
-mod common;
 
 use std::{
     sync::{
@@ -10,7 +9,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use common::{RedisServer, TestApp, settings, spawn_app};
+use crate::common::{RedisServer, TestApp, settings, spawn_app};
 use statekeeper::config::BackendMode;
 
 async fn put(app: &TestApp, key: &str, body: &str) -> reqwest::Response {

@@ -1,6 +1,5 @@
 //! The session routes over HTTP, on the memory backend and on Redis.
 
-mod common;
 
 use std::time::Duration;
 
@@ -8,7 +7,7 @@ use reqwest::{Method, header::HeaderMap};
 use serde_json::{Value, json};
 use statekeeper::config::{BackendMode, Settings};
 
-use common::{RedisServer, TestApp};
+use crate::common::{RedisServer, TestApp};
 
 /// A backend to spawn apps on: memory, or a private Redis.
 struct Backend {
@@ -18,9 +17,9 @@ struct Backend {
 
 impl Backend {
     async fn app(&self, tweak: impl FnOnce(&mut Settings)) -> TestApp {
-        let mut settings = common::settings(self.mode, self.redis.as_ref());
+        let mut settings = crate::common::settings(self.mode, self.redis.as_ref());
         tweak(&mut settings);
-        common::spawn_app(settings).await
+        crate::common::spawn_app(settings).await
     }
 }
 
@@ -365,7 +364,7 @@ async fn writes_racing_a_delete_never_resurrect(backend: Backend) {
     let app = std::sync::Arc::new(backend.app(|_| {}).await);
     for round in 0..5 {
         let id = id_of(&create(&app, json!({"user_id": "racer"})).await);
-        let statuses = common::race(12, |i| {
+        let statuses = crate::common::race(12, |i| {
             let (app, id) = (app.clone(), id.clone());
             async move {
                 let path = format!("/v1/sessions/{id}");
@@ -404,7 +403,7 @@ async fn rotate_racing_logout_leaves_nothing(backend: Backend) {
     let app = std::sync::Arc::new(backend.app(|_| {}).await);
     for round in 0..5 {
         let id = id_of(&create(&app, json!({"user_id": "rotator"})).await);
-        let replies = common::race(3, |i| {
+        let replies = crate::common::race(3, |i| {
             let (app, id) = (app.clone(), id.clone());
             async move {
                 let (method, path) = match i {

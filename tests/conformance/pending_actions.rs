@@ -1,6 +1,5 @@
 //! The pending-action store's behaviour, identical on the memory and Redis adapters.
 
-mod common;
 
 use std::time::Duration;
 
@@ -354,7 +353,7 @@ async fn racing_confirms_have_one_winner_per_token(stores: &Stores) {
     for _ in 0..TOKENS {
         tokens.push(create(stores, &t, 60).await.token);
     }
-    let results = common::race(TOKENS * CONFIRMERS, |i| {
+    let results = crate::common::race(TOKENS * CONFIRMERS, |i| {
         let (stores, t, token) = (stores.clone(), t.clone(), tokens[i % TOKENS].clone());
         async move {
             let k = key(&format!("caller-{i}"));
@@ -393,7 +392,7 @@ async fn racing_confirms_have_one_winner_per_token(stores: &Stores) {
 async fn racing_retries_with_one_key_all_get_the_winners_answer(stores: &Stores) {
     let t = Tenant::new("t1");
     let token = create(stores, &t, 60).await.token;
-    let results = common::race(24, |_| {
+    let results = crate::common::race(24, |_| {
         let (stores, t, token) = (stores.clone(), t.clone(), token.clone());
         async move { confirm(&stores, &t, &token, key("same")).await }
     })
@@ -419,7 +418,7 @@ async fn racing_confirm_and_cancel_never_both_win(stores: &Stores) {
     let t = Tenant::new("t1");
     for _ in 0..8 {
         let token = create(stores, &t, 60).await.token;
-        let results = common::race(16, |i| {
+        let results = crate::common::race(16, |i| {
             let (stores, t, token) = (stores.clone(), t.clone(), token.clone());
             async move {
                 if i % 2 == 0 {
@@ -437,7 +436,7 @@ async fn racing_confirm_and_cancel_never_both_win(stores: &Stores) {
     }
 }
 
-store_conformance!(
+crate::store_conformance!(
     create_then_get_round_trips,
     confirm_wins_once_then_conflicts,
     replay_needs_the_winners_key,

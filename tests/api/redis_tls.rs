@@ -1,11 +1,10 @@
 //! `rediss://`: statekeeper on a private `redis-server` that speaks TLS with a certificate of a
 //! private authority, trusted through `redis.tls_ca_file` and refused without it.
 
-mod common;
 
 use std::{path::Path, time::Duration};
 
-use common::{RedisServer, free_port, settings, spawn_app};
+use crate::common::{RedisServer, free_port, settings, spawn_app};
 use rcgen::{
     BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair,
     KeyUsagePurpose,

@@ -1,6 +1,5 @@
 //! The session store's behaviour, identical on the memory and Redis adapters.
 
-mod common;
 
 use std::time::Duration;
 
@@ -625,7 +624,7 @@ async fn racing_writes_and_delete_never_resurrect(stores: &Stores) {
     let t = Tenant::new("t1");
     for round in 0..10 {
         let s = created(stores, &t, "racer", 60).await;
-        let results = common::race(16, |i| {
+        let results = crate::common::race(16, |i| {
             let (stores, t, id) = (stores.clone(), t.clone(), s.id.clone());
             async move {
                 let sessions = &stores.sessions;
@@ -682,7 +681,7 @@ async fn racing_rotate_and_sign_out_leave_nothing(stores: &Stores) {
     let t = Tenant::new("t1");
     for round in 0..10 {
         let s = created(stores, &t, "rotator", 60).await;
-        let results = common::race(3, |i| {
+        let results = crate::common::race(3, |i| {
             let (stores, t, id) = (stores.clone(), t.clone(), s.id.clone());
             async move {
                 match i {
@@ -798,7 +797,7 @@ async fn writes_past_the_size_limit_are_refused(stores: &Stores) {
     );
 }
 
-store_conformance!(
+crate::store_conformance!(
     writes_past_the_size_limit_are_refused,
     create_get_delete_round_trip,
     patch_merges_exactly_and_raises_version,

@@ -1,8 +1,7 @@
 //! API keys and tenant isolation, on both backends.
 
-mod common;
 
-use common::{RedisServer, TestApp, settings, spawn_app};
+use crate::common::{RedisServer, TestApp, settings, spawn_app};
 use sha2::{Digest, Sha256};
 use statekeeper::config::{ApiKeySettings, BackendMode, Scope, Settings};
 

@@ -1,0 +1,10 @@
+//! The store conformance suite: every behaviour of each store port, run against the memory
+//! adapters and the Redis adapters alike (`store_conformance!`), so the two never disagree.
+
+#[path = "../common/mod.rs"]
+mod common;
+
+mod agent_states;
+mod cache;
+mod pending_actions;
+mod sessions;
