@@ -1,0 +1,166 @@
+//! The rules serde cannot state. Each failure names its setting, so startup can say which
+//! one is wrong in one line.
+
+use secrecy::ExposeSecret;
+
+use super::{MAX_WORKER_THREADS, Settings, SettingsError};
+use crate::domain::ids::valid_tenant_name;
+
+impl Settings {
+    /// Rules serde cannot express. Each failure names its setting.
+    pub fn validate(&self) -> Result<(), SettingsError> {
+        let positive = [
+            ("server.request_timeout_ms", self.server.request_timeout_ms),
+            (
+                "server.header_read_timeout_ms",
+                self.server.header_read_timeout_ms,
+            ),
+            ("server.max_connections", self.server.max_connections as u64),
+            ("backend.probe_interval_ms", self.backend.probe_interval_ms),
+            ("redis.connect_timeout_ms", self.redis.connect_timeout_ms),
+            ("redis.command_timeout_ms", self.redis.command_timeout_ms),
+            ("limits.max_ttl_seconds", self.limits.max_ttl_seconds),
+            ("redis.max_connections", self.redis.max_connections as u64),
+            ("limits.max_body_bytes", self.limits.max_body_bytes as u64),
+            ("cache.max_value_bytes", self.cache.max_value_bytes as u64),
+            ("cache.max_batch_keys", self.cache.max_batch_keys as u64),
+            (
+                "pending_actions.default_ttl_seconds",
+                self.pending_actions.default_ttl_seconds,
+            ),
+            (
+                "agent_states.default_ttl_seconds",
+                self.agent_states.default_ttl_seconds,
+            ),
+            (
+                "agent_states.max_messages_per_append",
+                self.agent_states.max_messages_per_append as u64,
+            ),
+            (
+                "sessions.default_ttl_seconds",
+                self.sessions.default_ttl_seconds,
+            ),
+            (
+                "sessions.max_session_bytes",
+                self.sessions.max_session_bytes as u64,
+            ),
+        ];
+        for (name, value) in positive {
+            if value == 0 {
+                return Err(SettingsError::new(name, "must be at least 1"));
+            }
+        }
+        if self.server.worker_threads > MAX_WORKER_THREADS {
+            return Err(SettingsError::new(
+                "server.worker_threads",
+                format!("must be at most {MAX_WORKER_THREADS} (0 means one per CPU core)"),
+            ));
+        }
+        // Every TTL a capability applies by itself stays within the TTL a caller may ask for.
+        let bounded_by_max_ttl = [
+            ("cache.default_ttl_seconds", self.cache.default_ttl_seconds),
+            (
+                "pending_actions.default_ttl_seconds",
+                self.pending_actions.default_ttl_seconds,
+            ),
+            (
+                "pending_actions.tombstone_seconds",
+                self.pending_actions.tombstone_seconds,
+            ),
+            (
+                "agent_states.default_ttl_seconds",
+                self.agent_states.default_ttl_seconds,
+            ),
+            (
+                "sessions.max_lifetime_seconds",
+                self.sessions.max_lifetime_seconds,
+            ),
+        ];
+        for (name, value) in bounded_by_max_ttl {
+            if value > self.limits.max_ttl_seconds {
+                return Err(SettingsError::new(
+                    name,
+                    "must not exceed limits.max_ttl_seconds",
+                ));
+            }
+        }
+        if self.sessions.max_lifetime_seconds < self.sessions.default_ttl_seconds {
+            return Err(SettingsError::new(
+                "sessions.max_lifetime_seconds",
+                "must be at least sessions.default_ttl_seconds",
+            ));
+        }
+        let prefix = &self.redis.key_prefix;
+        if prefix.is_empty()
+            || !prefix
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || "_-.".contains(c))
+        {
+            return Err(SettingsError::new(
+                "redis.key_prefix",
+                "must be 1 or more of [A-Za-z0-9_.-]",
+            ));
+        }
+        if let Some(url) = &self.redis.url {
+            let url = url.expose_secret();
+            if !(url.starts_with("redis://") || url.starts_with("rediss://")) {
+                return Err(SettingsError::new(
+                    "redis.url",
+                    "must start with redis:// or rediss://",
+                ));
+            }
+        }
+        if let Some(path) = &self.redis.tls_ca_file {
+            let readable = std::fs::metadata(path).is_ok_and(|m| m.is_file());
+            if !readable {
+                return Err(SettingsError::new(
+                    "redis.tls_ca_file",
+                    format!("{} is not a readable file", path.display()),
+                ));
+            }
+            if !self
+                .redis
+                .connection_url()
+                .expose_secret()
+                .starts_with("rediss://")
+            {
+                return Err(SettingsError::new(
+                    "redis.tls_ca_file",
+                    "applies only to a rediss:// URL (redis.url or REDIS_URL)",
+                ));
+            }
+        }
+        for (i, key) in self.auth.keys.iter().enumerate() {
+            let name = |field: &str| format!("auth.keys[{i}].{field}");
+            if key.sha256.len() != 64 || hex::decode(&key.sha256).is_err() {
+                return Err(SettingsError::new(
+                    name("sha256"),
+                    "must be 64 hex digits (the SHA-256 of the key)",
+                ));
+            }
+            if !valid_tenant_name(&key.tenant) {
+                return Err(SettingsError::new(
+                    name("tenant"),
+                    "must be 1-64 of [A-Za-z0-9_-]",
+                ));
+            }
+            if key.scopes.is_empty() {
+                return Err(SettingsError::new(
+                    name("scopes"),
+                    "must name at least one scope",
+                ));
+            }
+        }
+        for name in &self.backend.refuse_while_degraded {
+            if crate::store::failover::Capability::from_name(name).is_none() {
+                return Err(SettingsError::new(
+                    "backend.refuse_while_degraded",
+                    format!(
+                        "{name:?} is no capability: cache, sessions, agent_states, pending_actions"
+                    ),
+                ));
+            }
+        }
+        Ok(())
+    }
+}
