@@ -2,6 +2,7 @@
 //! `application/problem+json` response with a stable `code`.
 
 use axum::{
+    extract::rejection::{BytesRejection, JsonRejection, PathRejection, QueryRejection},
     http::{HeaderValue, StatusCode, header},
     response::{IntoResponse, Response},
 };
@@ -234,6 +235,47 @@ impl From<InvalidValue> for ApiError {
             InvalidValue::NotJson(_) => Self::invalid_request(error.to_string()),
             InvalidValue::TooLarge { .. } => Self::payload_too_large(error.to_string()),
         }
+    }
+}
+
+/// Extractor rejections (bodies, paths, queries) in the house format.
+impl From<JsonRejection> for ApiError {
+    fn from(rejection: JsonRejection) -> Self {
+        match rejection {
+            JsonRejection::JsonDataError(e) => ApiError::validation_failed(e.body_text()),
+            JsonRejection::JsonSyntaxError(e) => ApiError::invalid_request(e.body_text()),
+            JsonRejection::MissingJsonContentType(_) => {
+                ApiError::unsupported_media_type("expected Content-Type: application/json")
+            }
+            JsonRejection::BytesRejection(e) => bytes_rejection(e),
+            other => ApiError::invalid_request(other.body_text()),
+        }
+    }
+}
+
+impl From<BytesRejection> for ApiError {
+    fn from(rejection: BytesRejection) -> Self {
+        bytes_rejection(rejection)
+    }
+}
+
+fn bytes_rejection(rejection: BytesRejection) -> ApiError {
+    if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
+        ApiError::payload_too_large("the request body is larger than limits.max_body_bytes")
+    } else {
+        ApiError::invalid_request(rejection.body_text())
+    }
+}
+
+impl From<PathRejection> for ApiError {
+    fn from(rejection: PathRejection) -> Self {
+        ApiError::invalid_id(rejection.body_text())
+    }
+}
+
+impl From<QueryRejection> for ApiError {
+    fn from(rejection: QueryRejection) -> Self {
+        ApiError::invalid_request(rejection.body_text())
     }
 }
 

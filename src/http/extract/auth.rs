@@ -1,0 +1,114 @@
+//! The caller's tenant: API keys by their SHA-256, scopes, and the `Reader` / `Writer`
+//! extractors every `/v1` handler takes.
+
+use std::collections::HashMap;
+
+use axum::{
+    extract::FromRequestParts,
+    http::{header, request::Parts},
+};
+use sha2::{Digest, Sha256};
+
+use crate::{
+    config::{ApiKeySettings, Scope},
+    domain::ids::Tenant,
+    error::ApiError,
+    http::AppState,
+};
+
+/// The API keys, by the hex SHA-256 of the key.
+#[derive(Debug)]
+pub struct ApiKeys {
+    by_hash: HashMap<String, (Tenant, Vec<Scope>)>,
+    /// Every request's tenant when no keys are configured.
+    default_tenant: Tenant,
+}
+
+impl ApiKeys {
+    pub fn new(keys: &[ApiKeySettings]) -> Self {
+        Self {
+            by_hash: keys
+                .iter()
+                .map(|k| {
+                    (
+                        k.sha256.to_ascii_lowercase(),
+                        (Tenant::new(k.tenant.clone()), k.scopes.clone()),
+                    )
+                })
+                .collect(),
+            default_tenant: Tenant::new(Tenant::DEFAULT),
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.by_hash.is_empty()
+    }
+
+    /// The tenant a request acts for, if its key allows `needed`.
+    fn authorize(&self, parts: &Parts, needed: Scope) -> Result<Tenant, ApiError> {
+        if parts
+            .headers
+            .get_all(header::AUTHORIZATION)
+            .iter()
+            .nth(1)
+            .is_some()
+        {
+            return Err(ApiError::invalid_request(
+                "more than one Authorization header: send exactly one",
+            ));
+        }
+        if self.by_hash.is_empty() {
+            return Ok(self.default_tenant.clone());
+        }
+        let presented = parts
+            .headers
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer "))
+            .map(str::trim)
+            .filter(|key| !key.is_empty())
+            .ok_or_else(|| {
+                ApiError::unauthorized("an API key is required: Authorization: Bearer <key>")
+            })?;
+        let hash = hex::encode(Sha256::digest(presented.as_bytes()));
+        let (tenant, scopes) = self
+            .by_hash
+            .get(&hash)
+            .ok_or_else(|| ApiError::unauthorized("the API key is not valid"))?;
+        let allowed = scopes.contains(&Scope::Admin) || scopes.contains(&needed);
+        if !allowed {
+            let scope = match needed {
+                Scope::Read => "read",
+                Scope::Write => "write",
+                Scope::Admin => "admin",
+            };
+            return Err(ApiError::forbidden(format!(
+                "this API key lacks the {scope} scope"
+            )));
+        }
+        Ok(tenant.clone())
+    }
+}
+
+/// A caller allowed to read: the tenant its key belongs to (`default` without keys).
+pub struct Reader(pub Tenant);
+
+/// A caller allowed to write.
+pub struct Writer(pub Tenant);
+
+impl FromRequestParts<AppState> for Reader {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
+        state.api_keys.authorize(parts, Scope::Read).map(Reader)
+    }
+}
+
+impl FromRequestParts<AppState> for Writer {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
+        state.api_keys.authorize(parts, Scope::Write).map(Writer)
+    }
+}
+

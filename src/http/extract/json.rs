@@ -1,0 +1,66 @@
+//! JSON bodies, paths and queries whose rejections are problem+json like every other error.
+
+use axum::{
+    body::Bytes,
+    extract::{FromRequest, FromRequestParts, Request},
+    http::header,
+};
+
+use crate::error::ApiError;
+
+/// A JSON object body: `axum::Json` whose rejections are `ApiError`s, and which refuses any
+/// top-level value other than an object with 422 (serde would otherwise fill a struct from a
+/// JSON array, by position).
+pub struct AppJson<T>(pub T);
+
+impl<S: Send + Sync, T: serde::de::DeserializeOwned> FromRequest<S> for AppJson<T> {
+    type Rejection = ApiError;
+
+    async fn from_request(request: Request, state: &S) -> Result<Self, ApiError> {
+        require_json(request.headers())?;
+        let bytes = Bytes::from_request(request, state).await?;
+        let first = bytes.iter().find(|b| !b.is_ascii_whitespace());
+        if first.is_some_and(|b| *b != b'{') {
+            serde_json::from_slice::<serde::de::IgnoredAny>(&bytes).map_err(|e| {
+                ApiError::invalid_request(format!("the body is not valid JSON: {e}"))
+            })?;
+            return Err(ApiError::validation_failed(
+                "the body must be a JSON object",
+            ));
+        }
+        let axum::Json(value) = axum::Json::<T>::from_bytes(&bytes)?;
+        Ok(AppJson(value))
+    }
+}
+
+/// `axum::extract::Path` whose rejection is an `ApiError`.
+#[derive(FromRequestParts)]
+#[from_request(via(axum::extract::Path), rejection(ApiError))]
+pub struct AppPath<T>(pub T);
+
+/// `axum::extract::Query` whose rejection is an `ApiError`.
+#[derive(FromRequestParts)]
+#[from_request(via(axum::extract::Query), rejection(ApiError))]
+pub struct AppQuery<T>(pub T);
+
+/// Refuses a body that is not declared as JSON, for routes that read raw bytes.
+pub fn require_json(parts_headers: &axum::http::HeaderMap) -> Result<(), ApiError> {
+    let is_json = parts_headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(';').next())
+        .map(|mime| {
+            let mime = mime.trim().to_ascii_lowercase();
+            mime == "application/json"
+                || (mime.starts_with("application/") && mime.ends_with("+json"))
+        })
+        .unwrap_or(false);
+    if is_json {
+        Ok(())
+    } else {
+        Err(ApiError::unsupported_media_type(
+            "expected Content-Type: application/json",
+        ))
+    }
+}
+

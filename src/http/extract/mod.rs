@@ -1,0 +1,13 @@
+//! Extractors in the house format: JSON bodies, paths and queries ([`json`]), the caller's
+//! tenant ([`auth`]) and conditional writes ([`conditional`]). Their rejections become
+//! `ApiError`s in `crate::error`, like every other error.
+
+pub mod auth;
+pub mod conditional;
+pub mod json;
+
+pub use self::{
+    auth::{ApiKeys, Reader, Writer},
+    conditional::{IF_MATCH_PATTERN, IfMatch, IfMatchHeader, etag, if_match_param},
+    json::{AppJson, AppPath, AppQuery, require_json},
+};
