@@ -216,6 +216,36 @@ impl From<StoreError> for ApiError {
     }
 }
 
+/// A resource a request named and did not find.
+#[derive(Debug, Clone, Copy)]
+pub enum Missing {
+    CacheValue,
+    AgentState,
+    PendingAction,
+    Session,
+}
+
+impl From<Missing> for ApiError {
+    fn from(missing: Missing) -> Self {
+        Self::not_found(match missing {
+            Missing::CacheValue => "no value for this key",
+            Missing::AgentState => "no agent state for this thread id",
+            Missing::PendingAction => "no pending action with this token (unknown or expired)",
+            Missing::Session => "no live session with this id",
+        })
+    }
+}
+
+impl From<crate::domain::cache::IncrError> for ApiError {
+    fn from(error: crate::domain::cache::IncrError) -> Self {
+        use crate::domain::cache::IncrError;
+        match error {
+            IncrError::NotANumber => Self::conflict("not_a_number", error.to_string()),
+            IncrError::OutOfRange => Self::conflict("out_of_range", error.to_string()),
+        }
+    }
+}
+
 impl From<InvalidId> for ApiError {
     fn from(error: InvalidId) -> Self {
         Self::invalid_id(error.to_string())

@@ -26,6 +26,7 @@ use crate::{
         },
         ttl::Ttl,
     },
+    error::Missing,
     error::{ApiError, ApiResult, Problem},
     store::Versioned,
 };
@@ -214,10 +215,6 @@ pub struct TtlRequest {
     ttl_seconds: serde_json::Number,
 }
 
-fn missing() -> ApiError {
-    ApiError::not_found("no agent state for this thread id")
-}
-
 fn invalid(error: InvalidState) -> ApiError {
     match error {
         InvalidState::TooManyMessages { .. } => ApiError::payload_too_large(error.to_string()),
@@ -228,7 +225,7 @@ fn invalid(error: InvalidState) -> ApiError {
 /// The error of a versioned write that did not happen (callers handle `Done` first).
 fn refused<T>(outcome: Versioned<T>) -> ApiError {
     match outcome {
-        Versioned::Missing | Versioned::Done(_) => missing(),
+        Versioned::Missing | Versioned::Done(_) => Missing::AgentState.into(),
         Versioned::Stale => ApiError::precondition_failed(
             "If-Match does not name the thread's current version; nothing was written",
         ),
@@ -357,7 +354,7 @@ pub async fn get_state(
         .await?;
     found
         .map(|s| state_response(StatusCode::OK, s))
-        .ok_or_else(missing)
+        .ok_or(ApiError::from(Missing::AgentState))
 }
 
 /// Whether a live thread exists.
@@ -380,7 +377,7 @@ pub async fn head_state(
     if state.stores.agent_states.exists(&tenant, &thread).await? {
         Ok(StatusCode::OK)
     } else {
-        Err(missing())
+        Err(Missing::AgentState.into())
     }
 }
 
@@ -456,7 +453,7 @@ pub async fn delete_state(
     if state.stores.agent_states.delete(&tenant, &thread).await? {
         Ok(StatusCode::NO_CONTENT)
     } else {
-        Err(missing())
+        Err(Missing::AgentState.into())
     }
 }
 
@@ -692,7 +689,7 @@ pub async fn get_ttl(
         .agent_states
         .ttl(&tenant, &thread)
         .await?
-        .ok_or_else(missing)?;
+        .ok_or(ApiError::from(Missing::AgentState))?;
     Ok(Json(TtlResponse { ttl_seconds }))
 }
 
@@ -728,6 +725,6 @@ pub async fn extend_ttl(
             ttl_seconds: ttl.seconds(),
         }))
     } else {
-        Err(missing())
+        Err(Missing::AgentState.into())
     }
 }

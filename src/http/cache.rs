@@ -19,11 +19,12 @@ use super::{
 use crate::{
     config::Settings,
     domain::{
-        cache::{CacheValue, IncrError, Increment, ListCursor},
+        cache::{CacheValue, Increment, ListCursor},
         glob::MAX_PATTERN_CHARS,
         ids::{CacheKey, Namespace},
         ttl::{Expiry, Ttl},
     },
+    error::Missing,
     error::{ApiError, ApiResult, Problem, problem_response},
     store::{CasOutcome, PutCondition, TtlState},
 };
@@ -223,10 +224,6 @@ fn body_ttl(ttl: Option<&serde_json::Number>, settings: &Settings) -> ApiResult<
         .map_err(Into::into)
 }
 
-fn missing() -> ApiError {
-    ApiError::not_found("no value for this key")
-}
-
 /// Read a value: exactly the JSON that was stored.
 #[utoipa::path(
     get, path = "/v1/cache/{namespace}/{key}", tag = "cache", operation_id = "cache_get",
@@ -247,7 +244,7 @@ pub async fn get_value(
     let value = state.stores.cache.get(&tenant, &ns, &key).await?;
     value
         .map(|v| json_bytes(v.into_bytes()))
-        .ok_or_else(missing)
+        .ok_or(ApiError::from(Missing::CacheValue))
 }
 
 /// Whether a value exists, without its body.
@@ -270,7 +267,7 @@ pub async fn head_value(
     if state.stores.cache.exists(&tenant, &ns, &key).await? {
         Ok(StatusCode::OK)
     } else {
-        Err(missing())
+        Err(Missing::CacheValue.into())
     }
 }
 
@@ -346,7 +343,7 @@ pub async fn delete_value(
     if state.stores.cache.delete(&tenant, &ns, &key).await? {
         Ok(StatusCode::NO_CONTENT)
     } else {
-        Err(missing())
+        Err(Missing::CacheValue.into())
     }
 }
 
@@ -368,7 +365,7 @@ pub async fn get_ttl(
 ) -> ApiResult<Json<TtlResponse>> {
     let (ns, key) = path.parse()?;
     let ttl_seconds = match state.stores.cache.ttl(&tenant, &ns, &key).await? {
-        TtlState::Missing => return Err(missing()),
+        TtlState::Missing => return Err(Missing::CacheValue.into()),
         TtlState::Persistent => None,
         TtlState::Expires(seconds) => Some(seconds),
     };
@@ -400,7 +397,7 @@ pub async fn put_ttl(
     if state.stores.cache.set_ttl(&tenant, &ns, &key, ttl).await? {
         Ok(StatusCode::NO_CONTENT)
     } else {
-        Err(missing())
+        Err(Missing::CacheValue.into())
     }
 }
 
@@ -450,11 +447,7 @@ pub async fn increment(
         .stores
         .cache
         .incr(&tenant, &ns, &key, by, expiry)
-        .await?
-        .map_err(|e| match e {
-            IncrError::NotANumber => ApiError::conflict("not_a_number", e.to_string()),
-            IncrError::OutOfRange => ApiError::conflict("out_of_range", e.to_string()),
-        })?;
+        .await??;
     let value = serde_json::from_str(&text).map_err(|_| ApiError::internal())?;
     Ok(Json(IncrResponse { value }))
 }
@@ -634,7 +627,7 @@ pub async fn get_and_delete(
         .await?;
     value
         .map(|v| json_bytes(v.into_bytes()))
-        .ok_or_else(missing)
+        .ok_or(ApiError::from(Missing::CacheValue))
 }
 
 /// A value from a JSON body, as the exact bytes the caller sent, within the size limit.

@@ -33,6 +33,7 @@ use crate::{
         },
         ttl::Ttl,
     },
+    error::Missing,
     error::{ApiError, ApiResult, Problem},
 };
 
@@ -185,10 +186,6 @@ pub struct ConfirmResponse {
     confirmed_at: OffsetDateTime,
 }
 
-fn missing() -> ApiError {
-    ApiError::not_found("no pending action with this token (unknown or expired)")
-}
-
 fn already_confirmed() -> ApiError {
     ApiError::conflict(
         "already_confirmed",
@@ -273,7 +270,9 @@ pub async fn get_action(
 ) -> ApiResult<Json<PendingActionBody>> {
     let token = path.parse()?;
     let action = state.stores.pending_actions.get(&tenant, &token).await?;
-    action.map(|a| Json(a.into())).ok_or_else(missing)
+    action
+        .map(|a| Json(a.into()))
+        .ok_or(ApiError::from(Missing::PendingAction))
 }
 
 /// Confirm an action: 200 for exactly one caller, ever, per token.
@@ -334,7 +333,7 @@ pub async fn confirm_action(
             "already_cancelled",
             "this action has been cancelled",
         )),
-        Confirm::NotFound => Err(missing()),
+        Confirm::NotFound => Err(Missing::PendingAction.into()),
     }
 }
 
@@ -364,6 +363,6 @@ pub async fn cancel_action(
     match outcome {
         Cancel::Cancelled | Cancel::AlreadyCancelled => Ok(StatusCode::NO_CONTENT),
         Cancel::AlreadyConfirmed => Err(already_confirmed()),
-        Cancel::NotFound => Err(missing()),
+        Cancel::NotFound => Err(Missing::PendingAction.into()),
     }
 }

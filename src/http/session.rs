@@ -22,6 +22,7 @@ use crate::{
         session::{Session, SessionChange, SessionId, UserId, now_ms},
         ttl::Ttl,
     },
+    error::Missing,
     error::{ApiError, ApiResult, Problem},
     store::SessionUpdate,
 };
@@ -235,10 +236,6 @@ fn too_large(size: usize) -> ApiError {
     ))
 }
 
-fn missing() -> ApiError {
-    ApiError::not_found("no live session with this id")
-}
-
 /// A session with its `ETag`.
 fn session_response(status: StatusCode, session: Session) -> Response {
     let tag = etag(session.version);
@@ -277,7 +274,7 @@ fn ttl(state: &AppState, seconds: &serde_json::Number) -> ApiResult<Ttl> {
 fn updated(outcome: SessionUpdate) -> ApiResult<Session> {
     match outcome {
         SessionUpdate::Updated(session) => Ok(session),
-        SessionUpdate::Missing => Err(missing()),
+        SessionUpdate::Missing => Err(Missing::Session.into()),
         SessionUpdate::Stale { current_version } => Err(ApiError::precondition_failed(format!(
             "If-Match does not name the current version ({current_version})"
         ))),
@@ -375,7 +372,7 @@ pub async fn get_session(
     let session = state.stores.sessions.get(&tenant, &id, rules).await?;
     Ok(session_response(
         StatusCode::OK,
-        session.ok_or_else(missing)?,
+        session.ok_or(ApiError::from(Missing::Session))?,
     ))
 }
 
@@ -431,7 +428,7 @@ pub async fn delete_session(
     if state.stores.sessions.delete(&tenant, &id).await? {
         Ok(StatusCode::NO_CONTENT)
     } else {
-        Err(missing())
+        Err(Missing::Session.into())
     }
 }
 
@@ -454,7 +451,7 @@ pub async fn get_context(
     let id = path.parse()?;
     let rules = state.settings.sessions.rules();
     let session = state.stores.sessions.get(&tenant, &id, rules).await?;
-    context_response(session.ok_or_else(missing)?)
+    context_response(session.ok_or(ApiError::from(Missing::Session))?)
 }
 
 /// Replace the session's working context; honours `If-Match`.
@@ -568,7 +565,7 @@ pub async fn rotate_session(
         .await?;
     Ok(session_response(
         StatusCode::OK,
-        rotated.ok_or_else(missing)?,
+        rotated.ok_or(ApiError::from(Missing::Session))?,
     ))
 }
 

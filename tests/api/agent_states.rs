@@ -1,6 +1,5 @@
 //! `/v1/agent-states` over HTTP, on the memory backend and on a private Redis.
 
-
 use std::collections::BTreeSet;
 
 use crate::common::{RedisServer, TestApp};

@@ -1,6 +1,5 @@
 //! API keys and tenant isolation, on both backends.
 
-
 use crate::common::{RedisServer, TestApp, settings, spawn_app};
 use sha2::{Digest, Sha256};
 use statekeeper::config::{ApiKeySettings, BackendMode, Scope, Settings};

@@ -1,6 +1,5 @@
 //! Bad input gets the right 4xx problem+json and changes nothing.
 
-
 use crate::common::{TestApp, settings, spawn_app};
 use statekeeper::config::BackendMode;
 

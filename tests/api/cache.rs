@@ -1,6 +1,5 @@
 //! The cache's basic routes over HTTP, on each backend mode.
 
-
 use crate::common::{RedisServer, TestApp, settings, spawn_app};
 use serde_json::json;
 use statekeeper::config::BackendMode;

@@ -1,6 +1,5 @@
 //! The cache's counters, compare-and-set, batches and listing over HTTP, on memory and Redis.
 
-
 use crate::common::{RedisServer, TestApp, settings, spawn_app};
 use serde_json::{Value, json};
 use statekeeper::config::{BackendMode, Settings};

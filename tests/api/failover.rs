@@ -1,6 +1,5 @@
 //! Failover: Redis killed or hung under traffic, in `auto` and `redis` mode.
 
-
 use std::{
     sync::{
         Arc,

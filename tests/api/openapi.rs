@@ -3,7 +3,6 @@
 //! `x-request-id`, examples), so a resource added later is held to it without new tests.
 //! That the document is *true* is checked against the running service by `scripts/contract`.
 
-
 use crate::common::{settings, spawn_app};
 use serde_json::Value;
 use statekeeper::{config::BackendMode, domain::cache::ListCursor, http::openapi};

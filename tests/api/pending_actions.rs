@@ -1,7 +1,6 @@
 //! Pending actions over HTTP, on the memory backend, on Redis, and with two service instances
 //! sharing one Redis.
 
-
 use std::time::Duration;
 
 use crate::common::{RedisServer, TestApp, settings, spawn_app};

@@ -1,7 +1,6 @@
 //! `rediss://`: statekeeper on a private `redis-server` that speaks TLS with a certificate of a
 //! private authority, trusted through `redis.tls_ca_file` and refused without it.
 
-
 use std::{path::Path, time::Duration};
 
 use crate::common::{RedisServer, free_port, settings, spawn_app};

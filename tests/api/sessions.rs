@@ -1,6 +1,5 @@
 //! The session routes over HTTP, on the memory backend and on Redis.
 
-
 use std::time::Duration;
 
 use reqwest::{Method, header::HeaderMap};

@@ -1,6 +1,5 @@
 //! The agent-state store's behaviour, identical on the memory and Redis adapters.
 
-
 use std::{collections::BTreeSet, time::Duration};
 
 use serde_json::{Value, json};

@@ -1,6 +1,5 @@
 //! The cache store's behaviour, identical on the memory and Redis adapters.
 
-
 use std::time::Duration;
 
 use bytes::Bytes;

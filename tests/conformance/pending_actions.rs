@@ -1,6 +1,5 @@
 //! The pending-action store's behaviour, identical on the memory and Redis adapters.
 
-
 use std::time::Duration;
 
 use serde_json::json;

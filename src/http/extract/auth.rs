@@ -111,4 +111,3 @@ impl FromRequestParts<AppState> for Writer {
         state.api_keys.authorize(parts, Scope::Write).map(Writer)
     }
 }
-

@@ -63,4 +63,3 @@ pub fn require_json(parts_headers: &axum::http::HeaderMap) -> Result<(), ApiErro
         ))
     }
 }
-
