@@ -3,7 +3,8 @@
 //! The crate is laid out as ports and adapters:
 //!
 //! - [`config`] loads [`config::Settings`] from defaults, `config/default.toml`, an optional file
-//!   and the environment, and refuses secrets in files.
+//!   and the environment (`config::load`), checks them (`config::validate`), and refuses
+//!   secrets in files.
 //! - [`telemetry`] sets up `tracing` (pretty or JSON lines, filtered by `log.level`/`RUST_LOG`).
 //! - [`domain`] holds each capability's types and rules, free of I/O, so every adapter applies
 //!   them identically: ids and TTLs, cache values (counters, JSON equality, Redis-style globs),
@@ -11,18 +12,21 @@
 //!   sessions (renewal and its cap).
 //! - [`store`] declares the ports, one trait per capability (`CacheStore`, `AgentStateStore`,
 //!   `PendingActionStore`, `SessionStore`) whose methods are its atomic operations, and their
-//!   adapters: `store::memory` (an expiring ordered map),
-//!   `store::redis` (deadpool-redis, one round trip per call) and `store::failover`, the only
-//!   place that decides which backend serves a call.
-//! - [`http`] is the axum layer: one module per resource, extractors in the house error format,
-//!   the tenant extractor and the middleware stack.
-//! - [`error`] maps every error to an RFC 9457 problem document, in one `IntoResponse`.
-//!
+//!   adapters: `store::memory` (an expiring ordered map with a byte budget), `store::redis`
+//!   (deadpool with a manager of its own over multiplexed connections, a round trip per call
+//!   save the exceptions `docs/redis.md` lists) and `store::failover`, the only place that
+//!   decides which backend serves a call, with the degradation table per capability.
+//! - [`http`] is the axum layer: one module per resource, extractors in the house error format
+//!   (`http::extract`: JSON, the tenant, conditional writes) and the middleware stack.
+//! - [`error`] maps every error to an RFC 9457 problem document: each store, domain and
+//!   extractor error through one `From` impl, and one `IntoResponse`.
 //! - [`server`] accepts connections and serves the router with the connection limits (header
 //!   read timeout, connection cap, shutdown that does not wait for half-sent requests).
 //!
 //! [`build_app`] assembles the router for given settings; [`Server`] binds it (port 0 allowed)
 //! and serves it until a shutdown signal.
+//!
+//! `docs/adding-a-capability.md` lists the places a new capability touches, in order.
 
 pub mod config;
 pub mod domain;

@@ -1,4 +1,4 @@
-//! Identifiers: tenants, and the ids that appear in paths (DESIGN §3).
+//! Identifiers: tenants, and the ids that appear in paths.
 
 use std::fmt;
 

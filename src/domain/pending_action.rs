@@ -1,4 +1,4 @@
-//! Pending actions (DESIGN §4): an action a user must confirm, named by an unguessable token
+//! Pending actions: an action a user must confirm, named by an unguessable token
 //! that can be confirmed by exactly one caller, ever.
 //!
 //! Life of a token: `pending` until its TTL ends (then it is gone: 404), or until the first

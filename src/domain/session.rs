@@ -45,7 +45,7 @@ impl fmt::Display for SessionId {
     }
 }
 
-/// The id of a session's user (or of its workspace): any id of DESIGN §3.
+/// The id of a session's user (or of its workspace): any path id of `domain::ids`.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct UserId(String);
 

@@ -1,4 +1,4 @@
-//! Time-to-live rules shared by every resource (DESIGN §3): whole seconds, at least 1, at most
+//! Time-to-live rules shared by every resource: whole seconds, at least 1, at most
 //! `limits.max_ttl_seconds`.
 
 use std::time::Duration;

@@ -1,6 +1,6 @@
 //! `/v1/pending-actions`: confirmation tokens, confirmed by exactly one caller.
 //!
-//! Decisions where DESIGN is silent:
+//! Decisions the contract leaves open:
 //! - `GET` of a confirmed or cancelled token returns it with its status (and `confirmed_at` or
 //!   `cancelled_at`) for as long as its tombstone lives; then 404 like an unknown token.
 //! - Confirming a cancelled token is 409 `already_cancelled`.

@@ -99,7 +99,7 @@ pub struct SessionPath {
 
 impl SessionPath {
     fn parse(self) -> ApiResult<SessionId> {
-        // `InvalidId`'s message describes the ids of DESIGN §3, which a session id is not.
+        // `InvalidId`'s message describes the path ids of `domain::ids`, which a session id is not.
         SessionId::parse(self.id).map_err(|_| {
             ApiError::invalid_id(
                 "a session id is a lowercase hyphenated UUID, as create returns it",

@@ -106,7 +106,8 @@ pub struct Degradation {
     pub why: &'static str,
 }
 
-/// What each capability does while Redis is down in `auto` mode (DESIGN §5). A capability
+/// What each capability does while Redis is down in `auto` mode (the README's degradation
+/// table repeats it). A capability
 /// listed in `backend.refuse_while_degraded` refuses instead of serving from memory.
 pub const DEGRADATION: [Degradation; 4] = [
     Degradation {

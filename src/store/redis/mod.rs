@@ -1,5 +1,8 @@
 //! The Redis backend: each capability's store implemented with the natural Redis structure,
-//! one round trip per call. `pool` owns connections and deadlines, `keys` every key name.
+//! one round trip per call (a command, a pipeline or a script; `docs/redis.md` lists the
+//! exceptions: compare-and-set and context patches read first, pattern deletes scan in batches).
+//! `pool` owns connections, deadlines and the sorting of errors, `keys` every key name,
+//! `script` the named Lua scripts.
 
 pub mod agent_state;
 pub mod cache;
