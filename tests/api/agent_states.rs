@@ -2,36 +2,10 @@
 
 use std::collections::BTreeSet;
 
-use crate::common::{RedisServer, TestApp};
+use crate::common::{Backend, TestApp};
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
-use statekeeper::config::{BackendMode, Settings};
-
-/// Runs each case once on memory and once on Redis (mode `redis`, so a Redis failure would
-/// show instead of being served from memory).
-macro_rules! on_both_backends {
-    ($($case:ident),* $(,)?) => {
-        mod memory_backend {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn $case() {
-                    let settings = crate::common::settings(super::BackendMode::Memory, None);
-                    super::$case(settings, None).await;
-                }
-            )*
-        }
-        mod redis_backend {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn $case() {
-                    let Some(redis) = crate::common::RedisServer::start() else { return };
-                    let settings = crate::common::settings(super::BackendMode::Redis, Some(&redis));
-                    super::$case(settings, Some(&redis)).await;
-                }
-            )*
-        }
-    };
-}
+use statekeeper::config::BackendMode;
 
 async fn send(
     app: &TestApp,
@@ -72,8 +46,8 @@ fn human(text: &str) -> Value {
     json!({"role": "human", "content": text})
 }
 
-async fn lifecycle_create_get_put_delete(settings: Settings, _: Option<&RedisServer>) {
-    let app = crate::common::spawn_app(settings).await;
+async fn lifecycle_create_get_put_delete(backend: Backend) {
+    let app = backend.app(|_| {}).await;
     let body = json!({"thread_id": "th-1", "messages": [human("hi"), {"type": "ai", "content": "hello"}],
                       "context": {"repo": "a/b"}, "metadata": {"agent": "x"}});
     let response = app
@@ -255,13 +229,13 @@ async fn lifecycle_create_get_put_delete(settings: Settings, _: Option<&RedisSer
     );
 }
 
-async fn messages_are_validated_and_bad_input_changes_nothing(
-    mut settings: Settings,
-    _: Option<&RedisServer>,
-) {
-    settings.agent_states.max_messages_per_append = 3;
-    settings.limits.max_body_bytes = 4096;
-    let app = crate::common::spawn_app(settings).await;
+async fn messages_are_validated_and_bad_input_changes_nothing(backend: Backend) {
+    let app = backend
+        .app(|settings| {
+            settings.agent_states.max_messages_per_append = 3;
+            settings.limits.max_body_bytes = 4096;
+        })
+        .await;
     let (status, _) = send(
         &app,
         Method::POST,
@@ -409,8 +383,8 @@ async fn messages_are_validated_and_bad_input_changes_nothing(
     );
 }
 
-async fn concurrent_appends_over_http_lose_nothing(settings: Settings, _: Option<&RedisServer>) {
-    let app = std::sync::Arc::new(crate::common::spawn_app(settings).await);
+async fn concurrent_appends_over_http_lose_nothing(backend: Backend) {
+    let app = std::sync::Arc::new(backend.app(|_| {}).await);
     send(
         &app,
         Method::POST,
@@ -454,8 +428,8 @@ async fn concurrent_appends_over_http_lose_nothing(settings: Settings, _: Option
     assert_eq!(texts.len(), 24);
 }
 
-async fn context_patch_and_relevance(settings: Settings, _: Option<&RedisServer>) {
-    let app = crate::common::spawn_app(settings).await;
+async fn context_patch_and_relevance(backend: Backend) {
+    let app = backend.app(|_| {}).await;
     send(
         &app,
         Method::POST,
@@ -531,8 +505,9 @@ async fn context_patch_and_relevance(settings: Settings, _: Option<&RedisServer>
     assert_eq!(state["context"], json!({"b": {"c": 2, "e": [1]}, "f": "g"}));
 }
 
-async fn listing_recent_and_static_routes(settings: Settings, redis: Option<&RedisServer>) {
-    let app = crate::common::spawn_app(settings).await;
+async fn listing_recent_and_static_routes(backend: Backend) {
+    let redis = backend.redis.as_ref();
+    let app = backend.app(|_| {}).await;
     let mut expected = BTreeSet::new();
     for i in 0..12 {
         let id = format!("t{i:02}");
@@ -671,8 +646,9 @@ async fn listing_recent_and_static_routes(settings: Settings, redis: Option<&Red
     assert_eq!(status, StatusCode::METHOD_NOT_ALLOWED);
 }
 
-async fn ttl_routes_and_expiry(settings: Settings, redis: Option<&RedisServer>) {
-    let app = crate::common::spawn_app(settings).await;
+async fn ttl_routes_and_expiry(backend: Backend) {
+    let redis = backend.redis.as_ref();
+    let app = backend.app(|_| {}).await;
     send(
         &app,
         Method::POST,
@@ -811,7 +787,7 @@ async fn ttl_routes_and_expiry(settings: Settings, redis: Option<&RedisServer>) 
     }
 }
 
-on_both_backends!(
+crate::on_each_backend!(
     lifecycle_create_get_put_delete,
     messages_are_validated_and_bad_input_changes_nothing,
     concurrent_appends_over_http_lose_nothing,

@@ -119,35 +119,7 @@ async fn every_response_has_a_request_id(app: &TestApp) {
     assert_eq!(problem["code"], "not_found");
 }
 
-macro_rules! in_every_mode {
-    ($($case:ident),*) => {
-        mod memory_mode {
-            $(#[tokio::test]
-            async fn $case() {
-                let app = super::spawn_app(super::settings(super::BackendMode::Memory, None)).await;
-                super::$case(&app).await;
-            })*
-        }
-        mod redis_mode {
-            $(#[tokio::test]
-            async fn $case() {
-                let Some(redis) = super::RedisServer::start() else { return };
-                let app = super::spawn_app(super::settings(super::BackendMode::Redis, Some(&redis))).await;
-                super::$case(&app).await;
-            })*
-        }
-        mod auto_mode {
-            $(#[tokio::test]
-            async fn $case() {
-                let Some(redis) = super::RedisServer::start() else { return };
-                let app = super::spawn_app(super::settings(super::BackendMode::Auto, Some(&redis))).await;
-                super::$case(&app).await;
-            })*
-        }
-    };
-}
-
-in_every_mode!(
+crate::on_each_backend!(app =>
     round_trip,
     conditions_and_default_ttl,
     every_response_has_a_request_id

@@ -1,14 +1,13 @@
 //! The cache's counters, compare-and-set, batches and listing over HTTP, on memory and Redis.
 
-use crate::common::{RedisServer, TestApp, settings, spawn_app};
+use crate::common::TestApp;
 use serde_json::{Value, json};
-use statekeeper::config::{BackendMode, Settings};
+use statekeeper::config::Settings;
 
-fn limited(mut settings: Settings) -> Settings {
+fn limited(settings: &mut Settings) {
     settings.cache.max_batch_keys = 3;
     settings.cache.max_value_bytes = 64;
     settings.limits.max_ttl_seconds = 1000;
-    settings
 }
 
 async fn post(app: &TestApp, path: &str, body: Value) -> (u16, Value) {
@@ -360,27 +359,7 @@ async fn cursors_and_ttls_the_schema_allows(app: &TestApp) {
     );
 }
 
-macro_rules! on_both_backends {
-    ($($case:ident),*) => {
-        mod memory_backend {
-            $(#[tokio::test]
-            async fn $case() {
-                let app = super::spawn_app(super::limited(super::settings(super::BackendMode::Memory, None))).await;
-                super::$case(&app).await;
-            })*
-        }
-        mod redis_backend {
-            $(#[tokio::test]
-            async fn $case() {
-                let Some(redis) = super::RedisServer::start() else { return };
-                let app = super::spawn_app(super::limited(super::settings(super::BackendMode::Redis, Some(&redis)))).await;
-                super::$case(&app).await;
-            })*
-        }
-    };
-}
-
-on_both_backends!(
+crate::on_each_backend!(app with limited =>
     swaps_and_takes,
     counters,
     compare_and_swap,

@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 use serde_json::{Value, json};
 use statekeeper::config::BackendMode;
 
-use crate::common::{RedisServer, TestApp, settings, spawn_app};
+use crate::common::{TestApp, settings, spawn_app};
 
 async fn send(
     app: &TestApp,
@@ -343,29 +343,7 @@ async fn a_declared_oversize_body_is_refused_at_once(app: &TestApp) {
     );
 }
 
-macro_rules! on_both_backends {
-    ($($case:ident),* $(,)?) => {
-        mod memory_backend {
-            $(#[tokio::test]
-            async fn $case() {
-                let app = spawn_app(settings(BackendMode::Memory, None)).await;
-                super::$case(&app).await;
-            })*
-            use super::*;
-        }
-        mod redis_backend {
-            $(#[tokio::test]
-            async fn $case() {
-                let Some(redis) = RedisServer::start() else { return };
-                let app = spawn_app(settings(BackendMode::Redis, Some(&redis))).await;
-                super::$case(&app).await;
-            })*
-            use super::*;
-        }
-    };
-}
-
-on_both_backends!(
+crate::on_each_backend!(app =>
     a_pathological_pattern_answers_at_once,
     compare_and_swap_takes_any_json,
     cache_values_must_be_utf8,

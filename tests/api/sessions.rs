@@ -2,69 +2,10 @@
 
 use std::time::Duration;
 
-use reqwest::{Method, header::HeaderMap};
+use reqwest::Method;
 use serde_json::{Value, json};
-use statekeeper::config::{BackendMode, Settings};
 
-use crate::common::{RedisServer, TestApp};
-
-/// A backend to spawn apps on: memory, or a private Redis.
-struct Backend {
-    mode: BackendMode,
-    redis: Option<RedisServer>,
-}
-
-impl Backend {
-    async fn app(&self, tweak: impl FnOnce(&mut Settings)) -> TestApp {
-        let mut settings = crate::common::settings(self.mode, self.redis.as_ref());
-        tweak(&mut settings);
-        crate::common::spawn_app(settings).await
-    }
-}
-
-macro_rules! on_both_backends {
-    ($($case:ident),* $(,)?) => {
-        mod memory {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-                async fn $case() {
-                    super::$case(super::Backend { mode: super::BackendMode::Memory, redis: None }).await;
-                }
-            )*
-        }
-        mod redis {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-                async fn $case() {
-                    let Some(redis) = super::RedisServer::start() else { return };
-                    super::$case(super::Backend { mode: super::BackendMode::Redis, redis: Some(redis) }).await;
-                }
-            )*
-        }
-    };
-}
-
-struct Reply {
-    status: u16,
-    headers: HeaderMap,
-    body: Value,
-}
-
-impl Reply {
-    fn header(&self, name: &str) -> &str {
-        self.headers
-            .get(name)
-            .and_then(|v| v.to_str().ok())
-            .unwrap_or("")
-    }
-
-    /// Asserts a problem+json error with this status and code.
-    fn problem(&self, status: u16, code: &str) {
-        assert_eq!(self.status, status, "{}", self.body);
-        assert_eq!(self.header("content-type"), "application/problem+json");
-        assert_eq!(self.body["code"], code, "{}", self.body);
-    }
-}
+use crate::common::{Backend, Reply, TestApp};
 
 async fn send(
     app: &TestApp,
@@ -73,22 +14,14 @@ async fn send(
     body: Option<Value>,
     if_match: Option<&str>,
 ) -> Reply {
-    let mut request = app.client.request(method, app.url(path));
+    let mut request = app.request(method, path);
     if let Some(body) = body {
         request = request.json(&body);
     }
     if let Some(tag) = if_match {
         request = request.header("if-match", tag);
     }
-    let response = request.send().await.unwrap();
-    let status = response.status().as_u16();
-    let headers = response.headers().clone();
-    let body = response.json().await.unwrap_or(Value::Null);
-    Reply {
-        status,
-        headers,
-        body,
-    }
+    app.send(request).await
 }
 
 async fn raw(
@@ -98,22 +31,11 @@ async fn raw(
     content_type: Option<&str>,
     body: &str,
 ) -> Reply {
-    let mut request = app
-        .client
-        .request(method, app.url(path))
-        .body(body.to_string());
+    let mut request = app.request(method, path).body(body.to_string());
     if let Some(ct) = content_type {
         request = request.header("content-type", ct);
     }
-    let response = request.send().await.unwrap();
-    let status = response.status().as_u16();
-    let headers = response.headers().clone();
-    let body = response.json().await.unwrap_or(Value::Null);
-    Reply {
-        status,
-        headers,
-        body,
-    }
+    app.send(request).await
 }
 
 async fn create(app: &TestApp, body: Value) -> Value {
@@ -181,7 +103,7 @@ async fn every_session_route(backend: Backend) {
         Some("\"9\""),
     )
     .await;
-    stale.problem(412, "precondition_failed");
+    stale.assert_problem(412, "precondition_failed");
     let patched = send(&app, Method::PATCH, &path, Some(patch), Some("\"1\"")).await;
     assert_eq!(patched.status, 200, "{}", patched.body);
     assert_eq!(patched.body["data"], json!({"flags": [1, 2], "lang": "en"}));
@@ -227,7 +149,7 @@ async fn every_session_route(backend: Backend) {
     );
     send(&app, Method::PUT, &ctx, Some(json!({})), Some("\"3\""))
         .await
-        .problem(412, "precondition_failed");
+        .assert_problem(412, "precondition_failed");
     assert_eq!(
         send(&app, Method::GET, &ctx, None, None).await.body,
         json!({"repo": "acme/api", "pr": 7})
@@ -236,7 +158,7 @@ async fn every_session_route(backend: Backend) {
     assert_eq!((cleared.status, cleared.header("etag")), (204, "\"5\""));
     send(&app, Method::GET, &ctx, None, None)
         .await
-        .problem(404, "not_found");
+        .assert_problem(404, "not_found");
     let session = send(&app, Method::GET, &path, None, None).await.body;
     assert_eq!(
         (session["context"].clone(), session["version"].clone()),
@@ -303,7 +225,7 @@ async fn every_session_route(backend: Backend) {
     }
     send(&app, Method::GET, &path, None, None)
         .await
-        .problem(404, "not_found");
+        .assert_problem(404, "not_found");
     let new_path = format!("/v1/sessions/{new_id}");
     assert_eq!(
         send(&app, Method::GET, &new_path, None, None).await.body["data"],
@@ -315,7 +237,7 @@ async fn every_session_route(backend: Backend) {
     assert_eq!(deleted.status, 204);
     send(&app, Method::DELETE, &new_path, None, None)
         .await
-        .problem(404, "not_found");
+        .assert_problem(404, "not_found");
     assert_all_routes_404(&app, &new_id).await;
     assert_all_routes_404(&app, &id).await;
 }
@@ -341,11 +263,11 @@ async fn assert_all_routes_404(app: &TestApp, id: &str) {
     for (method, p, body) in calls {
         send(app, method.clone(), &p, body, None)
             .await
-            .problem(404, "not_found");
+            .assert_problem(404, "not_found");
     }
     send(app, Method::GET, &path, None, None)
         .await
-        .problem(404, "not_found");
+        .assert_problem(404, "not_found");
 }
 
 async fn expired_sessions_are_gone_for_every_route(backend: Backend) {
@@ -489,7 +411,7 @@ async fn user_sessions_listing_and_sign_out_everywhere(backend: Backend) {
         None,
     )
     .await
-    .problem(404, "not_found");
+    .assert_problem(404, "not_found");
     let again = send(&app, Method::DELETE, "/v1/users/u:1@x/sessions", None, None).await;
     assert_eq!(again.body, json!({"deleted": 0}));
     let listed = send(&app, Method::GET, "/v1/users/u:1@x/sessions", None, None).await;
@@ -520,7 +442,7 @@ async fn bad_input_is_refused_and_changes_nothing(backend: Backend) {
             None,
         )
         .await
-        .problem(400, "invalid_id");
+        .assert_problem(400, "invalid_id");
         send(
             &app,
             Method::DELETE,
@@ -529,7 +451,7 @@ async fn bad_input_is_refused_and_changes_nothing(backend: Backend) {
             None,
         )
         .await
-        .problem(400, "invalid_id");
+        .assert_problem(400, "invalid_id");
         send(
             &app,
             Method::POST,
@@ -538,11 +460,11 @@ async fn bad_input_is_refused_and_changes_nothing(backend: Backend) {
             None,
         )
         .await
-        .problem(400, "invalid_id");
+        .assert_problem(400, "invalid_id");
     }
     send(&app, Method::GET, "/v1/users/a%20b/sessions", None, None)
         .await
-        .problem(400, "invalid_id");
+        .assert_problem(400, "invalid_id");
     send(
         &app,
         Method::DELETE,
@@ -551,7 +473,7 @@ async fn bad_input_is_refused_and_changes_nothing(backend: Backend) {
         None,
     )
     .await
-    .problem(400, "invalid_id");
+    .assert_problem(400, "invalid_id");
 
     let creates = [
         (json!({}), 422, "validation_failed"),
@@ -596,7 +518,7 @@ async fn bad_input_is_refused_and_changes_nothing(backend: Backend) {
     for (body, status, code) in creates {
         send(&app, Method::POST, "/v1/sessions", Some(body), None)
             .await
-            .problem(status, code);
+            .assert_problem(status, code);
     }
     raw(
         &app,
@@ -606,7 +528,7 @@ async fn bad_input_is_refused_and_changes_nothing(backend: Backend) {
         "{\"user_id\":",
     )
     .await
-    .problem(400, "invalid_request");
+    .assert_problem(400, "invalid_request");
     raw(
         &app,
         Method::POST,
@@ -615,7 +537,7 @@ async fn bad_input_is_refused_and_changes_nothing(backend: Backend) {
         "{\"user_id\":\"u1\"}",
     )
     .await
-    .problem(415, "unsupported_media_type");
+    .assert_problem(415, "unsupported_media_type");
     raw(
         &app,
         Method::POST,
@@ -624,11 +546,11 @@ async fn bad_input_is_refused_and_changes_nothing(backend: Backend) {
         "{\"user_id\":\"u1\"}",
     )
     .await
-    .problem(415, "unsupported_media_type");
+    .assert_problem(415, "unsupported_media_type");
 
     send(&app, Method::PATCH, &path, Some(json!({"data": 5})), None)
         .await
-        .problem(422, "validation_failed");
+        .assert_problem(422, "validation_failed");
     send(
         &app,
         Method::PATCH,
@@ -637,7 +559,7 @@ async fn bad_input_is_refused_and_changes_nothing(backend: Backend) {
         None,
     )
     .await
-    .problem(422, "validation_failed");
+    .assert_problem(422, "validation_failed");
     send(
         &app,
         Method::PATCH,
@@ -646,10 +568,10 @@ async fn bad_input_is_refused_and_changes_nothing(backend: Backend) {
         Some("soon"),
     )
     .await
-    .problem(400, "invalid_request");
+    .assert_problem(400, "invalid_request");
     raw(&app, Method::PATCH, &path, Some("application/json"), "{")
         .await
-        .problem(400, "invalid_request");
+        .assert_problem(400, "invalid_request");
     send(
         &app,
         Method::PUT,
@@ -658,7 +580,7 @@ async fn bad_input_is_refused_and_changes_nothing(backend: Backend) {
         None,
     )
     .await
-    .problem(422, "validation_failed");
+    .assert_problem(422, "validation_failed");
     send(
         &app,
         Method::PUT,
@@ -667,7 +589,7 @@ async fn bad_input_is_refused_and_changes_nothing(backend: Backend) {
         None,
     )
     .await
-    .problem(422, "validation_failed");
+    .assert_problem(422, "validation_failed");
     send(
         &app,
         Method::DELETE,
@@ -676,7 +598,7 @@ async fn bad_input_is_refused_and_changes_nothing(backend: Backend) {
         Some("W/x"),
     )
     .await
-    .problem(400, "invalid_request");
+    .assert_problem(400, "invalid_request");
     for body in [
         json!({}),
         json!({"ttl_seconds": 0}),
@@ -692,7 +614,7 @@ async fn bad_input_is_refused_and_changes_nothing(backend: Backend) {
             None,
         )
         .await
-        .problem(422, "validation_failed");
+        .assert_problem(422, "validation_failed");
     }
     raw(
         &app,
@@ -702,7 +624,7 @@ async fn bad_input_is_refused_and_changes_nothing(backend: Backend) {
         "{\"ttl_seconds\":60}",
     )
     .await
-    .problem(415, "unsupported_media_type");
+    .assert_problem(415, "unsupported_media_type");
 
     let after = send(&app, Method::GET, &path, None, None).await;
     assert_eq!(after.body, s, "no bad request changed the session");
@@ -732,7 +654,7 @@ async fn rolling_reads_renew_until_the_cap(backend: Backend) {
         None,
     )
     .await
-    .problem(422, "validation_failed");
+    .assert_problem(422, "validation_failed");
     tokio::time::sleep(Duration::from_millis(1200)).await;
     let read = send(&app, Method::GET, &format!("{path}/context"), None, None).await;
     assert_eq!(read.status, 200, "a context read is a read too");
@@ -766,12 +688,8 @@ async fn rolling_reads_renew_until_the_cap(backend: Backend) {
 /// Redis reads it back.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn context_survives_a_restart_on_redis() {
-    let Some(redis) = RedisServer::start() else {
+    let Some(backend) = Backend::on_redis(statekeeper::config::BackendMode::Redis) else {
         return;
-    };
-    let backend = Backend {
-        mode: BackendMode::Redis,
-        redis: Some(redis),
     };
     let first = backend.app(|_| {}).await;
     let s = create(
@@ -814,7 +732,7 @@ async fn sessions_past_the_size_limit_are_refused(backend: Backend) {
     let big = json!({"user_id": "u1", "data": {"blob": "x".repeat(100)}});
     send(&app, Method::POST, "/v1/sessions", Some(big), None)
         .await
-        .problem(413, "payload_too_large");
+        .assert_problem(413, "payload_too_large");
     assert_eq!(
         send(&app, Method::GET, "/v1/users/u1/sessions", None, None)
             .await
@@ -830,7 +748,7 @@ async fn sessions_past_the_size_limit_are_refused(backend: Backend) {
     let grow = json!({"data": {"blob": "x".repeat(100)}});
     send(&app, Method::PATCH, &path, Some(grow), None)
         .await
-        .problem(413, "payload_too_large");
+        .assert_problem(413, "payload_too_large");
     let ctx = json!({"blob": "x".repeat(100)});
     send(
         &app,
@@ -840,7 +758,7 @@ async fn sessions_past_the_size_limit_are_refused(backend: Backend) {
         None,
     )
     .await
-    .problem(413, "payload_too_large");
+    .assert_problem(413, "payload_too_large");
     assert_eq!(
         send(&app, Method::GET, &path, None, None).await.body,
         s,
@@ -848,7 +766,7 @@ async fn sessions_past_the_size_limit_are_refused(backend: Backend) {
     );
 }
 
-on_both_backends!(
+crate::on_each_backend!(
     rotate_racing_logout_leaves_nothing,
     sessions_past_the_size_limit_are_refused,
     every_session_route,

@@ -1,5 +1,6 @@
-//! Test helpers shared by every test binary: a private `redis-server` per test, the service on
-//! port 0, and the store conformance macro.
+//! Test helpers shared by both test binaries: a private `redis-server` per test, the service on
+//! port 0 with request helpers (`TestApp`), one way to run a case on every backend
+//! (`on_each_backend!`), and the store conformance macro.
 #![allow(dead_code)]
 
 pub mod conformance;
@@ -162,6 +163,144 @@ pub fn settings(mode: BackendMode, redis: Option<&RedisServer>) -> Settings {
     settings
 }
 
+/// A backend a case runs on: memory, or a private Redis in mode `redis` (a Redis failure then
+/// shows instead of being served from memory) or `auto`.
+pub struct Backend {
+    pub mode: BackendMode,
+    pub redis: Option<RedisServer>,
+}
+
+impl Backend {
+    pub fn memory() -> Self {
+        Self {
+            mode: BackendMode::Memory,
+            redis: None,
+        }
+    }
+
+    /// A private Redis for `mode`; `None` (skip) without a `redis-server` binary outside CI.
+    pub fn on_redis(mode: BackendMode) -> Option<Self> {
+        Some(Self {
+            mode,
+            redis: Some(RedisServer::start()?),
+        })
+    }
+
+    /// The test settings for this backend.
+    pub fn settings(&self) -> Settings {
+        settings(self.mode, self.redis.as_ref())
+    }
+
+    /// The service on this backend, with settings changed by `tweak`.
+    pub async fn app(&self, tweak: impl FnOnce(&mut Settings)) -> TestApp {
+        let mut settings = self.settings();
+        tweak(&mut settings);
+        spawn_app(settings).await
+    }
+}
+
+/// Runs each case once per backend, each as its own test: memory, Redis (mode `redis`) and
+/// Redis in mode `auto`.
+///
+/// - `on_each_backend!(a, b)`: cases are `async fn a(backend: Backend)`.
+/// - `on_each_backend!(app => a, b)` or `(app with tweak => a, b)`: cases are
+///   `async fn a(app: &TestApp)`, on a service whose settings `fn tweak(&mut Settings)` changed.
+#[macro_export]
+macro_rules! on_each_backend {
+    (app $(with $tweak:ident)? => $($case:ident),* $(,)?) => {
+        $crate::on_each_backend!(@modules [$($case),*] (backend, case) {
+            let app = backend.app(|_settings| { $(super::$tweak(_settings);)? }).await;
+            case(&app).await;
+        });
+    };
+    ($($case:ident),* $(,)?) => {
+        $crate::on_each_backend!(@modules [$($case),*] (backend, case) { case(backend).await; });
+    };
+    (@modules [$($case:ident),*] ($backend:ident, $run:ident) $body:block) => {
+        mod on_memory {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $case() {
+                    let $backend = $crate::common::Backend::memory();
+                    let $run = super::$case;
+                    $body
+                }
+            )*
+        }
+        mod on_redis {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $case() {
+                    let mode = statekeeper::config::BackendMode::Redis;
+                    let Some($backend) = $crate::common::Backend::on_redis(mode) else { return };
+                    let $run = super::$case;
+                    $body
+                }
+            )*
+        }
+        mod on_auto {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $case() {
+                    let mode = statekeeper::config::BackendMode::Auto;
+                    let Some($backend) = $crate::common::Backend::on_redis(mode) else { return };
+                    let $run = super::$case;
+                    $body
+                }
+            )*
+        }
+    };
+}
+
+/// A response, read whole: status, headers, the body's bytes and the body as JSON (`null`
+/// when it is none or not JSON).
+pub struct Reply {
+    pub status: u16,
+    pub headers: reqwest::header::HeaderMap,
+    pub bytes: Vec<u8>,
+    pub body: serde_json::Value,
+}
+
+impl Reply {
+    pub async fn read(response: reqwest::Response) -> Self {
+        let status = response.status().as_u16();
+        let headers = response.headers().clone();
+        let bytes = response.bytes().await.unwrap().to_vec();
+        let body = serde_json::from_slice(&bytes).unwrap_or(serde_json::Value::Null);
+        Self {
+            status,
+            headers,
+            bytes,
+            body,
+        }
+    }
+
+    pub fn text(&self) -> String {
+        String::from_utf8_lossy(&self.bytes).into_owned()
+    }
+
+    /// A header's value, `""` when absent.
+    pub fn header(&self, name: &str) -> &str {
+        self.headers
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("")
+    }
+
+    /// Asserts a problem document with this status and code, carrying a request id.
+    pub fn assert_problem(&self, status: u16, code: &str) {
+        let body = &self.body;
+        assert_eq!(self.status, status, "{body}");
+        assert_eq!(
+            self.header("content-type"),
+            "application/problem+json",
+            "{body}"
+        );
+        assert!(!self.header("x-request-id").is_empty(), "{body}");
+        assert_eq!(body["code"], code, "{body}");
+    }
+}
+
 /// The service, serving on a free port until the test ends.
 pub struct TestApp {
     pub base: String,
@@ -172,6 +311,38 @@ pub struct TestApp {
 impl TestApp {
     pub fn url(&self, path: &str) -> String {
         format!("{}{path}", self.base)
+    }
+
+    /// A request to build on (headers, body), sent with `send`.
+    pub fn request(&self, method: reqwest::Method, path: &str) -> reqwest::RequestBuilder {
+        self.client.request(method, self.url(path))
+    }
+
+    pub async fn send(&self, request: reqwest::RequestBuilder) -> Reply {
+        Reply::read(request.send().await.unwrap()).await
+    }
+
+    /// A request with a JSON body (or none).
+    pub async fn call(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<serde_json::Value>,
+    ) -> Reply {
+        let mut request = self.request(method, path);
+        if let Some(body) = body {
+            request = request.json(&body);
+        }
+        self.send(request).await
+    }
+
+    /// A request with a body of exact bytes, declared JSON.
+    pub async fn call_raw(&self, method: reqwest::Method, path: &str, body: &[u8]) -> Reply {
+        let request = self
+            .request(method, path)
+            .header("content-type", "application/json")
+            .body(body.to_vec());
+        self.send(request).await
     }
 
     /// The status of a GET.
