@@ -21,36 +21,16 @@ pub type JsonObject = Map<String, Value>;
 /// one of these ids could not be reached, so none may be created.
 pub const RESERVED_THREAD_IDS: [&str; 2] = ["recent", "cleanup-expired"];
 
-/// A conversation's id: 1–256 bytes of `[A-Za-z0-9._:@-]`, not one of the reserved words.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct ThreadId(String);
+super::ids::path_id!(
+    /// A conversation's id: 1–256 bytes of `[A-Za-z0-9._:@-]`, not one of the reserved words.
+    ThreadId, "thread id", ", and not \"recent\" or \"cleanup-expired\"",
+    |raw| valid_id(raw) && !RESERVED_THREAD_IDS.contains(&raw)
+);
 
 impl ThreadId {
-    pub fn parse(raw: impl Into<String>) -> Result<Self, InvalidId> {
-        let raw = raw.into();
-        if valid_id(&raw) && !RESERVED_THREAD_IDS.contains(&raw.as_str()) {
-            Ok(Self(raw))
-        } else {
-            Err(InvalidId {
-                what: "thread id",
-                extra: ", and not \"recent\" or \"cleanup-expired\"",
-            })
-        }
-    }
-
     /// A fresh id for a thread created without one: a random UUID v4.
     pub fn generate() -> Self {
         Self(uuid::Uuid::new_v4().to_string())
-    }
-
-    pub fn as_str(&self) -> &str {
-        &self.0
-    }
-}
-
-impl fmt::Display for ThreadId {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
     }
 }
 

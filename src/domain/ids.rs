@@ -56,7 +56,8 @@ impl fmt::Display for Tenant {
     }
 }
 
-/// A validated path id.
+/// A validated id type: `path_id!(/// doc
+/// Name, "what it is", ", extra rule", |raw: &str| -> bool)`. Used for every id a path carries.
 macro_rules! path_id {
     ($(#[$doc:meta])* $name:ident, $what:literal, $extra:literal, $check:expr) => {
         $(#[$doc])*
@@ -86,6 +87,8 @@ macro_rules! path_id {
         }
     };
 }
+
+pub(crate) use path_id;
 
 path_id!(
     /// A cache namespace.

@@ -12,66 +12,24 @@ use super::{
     ttl::Ttl,
 };
 
-/// A session id: a random UUID v4, in its lowercase hyphenated form.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct SessionId(String);
+super::ids::path_id!(
+    /// A session id: a random UUID v4, in its lowercase hyphenated form. `parse` accepts exactly
+    /// the form `random` makes: any other string can name no session.
+    SessionId, "session id", ", a lowercase hyphenated UUID",
+    |raw| uuid::Uuid::try_parse(raw).is_ok_and(|uuid| uuid.hyphenated().to_string() == raw)
+);
 
 impl SessionId {
     /// A fresh id from the operating system's CSPRNG (122 random bits).
     pub fn random() -> Self {
         Self(uuid::Uuid::new_v4().hyphenated().to_string())
     }
-
-    /// Accepts exactly the form `random` makes: any other string can name no session.
-    pub fn parse(raw: impl Into<String>) -> Result<Self, InvalidId> {
-        let raw = raw.into();
-        match uuid::Uuid::try_parse(&raw) {
-            Ok(uuid) if uuid.hyphenated().to_string() == raw => Ok(Self(raw)),
-            _ => Err(InvalidId {
-                what: "session id",
-                extra: ", a lowercase hyphenated UUID",
-            }),
-        }
-    }
-
-    pub fn as_str(&self) -> &str {
-        &self.0
-    }
 }
 
-impl fmt::Display for SessionId {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
-    }
-}
-
-/// The id of a session's user (or of its workspace): any path id of `domain::ids`.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct UserId(String);
-
-impl UserId {
-    pub fn parse(raw: impl Into<String>) -> Result<Self, InvalidId> {
-        let raw = raw.into();
-        if valid_id(&raw) {
-            Ok(Self(raw))
-        } else {
-            Err(InvalidId {
-                what: "user id",
-                extra: "",
-            })
-        }
-    }
-
-    pub fn as_str(&self) -> &str {
-        &self.0
-    }
-}
-
-impl fmt::Display for UserId {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
-    }
-}
+super::ids::path_id!(
+    /// The id of a session's user (or of its workspace): any path id of `domain::ids`.
+    UserId, "user id", "", valid_id
+);
 
 /// The deployment's session rules (`[sessions]` settings), passed with every store call that
 /// can move an expiry or grow a session.

@@ -55,6 +55,14 @@ fn stored(value: &[u8]) -> CacheValue {
     CacheValue::from_stored(Bytes::copy_from_slice(value))
 }
 
+/// What a write of `value` with `expiry` stores.
+fn entry(value: &CacheValue, expiry: Expiry) -> Entry<Box<[u8]>> {
+    Entry {
+        value: Box::from(value.bytes().as_ref()),
+        expires_at: deadline(expiry),
+    }
+}
+
 fn deadline(expiry: Expiry) -> Option<Instant> {
     match expiry {
         Expiry::After(ttl) => Some(Instant::now() + ttl.duration()),
@@ -97,10 +105,7 @@ impl CacheStore for MemoryCache {
                 PutCondition::IfPresent => slot.is_some(),
             };
             if allowed {
-                *slot = Some(Entry {
-                    value: Box::from(value.bytes().as_ref()),
-                    expires_at: deadline(expiry),
-                });
+                *slot = Some(entry(value, expiry));
             }
             allowed
         }))
@@ -117,10 +122,7 @@ impl CacheStore for MemoryCache {
         self.engine.ensure_room()?;
         Ok(self.engine.update(&entry_key(tenant, ns, key), |slot| {
             let previous = slot.take().map(|e| stored(&e.value));
-            *slot = Some(Entry {
-                value: Box::from(value.bytes().as_ref()),
-                expires_at: deadline(expiry),
-            });
+            *slot = Some(entry(value, expiry));
             previous
         }))
     }
@@ -218,10 +220,7 @@ impl CacheStore for MemoryCache {
                     current: slot.as_ref().map(|e| stored(&e.value)),
                 };
             }
-            *slot = Some(Entry {
-                value: Box::from(value.bytes().as_ref()),
-                expires_at: deadline(expiry),
-            });
+            *slot = Some(entry(value, expiry));
             CasOutcome::Swapped
         }))
     }

@@ -52,6 +52,12 @@ impl RedisCache {
     fn key(&self, tenant: &Tenant, ns: &Namespace, key: &CacheKey) -> String {
         self.redis.keys().cache(tenant, ns, key)
     }
+
+    /// Runs a command that answers one value or nil (`GET`, `GETDEL`, `SET ... GET`).
+    async fn value(&self, cmd: &redis::Cmd) -> StoreResult<Option<CacheValue>> {
+        let value: Option<Vec<u8>> = self.redis.query(cmd).await?;
+        Ok(value.map(|v| CacheValue::from_stored(Bytes::from(v))))
+    }
 }
 
 #[async_trait]
@@ -62,11 +68,8 @@ impl CacheStore for RedisCache {
         ns: &Namespace,
         key: &CacheKey,
     ) -> StoreResult<Option<CacheValue>> {
-        let value: Option<Vec<u8>> = self
-            .redis
-            .query(redis::cmd("GET").arg(self.key(tenant, ns, key)))
-            .await?;
-        Ok(value.map(|v| CacheValue::from_stored(Bytes::from(v))))
+        self.value(redis::cmd("GET").arg(self.key(tenant, ns, key)))
+            .await
     }
 
     async fn exists(&self, tenant: &Tenant, ns: &Namespace, key: &CacheKey) -> StoreResult<bool> {
@@ -120,9 +123,7 @@ impl CacheStore for RedisCache {
         if let Expiry::After(ttl) = expiry {
             cmd.arg("EX").arg(ttl.seconds());
         }
-        cmd.arg("GET");
-        let previous: Option<Vec<u8>> = self.redis.query(&cmd).await?;
-        Ok(previous.map(|v| CacheValue::from_stored(Bytes::from(v))))
+        self.value(cmd.arg("GET")).await
     }
 
     async fn get_and_delete(
@@ -131,11 +132,8 @@ impl CacheStore for RedisCache {
         ns: &Namespace,
         key: &CacheKey,
     ) -> StoreResult<Option<CacheValue>> {
-        let value: Option<Vec<u8>> = self
-            .redis
-            .query(redis::cmd("GETDEL").arg(self.key(tenant, ns, key)))
-            .await?;
-        Ok(value.map(|v| CacheValue::from_stored(Bytes::from(v))))
+        self.value(redis::cmd("GETDEL").arg(self.key(tenant, ns, key)))
+            .await
     }
 
     async fn delete(&self, tenant: &Tenant, ns: &Namespace, key: &CacheKey) -> StoreResult<bool> {
