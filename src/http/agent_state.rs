@@ -290,7 +290,6 @@ impl Whole {
         (status = 400, description = "Invalid thread id or malformed JSON", body = Problem, content_type = "application/problem+json"),
         (status = 409, description = "A live thread with this id exists", body = Problem, content_type = "application/problem+json"),
         (status = 413, description = "Body or message count over the limits", body = Problem, content_type = "application/problem+json"),
-        (status = 415, description = "Body not declared as JSON", body = Problem, content_type = "application/problem+json"),
         (status = 422, description = "Malformed message, unknown field or TTL out of range", body = Problem, content_type = "application/problem+json"),
     ),
     security(("bearer" = []))
@@ -394,7 +393,6 @@ pub async fn head_state(
         (status = 400, description = "Invalid thread id, If-Match or JSON", body = Problem, content_type = "application/problem+json"),
         (status = 412, description = "If-Match is stale (or the thread does not exist); nothing was written", body = Problem, content_type = "application/problem+json"),
         (status = 413, description = "Body or message count over the limits", body = Problem, content_type = "application/problem+json"),
-        (status = 415, description = "Body not declared as JSON", body = Problem, content_type = "application/problem+json"),
         (status = 422, description = "Malformed message, unknown field or TTL out of range", body = Problem, content_type = "application/problem+json"),
     ),
     security(("bearer" = []))
@@ -469,7 +467,6 @@ pub async fn delete_state(
         (status = 404, description = "No live thread", body = Problem, content_type = "application/problem+json"),
         (status = 412, description = "If-Match is stale; nothing was written", body = Problem, content_type = "application/problem+json"),
         (status = 413, description = "Body or message count over the limits", body = Problem, content_type = "application/problem+json"),
-        (status = 415, description = "Body not declared as JSON", body = Problem, content_type = "application/problem+json"),
         (status = 422, description = "Malformed message or unknown field; nothing was written", body = Problem, content_type = "application/problem+json"),
     ),
     security(("bearer" = []))
@@ -518,7 +515,6 @@ pub async fn append_messages(
         (status = 404, description = "No live thread", body = Problem, content_type = "application/problem+json"),
         (status = 409, description = "Concurrent writes kept winning; nothing was written, retry", body = Problem, content_type = "application/problem+json"),
         (status = 412, description = "If-Match is stale; nothing was written", body = Problem, content_type = "application/problem+json"),
-        (status = 415, description = "Body not declared as JSON", body = Problem, content_type = "application/problem+json"),
         (status = 422, description = "The patch is not a JSON object", body = Problem, content_type = "application/problem+json"),
     ),
     security(("bearer" = []))
@@ -558,7 +554,6 @@ pub async fn patch_context(
         (status = 400, description = "Invalid thread id, If-Match or JSON", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "No live thread", body = Problem, content_type = "application/problem+json"),
         (status = 412, description = "If-Match is stale; nothing was written", body = Problem, content_type = "application/problem+json"),
-        (status = 415, description = "Body not declared as JSON", body = Problem, content_type = "application/problem+json"),
         (status = 422, description = "is_relevant missing or not a boolean, or unknown fields", body = Problem, content_type = "application/problem+json"),
     ),
     security(("bearer" = []))
@@ -702,7 +697,6 @@ pub async fn get_ttl(
         (status = 200, description = "The new TTL", body = TtlResponse),
         (status = 400, description = "Invalid thread id or malformed JSON", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "No live thread", body = Problem, content_type = "application/problem+json"),
-        (status = 415, description = "Body not declared as JSON", body = Problem, content_type = "application/problem+json"),
         (status = 422, description = "TTL out of range or unknown fields", body = Problem, content_type = "application/problem+json"),
     ),
     security(("bearer" = []))

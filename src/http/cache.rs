@@ -281,7 +281,6 @@ pub async fn head_value(
         (status = 400, description = "Invalid id, TTL or JSON", body = Problem, content_type = "application/problem+json"),
         (status = 412, description = "The `if` condition did not hold; nothing was written", body = Problem, content_type = "application/problem+json"),
         (status = 413, description = "Value larger than the limits", body = Problem, content_type = "application/problem+json"),
-        (status = 415, description = "Body not declared as JSON", body = Problem, content_type = "application/problem+json"),
     ),
     security(("bearer" = []))
 )]
@@ -381,7 +380,6 @@ pub async fn get_ttl(
         (status = 204, description = "TTL set"),
         (status = 400, description = "Invalid id or malformed JSON", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "No live value", body = Problem, content_type = "application/problem+json"),
-        (status = 415, description = "Body not declared as JSON", body = Problem, content_type = "application/problem+json"),
         (status = 422, description = "TTL out of range or unknown fields", body = Problem, content_type = "application/problem+json"),
     ),
     security(("bearer" = []))
@@ -428,7 +426,6 @@ pub struct IncrResponse {
         (status = 200, description = "The new value", body = IncrResponse),
         (status = 400, description = "Invalid id or malformed JSON", body = Problem, content_type = "application/problem+json"),
         (status = 409, description = "`not_a_number`: the stored value is not a number; `out_of_range`: the result does not fit", body = Problem, content_type = "application/problem+json"),
-        (status = 415, description = "Body not declared as JSON", body = Problem, content_type = "application/problem+json"),
         (status = 422, description = "Missing `by`, bad TTL or unknown fields", body = Problem, content_type = "application/problem+json"),
     ),
     security(("bearer" = []))
@@ -501,7 +498,6 @@ pub struct CasConflict {
         (status = 400, description = "Invalid id or malformed JSON", body = Problem, content_type = "application/problem+json"),
         (status = 409, description = "The current value differs from `expected`; nothing was written", body = CasConflict, content_type = "application/problem+json"),
         (status = 413, description = "Value larger than `cache.max_value_bytes`", body = Problem, content_type = "application/problem+json"),
-        (status = 415, description = "Body not declared as JSON", body = Problem, content_type = "application/problem+json"),
         (status = 422, description = "Missing fields, bad TTL or unknown fields", body = Problem, content_type = "application/problem+json"),
     ),
     security(("bearer" = []))
@@ -575,7 +571,6 @@ pub struct GetAndSetResponse {
         (status = 200, description = "Written; the previous value", body = GetAndSetResponse),
         (status = 400, description = "Invalid id or malformed JSON", body = Problem, content_type = "application/problem+json"),
         (status = 413, description = "Value larger than `cache.max_value_bytes`", body = Problem, content_type = "application/problem+json"),
-        (status = 415, description = "Body not declared as JSON", body = Problem, content_type = "application/problem+json"),
         (status = 422, description = "Missing `value`, bad TTL or unknown fields", body = Problem, content_type = "application/problem+json"),
     ),
     security(("bearer" = []))
@@ -684,7 +679,6 @@ pub struct MgetResponse {
     responses(
         (status = 200, description = "The values", body = MgetResponse),
         (status = 400, description = "Invalid namespace, key or malformed JSON", body = Problem, content_type = "application/problem+json"),
-        (status = 415, description = "Body not declared as JSON", body = Problem, content_type = "application/problem+json"),
         (status = 422, description = "More keys than `cache.max_batch_keys`, or unknown fields", body = Problem, content_type = "application/problem+json"),
     ),
     security(("bearer" = []))
@@ -740,7 +734,6 @@ pub struct MsetRequest {
         (status = 204, description = "All written"),
         (status = 400, description = "Invalid namespace, key or malformed JSON", body = Problem, content_type = "application/problem+json"),
         (status = 413, description = "A value larger than `cache.max_value_bytes`", body = Problem, content_type = "application/problem+json"),
-        (status = 415, description = "Body not declared as JSON", body = Problem, content_type = "application/problem+json"),
         (status = 422, description = "More keys than `cache.max_batch_keys`, bad TTL or unknown fields", body = Problem, content_type = "application/problem+json"),
     ),
     security(("bearer" = []))

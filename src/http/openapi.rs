@@ -125,7 +125,8 @@ impl Modify for BearerAuth {
 /// - 401 `unauthorized` / 403 `forbidden` on operations that need the bearer key;
 /// - 400 `invalid_request` (malformed JSON), 413 `payload_too_large`, 415
 ///   `unsupported_media_type` and 422 `validation_failed` on operations with a request body;
-/// - 503 `backend_unavailable` / `timeout` and the opaque 500 on every operation.
+/// - 503 `backend_unavailable` / `timeout` and the opaque 500 on every operation;
+/// - 507 `backend_full` on operations that write (`PUT`, `POST`, `PATCH`).
 struct CommonResponses;
 
 const REQUEST_ID: &str = "x-request-id";
@@ -133,24 +134,33 @@ const REQUEST_ID: &str = "x-request-id";
 impl Modify for CommonResponses {
     fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
         for item in openapi.paths.paths.values_mut() {
-            for (is_head, operation) in operations(item) {
-                add_common_responses(operation, is_head);
+            for (kind, operation) in operations(item) {
+                add_common_responses(operation, kind);
             }
         }
     }
 }
 
-fn operations(item: &mut PathItem) -> impl Iterator<Item = (bool, &mut Operation)> {
+/// The operations of a path with their method: `HEAD` answers no body, `PUT`, `POST` and
+/// `PATCH` write.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    Head,
+    Read,
+    Write,
+}
+
+fn operations(item: &mut PathItem) -> impl Iterator<Item = (Kind, &mut Operation)> {
     [
-        (false, item.get.as_mut()),
-        (false, item.put.as_mut()),
-        (false, item.post.as_mut()),
-        (false, item.delete.as_mut()),
-        (false, item.patch.as_mut()),
-        (true, item.head.as_mut()),
+        (Kind::Read, item.get.as_mut()),
+        (Kind::Write, item.put.as_mut()),
+        (Kind::Write, item.post.as_mut()),
+        (Kind::Read, item.delete.as_mut()),
+        (Kind::Write, item.patch.as_mut()),
+        (Kind::Head, item.head.as_mut()),
     ]
     .into_iter()
-    .filter_map(|(is_head, op)| op.map(|op| (is_head, op)))
+    .filter_map(|(kind, op)| op.map(|op| (kind, op)))
 }
 
 /// Whether an operation needs the bearer key (`security(())` means it does not).
@@ -163,7 +173,7 @@ fn needs_key(operation: &Operation) -> bool {
     })
 }
 
-fn add_common_responses(operation: &mut Operation, is_head: bool) {
+fn add_common_responses(operation: &mut Operation, kind: Kind) {
     let parameters = operation.parameters.get_or_insert_with(Vec::new);
     let has_request_id = parameters
         .iter()
@@ -193,6 +203,13 @@ fn add_common_responses(operation: &mut Operation, is_head: bool) {
         "`backend_unavailable`: the storage backend cannot be reached (mode `redis`); \
          `timeout`: the request ran longer than `server.request_timeout_ms`",
     ));
+    if kind == Kind::Write {
+        common.push((
+            "507",
+            "`backend_full`: Redis is out of memory, or the memory backend is at \
+             `memory.max_bytes`; nothing was written (see `Retry-After`)",
+        ));
+    }
     if needs_key(operation) {
         common.push(("401", "`unauthorized`: API key missing or not valid"));
         common.push(("403", "`forbidden`: the API key lacks the needed scope"));
@@ -216,7 +233,7 @@ fn add_common_responses(operation: &mut Operation, is_head: bool) {
     for (status, description) in common {
         if !responses.contains_key(status) {
             let mut response = Response::new(description);
-            if !is_head {
+            if kind != Kind::Head {
                 response.content.insert(
                     "application/problem+json".into(),
                     RefOr::T(Content::new(Some(Ref::from_schema_name("Problem")))),

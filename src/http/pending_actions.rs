@@ -204,8 +204,6 @@ fn tombstone(state: &AppState) -> TombstoneLife {
     responses(
         (status = 201, description = "Created; `Location` names the action", body = PendingActionBody),
         (status = 400, description = "Malformed JSON", body = Problem, content_type = "application/problem+json"),
-        (status = 413, description = "Body larger than limits.max_body_bytes", body = Problem, content_type = "application/problem+json"),
-        (status = 415, description = "Body not declared as JSON", body = Problem, content_type = "application/problem+json"),
         (status = 422, description = "Missing or invalid field, TTL out of range, unknown field", body = Problem, content_type = "application/problem+json"),
     ),
     security(("bearer" = []))

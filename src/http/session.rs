@@ -307,7 +307,6 @@ async fn change(
         (status = 201, description = "Created; `Location` names it, `ETag` is its version", body = SessionBody),
         (status = 400, description = "Malformed JSON", body = Problem, content_type = "application/problem+json"),
         (status = 413, description = "Body larger than limits.max_body_bytes, or data + context larger than sessions.max_session_bytes", body = Problem, content_type = "application/problem+json"),
-        (status = 415, description = "Body not declared as JSON", body = Problem, content_type = "application/problem+json"),
         (status = 422, description = "Invalid user or workspace id, TTL, non-object data/context or unknown fields", body = Problem, content_type = "application/problem+json"),
     ),
     security(("bearer" = []))
@@ -387,7 +386,6 @@ pub async fn get_session(
         (status = 404, description = "No live session (deleted, expired or unknown); nothing was written", body = Problem, content_type = "application/problem+json"),
         (status = 412, description = "If-Match names another version; nothing was written", body = Problem, content_type = "application/problem+json"),
         (status = 413, description = "The result would pass sessions.max_session_bytes; nothing was written", body = Problem, content_type = "application/problem+json"),
-        (status = 415, description = "Body not declared as JSON", body = Problem, content_type = "application/problem+json"),
         (status = 422, description = "A patch that is not an object, or unknown fields", body = Problem, content_type = "application/problem+json"),
     ),
     security(("bearer" = []))
@@ -465,7 +463,6 @@ pub async fn get_context(
         (status = 404, description = "No live session; nothing was written", body = Problem, content_type = "application/problem+json"),
         (status = 412, description = "If-Match names another version; nothing was written", body = Problem, content_type = "application/problem+json"),
         (status = 413, description = "The result would pass sessions.max_session_bytes; nothing was written", body = Problem, content_type = "application/problem+json"),
-        (status = 415, description = "Body not declared as JSON", body = Problem, content_type = "application/problem+json"),
         (status = 422, description = "The body is not a JSON object", body = Problem, content_type = "application/problem+json"),
     ),
     security(("bearer" = []))
@@ -522,7 +519,6 @@ pub async fn delete_context(
         (status = 200, description = "The session with its new expiry", body = SessionBody),
         (status = 400, description = "Invalid id or malformed JSON", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "No live session; nothing was written", body = Problem, content_type = "application/problem+json"),
-        (status = 415, description = "Body not declared as JSON", body = Problem, content_type = "application/problem+json"),
         (status = 422, description = "TTL out of range or unknown fields", body = Problem, content_type = "application/problem+json"),
     ),
     security(("bearer" = []))
