@@ -12,13 +12,7 @@ use crate::common::{RedisServer, TestApp, settings, spawn_app};
 use statekeeper::config::BackendMode;
 
 async fn put(app: &TestApp, key: &str, body: &str) -> reqwest::Response {
-    app.client
-        .put(app.url(&format!("/v1/cache/ns/{key}")))
-        .header("content-type", "application/json")
-        .body(body.to_string())
-        .send()
-        .await
-        .unwrap()
+    app.put_cache(key, body).await
 }
 
 async fn get(app: &TestApp, key: &str) -> reqwest::Response {

@@ -16,13 +16,7 @@ use statekeeper::config::BackendMode;
 use crate::common::{RedisServer, TestApp, settings, spawn_app};
 
 async fn put(app: &TestApp, key: &str, body: &str) -> reqwest::Response {
-    app.client
-        .put(app.url(&format!("/v1/cache/ns/{key}")))
-        .header("content-type", "application/json")
-        .body(body.to_string())
-        .send()
-        .await
-        .unwrap()
+    app.put_cache(key, body).await
 }
 
 async fn post(app: &TestApp, path: &str, body: Value) -> reqwest::Response {

@@ -345,6 +345,16 @@ impl TestApp {
         self.send(request).await
     }
 
+    /// `PUT /v1/cache/ns/{key}` with `body` as the JSON value.
+    pub async fn put_cache(&self, key: &str, body: &str) -> reqwest::Response {
+        self.request(reqwest::Method::PUT, &format!("/v1/cache/ns/{key}"))
+            .header("content-type", "application/json")
+            .body(body.to_string())
+            .send()
+            .await
+            .unwrap()
+    }
+
     /// The status of a GET.
     pub async fn status(&self, path: &str) -> u16 {
         let response = self.client.get(self.url(path)).send().await.unwrap();
