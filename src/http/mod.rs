@@ -80,12 +80,11 @@ pub fn router(state: AppState) -> Router {
 }
 
 /// The middleware stack, outermost first: request id (taken from `x-request-id` or made) →
-/// trace span carrying it → echo it on the response → request timeout → a declared
-/// `Content-Length` over the body limit refused at once → body limit → catch panics as an
-/// opaque 500.
+/// trace span carrying it → echo it on the response → request timeout → body limit → catch
+/// panics as an opaque 500. (A declared `Content-Length` over the body limit is refused before
+/// the router, by `server`.)
 fn middleware(routes: Router, settings: &Settings) -> Router {
     let timeout = Duration::from_millis(settings.server.request_timeout_ms);
-    let max_body = settings.limits.max_body_bytes;
     routes.layer(
         ServiceBuilder::new()
             .layer(SetRequestIdLayer::x_request_id(MakeRequestUuid))
@@ -109,32 +108,9 @@ fn middleware(routes: Router, settings: &Settings) -> Router {
                 ApiError::timeout("the request took longer than server.request_timeout_ms")
             }))
             .layer(tower::timeout::TimeoutLayer::new(timeout))
-            .layer(axum::middleware::from_fn(move |request, next| {
-                refuse_declared_oversize(max_body, request, next)
-            }))
-            .layer(DefaultBodyLimit::max(max_body))
+            .layer(DefaultBodyLimit::max(settings.limits.max_body_bytes))
             .layer(CatchPanicLayer::custom(panic_response)),
     )
-}
-
-/// 413 before a byte of the body is read when `Content-Length` already says it is too large
-/// (the body limit alone would wait for a body the client may never send).
-async fn refuse_declared_oversize(
-    max_body: usize,
-    request: Request<axum::body::Body>,
-    next: axum::middleware::Next,
-) -> Response {
-    let declared = request
-        .headers()
-        .get(axum::http::header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<u64>().ok());
-    if declared.is_some_and(|length| length > max_body as u64) {
-        return axum::response::IntoResponse::into_response(ApiError::payload_too_large(
-            "the request body is larger than limits.max_body_bytes",
-        ));
-    }
-    next.run(request).await
 }
 
 fn panic_response(panic: Box<dyn std::any::Any + Send + 'static>) -> Response {
