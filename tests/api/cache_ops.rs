@@ -367,3 +367,68 @@ crate::on_each_backend!(app with limited =>
     listing,
     cursors_and_ttls_the_schema_allows
 );
+
+/// Two instances sharing one Redis: of callers racing to take one value through either
+/// instance, exactly one gets it; racing swaps through both lose no value.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn takes_and_swaps_race_across_two_instances_on_one_redis() {
+    let mode = statekeeper::config::BackendMode::Redis;
+    let Some(backend) = crate::common::Backend::on_redis(mode) else {
+        return;
+    };
+    let apps = std::sync::Arc::new([backend.app(|_| {}).await, backend.app(|_| {}).await]);
+    for round in 0..5 {
+        let path = format!("/v1/cache/race/result-{round}");
+        let stored = apps[0]
+            .call_raw(reqwest::Method::PUT, &path, b"\"done\"")
+            .await;
+        assert_eq!(stored.status, 204);
+        let takers = crate::common::race(24, |i| {
+            let (apps, path) = (apps.clone(), path.clone());
+            async move {
+                let app = &apps[i % 2];
+                app.call(
+                    reqwest::Method::POST,
+                    &format!("{path}/get-and-delete"),
+                    None,
+                )
+                .await
+                .status
+            }
+        })
+        .await;
+        assert_eq!(
+            takers.iter().filter(|s| **s == 200).count(),
+            1,
+            "round {round}: {takers:?}"
+        );
+        assert!(takers.iter().all(|s| *s == 200 || *s == 404), "{takers:?}");
+    }
+    let swaps = crate::common::race(24, |i| {
+        let apps = apps.clone();
+        async move {
+            let app = &apps[i % 2];
+            let reply = app
+                .call(
+                    reqwest::Method::POST,
+                    "/v1/cache/race/swap/get-and-set",
+                    Some(json!({"value": i})),
+                )
+                .await;
+            assert_eq!(reply.status, 200);
+            reply.body["previous"].as_u64()
+        }
+    })
+    .await;
+    let last = apps[1]
+        .call(reqwest::Method::GET, "/v1/cache/race/swap", None)
+        .await;
+    let mut seen: Vec<u64> = swaps.into_iter().flatten().collect();
+    seen.push(last.body.as_u64().unwrap());
+    seen.sort_unstable();
+    assert_eq!(
+        seen,
+        (0..24).collect::<Vec<u64>>(),
+        "every value replaced once or last"
+    );
+}
