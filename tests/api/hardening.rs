@@ -8,22 +8,18 @@ use statekeeper::config::BackendMode;
 
 use crate::common::{TestApp, settings, spawn_app};
 
+/// A request with a body of exact bytes (or none), on the shared helpers.
 async fn send(
     app: &TestApp,
     method: reqwest::Method,
     path: &str,
     body: Option<Vec<u8>>,
 ) -> (u16, reqwest::header::HeaderMap, Vec<u8>) {
-    let mut request = app.client.request(method, app.url(path));
-    if let Some(body) = body {
-        request = request
-            .header("content-type", "application/json")
-            .body(body);
-    }
-    let response = request.send().await.unwrap();
-    let status = response.status().as_u16();
-    let headers = response.headers().clone();
-    (status, headers, response.bytes().await.unwrap().to_vec())
+    let reply = match body {
+        Some(body) => app.call_raw(method, path, &body).await,
+        None => app.call(method, path, None).await,
+    };
+    (reply.status, reply.headers, reply.bytes)
 }
 
 async fn json_call(
@@ -32,11 +28,8 @@ async fn json_call(
     path: &str,
     body: Value,
 ) -> (u16, Value) {
-    let (status, _, bytes) = send(app, method, path, Some(body.to_string().into_bytes())).await;
-    (
-        status,
-        serde_json::from_slice(&bytes).unwrap_or(Value::Null),
-    )
+    let reply = app.call(method, path, Some(body)).await;
+    (reply.status, reply.body)
 }
 
 fn is_problem(headers: &reqwest::header::HeaderMap, body: &[u8], code: &str) -> bool {

@@ -20,8 +20,7 @@ async fn put(app: &TestApp, key: &str, body: &str) -> reqwest::Response {
 }
 
 async fn post(app: &TestApp, path: &str, body: Value) -> reqwest::Response {
-    app.client
-        .post(app.url(path))
+    app.request(reqwest::Method::POST, path)
         .json(&body)
         .send()
         .await
