@@ -27,7 +27,7 @@ use crate::{
         ttl::Ttl,
     },
     error::Missing,
-    error::{ApiError, ApiResult, Problem},
+    error::{ApiError, ApiResult},
     store::Versioned,
 };
 
@@ -287,12 +287,11 @@ impl Whole {
     responses(
         (status = 201, description = "Created, at version 1", body = AgentState,
          headers(("ETag" = String, description = "The version, quoted"))),
-        (status = 400, description = "Invalid thread id or malformed JSON", body = Problem, content_type = "application/problem+json"),
-        (status = 409, description = "A live thread with this id exists", body = Problem, content_type = "application/problem+json"),
-        (status = 413, description = "Body or message count over the limits", body = Problem, content_type = "application/problem+json"),
-        (status = 422, description = "Malformed message, unknown field or TTL out of range", body = Problem, content_type = "application/problem+json"),
+        (status = 400, description = "Invalid thread id or malformed JSON"),
+        (status = 409, description = "A live thread with this id exists"),
+        (status = 413, description = "Body or message count over the limits"),
+        (status = 422, description = "Malformed message, unknown field or TTL out of range"),
     ),
-    security(("bearer" = []))
 )]
 pub async fn create_state(
     State(state): State<AppState>,
@@ -327,10 +326,9 @@ pub async fn create_state(
     responses(
         (status = 200, description = "The state", body = AgentState,
          headers(("ETag" = String, description = "The version, quoted"))),
-        (status = 400, description = "Invalid thread id or query", body = Problem, content_type = "application/problem+json"),
-        (status = 404, description = "No live thread", body = Problem, content_type = "application/problem+json"),
+        (status = 400, description = "Invalid thread id or query"),
+        (status = 404, description = "No live thread"),
     ),
-    security(("bearer" = []))
 )]
 pub async fn get_state(
     State(state): State<AppState>,
@@ -365,7 +363,6 @@ pub async fn get_state(
         (status = 400, description = "Invalid thread id"),
         (status = 404, description = "No live thread"),
     ),
-    security(("bearer" = []))
 )]
 pub async fn head_state(
     State(state): State<AppState>,
@@ -390,12 +387,11 @@ pub async fn head_state(
          headers(("ETag" = String, description = "The new version, quoted"))),
         (status = 201, description = "Created", body = AgentState,
          headers(("ETag" = String, description = "The version, quoted"))),
-        (status = 400, description = "Invalid thread id, If-Match or JSON", body = Problem, content_type = "application/problem+json"),
-        (status = 412, description = "If-Match is stale (or the thread does not exist); nothing was written", body = Problem, content_type = "application/problem+json"),
-        (status = 413, description = "Body or message count over the limits", body = Problem, content_type = "application/problem+json"),
-        (status = 422, description = "Malformed message, unknown field or TTL out of range", body = Problem, content_type = "application/problem+json"),
+        (status = 400, description = "Invalid thread id, If-Match or JSON"),
+        (status = 412, description = "If-Match is stale (or the thread does not exist); nothing was written"),
+        (status = 413, description = "Body or message count over the limits"),
+        (status = 422, description = "Malformed message, unknown field or TTL out of range"),
     ),
-    security(("bearer" = []))
 )]
 pub async fn put_state(
     State(state): State<AppState>,
@@ -437,10 +433,9 @@ pub async fn put_state(
     params(ThreadPath),
     responses(
         (status = 204, description = "Deleted"),
-        (status = 400, description = "Invalid thread id", body = Problem, content_type = "application/problem+json"),
-        (status = 404, description = "No live thread", body = Problem, content_type = "application/problem+json"),
+        (status = 400, description = "Invalid thread id"),
+        (status = 404, description = "No live thread"),
     ),
-    security(("bearer" = []))
 )]
 pub async fn delete_state(
     State(state): State<AppState>,
@@ -463,13 +458,12 @@ pub async fn delete_state(
     responses(
         (status = 200, description = "Appended", body = AppendResponse,
          headers(("ETag" = String, description = "The new version, quoted"))),
-        (status = 400, description = "Invalid thread id, If-Match or JSON", body = Problem, content_type = "application/problem+json"),
-        (status = 404, description = "No live thread", body = Problem, content_type = "application/problem+json"),
-        (status = 412, description = "If-Match is stale; nothing was written", body = Problem, content_type = "application/problem+json"),
-        (status = 413, description = "Body or message count over the limits", body = Problem, content_type = "application/problem+json"),
-        (status = 422, description = "Malformed message or unknown field; nothing was written", body = Problem, content_type = "application/problem+json"),
+        (status = 400, description = "Invalid thread id, If-Match or JSON"),
+        (status = 404, description = "No live thread"),
+        (status = 412, description = "If-Match is stale; nothing was written"),
+        (status = 413, description = "Body or message count over the limits"),
+        (status = 422, description = "Malformed message or unknown field; nothing was written"),
     ),
-    security(("bearer" = []))
 )]
 pub async fn append_messages(
     State(state): State<AppState>,
@@ -511,13 +505,12 @@ pub async fn append_messages(
     responses(
         (status = 200, description = "The state after the patch", body = AgentState,
          headers(("ETag" = String, description = "The new version, quoted"))),
-        (status = 400, description = "Invalid thread id, If-Match or JSON", body = Problem, content_type = "application/problem+json"),
-        (status = 404, description = "No live thread", body = Problem, content_type = "application/problem+json"),
-        (status = 409, description = "Concurrent writes kept winning; nothing was written, retry", body = Problem, content_type = "application/problem+json"),
-        (status = 412, description = "If-Match is stale; nothing was written", body = Problem, content_type = "application/problem+json"),
-        (status = 422, description = "The patch is not a JSON object", body = Problem, content_type = "application/problem+json"),
+        (status = 400, description = "Invalid thread id, If-Match or JSON"),
+        (status = 404, description = "No live thread"),
+        (status = 409, description = "Concurrent writes kept winning; nothing was written, retry"),
+        (status = 412, description = "If-Match is stale; nothing was written"),
+        (status = 422, description = "The patch is not a JSON object"),
     ),
-    security(("bearer" = []))
 )]
 pub async fn patch_context(
     State(state): State<AppState>,
@@ -551,12 +544,11 @@ pub async fn patch_context(
     responses(
         (status = 200, description = "Set", body = RelevanceResponse,
          headers(("ETag" = String, description = "The new version, quoted"))),
-        (status = 400, description = "Invalid thread id, If-Match or JSON", body = Problem, content_type = "application/problem+json"),
-        (status = 404, description = "No live thread", body = Problem, content_type = "application/problem+json"),
-        (status = 412, description = "If-Match is stale; nothing was written", body = Problem, content_type = "application/problem+json"),
-        (status = 422, description = "is_relevant missing or not a boolean, or unknown fields", body = Problem, content_type = "application/problem+json"),
+        (status = 400, description = "Invalid thread id, If-Match or JSON"),
+        (status = 404, description = "No live thread"),
+        (status = 412, description = "If-Match is stale; nothing was written"),
+        (status = 422, description = "is_relevant missing or not a boolean, or unknown fields"),
     ),
-    security(("bearer" = []))
 )]
 pub async fn put_relevance(
     State(state): State<AppState>,
@@ -591,9 +583,8 @@ pub async fn put_relevance(
     params(ListQuery),
     responses(
         (status = 200, description = "One page", body = ListResponse),
-        (status = 400, description = "Invalid limit or cursor", body = Problem, content_type = "application/problem+json"),
+        (status = 400, description = "Invalid limit or cursor"),
     ),
-    security(("bearer" = []))
 )]
 pub async fn list_states(
     State(state): State<AppState>,
@@ -631,9 +622,8 @@ pub async fn list_states(
     params(RecentQuery),
     responses(
         (status = 200, description = "Newest first; never an expired or deleted thread", body = RecentResponse),
-        (status = 400, description = "Invalid limit", body = Problem, content_type = "application/problem+json"),
+        (status = 400, description = "Invalid limit"),
     ),
-    security(("bearer" = []))
 )]
 pub async fn recent_states(
     State(state): State<AppState>,
@@ -652,7 +642,6 @@ pub async fn recent_states(
     responses(
         (status = 200, description = "How many entries were dropped", body = CleanupResponse),
     ),
-    security(("bearer" = []))
 )]
 pub async fn cleanup_expired(
     State(state): State<AppState>,
@@ -668,10 +657,9 @@ pub async fn cleanup_expired(
     params(ThreadPath),
     responses(
         (status = 200, description = "The remaining TTL", body = TtlResponse),
-        (status = 400, description = "Invalid thread id", body = Problem, content_type = "application/problem+json"),
-        (status = 404, description = "No live thread", body = Problem, content_type = "application/problem+json"),
+        (status = 400, description = "Invalid thread id"),
+        (status = 404, description = "No live thread"),
     ),
-    security(("bearer" = []))
 )]
 pub async fn get_ttl(
     State(state): State<AppState>,
@@ -695,11 +683,10 @@ pub async fn get_ttl(
     request_body = TtlRequest,
     responses(
         (status = 200, description = "The new TTL", body = TtlResponse),
-        (status = 400, description = "Invalid thread id or malformed JSON", body = Problem, content_type = "application/problem+json"),
-        (status = 404, description = "No live thread", body = Problem, content_type = "application/problem+json"),
-        (status = 422, description = "TTL out of range or unknown fields", body = Problem, content_type = "application/problem+json"),
+        (status = 400, description = "Invalid thread id or malformed JSON"),
+        (status = 404, description = "No live thread"),
+        (status = 422, description = "TTL out of range or unknown fields"),
     ),
-    security(("bearer" = []))
 )]
 pub async fn extend_ttl(
     State(state): State<AppState>,

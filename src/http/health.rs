@@ -112,7 +112,6 @@ pub struct Liveness {
         (status = 200, description = "Serving (`ok` or `degraded`)", body = Health),
         (status = 503, description = "Mode `redis` and Redis is down", body = Health),
     ),
-    security(())
 )]
 pub async fn health(State(state): State<AppState>) -> Response {
     let report = state.failover.report().await;
@@ -183,7 +182,6 @@ pub async fn health(State(state): State<AppState>) -> Response {
 #[utoipa::path(
     get, path = "/health/live", tag = "health", operation_id = "health_live",
     responses((status = 200, description = "The process runs", body = Liveness)),
-    security(())
 )]
 pub async fn live() -> Json<Liveness> {
     Json(Liveness { status: "ok" })
@@ -196,7 +194,6 @@ pub async fn live() -> Json<Liveness> {
         (status = 200, description = "Ready", body = Liveness),
         (status = 503, description = "Not ready", body = Liveness),
     ),
-    security(())
 )]
 pub async fn ready(State(state): State<AppState>) -> Response {
     if state.failover.ready().await {

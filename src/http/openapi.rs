@@ -9,7 +9,7 @@ use utoipa::{
         header::Header,
         path::{Operation, ParameterBuilder, ParameterIn, PathItem},
         response::Response,
-        security::{HttpAuthScheme, HttpBuilder, SecurityScheme},
+        security::{HttpAuthScheme, HttpBuilder, SecurityRequirement, SecurityScheme},
     },
 };
 
@@ -122,7 +122,8 @@ impl Modify for BearerAuth {
 /// not document the status itself, so that each resource is held to the same contract:
 /// - the `x-request-id` request header and the same header on every response (the middleware
 ///   takes it from the request or makes one);
-/// - 401 `unauthorized` / 403 `forbidden` on operations that need the bearer key;
+/// - the bearer key on every `/v1` operation, with 401 `unauthorized` / 403 `forbidden`;
+/// - a problem document as the body of every error status an operation documents itself;
 /// - 400 `invalid_request` (malformed JSON), 413 `payload_too_large`, 415
 ///   `unsupported_media_type` and 422 `validation_failed` on operations with a request body;
 /// - 503 `backend_unavailable` / `timeout` and the opaque 500 on every operation;
@@ -130,11 +131,18 @@ impl Modify for BearerAuth {
 struct CommonResponses;
 
 const REQUEST_ID: &str = "x-request-id";
+const PROBLEM_JSON: &str = "application/problem+json";
+
+fn problem_content() -> RefOr<Content> {
+    RefOr::T(Content::new(Some(Ref::from_schema_name("Problem"))))
+}
 
 impl Modify for CommonResponses {
     fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
-        for item in openapi.paths.paths.values_mut() {
+        for (path, item) in openapi.paths.paths.iter_mut() {
+            let needs_key = path.starts_with("/v1/");
             for (kind, operation) in operations(item) {
+                declare_security(operation, needs_key);
                 add_common_responses(operation, kind);
             }
         }
@@ -163,14 +171,24 @@ fn operations(item: &mut PathItem) -> impl Iterator<Item = (Kind, &mut Operation
     .filter_map(|(kind, op)| op.map(|op| (kind, op)))
 }
 
-/// Whether an operation needs the bearer key (`security(())` means it does not).
+/// Every `/v1` operation needs the bearer key (each of their handlers takes `Reader` or
+/// `Writer`); the others (health, this document) say explicitly that they need none.
+fn declare_security(operation: &mut Operation, needs_key: bool) {
+    let requirement = if needs_key {
+        SecurityRequirement::new("bearer", Vec::<String>::new())
+    } else {
+        SecurityRequirement::default()
+    };
+    operation.security = Some(vec![requirement]);
+}
+
+/// Whether an operation needs the bearer key.
 fn needs_key(operation: &Operation) -> bool {
-    operation.security.iter().flatten().any(|requirement| {
-        serde_json::to_value(requirement)
-            .ok()
-            .and_then(|v| v.as_object().map(|o| !o.is_empty()))
-            .unwrap_or(false)
-    })
+    operation
+        .security
+        .iter()
+        .flatten()
+        .any(|requirement| *requirement != SecurityRequirement::default())
 }
 
 fn add_common_responses(operation: &mut Operation, kind: Kind) {
@@ -230,14 +248,21 @@ fn add_common_responses(operation: &mut Operation, kind: Kind) {
         ));
     }
     let responses = &mut operation.responses.responses;
+    // An error documented by the operation itself answers a problem document too.
+    for (status, response) in responses.iter_mut() {
+        if let RefOr::T(response) = response
+            && kind != Kind::Head
+            && status.parse::<u16>().is_ok_and(|status| status >= 400)
+            && response.content.is_empty()
+        {
+            response.content.insert(PROBLEM_JSON.into(), problem_content());
+        }
+    }
     for (status, description) in common {
         if !responses.contains_key(status) {
             let mut response = Response::new(description);
             if kind != Kind::Head {
-                response.content.insert(
-                    "application/problem+json".into(),
-                    RefOr::T(Content::new(Some(Ref::from_schema_name("Problem")))),
-                );
+                response.content.insert(PROBLEM_JSON.into(), problem_content());
             }
             responses.insert(status.into(), RefOr::T(response));
         }
@@ -261,7 +286,6 @@ fn add_common_responses(operation: &mut Operation, kind: Kind) {
     get, path = "/openapi.json", tag = "openapi", operation_id = "openapi_document",
     responses((status = 200, description = "The OpenAPI 3.1 document", body = Object,
         example = json!({"openapi": "3.1.0", "info": {"title": "statekeeper", "version": "0.1.0"}, "paths": {}}))),
-    security(())
 )]
 pub async fn document() -> Json<utoipa::openapi::OpenApi> {
     Json(ApiDoc::openapi())

@@ -34,7 +34,7 @@ use crate::{
         ttl::Ttl,
     },
     error::Missing,
-    error::{ApiError, ApiResult, Problem},
+    error::{ApiError, ApiResult},
 };
 
 pub fn routes() -> Router<AppState> {
@@ -203,10 +203,9 @@ fn tombstone(state: &AppState) -> TombstoneLife {
     request_body = CreatePendingAction,
     responses(
         (status = 201, description = "Created; `Location` names the action", body = PendingActionBody),
-        (status = 400, description = "Malformed JSON", body = Problem, content_type = "application/problem+json"),
-        (status = 422, description = "Missing or invalid field, TTL out of range, unknown field", body = Problem, content_type = "application/problem+json"),
+        (status = 400, description = "Malformed JSON"),
+        (status = 422, description = "Missing or invalid field, TTL out of range, unknown field"),
     ),
-    security(("bearer" = []))
 )]
 pub async fn create_action(
     State(state): State<AppState>,
@@ -256,10 +255,9 @@ pub async fn create_action(
     params(TokenPath),
     responses(
         (status = 200, description = "The action", body = PendingActionBody),
-        (status = 400, description = "Not a token", body = Problem, content_type = "application/problem+json"),
-        (status = 404, description = "Unknown or expired", body = Problem, content_type = "application/problem+json"),
+        (status = 400, description = "Not a token"),
+        (status = 404, description = "Unknown or expired"),
     ),
-    security(("bearer" = []))
 )]
 pub async fn get_action(
     State(state): State<AppState>,
@@ -283,11 +281,10 @@ pub async fn get_action(
     ),
     responses(
         (status = 200, description = "Confirmed by this call, or a retry carrying the winning call's Idempotency-Key", body = ConfirmResponse),
-        (status = 400, description = "Not a token, or an invalid Idempotency-Key", body = Problem, content_type = "application/problem+json"),
-        (status = 404, description = "Unknown or expired", body = Problem, content_type = "application/problem+json"),
-        (status = 409, description = "`already_confirmed` (by another call) or `already_cancelled`", body = Problem, content_type = "application/problem+json"),
+        (status = 400, description = "Not a token, or an invalid Idempotency-Key"),
+        (status = 404, description = "Unknown or expired"),
+        (status = 409, description = "`already_confirmed` (by another call) or `already_cancelled`"),
     ),
-    security(("bearer" = []))
 )]
 pub async fn confirm_action(
     State(state): State<AppState>,
@@ -341,11 +338,10 @@ pub async fn confirm_action(
     params(TokenPath),
     responses(
         (status = 204, description = "Cancelled (also when it already was)"),
-        (status = 400, description = "Not a token", body = Problem, content_type = "application/problem+json"),
-        (status = 404, description = "Unknown or expired", body = Problem, content_type = "application/problem+json"),
-        (status = 409, description = "`already_confirmed`", body = Problem, content_type = "application/problem+json"),
+        (status = 400, description = "Not a token"),
+        (status = 404, description = "Unknown or expired"),
+        (status = 409, description = "`already_confirmed`"),
     ),
-    security(("bearer" = []))
 )]
 pub async fn cancel_action(
     State(state): State<AppState>,

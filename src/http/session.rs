@@ -23,7 +23,7 @@ use crate::{
         ttl::Ttl,
     },
     error::Missing,
-    error::{ApiError, ApiResult, Problem},
+    error::{ApiError, ApiResult},
     store::SessionUpdate,
 };
 
@@ -305,11 +305,10 @@ async fn change(
     request_body = CreateSession,
     responses(
         (status = 201, description = "Created; `Location` names it, `ETag` is its version", body = SessionBody),
-        (status = 400, description = "Malformed JSON", body = Problem, content_type = "application/problem+json"),
-        (status = 413, description = "Body larger than limits.max_body_bytes, or data + context larger than sessions.max_session_bytes", body = Problem, content_type = "application/problem+json"),
-        (status = 422, description = "Invalid user or workspace id, TTL, non-object data/context or unknown fields", body = Problem, content_type = "application/problem+json"),
+        (status = 400, description = "Malformed JSON"),
+        (status = 413, description = "Body larger than limits.max_body_bytes, or data + context larger than sessions.max_session_bytes"),
+        (status = 422, description = "Invalid user or workspace id, TTL, non-object data/context or unknown fields"),
     ),
-    security(("bearer" = []))
 )]
 pub async fn create_session(
     State(state): State<AppState>,
@@ -356,10 +355,9 @@ pub async fn create_session(
     params(SessionPath),
     responses(
         (status = 200, description = "The session; `ETag` is its version", body = SessionBody),
-        (status = 400, description = "The id is not a session id", body = Problem, content_type = "application/problem+json"),
-        (status = 404, description = "No live session", body = Problem, content_type = "application/problem+json"),
+        (status = 400, description = "The id is not a session id"),
+        (status = 404, description = "No live session"),
     ),
-    security(("bearer" = []))
 )]
 pub async fn get_session(
     State(state): State<AppState>,
@@ -382,13 +380,12 @@ pub async fn get_session(
     request_body(content = PatchSession, content_type = "application/merge-patch+json"),
     responses(
         (status = 200, description = "The patched session", body = SessionBody),
-        (status = 400, description = "Invalid id, If-Match or malformed JSON", body = Problem, content_type = "application/problem+json"),
-        (status = 404, description = "No live session (deleted, expired or unknown); nothing was written", body = Problem, content_type = "application/problem+json"),
-        (status = 412, description = "If-Match names another version; nothing was written", body = Problem, content_type = "application/problem+json"),
-        (status = 413, description = "The result would pass sessions.max_session_bytes; nothing was written", body = Problem, content_type = "application/problem+json"),
-        (status = 422, description = "A patch that is not an object, or unknown fields", body = Problem, content_type = "application/problem+json"),
+        (status = 400, description = "Invalid id, If-Match or malformed JSON"),
+        (status = 404, description = "No live session (deleted, expired or unknown); nothing was written"),
+        (status = 412, description = "If-Match names another version; nothing was written"),
+        (status = 413, description = "The result would pass sessions.max_session_bytes; nothing was written"),
+        (status = 422, description = "A patch that is not an object, or unknown fields"),
     ),
-    security(("bearer" = []))
 )]
 pub async fn patch_session(
     State(state): State<AppState>,
@@ -412,10 +409,9 @@ pub async fn patch_session(
     params(SessionPath),
     responses(
         (status = 204, description = "Deleted"),
-        (status = 400, description = "The id is not a session id", body = Problem, content_type = "application/problem+json"),
-        (status = 404, description = "No live session", body = Problem, content_type = "application/problem+json"),
+        (status = 400, description = "The id is not a session id"),
+        (status = 404, description = "No live session"),
     ),
-    security(("bearer" = []))
 )]
 pub async fn delete_session(
     State(state): State<AppState>,
@@ -436,10 +432,9 @@ pub async fn delete_session(
     params(SessionPath),
     responses(
         (status = 200, description = "The context object; `ETag` is the session's version", body = Object, example = json!({"repo": "billing", "pr": 1234})),
-        (status = 400, description = "The id is not a session id", body = Problem, content_type = "application/problem+json"),
-        (status = 404, description = "No live session, or its context was deleted", body = Problem, content_type = "application/problem+json"),
+        (status = 400, description = "The id is not a session id"),
+        (status = 404, description = "No live session, or its context was deleted"),
     ),
-    security(("bearer" = []))
 )]
 pub async fn get_context(
     State(state): State<AppState>,
@@ -459,13 +454,12 @@ pub async fn get_context(
     request_body(content = Object, content_type = "application/json", description = "The new context: any JSON object", example = json!({"repo": "billing", "pr": 1234})),
     responses(
         (status = 200, description = "The stored context; `ETag` is the new version", body = Object, example = json!({"repo": "billing", "pr": 1234})),
-        (status = 400, description = "Invalid id, If-Match or malformed JSON", body = Problem, content_type = "application/problem+json"),
-        (status = 404, description = "No live session; nothing was written", body = Problem, content_type = "application/problem+json"),
-        (status = 412, description = "If-Match names another version; nothing was written", body = Problem, content_type = "application/problem+json"),
-        (status = 413, description = "The result would pass sessions.max_session_bytes; nothing was written", body = Problem, content_type = "application/problem+json"),
-        (status = 422, description = "The body is not a JSON object", body = Problem, content_type = "application/problem+json"),
+        (status = 400, description = "Invalid id, If-Match or malformed JSON"),
+        (status = 404, description = "No live session; nothing was written"),
+        (status = 412, description = "If-Match names another version; nothing was written"),
+        (status = 413, description = "The result would pass sessions.max_session_bytes; nothing was written"),
+        (status = 422, description = "The body is not a JSON object"),
     ),
-    security(("bearer" = []))
 )]
 pub async fn put_context(
     State(state): State<AppState>,
@@ -487,11 +481,10 @@ pub async fn put_context(
     params(SessionPath, IfMatchHeader),
     responses(
         (status = 204, description = "Deleted; `ETag` is the new version"),
-        (status = 400, description = "Invalid id or If-Match", body = Problem, content_type = "application/problem+json"),
-        (status = 404, description = "No live session; nothing was written", body = Problem, content_type = "application/problem+json"),
-        (status = 412, description = "If-Match names another version; nothing was written", body = Problem, content_type = "application/problem+json"),
+        (status = 400, description = "Invalid id or If-Match"),
+        (status = 404, description = "No live session; nothing was written"),
+        (status = 412, description = "If-Match names another version; nothing was written"),
     ),
-    security(("bearer" = []))
 )]
 pub async fn delete_context(
     State(state): State<AppState>,
@@ -517,11 +510,10 @@ pub async fn delete_context(
     request_body = ExtendSession,
     responses(
         (status = 200, description = "The session with its new expiry", body = SessionBody),
-        (status = 400, description = "Invalid id or malformed JSON", body = Problem, content_type = "application/problem+json"),
-        (status = 404, description = "No live session; nothing was written", body = Problem, content_type = "application/problem+json"),
-        (status = 422, description = "TTL out of range or unknown fields", body = Problem, content_type = "application/problem+json"),
+        (status = 400, description = "Invalid id or malformed JSON"),
+        (status = 404, description = "No live session; nothing was written"),
+        (status = 422, description = "TTL out of range or unknown fields"),
     ),
-    security(("bearer" = []))
 )]
 pub async fn extend_session(
     State(state): State<AppState>,
@@ -542,10 +534,9 @@ pub async fn extend_session(
     params(SessionPath),
     responses(
         (status = 200, description = "The session under its new `session_id`", body = SessionBody),
-        (status = 400, description = "The id is not a session id", body = Problem, content_type = "application/problem+json"),
-        (status = 404, description = "No live session", body = Problem, content_type = "application/problem+json"),
+        (status = 400, description = "The id is not a session id"),
+        (status = 404, description = "No live session"),
     ),
-    security(("bearer" = []))
 )]
 pub async fn rotate_session(
     State(state): State<AppState>,
@@ -571,9 +562,8 @@ pub async fn rotate_session(
     params(UserPath),
     responses(
         (status = 200, description = "Live sessions only, oldest first", body = SessionList),
-        (status = 400, description = "Invalid user id", body = Problem, content_type = "application/problem+json"),
+        (status = 400, description = "Invalid user id"),
     ),
-    security(("bearer" = []))
 )]
 pub async fn list_user_sessions(
     State(state): State<AppState>,
@@ -593,9 +583,8 @@ pub async fn list_user_sessions(
     params(UserPath),
     responses(
         (status = 200, description = "How many live sessions were deleted", body = DeletedSessions),
-        (status = 400, description = "Invalid user id", body = Problem, content_type = "application/problem+json"),
+        (status = 400, description = "Invalid user id"),
     ),
-    security(("bearer" = []))
 )]
 pub async fn delete_user_sessions(
     State(state): State<AppState>,

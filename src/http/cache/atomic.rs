@@ -28,11 +28,10 @@ pub struct IncrResponse {
     request_body = IncrRequest,
     responses(
         (status = 200, description = "The new value", body = IncrResponse),
-        (status = 400, description = "Invalid id or malformed JSON", body = Problem, content_type = "application/problem+json"),
-        (status = 409, description = "`not_a_number`: the stored value is not a number; `out_of_range`: the result does not fit", body = Problem, content_type = "application/problem+json"),
-        (status = 422, description = "Missing `by`, bad TTL or unknown fields", body = Problem, content_type = "application/problem+json"),
+        (status = 400, description = "Invalid id or malformed JSON"),
+        (status = 409, description = "`not_a_number`: the stored value is not a number; `out_of_range`: the result does not fit"),
+        (status = 422, description = "Missing `by`, bad TTL or unknown fields"),
     ),
-    security(("bearer" = []))
 )]
 pub async fn increment(
     State(state): State<AppState>,
@@ -99,12 +98,11 @@ pub struct CasConflict {
     request_body = CasRequest,
     responses(
         (status = 200, description = "Swapped", body = CasResponse),
-        (status = 400, description = "Invalid id or malformed JSON", body = Problem, content_type = "application/problem+json"),
+        (status = 400, description = "Invalid id or malformed JSON"),
         (status = 409, description = "The current value differs from `expected`; nothing was written", body = CasConflict, content_type = "application/problem+json"),
-        (status = 413, description = "Value larger than `cache.max_value_bytes`", body = Problem, content_type = "application/problem+json"),
-        (status = 422, description = "Missing fields, bad TTL or unknown fields", body = Problem, content_type = "application/problem+json"),
+        (status = 413, description = "Value larger than `cache.max_value_bytes`"),
+        (status = 422, description = "Missing fields, bad TTL or unknown fields"),
     ),
-    security(("bearer" = []))
 )]
 pub async fn compare_and_swap(
     State(state): State<AppState>,
@@ -173,11 +171,10 @@ pub struct GetAndSetResponse {
     request_body = GetAndSetRequest,
     responses(
         (status = 200, description = "Written; the previous value", body = GetAndSetResponse),
-        (status = 400, description = "Invalid id or malformed JSON", body = Problem, content_type = "application/problem+json"),
-        (status = 413, description = "Value larger than `cache.max_value_bytes`", body = Problem, content_type = "application/problem+json"),
-        (status = 422, description = "Missing `value`, bad TTL or unknown fields", body = Problem, content_type = "application/problem+json"),
+        (status = 400, description = "Invalid id or malformed JSON"),
+        (status = 413, description = "Value larger than `cache.max_value_bytes`"),
+        (status = 422, description = "Missing `value`, bad TTL or unknown fields"),
     ),
-    security(("bearer" = []))
 )]
 pub async fn get_and_set(
     State(state): State<AppState>,
@@ -208,10 +205,9 @@ pub async fn get_and_set(
     params(EntryPath),
     responses(
         (status = 200, description = "The value, now deleted", body = serde_json::Value, example = json!({"report": "done"})),
-        (status = 400, description = "Invalid namespace or key", body = Problem, content_type = "application/problem+json"),
-        (status = 404, description = "No live value (or another caller took it)", body = Problem, content_type = "application/problem+json"),
+        (status = 400, description = "Invalid namespace or key"),
+        (status = 404, description = "No live value (or another caller took it)"),
     ),
-    security(("bearer" = []))
 )]
 pub async fn get_and_delete(
     State(state): State<AppState>,

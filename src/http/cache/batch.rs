@@ -27,10 +27,9 @@ pub struct MgetResponse {
     request_body = MgetRequest,
     responses(
         (status = 200, description = "The values", body = MgetResponse),
-        (status = 400, description = "Invalid namespace, key or malformed JSON", body = Problem, content_type = "application/problem+json"),
-        (status = 422, description = "More keys than `cache.max_batch_keys`, or unknown fields", body = Problem, content_type = "application/problem+json"),
+        (status = 400, description = "Invalid namespace, key or malformed JSON"),
+        (status = 422, description = "More keys than `cache.max_batch_keys`, or unknown fields"),
     ),
-    security(("bearer" = []))
 )]
 pub async fn get_many(
     State(state): State<AppState>,
@@ -81,11 +80,10 @@ pub struct MsetRequest {
     request_body = MsetRequest,
     responses(
         (status = 204, description = "All written"),
-        (status = 400, description = "Invalid namespace, key or malformed JSON", body = Problem, content_type = "application/problem+json"),
-        (status = 413, description = "A value larger than `cache.max_value_bytes`", body = Problem, content_type = "application/problem+json"),
-        (status = 422, description = "More keys than `cache.max_batch_keys`, bad TTL or unknown fields", body = Problem, content_type = "application/problem+json"),
+        (status = 400, description = "Invalid namespace, key or malformed JSON"),
+        (status = 413, description = "A value larger than `cache.max_value_bytes`"),
+        (status = 422, description = "More keys than `cache.max_batch_keys`, bad TTL or unknown fields"),
     ),
-    security(("bearer" = []))
 )]
 pub async fn put_many(
     State(state): State<AppState>,

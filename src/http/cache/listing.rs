@@ -74,9 +74,8 @@ fn pattern(raw: Option<String>) -> ApiResult<String> {
     params(NamespacePath, ListQuery),
     responses(
         (status = 200, description = "One page of keys", body = KeyList),
-        (status = 400, description = "Invalid namespace, pattern, cursor or limit", body = Problem, content_type = "application/problem+json"),
+        (status = 400, description = "Invalid namespace, pattern, cursor or limit"),
     ),
-    security(("bearer" = []))
 )]
 pub async fn list_keys(
     State(state): State<AppState>,
@@ -109,9 +108,8 @@ pub async fn list_keys(
     params(NamespacePath, DeleteQuery),
     responses(
         (status = 200, description = "How many keys were deleted", body = Deleted),
-        (status = 400, description = "Invalid namespace or pattern", body = Problem, content_type = "application/problem+json"),
+        (status = 400, description = "Invalid namespace or pattern"),
     ),
-    security(("bearer" = []))
 )]
 pub async fn delete_matching(
     State(state): State<AppState>,

@@ -8,10 +8,9 @@ use super::*;
     params(EntryPath),
     responses(
         (status = 200, description = "The stored JSON value", body = serde_json::Value, example = json!({"name": "Ada", "roles": ["admin"]})),
-        (status = 400, description = "Invalid namespace or key", body = Problem, content_type = "application/problem+json"),
-        (status = 404, description = "No live value", body = Problem, content_type = "application/problem+json"),
+        (status = 400, description = "Invalid namespace or key"),
+        (status = 404, description = "No live value"),
     ),
-    security(("bearer" = []))
 )]
 pub async fn get_value(
     State(state): State<AppState>,
@@ -34,7 +33,6 @@ pub async fn get_value(
         (status = 400, description = "Invalid namespace or key"),
         (status = 404, description = "No live value"),
     ),
-    security(("bearer" = []))
 )]
 pub async fn head_value(
     State(state): State<AppState>,
@@ -56,11 +54,10 @@ pub async fn head_value(
     request_body(content = serde_json::Value, content_type = "application/json", description = "Any JSON value", example = json!({"name": "Ada", "roles": ["admin"]})),
     responses(
         (status = 204, description = "Stored"),
-        (status = 400, description = "Invalid id, TTL or JSON", body = Problem, content_type = "application/problem+json"),
-        (status = 412, description = "The `if` condition did not hold; nothing was written", body = Problem, content_type = "application/problem+json"),
-        (status = 413, description = "Value larger than the limits", body = Problem, content_type = "application/problem+json"),
+        (status = 400, description = "Invalid id, TTL or JSON"),
+        (status = 412, description = "The `if` condition did not hold; nothing was written"),
+        (status = 413, description = "Value larger than the limits"),
     ),
-    security(("bearer" = []))
 )]
 pub async fn put_value(
     State(state): State<AppState>,
@@ -106,10 +103,9 @@ pub async fn put_value(
     params(EntryPath),
     responses(
         (status = 204, description = "Deleted"),
-        (status = 400, description = "Invalid namespace or key", body = Problem, content_type = "application/problem+json"),
-        (status = 404, description = "No live value", body = Problem, content_type = "application/problem+json"),
+        (status = 400, description = "Invalid namespace or key"),
+        (status = 404, description = "No live value"),
     ),
-    security(("bearer" = []))
 )]
 pub async fn delete_value(
     State(state): State<AppState>,
@@ -130,10 +126,9 @@ pub async fn delete_value(
     params(EntryPath),
     responses(
         (status = 200, description = "The remaining TTL", body = TtlResponse),
-        (status = 400, description = "Invalid namespace or key", body = Problem, content_type = "application/problem+json"),
-        (status = 404, description = "No live value", body = Problem, content_type = "application/problem+json"),
+        (status = 400, description = "Invalid namespace or key"),
+        (status = 404, description = "No live value"),
     ),
-    security(("bearer" = []))
 )]
 pub async fn get_ttl(
     State(state): State<AppState>,
@@ -156,11 +151,10 @@ pub async fn get_ttl(
     request_body = TtlRequest,
     responses(
         (status = 204, description = "TTL set"),
-        (status = 400, description = "Invalid id or malformed JSON", body = Problem, content_type = "application/problem+json"),
-        (status = 404, description = "No live value", body = Problem, content_type = "application/problem+json"),
-        (status = 422, description = "TTL out of range or unknown fields", body = Problem, content_type = "application/problem+json"),
+        (status = 400, description = "Invalid id or malformed JSON"),
+        (status = 404, description = "No live value"),
+        (status = 422, description = "TTL out of range or unknown fields"),
     ),
-    security(("bearer" = []))
 )]
 pub async fn put_ttl(
     State(state): State<AppState>,
