@@ -16,7 +16,9 @@ use utoipa::{IntoParams, ToSchema};
 
 use super::{
     AppState,
-    extract::{AppJson, AppPath, AppQuery, IfMatch, IfMatchHeader, Reader, Writer, etag},
+    extract::{
+        AppJson, AppQuery, IfMatch, IfMatchHeader, ItemPath, ReadAt, Reader, WriteAt, Writer, etag,
+    },
 };
 use crate::{
     domain::{
@@ -70,7 +72,9 @@ pub struct ThreadPath {
     thread_id: String,
 }
 
-impl ThreadPath {
+impl ItemPath for ThreadPath {
+    type Id = ThreadId;
+
     fn parse(self) -> ApiResult<ThreadId> {
         Ok(ThreadId::parse(self.thread_id)?)
     }
@@ -332,11 +336,9 @@ pub async fn create_state(
 )]
 pub async fn get_state(
     State(state): State<AppState>,
-    Reader(tenant): Reader,
-    AppPath(path): AppPath<ThreadPath>,
+    ReadAt(tenant, thread): ReadAt<ThreadPath>,
     AppQuery(query): AppQuery<GetQuery>,
 ) -> ApiResult<Response> {
-    let thread = path.parse()?;
     let last_messages = query
         .last_messages
         .map(|n| {
@@ -366,10 +368,8 @@ pub async fn get_state(
 )]
 pub async fn head_state(
     State(state): State<AppState>,
-    Reader(tenant): Reader,
-    AppPath(path): AppPath<ThreadPath>,
+    ReadAt(tenant, thread): ReadAt<ThreadPath>,
 ) -> ApiResult<StatusCode> {
-    let thread = path.parse()?;
     if state.stores.agent_states.exists(&tenant, &thread).await? {
         Ok(StatusCode::OK)
     } else {
@@ -395,12 +395,10 @@ pub async fn head_state(
 )]
 pub async fn put_state(
     State(state): State<AppState>,
-    Writer(tenant): Writer,
-    AppPath(path): AppPath<ThreadPath>,
+    WriteAt(tenant, thread): WriteAt<ThreadPath>,
     IfMatch(if_version): IfMatch,
     AppJson(request): AppJson<ReplaceRequest>,
 ) -> ApiResult<Response> {
-    let thread = path.parse()?;
     let new = Whole {
         messages: request.messages,
         context: request.context,
@@ -439,10 +437,8 @@ pub async fn put_state(
 )]
 pub async fn delete_state(
     State(state): State<AppState>,
-    Writer(tenant): Writer,
-    AppPath(path): AppPath<ThreadPath>,
+    WriteAt(tenant, thread): WriteAt<ThreadPath>,
 ) -> ApiResult<StatusCode> {
-    let thread = path.parse()?;
     if state.stores.agent_states.delete(&tenant, &thread).await? {
         Ok(StatusCode::NO_CONTENT)
     } else {
@@ -467,12 +463,10 @@ pub async fn delete_state(
 )]
 pub async fn append_messages(
     State(state): State<AppState>,
-    Writer(tenant): Writer,
-    AppPath(path): AppPath<ThreadPath>,
+    WriteAt(tenant, thread): WriteAt<ThreadPath>,
     IfMatch(if_version): IfMatch,
     AppJson(request): AppJson<AppendRequest>,
 ) -> ApiResult<Response> {
-    let thread = path.parse()?;
     let messages = accept_messages(
         request.messages,
         state.settings.agent_states.max_messages_per_append,
@@ -514,12 +508,10 @@ pub async fn append_messages(
 )]
 pub async fn patch_context(
     State(state): State<AppState>,
-    Writer(tenant): Writer,
-    AppPath(path): AppPath<ThreadPath>,
+    WriteAt(tenant, thread): WriteAt<ThreadPath>,
     IfMatch(if_version): IfMatch,
     AppJson(patch): AppJson<Value>,
 ) -> ApiResult<Response> {
-    let thread = path.parse()?;
     let Value::Object(patch) = patch else {
         return Err(ApiError::validation_failed(
             "the context is an object, so its merge patch must be a JSON object",
@@ -552,12 +544,10 @@ pub async fn patch_context(
 )]
 pub async fn put_relevance(
     State(state): State<AppState>,
-    Writer(tenant): Writer,
-    AppPath(path): AppPath<ThreadPath>,
+    WriteAt(tenant, thread): WriteAt<ThreadPath>,
     IfMatch(if_version): IfMatch,
     AppJson(request): AppJson<RelevanceRequest>,
 ) -> ApiResult<Response> {
-    let thread = path.parse()?;
     match state
         .stores
         .agent_states
@@ -663,10 +653,8 @@ pub async fn cleanup_expired(
 )]
 pub async fn get_ttl(
     State(state): State<AppState>,
-    Reader(tenant): Reader,
-    AppPath(path): AppPath<ThreadPath>,
+    ReadAt(tenant, thread): ReadAt<ThreadPath>,
 ) -> ApiResult<Json<TtlResponse>> {
-    let thread = path.parse()?;
     let ttl_seconds = state
         .stores
         .agent_states
@@ -690,11 +678,9 @@ pub async fn get_ttl(
 )]
 pub async fn extend_ttl(
     State(state): State<AppState>,
-    Writer(tenant): Writer,
-    AppPath(path): AppPath<ThreadPath>,
+    WriteAt(tenant, thread): WriteAt<ThreadPath>,
     AppJson(request): AppJson<TtlRequest>,
 ) -> ApiResult<Json<TtlResponse>> {
-    let thread = path.parse()?;
     let ttl = Ttl::from_json(&request.ttl_seconds, state.settings.limits.max_ttl_seconds)?;
     if state
         .stores

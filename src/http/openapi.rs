@@ -255,14 +255,18 @@ fn add_common_responses(operation: &mut Operation, kind: Kind) {
             && status.parse::<u16>().is_ok_and(|status| status >= 400)
             && response.content.is_empty()
         {
-            response.content.insert(PROBLEM_JSON.into(), problem_content());
+            response
+                .content
+                .insert(PROBLEM_JSON.into(), problem_content());
         }
     }
     for (status, description) in common {
         if !responses.contains_key(status) {
             let mut response = Response::new(description);
             if kind != Kind::Head {
-                response.content.insert(PROBLEM_JSON.into(), problem_content());
+                response
+                    .content
+                    .insert(PROBLEM_JSON.into(), problem_content());
             }
             responses.insert(status.into(), RefOr::T(response));
         }

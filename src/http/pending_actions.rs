@@ -23,7 +23,7 @@ use utoipa::{IntoParams, ToSchema};
 
 use super::{
     AppState,
-    extract::{AppJson, AppPath, Reader, Writer},
+    extract::{AppJson, ItemPath, ReadAt, WriteAt, Writer},
 };
 use crate::{
     domain::{
@@ -59,7 +59,9 @@ pub struct TokenPath {
     token: String,
 }
 
-impl TokenPath {
+impl ItemPath for TokenPath {
+    type Id = ActionToken;
+
     fn parse(self) -> ApiResult<ActionToken> {
         ActionToken::parse(self.token).map_err(|e| ApiError::invalid_id(e.to_string()))
     }
@@ -261,10 +263,8 @@ pub async fn create_action(
 )]
 pub async fn get_action(
     State(state): State<AppState>,
-    Reader(tenant): Reader,
-    AppPath(path): AppPath<TokenPath>,
+    ReadAt(tenant, token): ReadAt<TokenPath>,
 ) -> ApiResult<Json<PendingActionBody>> {
-    let token = path.parse()?;
     let action = state.stores.pending_actions.get(&tenant, &token).await?;
     action
         .map(|a| Json(a.into()))
@@ -288,11 +288,9 @@ pub async fn get_action(
 )]
 pub async fn confirm_action(
     State(state): State<AppState>,
-    Writer(tenant): Writer,
-    AppPath(path): AppPath<TokenPath>,
+    WriteAt(tenant, token): WriteAt<TokenPath>,
     headers: HeaderMap,
 ) -> ApiResult<Json<ConfirmResponse>> {
-    let token = path.parse()?;
     let idempotency_key = headers
         .get(IDEMPOTENCY_KEY)
         .map(|raw| {
@@ -345,10 +343,8 @@ pub async fn confirm_action(
 )]
 pub async fn cancel_action(
     State(state): State<AppState>,
-    Writer(tenant): Writer,
-    AppPath(path): AppPath<TokenPath>,
+    WriteAt(tenant, token): WriteAt<TokenPath>,
 ) -> ApiResult<StatusCode> {
-    let token = path.parse()?;
     let outcome = state
         .stores
         .pending_actions

@@ -14,7 +14,7 @@ use utoipa::{IntoParams, ToSchema};
 
 use super::{
     AppState,
-    extract::{AppJson, AppPath, IfMatch, IfMatchHeader, Reader, Writer, etag},
+    extract::{AppJson, IfMatch, IfMatchHeader, ItemPath, ReadAt, WriteAt, Writer, etag},
 };
 use crate::{
     domain::{
@@ -97,7 +97,9 @@ pub struct SessionPath {
     id: String,
 }
 
-impl SessionPath {
+impl ItemPath for SessionPath {
+    type Id = SessionId;
+
     fn parse(self) -> ApiResult<SessionId> {
         // `InvalidId`'s message describes the path ids of `domain::ids`, which a session id is not.
         SessionId::parse(self.id).map_err(|_| {
@@ -114,6 +116,14 @@ pub struct UserPath {
     /// 1–256 bytes of `[A-Za-z0-9._:@-]`.
     #[param(pattern = "^[A-Za-z0-9._:@-]{1,256}$", example = "user-42")]
     user_id: String,
+}
+
+impl ItemPath for UserPath {
+    type Id = UserId;
+
+    fn parse(self) -> ApiResult<UserId> {
+        Ok(UserId::parse(self.user_id)?)
+    }
 }
 
 #[derive(Deserialize, ToSchema)]
@@ -361,10 +371,8 @@ pub async fn create_session(
 )]
 pub async fn get_session(
     State(state): State<AppState>,
-    Reader(tenant): Reader,
-    AppPath(path): AppPath<SessionPath>,
+    ReadAt(tenant, id): ReadAt<SessionPath>,
 ) -> ApiResult<Response> {
-    let id = path.parse()?;
     let rules = state.settings.sessions.rules();
     let session = state.stores.sessions.get(&tenant, &id, rules).await?;
     Ok(session_response(
@@ -389,12 +397,10 @@ pub async fn get_session(
 )]
 pub async fn patch_session(
     State(state): State<AppState>,
-    Writer(tenant): Writer,
-    AppPath(path): AppPath<SessionPath>,
+    WriteAt(tenant, id): WriteAt<SessionPath>,
     IfMatch(if_match): IfMatch,
     AppJson(request): AppJson<PatchSession>,
 ) -> ApiResult<Response> {
-    let id = path.parse()?;
     let patch = SessionChange::Patch {
         data: request.data,
         context: request.context,
@@ -415,10 +421,8 @@ pub async fn patch_session(
 )]
 pub async fn delete_session(
     State(state): State<AppState>,
-    Writer(tenant): Writer,
-    AppPath(path): AppPath<SessionPath>,
+    WriteAt(tenant, id): WriteAt<SessionPath>,
 ) -> ApiResult<StatusCode> {
-    let id = path.parse()?;
     if state.stores.sessions.delete(&tenant, &id).await? {
         Ok(StatusCode::NO_CONTENT)
     } else {
@@ -438,10 +442,8 @@ pub async fn delete_session(
 )]
 pub async fn get_context(
     State(state): State<AppState>,
-    Reader(tenant): Reader,
-    AppPath(path): AppPath<SessionPath>,
+    ReadAt(tenant, id): ReadAt<SessionPath>,
 ) -> ApiResult<Response> {
-    let id = path.parse()?;
     let rules = state.settings.sessions.rules();
     let session = state.stores.sessions.get(&tenant, &id, rules).await?;
     context_response(session.ok_or(ApiError::from(Missing::Session))?)
@@ -463,12 +465,10 @@ pub async fn get_context(
 )]
 pub async fn put_context(
     State(state): State<AppState>,
-    Writer(tenant): Writer,
-    AppPath(path): AppPath<SessionPath>,
+    WriteAt(tenant, id): WriteAt<SessionPath>,
     IfMatch(if_match): IfMatch,
     AppJson(context): AppJson<Map<String, Value>>,
 ) -> ApiResult<Response> {
-    let id = path.parse()?;
     let replace = SessionChange::ReplaceContext(context);
     let session = change(&state, &tenant, &id, replace, if_match).await?;
     context_response(session)
@@ -488,11 +488,9 @@ pub async fn put_context(
 )]
 pub async fn delete_context(
     State(state): State<AppState>,
-    Writer(tenant): Writer,
-    AppPath(path): AppPath<SessionPath>,
+    WriteAt(tenant, id): WriteAt<SessionPath>,
     IfMatch(if_match): IfMatch,
 ) -> ApiResult<Response> {
-    let id = path.parse()?;
     let clear = SessionChange::ClearContext;
     let session = change(&state, &tenant, &id, clear, if_match).await?;
     Ok((
@@ -517,11 +515,9 @@ pub async fn delete_context(
 )]
 pub async fn extend_session(
     State(state): State<AppState>,
-    Writer(tenant): Writer,
-    AppPath(path): AppPath<SessionPath>,
+    WriteAt(tenant, id): WriteAt<SessionPath>,
     AppJson(request): AppJson<ExtendSession>,
 ) -> ApiResult<Response> {
-    let id = path.parse()?;
     let extend = SessionChange::Extend(ttl(&state, &request.ttl_seconds)?);
     let session = change(&state, &tenant, &id, extend, None).await?;
     Ok(session_response(StatusCode::OK, session))
@@ -540,10 +536,8 @@ pub async fn extend_session(
 )]
 pub async fn rotate_session(
     State(state): State<AppState>,
-    Writer(tenant): Writer,
-    AppPath(path): AppPath<SessionPath>,
+    WriteAt(tenant, id): WriteAt<SessionPath>,
 ) -> ApiResult<Response> {
-    let id = path.parse()?;
     let rules = state.settings.sessions.rules();
     let rotated = state
         .stores
@@ -567,10 +561,8 @@ pub async fn rotate_session(
 )]
 pub async fn list_user_sessions(
     State(state): State<AppState>,
-    Reader(tenant): Reader,
-    AppPath(path): AppPath<UserPath>,
+    ReadAt(tenant, user): ReadAt<UserPath>,
 ) -> ApiResult<Json<SessionList>> {
-    let user = UserId::parse(path.user_id)?;
     let sessions = state.stores.sessions.list_for_user(&tenant, &user).await?;
     Ok(Json(SessionList {
         sessions: sessions.into_iter().map(SessionBody::from).collect(),
@@ -588,10 +580,8 @@ pub async fn list_user_sessions(
 )]
 pub async fn delete_user_sessions(
     State(state): State<AppState>,
-    Writer(tenant): Writer,
-    AppPath(path): AppPath<UserPath>,
+    WriteAt(tenant, user): WriteAt<UserPath>,
 ) -> ApiResult<Json<DeletedSessions>> {
-    let user = UserId::parse(path.user_id)?;
     let deleted = state
         .stores
         .sessions

@@ -35,11 +35,9 @@ pub struct IncrResponse {
 )]
 pub async fn increment(
     State(state): State<AppState>,
-    Writer(tenant): Writer,
-    AppPath(path): AppPath<EntryPath>,
+    WriteAt(tenant, (ns, key)): WriteAt<EntryPath>,
     AppJson(request): AppJson<IncrRequest>,
 ) -> ApiResult<Json<IncrResponse>> {
-    let (ns, key) = path.parse()?;
     let settings = &state.settings;
     let expiry = expiry_or_default(body_ttl(request.ttl_seconds.as_ref(), settings)?, settings);
     let by = Increment::from_json(&request.by);
@@ -106,11 +104,9 @@ pub struct CasConflict {
 )]
 pub async fn compare_and_swap(
     State(state): State<AppState>,
-    Writer(tenant): Writer,
-    AppPath(path): AppPath<EntryPath>,
+    WriteAt(tenant, (ns, key)): WriteAt<EntryPath>,
     AppJson(request): AppJson<CasRequest>,
 ) -> ApiResult<Response> {
-    let (ns, key) = path.parse()?;
     let settings = &state.settings;
     let expiry = expiry_or_default(body_ttl(request.ttl_seconds.as_ref(), settings)?, settings);
     let value = stored_value(&request.value, settings)?;
@@ -178,11 +174,9 @@ pub struct GetAndSetResponse {
 )]
 pub async fn get_and_set(
     State(state): State<AppState>,
-    Writer(tenant): Writer,
-    AppPath(path): AppPath<EntryPath>,
+    WriteAt(tenant, (ns, key)): WriteAt<EntryPath>,
     AppJson(request): AppJson<GetAndSetRequest>,
 ) -> ApiResult<Response> {
-    let (ns, key) = path.parse()?;
     let settings = &state.settings;
     let expiry = expiry_or_default(body_ttl(request.ttl_seconds.as_ref(), settings)?, settings);
     let value = stored_value(&request.value, settings)?;
@@ -211,10 +205,8 @@ pub async fn get_and_set(
 )]
 pub async fn get_and_delete(
     State(state): State<AppState>,
-    Writer(tenant): Writer,
-    AppPath(path): AppPath<EntryPath>,
+    WriteAt(tenant, (ns, key)): WriteAt<EntryPath>,
 ) -> ApiResult<Response> {
-    let (ns, key) = path.parse()?;
     let value = state
         .stores
         .cache

@@ -33,11 +33,9 @@ pub struct MgetResponse {
 )]
 pub async fn get_many(
     State(state): State<AppState>,
-    Reader(tenant): Reader,
-    AppPath(NamespacePath { namespace }): AppPath<NamespacePath>,
+    ReadAt(tenant, ns): ReadAt<NamespacePath>,
     AppJson(request): AppJson<MgetRequest>,
 ) -> ApiResult<Response> {
-    let ns = Namespace::parse(namespace)?;
     let mut keys = batch_keys(request.keys.iter(), &state.settings)?;
     // A key asked for twice is answered once: a JSON object has each member once.
     let mut seen = std::collections::HashSet::with_capacity(keys.len());
@@ -87,11 +85,9 @@ pub struct MsetRequest {
 )]
 pub async fn put_many(
     State(state): State<AppState>,
-    Writer(tenant): Writer,
-    AppPath(NamespacePath { namespace }): AppPath<NamespacePath>,
+    WriteAt(tenant, ns): WriteAt<NamespacePath>,
     AppJson(request): AppJson<MsetRequest>,
 ) -> ApiResult<StatusCode> {
-    let ns = Namespace::parse(namespace)?;
     let settings = &state.settings;
     let expiry = expiry_or_default(body_ttl(request.ttl_seconds.as_ref(), settings)?, settings);
     let keys = batch_keys(request.entries.keys(), settings)?;

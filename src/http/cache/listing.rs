@@ -79,11 +79,9 @@ fn pattern(raw: Option<String>) -> ApiResult<String> {
 )]
 pub async fn list_keys(
     State(state): State<AppState>,
-    Reader(tenant): Reader,
-    AppPath(NamespacePath { namespace }): AppPath<NamespacePath>,
+    ReadAt(tenant, ns): ReadAt<NamespacePath>,
     AppQuery(query): AppQuery<ListQuery>,
 ) -> ApiResult<Json<KeyList>> {
-    let ns = Namespace::parse(namespace)?;
     let pattern = pattern(query.pattern)?;
     let limit = query.limit.unwrap_or(100);
     if !(1..=1000).contains(&limit) {
@@ -113,11 +111,9 @@ pub async fn list_keys(
 )]
 pub async fn delete_matching(
     State(state): State<AppState>,
-    Writer(tenant): Writer,
-    AppPath(NamespacePath { namespace }): AppPath<NamespacePath>,
+    WriteAt(tenant, ns): WriteAt<NamespacePath>,
     AppQuery(query): AppQuery<DeleteQuery>,
 ) -> ApiResult<Json<Deleted>> {
-    let ns = Namespace::parse(namespace)?;
     let pattern = pattern(query.pattern)?;
     let deleted = state
         .stores

@@ -24,7 +24,7 @@ use utoipa::{IntoParams, ToSchema};
 
 use super::{
     AppState,
-    extract::{AppJson, AppPath, AppQuery, Reader, Writer, require_json},
+    extract::{AppJson, AppQuery, ItemPath, ReadAt, WriteAt, require_json},
 };
 use crate::{
     config::Settings,
@@ -130,6 +130,14 @@ pub struct NamespacePath {
     namespace: String,
 }
 
+impl ItemPath for NamespacePath {
+    type Id = Namespace;
+
+    fn parse(self) -> ApiResult<Namespace> {
+        Ok(Namespace::parse(self.namespace)?)
+    }
+}
+
 /// `{type: array, items: cache key}` of at most `cache.max_batch_keys` (default 1000).
 fn key_array_schema() -> utoipa::openapi::Array {
     utoipa::openapi::ArrayBuilder::new()
@@ -160,7 +168,9 @@ fn entry_map_schema() -> utoipa::openapi::Object {
         .build()
 }
 
-impl EntryPath {
+impl ItemPath for EntryPath {
+    type Id = (Namespace, CacheKey);
+
     fn parse(self) -> ApiResult<(Namespace, CacheKey)> {
         Ok((
             Namespace::parse(self.namespace)?,

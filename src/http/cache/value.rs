@@ -14,10 +14,8 @@ use super::*;
 )]
 pub async fn get_value(
     State(state): State<AppState>,
-    Reader(tenant): Reader,
-    AppPath(path): AppPath<EntryPath>,
+    ReadAt(tenant, (ns, key)): ReadAt<EntryPath>,
 ) -> ApiResult<Response> {
-    let (ns, key) = path.parse()?;
     let value = state.stores.cache.get(&tenant, &ns, &key).await?;
     value
         .map(|v| json_bytes(v.into_bytes()))
@@ -36,10 +34,8 @@ pub async fn get_value(
 )]
 pub async fn head_value(
     State(state): State<AppState>,
-    Reader(tenant): Reader,
-    AppPath(path): AppPath<EntryPath>,
+    ReadAt(tenant, (ns, key)): ReadAt<EntryPath>,
 ) -> ApiResult<StatusCode> {
-    let (ns, key) = path.parse()?;
     if state.stores.cache.exists(&tenant, &ns, &key).await? {
         Ok(StatusCode::OK)
     } else {
@@ -61,13 +57,11 @@ pub async fn head_value(
 )]
 pub async fn put_value(
     State(state): State<AppState>,
-    Writer(tenant): Writer,
-    AppPath(path): AppPath<EntryPath>,
+    WriteAt(tenant, (ns, key)): WriteAt<EntryPath>,
     AppQuery(query): AppQuery<PutQuery>,
     headers: HeaderMap,
     body: Result<Bytes, axum::extract::rejection::BytesRejection>,
 ) -> ApiResult<StatusCode> {
-    let (ns, key) = path.parse()?;
     let settings = &state.settings;
     let ttl = query
         .ttl_seconds
@@ -109,10 +103,8 @@ pub async fn put_value(
 )]
 pub async fn delete_value(
     State(state): State<AppState>,
-    Writer(tenant): Writer,
-    AppPath(path): AppPath<EntryPath>,
+    WriteAt(tenant, (ns, key)): WriteAt<EntryPath>,
 ) -> ApiResult<StatusCode> {
-    let (ns, key) = path.parse()?;
     if state.stores.cache.delete(&tenant, &ns, &key).await? {
         Ok(StatusCode::NO_CONTENT)
     } else {
@@ -132,10 +124,8 @@ pub async fn delete_value(
 )]
 pub async fn get_ttl(
     State(state): State<AppState>,
-    Reader(tenant): Reader,
-    AppPath(path): AppPath<EntryPath>,
+    ReadAt(tenant, (ns, key)): ReadAt<EntryPath>,
 ) -> ApiResult<Json<TtlResponse>> {
-    let (ns, key) = path.parse()?;
     let ttl_seconds = match state.stores.cache.ttl(&tenant, &ns, &key).await? {
         TtlState::Missing => return Err(Missing::CacheValue.into()),
         TtlState::Persistent => None,
@@ -158,11 +148,9 @@ pub async fn get_ttl(
 )]
 pub async fn put_ttl(
     State(state): State<AppState>,
-    Writer(tenant): Writer,
-    AppPath(path): AppPath<EntryPath>,
+    WriteAt(tenant, (ns, key)): WriteAt<EntryPath>,
     AppJson(request): AppJson<TtlRequest>,
 ) -> ApiResult<StatusCode> {
-    let (ns, key) = path.parse()?;
     let ttl = Ttl::from_json(&request.ttl_seconds, state.settings.limits.max_ttl_seconds)?;
     if state.stores.cache.set_ttl(&tenant, &ns, &key, ttl).await? {
         Ok(StatusCode::NO_CONTENT)

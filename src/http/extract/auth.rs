@@ -13,7 +13,7 @@ use crate::{
     config::{ApiKeySettings, Scope},
     domain::ids::Tenant,
     error::ApiError,
-    http::AppState,
+    http::{AppState, extract::AppPath},
 };
 
 /// The API keys, by the hex SHA-256 of the key.
@@ -109,5 +109,48 @@ impl FromRequestParts<AppState> for Writer {
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
         state.api_keys.authorize(parts, Scope::Write).map(Writer)
+    }
+}
+
+/// A path that names one item, such as `/v1/agent-states/{thread_id}`: deserialised from the
+/// route's parameters, then parsed into the item's domain id.
+pub trait ItemPath: serde::de::DeserializeOwned + Send {
+    type Id: Send;
+
+    fn parse(self) -> Result<Self::Id, ApiError>;
+}
+
+/// A caller allowed to read one item: its tenant and the item's id. The key is checked before
+/// the path, so a caller without a key learns nothing about ids (401 before 400).
+pub struct ReadAt<P: ItemPath>(pub Tenant, pub P::Id);
+
+/// A caller allowed to write one item: its tenant and the item's id.
+pub struct WriteAt<P: ItemPath>(pub Tenant, pub P::Id);
+
+async fn item<P: ItemPath>(
+    parts: &mut Parts,
+    state: &AppState,
+    needed: Scope,
+) -> Result<(Tenant, P::Id), ApiError> {
+    let tenant = state.api_keys.authorize(parts, needed)?;
+    let AppPath(path) = AppPath::<P>::from_request_parts(parts, state).await?;
+    Ok((tenant, path.parse()?))
+}
+
+impl<P: ItemPath> FromRequestParts<AppState> for ReadAt<P> {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
+        let (tenant, id) = item::<P>(parts, state, Scope::Read).await?;
+        Ok(ReadAt(tenant, id))
+    }
+}
+
+impl<P: ItemPath> FromRequestParts<AppState> for WriteAt<P> {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
+        let (tenant, id) = item::<P>(parts, state, Scope::Write).await?;
+        Ok(WriteAt(tenant, id))
     }
 }
