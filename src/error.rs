@@ -236,6 +236,39 @@ impl From<Missing> for ApiError {
     }
 }
 
+/// A write refused because of the state it found: 409 with the conflict's own code.
+#[derive(Debug, Clone, Copy)]
+pub enum Conflict {
+    /// A pending action confirmed before (by another caller, or without the same key).
+    AlreadyConfirmed,
+    AlreadyCancelled,
+    /// Create found a live thread with the requested id.
+    ThreadExists,
+    /// A versioned write kept losing to concurrent writes and gave up.
+    ThreadContended,
+    /// Compare-and-set found another value than the expected one.
+    ValueChanged,
+}
+
+impl From<Conflict> for ApiError {
+    fn from(conflict: Conflict) -> Self {
+        let (code, detail) = match conflict {
+            Conflict::AlreadyConfirmed => (
+                "already_confirmed",
+                "this action has already been confirmed",
+            ),
+            Conflict::AlreadyCancelled => ("already_cancelled", "this action has been cancelled"),
+            Conflict::ThreadExists => ("conflict", "a live agent state with this thread id exists"),
+            Conflict::ThreadContended => (
+                "conflict",
+                "the thread changed concurrently too often; nothing was written, retry",
+            ),
+            Conflict::ValueChanged => ("conflict", "the current value is not the expected one"),
+        };
+        Self::conflict(code, detail)
+    }
+}
+
 impl From<crate::domain::cache::IncrError> for ApiError {
     fn from(error: crate::domain::cache::IncrError) -> Self {
         use crate::domain::cache::IncrError;

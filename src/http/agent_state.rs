@@ -28,8 +28,8 @@ use crate::{
         },
         ttl::Ttl,
     },
-    error::Missing,
     error::{ApiError, ApiResult},
+    error::{Conflict, Missing},
     store::Versioned,
 };
 
@@ -233,10 +233,7 @@ fn refused<T>(outcome: Versioned<T>) -> ApiError {
         Versioned::Stale => ApiError::precondition_failed(
             "If-Match does not name the thread's current version; nothing was written",
         ),
-        Versioned::Contended => ApiError::conflict(
-            "conflict",
-            "the thread changed concurrently too often; nothing was written, retry",
-        ),
+        Versioned::Contended => Conflict::ThreadContended.into(),
     }
 }
 
@@ -316,10 +313,7 @@ pub async fn create_state(
     .accept(thread_id, &state)?;
     match state.stores.agent_states.create(&tenant, &new).await? {
         Some(created) => Ok(state_response(StatusCode::CREATED, created)),
-        None => Err(ApiError::conflict(
-            "conflict",
-            "a live agent state with this thread id exists",
-        )),
+        None => Err(Conflict::ThreadExists.into()),
     }
 }
 

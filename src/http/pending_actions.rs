@@ -33,8 +33,8 @@ use crate::{
         },
         ttl::Ttl,
     },
-    error::Missing,
     error::{ApiError, ApiResult},
+    error::{Conflict, Missing},
 };
 
 pub fn routes() -> Router<AppState> {
@@ -188,13 +188,6 @@ pub struct ConfirmResponse {
     confirmed_at: OffsetDateTime,
 }
 
-fn already_confirmed() -> ApiError {
-    ApiError::conflict(
-        "already_confirmed",
-        "this action has already been confirmed",
-    )
-}
-
 fn tombstone(state: &AppState) -> TombstoneLife {
     TombstoneLife::from_setting(state.settings.pending_actions.tombstone_seconds)
 }
@@ -321,11 +314,8 @@ pub async fn confirm_action(
                 confirmed_at,
             }))
         }
-        Confirm::AlreadyConfirmed => Err(already_confirmed()),
-        Confirm::AlreadyCancelled => Err(ApiError::conflict(
-            "already_cancelled",
-            "this action has been cancelled",
-        )),
+        Confirm::AlreadyConfirmed => Err(Conflict::AlreadyConfirmed.into()),
+        Confirm::AlreadyCancelled => Err(Conflict::AlreadyCancelled.into()),
         Confirm::NotFound => Err(Missing::PendingAction.into()),
     }
 }
@@ -352,7 +342,7 @@ pub async fn cancel_action(
         .await?;
     match outcome {
         Cancel::Cancelled | Cancel::AlreadyCancelled => Ok(StatusCode::NO_CONTENT),
-        Cancel::AlreadyConfirmed => Err(already_confirmed()),
+        Cancel::AlreadyConfirmed => Err(Conflict::AlreadyConfirmed.into()),
         Cancel::NotFound => Err(Missing::PendingAction.into()),
     }
 }

@@ -125,7 +125,7 @@ pub async fn compare_and_swap(
                 Some(v) => raw_json(v.bytes())?,
                 None => raw_json(b"null")?,
             };
-            let error = ApiError::conflict("conflict", "the current value is not the expected one");
+            let error = ApiError::from(Conflict::ValueChanged);
             problem_response(
                 StatusCode::CONFLICT,
                 &CasConflict {

@@ -34,8 +34,8 @@ use crate::{
         ids::{CacheKey, Namespace},
         ttl::{Expiry, Ttl},
     },
-    error::Missing,
     error::{ApiError, ApiResult, Problem, problem_response},
+    error::{Conflict, Missing},
     store::{CasOutcome, PutCondition, TtlState},
 };
 
