@@ -6,5 +6,6 @@ pub mod cache;
 pub mod glob;
 pub mod ids;
 pub mod pending_action;
+pub mod rate_limit;
 pub mod session;
 pub mod ttl;
