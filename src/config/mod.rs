@@ -35,6 +35,7 @@ pub struct Settings {
     pub auth: AuthSettings,
     pub log: LogSettings,
     pub memory: MemorySettings,
+    pub rate_limits: RateLimitSettings,
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -321,6 +322,51 @@ impl Default for AgentStateSettings {
             default_ttl_seconds: 30 * 24 * 3600,
             max_messages_per_append: 500,
         }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize, Default)]
+#[serde(default, deny_unknown_fields)]
+pub struct RateLimitSettings {
+    /// What checks answer in `auto` mode while Redis is down: `local` (per-instance limits
+    /// from memory, `degraded: true`), `allow` (fail open) or `refuse` (503).
+    pub degraded: RateLimitDegraded,
+    /// Named rules, so callers send `{"rules": [{"policy": "api"}]}`.
+    pub policies: Vec<RateLimitPolicy>,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RateLimitDegraded {
+    #[default]
+    Local,
+    Allow,
+    Refuse,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RateLimitPolicy {
+    pub name: String,
+    pub algorithm: crate::domain::rate_limit::Algorithm,
+    pub limit: u64,
+    pub window_ms: u64,
+    /// `token_bucket` only; `limit` when absent.
+    pub burst: Option<u64>,
+}
+
+impl RateLimitSettings {
+    /// The policy named `name`, as a rule.
+    pub fn policy(&self, name: &str) -> Option<crate::domain::rate_limit::Rule> {
+        let p = self.policies.iter().find(|p| p.name == name)?;
+        crate::domain::rate_limit::Rule::new(
+            Some(p.name.clone()),
+            p.algorithm,
+            p.limit,
+            p.window_ms,
+            p.burst,
+        )
+        .ok()
     }
 }
 

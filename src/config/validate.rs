@@ -156,10 +156,24 @@ impl Settings {
                 return Err(SettingsError::new(
                     "backend.refuse_while_degraded",
                     format!(
-                        "{name:?} is no capability: cache, sessions, agent_states, pending_actions"
+                        "{name:?} is no capability: cache, sessions, agent_states, \
+                         pending_actions, rate_limits"
                     ),
                 ));
             }
+        }
+        let policies = &self.rate_limits.policies;
+        for (i, p) in policies.iter().enumerate() {
+            if policies[..i].iter().any(|q| q.name == p.name) {
+                return Err(SettingsError::new(
+                    "rate_limits.policies",
+                    format!("the policy name {:?} is used twice", p.name),
+                ));
+            }
+            crate::domain::rate_limit::Rule::new(None, p.algorithm, p.limit, p.window_ms, p.burst)
+                .map_err(|e| {
+                    SettingsError::new("rate_limits.policies", format!("{:?}: {e}", p.name))
+                })?;
         }
         Ok(())
     }

@@ -38,7 +38,9 @@ pub const MAX_WINDOW_MS: u64 = 30 * 24 * 3_600_000;
 /// Rules in one check.
 pub const MAX_RULES: usize = 10;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Deserialize, serde::Serialize)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Deserialize, serde::Serialize, utoipa::ToSchema,
+)]
 #[serde(rename_all = "snake_case")]
 pub enum Algorithm {
     SlidingWindow,
@@ -71,6 +73,14 @@ impl Rule {
         window_ms: u64,
         burst: Option<u64>,
     ) -> Result<Self, InvalidRule> {
+        if name
+            .as_deref()
+            .is_some_and(|n| !valid_id(n) || n.len() > 64)
+        {
+            return Err(InvalidRule(
+                "a rule's name is 1-64 bytes of [A-Za-z0-9._:@-]".into(),
+            ));
+        }
         let max_limit = match algorithm {
             Algorithm::SlidingWindow => MAX_SLIDING_LIMIT,
             _ => MAX_LIMIT,
@@ -483,15 +493,24 @@ mod tests {
             let mut states = KeyState::new();
             let start = 5_000_000_000;
             let mut at_once = 0;
-            while decide(&mut states, &consume(&[r.clone()], 1), start).0.allowed {
+            while decide(&mut states, &consume(&[r.clone()], 1), start)
+                .0
+                .allowed
+            {
                 at_once += 1;
             }
-            assert_eq!(at_once, burst, "seed {seed}: a full bucket admits exactly burst");
+            assert_eq!(
+                at_once, burst,
+                "seed {seed}: a full bucket admits exactly burst"
+            );
             let mut now = start;
             let mut admitted = burst;
             for _ in 0..3_000 {
                 now += random.next(r.interval_us() * 2 + 1);
-                if decide(&mut states, &consume(&[r.clone()], 1), now).0.allowed {
+                if decide(&mut states, &consume(&[r.clone()], 1), now)
+                    .0
+                    .allowed
+                {
                     admitted += 1;
                 }
             }
@@ -509,7 +528,11 @@ mod tests {
         let mut states = KeyState::new();
         let now = 10_000_250_000; // 250 ms into a window
         for _ in 0..3 {
-            assert!(decide(&mut states, &consume(&[r.clone()], 1), now).0.allowed);
+            assert!(
+                decide(&mut states, &consume(&[r.clone()], 1), now)
+                    .0
+                    .allowed
+            );
         }
         let (denied, _) = decide(&mut states, &consume(&[r.clone()], 1), now);
         assert!(!denied.allowed);
@@ -550,7 +573,12 @@ mod tests {
     fn rules_out_of_range_are_refused() {
         let bad = |a, l, w, b| Rule::new(None, a, l, w, b).is_err();
         assert!(bad(Algorithm::SlidingWindow, 0, 1000, None));
-        assert!(bad(Algorithm::SlidingWindow, MAX_SLIDING_LIMIT + 1, 1000, None));
+        assert!(bad(
+            Algorithm::SlidingWindow,
+            MAX_SLIDING_LIMIT + 1,
+            1000,
+            None
+        ));
         assert!(bad(Algorithm::FixedWindow, 5, 0, None));
         assert!(bad(Algorithm::FixedWindow, 5, MAX_WINDOW_MS + 1, None));
         assert!(bad(Algorithm::FixedWindow, 5, 1000, Some(5)));

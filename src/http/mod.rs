@@ -7,6 +7,7 @@ pub mod extract;
 pub mod health;
 pub mod openapi;
 pub mod pending_actions;
+pub mod rate_limit;
 pub mod session;
 
 use std::{sync::Arc, time::Duration};
@@ -67,6 +68,7 @@ pub fn router(state: AppState) -> Router {
         .merge(pending_actions::routes())
         .merge(agent_state::routes())
         .merge(session::routes())
+        .merge(rate_limit::routes())
         .fallback(|| async { ApiError::not_found("no such route") })
         .method_not_allowed_fallback(|| async {
             ApiError::new(

@@ -14,7 +14,7 @@ use utoipa::{
 };
 
 use super::{
-    AppState, agent_state, cache, cache::CacheLinks, health, pending_actions, session,
+    AppState, agent_state, cache, cache::CacheLinks, health, pending_actions, rate_limit, session,
     session::SessionLinks,
 };
 use crate::error::Problem;
@@ -75,6 +75,8 @@ use crate::error::Problem;
         session::rotate_session,
         session::list_user_sessions,
         session::delete_user_sessions,
+        rate_limit::check,
+        rate_limit::reset,
     ),
     components(schemas(
         Problem,
@@ -94,6 +96,8 @@ use crate::error::Problem;
         (name = "agent_states", description = "Conversation state per thread: LangChain-shaped messages, \
                                                context and metadata, atomic appends, exact listing"),
         (name = "sessions", description = "User sessions with their working context; per-user listing and sign-out everywhere"),
+        (name = "rate_limits", description = "Rate-limit decisions for any key: sliding window, fixed window or token bucket \
+                                              (GCRA), several rules all-or-nothing, exact under concurrency"),
     )
 )]
 pub struct ApiDoc;

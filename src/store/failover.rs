@@ -31,8 +31,8 @@ use tokio::sync::Notify;
 
 use super::{
     AgentStateStore, Appended, CacheStore, CasOutcome, KeyPage, PendingActionStore, PutCondition,
-    Replaced, SessionStore, SessionUpdate, StoreError, StoreResult, Stores, ThreadPage, TtlState,
-    Versioned,
+    RateLimitStore, Replaced, SessionStore, SessionUpdate, StoreError, StoreResult, Stores,
+    ThreadPage, TtlState, Versioned,
     memory::{self, MemoryBackend},
     redis::{
         RedisPool,
@@ -40,7 +40,7 @@ use super::{
     },
 };
 use crate::{
-    config::{BackendMode, Settings},
+    config::{BackendMode, RateLimitDegraded, Settings},
     domain::{
         agent_state::{AgentState, JsonObject, Message, NewAgentState, RecentState, ThreadId},
         cache::{CacheValue, IncrError, Increment, ListCursor},
@@ -48,6 +48,7 @@ use crate::{
         pending_action::{
             ActionToken, Cancel, Confirm, IdempotencyKey, PendingAction, TombstoneLife,
         },
+        rate_limit::{Check, Decision, RateLimitKey},
         session::{Session, SessionChange, SessionId, SessionRules, UserId},
         ttl::{Expiry, Ttl},
     },
@@ -60,6 +61,7 @@ pub enum Capability {
     AgentStates,
     PendingActions,
     Sessions,
+    RateLimits,
 }
 
 impl Capability {
@@ -69,6 +71,7 @@ impl Capability {
             Self::AgentStates => "agent_states",
             Self::PendingActions => "pending_actions",
             Self::Sessions => "sessions",
+            Self::RateLimits => "rate_limits",
         }
     }
 
@@ -88,6 +91,8 @@ pub enum WhileDegraded {
     /// 503 `backend_unavailable` with `Retry-After`: for state that two instances, each on its
     /// own memory, would get wrong (a lock granted twice, jobs that vanish on recovery).
     Refuse,
+    /// Answered as if nothing limited it (rate limits that fail open), saying `degraded`.
+    Allow,
 }
 
 impl WhileDegraded {
@@ -95,6 +100,7 @@ impl WhileDegraded {
         match self {
             Self::ServeFromMemory => "serve_from_memory",
             Self::Refuse => "refuse",
+            Self::Allow => "allow",
         }
     }
 }
@@ -107,9 +113,9 @@ pub struct Degradation {
 }
 
 /// What each capability does while Redis is down in `auto` mode (the README's degradation
-/// table repeats it). A capability
-/// listed in `backend.refuse_while_degraded` refuses instead of serving from memory.
-pub const DEGRADATION: [Degradation; 4] = [
+/// table repeats it). A capability listed in `backend.refuse_while_degraded` refuses instead;
+/// rate limits follow `rate_limits.degraded` (`local`: this row, `allow`, `refuse`).
+pub const DEGRADATION: [Degradation; 5] = [
     Degradation {
         capability: Capability::Cache,
         while_degraded: WhileDegraded::ServeFromMemory,
@@ -129,6 +135,12 @@ pub const DEGRADATION: [Degradation; 4] = [
         capability: Capability::PendingActions,
         while_degraded: WhileDegraded::ServeFromMemory,
         why: "a token lives in the one store that made it, so exactly-once holds",
+    },
+    Degradation {
+        capability: Capability::RateLimits,
+        while_degraded: WhileDegraded::ServeFromMemory,
+        why: "per-instance limits (`rate_limits.degraded`: local, allow or refuse): the caller \
+              picks fail-open or fail-closed",
     },
 ];
 
@@ -196,6 +208,12 @@ fn policies(settings: &Settings) -> Vec<(Capability, WhileDegraded)> {
                 .any(|name| name == row.capability.name());
             let policy = if refused || settings.backend.mode == BackendMode::Redis {
                 WhileDegraded::Refuse
+            } else if row.capability == Capability::RateLimits {
+                match settings.rate_limits.degraded {
+                    RateLimitDegraded::Local => WhileDegraded::ServeFromMemory,
+                    RateLimitDegraded::Allow => WhileDegraded::Allow,
+                    RateLimitDegraded::Refuse => WhileDegraded::Refuse,
+                }
             } else {
                 row.while_degraded
             };
@@ -283,6 +301,15 @@ impl Failover {
                 memory: fallback(Capability::Sessions)
                     .map(|m| Arc::new(memory::session::MemorySessions::new(m)) as _),
                 failover: failover.clone(),
+            }),
+            rate_limits: Arc::new(RateLimitFailover {
+                fail_open: policies.contains(&(Capability::RateLimits, WhileDegraded::Allow)),
+                store: FailoverStore {
+                    redis: redis.rate_limits,
+                    memory: fallback(Capability::RateLimits)
+                        .map(|m| Arc::new(memory::rate_limit::MemoryRateLimits::new(m)) as _),
+                    failover: failover.clone(),
+                },
             }),
         };
         Ok((stores, failover))
@@ -553,6 +580,59 @@ route_each_method!(SessionStore {
     #[repeat(true)] async fn list_for_user(&self, tenant: &Tenant, user: &UserId) -> StoreResult<Vec<Session>>;
     #[repeat(false)] async fn delete_for_user(&self, tenant: &Tenant, user: &UserId) -> StoreResult<u64>;
 });
+
+/// Rate limits with failover: while degraded, a check is decided by this instance's memory
+/// (`local`) and says `degraded`, or allowed without counting (`allow`), or refused.
+struct RateLimitFailover {
+    fail_open: bool,
+    store: FailoverStore<dyn RateLimitStore>,
+}
+
+#[async_trait]
+impl RateLimitStore for RateLimitFailover {
+    async fn check(
+        &self,
+        tenant: &Tenant,
+        key: &RateLimitKey,
+        check: &Check,
+    ) -> StoreResult<Decision> {
+        let store = &self.store;
+        let local = store.memory.as_ref().map(|memory| {
+            move || async move {
+                let mut decision = memory.check(tenant, key, check).await?;
+                decision.degraded = true;
+                Ok(decision)
+            }
+        });
+        let open = self
+            .fail_open
+            .then_some(|| async { Ok(Decision::fail_open(check)) });
+        // A consuming check is not safe to repeat: a second script run would count twice.
+        let repeatable = !check.consumes();
+        let on_redis = || store.redis.check(tenant, key, check);
+        match (local, open) {
+            (Some(local), _) => {
+                store
+                    .failover
+                    .route(repeatable, on_redis, Some(local))
+                    .await
+            }
+            (None, open) => store.failover.route(repeatable, on_redis, open).await,
+        }
+    }
+
+    async fn reset(&self, tenant: &Tenant, key: &RateLimitKey) -> StoreResult<()> {
+        let store = &self.store;
+        let local = store
+            .memory
+            .as_ref()
+            .map(|memory| move || memory.reset(tenant, key));
+        store
+            .failover
+            .route(true, || store.redis.reset(tenant, key), local)
+            .await
+    }
+}
 
 #[cfg(test)]
 mod tests {

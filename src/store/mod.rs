@@ -17,6 +17,7 @@ use crate::domain::{
     cache::{CacheValue, IncrError, Increment, ListCursor},
     ids::{CacheKey, Namespace, Tenant},
     pending_action::{ActionToken, Cancel, Confirm, IdempotencyKey, PendingAction, TombstoneLife},
+    rate_limit::{Check, Decision, RateLimitKey},
     session::{Session, SessionChange, SessionId, SessionRules, UserId},
     ttl::{Expiry, Ttl},
 };
@@ -482,6 +483,25 @@ pub trait SessionStore: Send + Sync {
     async fn delete_for_user(&self, tenant: &Tenant, user: &UserId) -> StoreResult<u64>;
 }
 
+/// Rate limits: decisions for a key against its rules (`domain::rate_limit`). A key's state
+/// expires by itself once no rule would remember anything (on Redis with the key's TTL, in
+/// memory with the entry's expiry): nothing is unbounded and nothing needs cleaning.
+#[async_trait]
+pub trait RateLimitStore: Send + Sync {
+    /// Assesses every rule at the backend's time and, when the check consumes and every rule
+    /// allows, counts the cost in all of them, as one atomic step: concurrent checks, on any
+    /// instance, never admit more than a limit, and a denied check changes nothing.
+    async fn check(
+        &self,
+        tenant: &Tenant,
+        key: &RateLimitKey,
+        check: &Check,
+    ) -> StoreResult<Decision>;
+
+    /// Forgets the state of every rule of the key.
+    async fn reset(&self, tenant: &Tenant, key: &RateLimitKey) -> StoreResult<()>;
+}
+
 /// Every capability's store, as the HTTP layer sees it: failover is already inside.
 #[derive(Clone)]
 pub struct Stores {
@@ -489,4 +509,5 @@ pub struct Stores {
     pub pending_actions: Arc<dyn PendingActionStore>,
     pub agent_states: Arc<dyn AgentStateStore>,
     pub sessions: Arc<dyn SessionStore>,
+    pub rate_limits: Arc<dyn RateLimitStore>,
 }

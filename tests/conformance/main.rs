@@ -7,4 +7,5 @@ mod common;
 mod agent_states;
 mod cache;
 mod pending_actions;
+mod rate_limits;
 mod sessions;

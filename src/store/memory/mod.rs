@@ -5,6 +5,7 @@ pub mod agent_state;
 pub mod cache;
 pub mod engine;
 pub mod pending_action;
+pub mod rate_limit;
 pub mod session;
 
 use std::sync::{Arc, Mutex};
@@ -77,6 +78,7 @@ impl MemoryBackend {
             pending_actions: Arc::new(pending_action::MemoryPendingActions::new(self)),
             agent_states: Arc::new(agent_state::MemoryAgentStates::new(self)),
             sessions: Arc::new(session::MemorySessions::new(self)),
+            rate_limits: Arc::new(rate_limit::MemoryRateLimits::new(self)),
         }
     }
 }

@@ -8,6 +8,7 @@ use crate::domain::{
     agent_state::ThreadId,
     ids::{CacheKey, Namespace, Tenant},
     pending_action::ActionToken,
+    rate_limit::RateLimitKey,
     session::{SessionId, UserId},
 };
 
@@ -77,6 +78,18 @@ impl Keys {
     pub fn agent_state_indexes(&self, tenant: &Tenant) -> [String; 3] {
         let base = self.agent_states(tenant);
         ["recent", "ids", "expiries"].map(|name| format!("{base}index:{name}"))
+    }
+
+    /// A rate-limit key's hash: `{prefix}:{tenant}:rate_limit:{<tenant>/<key>}`. The hash tag is
+    /// the key itself (with its tenant), so keys spread over a Cluster's slots; its sliding
+    /// logs append `:<state id>` and share the tag, so one script updates them all.
+    pub fn rate_limit(&self, tenant: &Tenant, key: &RateLimitKey) -> String {
+        format!("{}:{tenant}:rate_limit:{{{tenant}/{key}}}", self.prefix)
+    }
+
+    /// The sliding log of one rule of a rate-limit key.
+    pub fn rate_limit_log(&self, tenant: &Tenant, key: &RateLimitKey, state_id: &str) -> String {
+        format!("{}:{state_id}", self.rate_limit(tenant, key))
     }
 
     /// A session hash: `{prefix}:{tenant}:session:{<tenant>}:<session_id>`.

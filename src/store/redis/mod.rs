@@ -9,6 +9,7 @@ pub mod cache;
 pub mod keys;
 pub mod pending_action;
 pub mod pool;
+pub mod rate_limit;
 pub mod script;
 pub mod session;
 
@@ -24,5 +25,6 @@ pub fn stores(pool: &RedisPool) -> Stores {
         pending_actions: Arc::new(pending_action::RedisPendingActions::new(pool.clone())),
         agent_states: Arc::new(agent_state::RedisAgentStates::new(pool.clone())),
         sessions: Arc::new(session::RedisSessions::new(pool.clone())),
+        rate_limits: Arc::new(rate_limit::RedisRateLimits::new(pool.clone())),
     }
 }
