@@ -456,7 +456,8 @@ mod tests {
             for _ in 0..2_000 {
                 now += random.next(window_ms * 1000 / limit * 2 + 1);
                 let cost = 1 + random.next(limit.min(3));
-                let (decision, _) = decide(&mut states, &consume(&[r.clone()], cost), now);
+                let (decision, _) =
+                    decide(&mut states, &consume(std::slice::from_ref(&r), cost), now);
                 if decision.allowed {
                     admitted.push((now, cost));
                     let in_window: u64 = admitted
@@ -469,7 +470,7 @@ mod tests {
                     let wait = decision.retry_after_us().unwrap();
                     let peek = Check {
                         mode: Mode::Peek,
-                        ..consume(&[r.clone()], cost)
+                        ..consume(std::slice::from_ref(&r), cost)
                     };
                     // On copies: a check at a later time forgets what that time has undone.
                     let (just_before, _) = decide(&mut states.clone(), &peek, now + wait - 1);
@@ -493,7 +494,7 @@ mod tests {
             let mut states = KeyState::new();
             let start = 5_000_000_000;
             let mut at_once = 0;
-            while decide(&mut states, &consume(&[r.clone()], 1), start)
+            while decide(&mut states, &consume(std::slice::from_ref(&r), 1), start)
                 .0
                 .allowed
             {
@@ -507,7 +508,7 @@ mod tests {
             let mut admitted = burst;
             for _ in 0..3_000 {
                 now += random.next(r.interval_us() * 2 + 1);
-                if decide(&mut states, &consume(&[r.clone()], 1), now)
+                if decide(&mut states, &consume(std::slice::from_ref(&r), 1), now)
                     .0
                     .allowed
                 {
@@ -529,12 +530,12 @@ mod tests {
         let now = 10_000_250_000; // 250 ms into a window
         for _ in 0..3 {
             assert!(
-                decide(&mut states, &consume(&[r.clone()], 1), now)
+                decide(&mut states, &consume(std::slice::from_ref(&r), 1), now)
                     .0
                     .allowed
             );
         }
-        let (denied, _) = decide(&mut states, &consume(&[r.clone()], 1), now);
+        let (denied, _) = decide(&mut states, &consume(std::slice::from_ref(&r), 1), now);
         assert!(!denied.allowed);
         assert_eq!(denied.retry_after_us(), Some(750_000));
         assert_eq!(denied.rules[0].reset_after_us, 750_000);
@@ -591,7 +592,11 @@ mod tests {
     fn state_is_forgotten_when_it_no_longer_matters() {
         let r = rule(Algorithm::TokenBucket, 10, 1000, None);
         let mut states = KeyState::new();
-        let (_, life) = decide(&mut states, &consume(&[r.clone()], 4), 1_000_000);
+        let (_, life) = decide(
+            &mut states,
+            &consume(std::slice::from_ref(&r), 4),
+            1_000_000,
+        );
         assert_eq!(life, 400_000, "four tokens take 400 ms to refill");
         let peek = Check {
             mode: Mode::Peek,

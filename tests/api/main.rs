@@ -16,5 +16,6 @@ mod hardening;
 mod openapi;
 mod outages;
 mod pending_actions;
+mod rate_limits;
 mod redis_tls;
 mod sessions;

@@ -143,9 +143,17 @@ async fn several_rules_are_all_or_nothing_under_races(stores: &Stores) {
     let passed = |n| results.iter().filter(|(len, ok)| *len == n && *ok).count() as u64;
     let (both, wide_only) = (passed(2), passed(1));
     assert!(both <= 10);
-    assert_eq!(both + wide_only, 30, "the wide rule counted every pass once");
+    assert_eq!(
+        both + wide_only,
+        30,
+        "the wide rule counted every pass once"
+    );
     let state = peek(stores, "both", &[narrow, wide]).await;
-    assert_eq!(state.rules[0].remaining, 10 - both, "denied checks took nothing");
+    assert_eq!(
+        state.rules[0].remaining,
+        10 - both,
+        "denied checks took nothing"
+    );
     assert_eq!(state.rules[1].remaining, 0);
 }
 
@@ -159,9 +167,15 @@ async fn a_denied_check_says_which_rule_and_how_long(stores: &Stores) {
     let denied = consume(stores, "which", &both).await;
     assert!(!denied.allowed);
     assert!(denied.rules[0].allowed && !denied.rules[1].allowed);
-    assert_eq!(denied.rules[0].remaining, 98, "the minute rule kept its count");
+    assert_eq!(
+        denied.rules[0].remaining, 98,
+        "the minute rule kept its count"
+    );
     let wait = denied.rules[1].retry_after_us.unwrap();
-    assert!(wait > 0 && wait <= 500_000, "one token refills in 500 ms: {wait}");
+    assert!(
+        wait > 0 && wait <= 500_000,
+        "one token refills in 500 ms: {wait}"
+    );
     assert_eq!(denied.retry_after_us(), Some(wait));
 }
 
@@ -171,7 +185,11 @@ async fn reset_forgets_the_key_only(stores: &Stores) {
     let other = rule(Algorithm::TokenBucket, 2, 3_600_000);
     for k in ["reset-a", "reset-b"] {
         for _ in 0..2 {
-            assert!(consume(stores, k, &[r.clone(), other.clone()]).await.allowed);
+            assert!(
+                consume(stores, k, &[r.clone(), other.clone()])
+                    .await
+                    .allowed
+            );
         }
     }
     let t2 = Tenant::new("t2");
