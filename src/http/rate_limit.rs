@@ -60,24 +60,57 @@ impl ItemPath for LimitPath {
     }
 }
 
-/// A rule: `{"policy": "api"}`, or spelled out with `algorithm`, `limit` and `window_ms`.
-#[derive(Deserialize, ToSchema)]
+/// A rule as the request carries it. Read as one struct of optional fields, so that a wrong
+/// combination gets a message naming what is missing; documented as [`RuleSchema`].
+#[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
-#[schema(example = json!({"algorithm": "sliding_window", "limit": 100, "window_ms": 60000}))]
 pub struct RuleInput {
-    /// A `[[rate_limits.policies]]` name; then no other field.
     policy: Option<String>,
-    /// Names the rule in the answer and the headers.
     name: Option<String>,
     algorithm: Option<Algorithm>,
-    /// Units per window: 1 to 100,000 for `sliding_window`, to 10⁹ otherwise.
-    #[schema(minimum = 1, example = 100)]
     limit: Option<u64>,
+    window_ms: Option<u64>,
+    burst: Option<u64>,
+}
+
+/// A rule: a named policy, or spelled out.
+#[derive(ToSchema)]
+#[allow(dead_code)]
+#[serde(untagged)]
+#[schema(as = RateLimitRule)]
+pub enum RuleSchema {
+    Policy(PolicyRule),
+    SpelledOut(SpelledRule),
+}
+
+/// A `[[rate_limits.policies]]` entry of the configuration, by name.
+#[derive(ToSchema)]
+#[allow(dead_code)]
+#[serde(deny_unknown_fields)]
+#[schema(example = json!({"policy": "api"}))]
+pub struct PolicyRule {
+    policy: String,
+}
+
+/// A rule spelled out. `burst` is for `token_bucket` only; `limit` is at most 100,000 for
+/// `sliding_window`; `burst × window_ms / limit` (the time to refill) is at most 30 days.
+#[derive(ToSchema)]
+#[allow(dead_code)]
+#[serde(deny_unknown_fields)]
+#[schema(example = json!({"algorithm": "sliding_window", "limit": 100, "window_ms": 60000}))]
+pub struct SpelledRule {
+    /// Names the rule in the answer and the headers.
+    #[schema(pattern = "^[A-Za-z0-9._:@-]{1,64}$", example = "per-minute")]
+    name: Option<String>,
+    algorithm: Algorithm,
+    /// Units per window.
+    #[schema(minimum = 1, maximum = 1000000000, example = 100)]
+    limit: u64,
     /// 1 ms to 30 days.
     #[schema(minimum = 1, maximum = 2592000000_u64, example = 60000)]
-    window_ms: Option<u64>,
-    /// `token_bucket` only: the most tokens at once (default `limit`).
-    #[schema(minimum = 1)]
+    window_ms: u64,
+    /// The most tokens at once (default `limit`).
+    #[schema(minimum = 1, maximum = 1000000000)]
     burst: Option<u64>,
 }
 
@@ -130,9 +163,10 @@ pub enum CheckMode {
 #[schema(example = json!({"rules": [{"policy": "api"}, {"algorithm": "token_bucket", "limit": 10, "window_ms": 1000, "burst": 20}], "cost": 1}))]
 pub struct CheckRequest {
     /// 1 to 10 rules, all-or-nothing: nothing is consumed unless every rule allows.
+    #[schema(value_type = Vec<RuleSchema>, min_items = 1, max_items = 10)]
     rules: Vec<RuleInput>,
     /// Units this request costs (default 1); 0 is a peek. At most every rule's limit (burst).
-    #[schema(minimum = 0, example = 1)]
+    #[schema(minimum = 0, maximum = 1000000000, example = 1)]
     cost: Option<u64>,
     #[serde(default)]
     mode: CheckMode,
@@ -274,7 +308,8 @@ fn headers(check: &Check, decision: &Decision) -> Vec<(HeaderName, HeaderValue)>
             ("RateLimit" = String, description = "Its state: `\"name\";r=<remaining>;t=<reset s>`"),
             ("Retry-After" = u64, description = "When denied: seconds until the same cost would pass"),
          )),
-        (status = 422, description = "A rule out of range, an unknown policy, or a cost no rule could ever allow"),
+        (status = 400, description = "Invalid key or malformed JSON"),
+        (status = 422, description = "A rule out of range, an unknown policy, the same rule twice, or a cost no rule could ever allow"),
     ),
 )]
 pub async fn check(
@@ -318,7 +353,10 @@ pub async fn check(
 #[utoipa::path(
     delete, path = "/v1/rate-limits/{key}", tag = "rate_limits", operation_id = "rate_limit_reset",
     params(LimitPath),
-    responses((status = 204, description = "Forgotten (also when nothing was held)")),
+    responses(
+        (status = 204, description = "Forgotten (also when nothing was held)"),
+        (status = 400, description = "Invalid key"),
+    ),
 )]
 pub async fn reset(
     State(state): State<AppState>,
