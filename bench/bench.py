@@ -193,6 +193,7 @@ WORKLOADS = [
     ("agent append + get last 10", "agent"),
     ("session GET", "session"),
     ("session PATCH", "session_patch"),
+    ("rate-limit check (sliding)", "ratelimit"),
 ]
 
 
@@ -268,6 +269,8 @@ def measure(procs, duration, entries, conns, threads, cores):
             return run_wrk(base, duration, conns, threads, "agent.lua")
         if workload == "session":
             return run_wrk(f"{base}/v1/sessions/{sessions[name]}", duration, conns, threads)
+        if workload == "ratelimit":
+            return run_wrk(base, duration, conns, threads, "ratelimit.lua")
         if workload == "session_patch" and name != FASTAPI:
             return run_wrk(f"{base}/v1/sessions/{sessions[name]}", duration, conns, threads, "session_patch.lua")
         return None

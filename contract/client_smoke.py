@@ -222,6 +222,22 @@ def step_session(api: Api) -> None:
     expect(body_json(read)["data"] == {"theme": "dark"}, f"read back: {read.content!r}")
 
 
+def step_rate_limit(api: Api) -> None:
+    key = f"user-{uuid.uuid4().hex[:8]}"
+    path = "/v1/rate-limits/{key}/check"
+    rule = {"algorithm": "fixed_window", "limit": 2, "window_ms": 60000}
+    answers = [api.call("POST", path, [key], body={"rules": [rule]}) for _ in range(3)]
+    for answer in answers:
+        expect(answer.status_code == 200, f"check: {answer.status_code} {answer.content!r}")
+    allowed = [body_json(a)["allowed"] for a in answers]
+    expect(allowed == [True, True, False], f"checks: {allowed}")
+    expect(answers[2].headers.get("retry-after") is not None, "a denial carries Retry-After")
+    reset = api.call("DELETE", "/v1/rate-limits/{key}", [key])
+    expect(reset.status_code == 204, f"reset: {reset.status_code} {reset.content!r}")
+    peek = api.call("POST", path, [key], body={"rules": [rule], "mode": "peek"})
+    expect(body_json(peek)["rules"][0]["remaining"] == 2, f"after reset: {peek.content!r}")
+
+
 def step_agent_state(api: Api) -> None:
     thread_id = f"thread-{uuid.uuid4().hex[:8]}"
     thread_path = "/v1/agent-states/{thread_id}"
@@ -355,6 +371,7 @@ def main() -> int:
             " delete",
             step_agent_state,
         ),
+        ("rate limit: check until denied, reset, peek", step_rate_limit),
     ]
     passed = failed = skipped = 0
     for name, step in steps:

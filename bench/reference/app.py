@@ -5,6 +5,7 @@ Run: REDIS_URL=redis://127.0.0.1:6379/0 uvicorn app:app --workers N --port P
 """
 
 import json
+import time
 import os
 import secrets
 import uuid
@@ -141,3 +142,42 @@ async def agent_get(thread_id: str, last_messages: int | None = None):
         state["messages"] = state["messages"][-last_messages:]
     state["message_count"] = len(state["messages"])
     return state
+
+
+# The seeds' sliding-window limiter: one Lua script per check, the time from the client (as
+# `int(time.time())` in the seed's README; here in milliseconds), one sorted-set entry per
+# admitted request, the key expiring with its window.
+RATE_LIMIT_SCRIPT = r.register_script(
+    """
+local key, limit, window, now, member = KEYS[1], tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3]), ARGV[4]
+redis.call('ZREMRANGEBYSCORE', key, 0, now - window)
+local count = redis.call('ZCARD', key)
+if count < limit then
+  redis.call('ZADD', key, now, member)
+  redis.call('PEXPIRE', key, window)
+  return {1, limit - count - 1}
+end
+return {0, 0}
+"""
+)
+
+
+class Rule(BaseModel):
+    algorithm: str
+    limit: int
+    window_ms: int
+
+
+class RateLimitCheck(BaseModel):
+    rules: list[Rule]
+
+
+@app.post("/v1/rate-limits/{key}/check")
+async def rate_limit_check(key: str, body: RateLimitCheck):
+    rule = body.rules[0]
+    now_ms = int(time.time() * 1000)
+    allowed, remaining = await RATE_LIMIT_SCRIPT(
+        keys=[f"{PREFIX}:ratelimit:{key}"],
+        args=[rule.limit, rule.window_ms, now_ms, uuid.uuid4().hex],
+    )
+    return {"allowed": bool(allowed), "rules": [{"limit": rule.limit, "remaining": remaining}]}
