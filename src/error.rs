@@ -39,6 +39,8 @@ pub struct ApiError {
     pub detail: String,
     /// Seconds for a `Retry-After` header.
     pub retry_after: Option<u32>,
+    /// Extension members of the problem document (RFC 9457 §3.2), e.g. `retry_after_ms`.
+    pub extensions: Vec<(&'static str, serde_json::Value)>,
 }
 
 impl ApiError {
@@ -48,7 +50,14 @@ impl ApiError {
             code,
             detail: detail.into(),
             retry_after: None,
+            extensions: Vec::new(),
         }
+    }
+
+    /// Adds an extension member to the problem document.
+    pub fn with(mut self, name: &'static str, value: impl Into<serde_json::Value>) -> Self {
+        self.extensions.push((name, value.into()));
+        self
     }
 
     /// Adds a `Retry-After` header of `seconds`.
@@ -79,6 +88,10 @@ impl ApiError {
 
     pub fn conflict(code: &'static str, detail: impl Into<String>) -> Self {
         Self::new(StatusCode::CONFLICT, code, detail)
+    }
+
+    pub fn gone(code: &'static str, detail: impl Into<String>) -> Self {
+        Self::new(StatusCode::GONE, code, detail)
     }
 
     pub fn precondition_failed(detail: impl Into<String>) -> Self {
@@ -152,7 +165,15 @@ impl ApiError {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        let mut response = problem_response(self.status, &self.problem());
+        let mut response = if self.extensions.is_empty() {
+            problem_response(self.status, &self.problem())
+        } else {
+            let mut body = serde_json::to_value(self.problem()).unwrap_or_default();
+            if let Some(members) = body.as_object_mut() {
+                members.extend(self.extensions.into_iter().map(|(k, v)| (k.to_string(), v)));
+            }
+            problem_response(self.status, &body)
+        };
         if let Some(seconds) = self.retry_after {
             response
                 .headers_mut()
@@ -266,6 +287,40 @@ impl From<Conflict> for ApiError {
             Conflict::ValueChanged => ("conflict", "the current value is not the expected one"),
         };
         Self::conflict(code, detail)
+    }
+}
+
+/// Why a lock operation did not happen.
+#[derive(Debug, Clone, Copy)]
+pub enum LockRefusal {
+    /// Someone else holds the lock, for this long at most.
+    Held { retry_after_us: u64 },
+    /// The token no longer holds the lock: it expired, or was taken after expiry.
+    Lost,
+    /// A later grant or check exists.
+    StaleFence { highest: u64 },
+}
+
+impl From<LockRefusal> for ApiError {
+    fn from(refusal: LockRefusal) -> Self {
+        match refusal {
+            LockRefusal::Held { retry_after_us } => {
+                let ms = retry_after_us.div_ceil(1000);
+                Self::conflict("lock_held", "another holder has this lock")
+                    .with("retry_after_ms", ms)
+                    .retry_after(u32::try_from(ms.div_ceil(1000).max(1)).unwrap_or(u32::MAX))
+            }
+            LockRefusal::Lost => Self::gone(
+                "lock_lost",
+                "this token no longer holds the lock: it expired, or another holder took it; \
+                 nothing was changed",
+            ),
+            LockRefusal::StaleFence { highest } => Self::conflict(
+                "stale_fencing_token",
+                "a later holder of this lock exists: refuse the write",
+            )
+            .with("highest", highest),
+        }
     }
 }
 

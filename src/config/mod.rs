@@ -36,6 +36,7 @@ pub struct Settings {
     pub log: LogSettings,
     pub memory: MemorySettings,
     pub rate_limits: RateLimitSettings,
+    pub locks: LockSettings,
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -333,6 +334,22 @@ pub struct RateLimitSettings {
     pub degraded: RateLimitDegraded,
     /// Named rules, so callers send `{"rules": [{"policy": "api"}]}`.
     pub policies: Vec<RateLimitPolicy>,
+}
+
+#[derive(Debug, Clone, Deserialize, Default)]
+#[serde(default, deny_unknown_fields)]
+pub struct LockSettings {
+    /// What locks do in `auto` mode while Redis is down: `refuse` (503) or `local` (memory
+    /// locks: only safe for a single-instance deployment).
+    pub degraded: LockDegraded,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LockDegraded {
+    #[default]
+    Refuse,
+    Local,
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]

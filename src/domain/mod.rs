@@ -5,6 +5,7 @@ pub mod agent_state;
 pub mod cache;
 pub mod glob;
 pub mod ids;
+pub mod lock;
 pub mod pending_action;
 pub mod rate_limit;
 pub mod session;

@@ -5,6 +5,7 @@ pub mod agent_state;
 pub mod cache;
 pub mod extract;
 pub mod health;
+pub mod lock;
 pub mod openapi;
 pub mod pending_actions;
 pub mod rate_limit;
@@ -69,6 +70,7 @@ pub fn router(state: AppState) -> Router {
         .merge(agent_state::routes())
         .merge(session::routes())
         .merge(rate_limit::routes())
+        .merge(lock::routes())
         .fallback(|| async { ApiError::not_found("no such route") })
         .method_not_allowed_fallback(|| async {
             ApiError::new(

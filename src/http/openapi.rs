@@ -14,8 +14,8 @@ use utoipa::{
 };
 
 use super::{
-    AppState, agent_state, cache, cache::CacheLinks, health, pending_actions, rate_limit, session,
-    session::SessionLinks,
+    AppState, agent_state, cache, cache::CacheLinks, health, lock, pending_actions, rate_limit,
+    session, session::SessionLinks,
 };
 use crate::error::Problem;
 
@@ -77,6 +77,11 @@ use crate::error::Problem;
         session::delete_user_sessions,
         rate_limit::check,
         rate_limit::reset,
+        lock::acquire,
+        lock::extend,
+        lock::release,
+        lock::get_lock,
+        lock::check_fence,
     ),
     components(schemas(
         Problem,
@@ -98,6 +103,8 @@ use crate::error::Problem;
         (name = "sessions", description = "User sessions with their working context; per-user listing and sign-out everywhere"),
         (name = "rate_limits", description = "Rate-limit decisions for any key: sliding window, fixed window or token bucket \
                                               (GCRA), several rules all-or-nothing, exact under concurrency"),
+        (name = "locks", description = "Mutual exclusion with fencing tokens: waits woken by release, \
+                                         lost locks told apart from held ones"),
     )
 )]
 pub struct ApiDoc;

@@ -30,9 +30,9 @@ use time::OffsetDateTime;
 use tokio::sync::Notify;
 
 use super::{
-    AgentStateStore, Appended, CacheStore, CasOutcome, KeyPage, PendingActionStore, PutCondition,
-    RateLimitStore, Replaced, SessionStore, SessionUpdate, StoreError, StoreResult, Stores,
-    ThreadPage, TtlState, Versioned,
+    AgentStateStore, Appended, CacheStore, CasOutcome, KeyPage, LockStore, PendingActionStore,
+    PutCondition, RateLimitStore, Replaced, SessionStore, SessionUpdate, StoreError, StoreResult,
+    Stores, ThreadPage, TtlState, Versioned,
     memory::{self, MemoryBackend},
     redis::{
         RedisPool,
@@ -40,11 +40,12 @@ use super::{
     },
 };
 use crate::{
-    config::{BackendMode, RateLimitDegraded, Settings},
+    config::{BackendMode, LockDegraded, RateLimitDegraded, Settings},
     domain::{
         agent_state::{AgentState, JsonObject, Message, NewAgentState, RecentState, ThreadId},
         cache::{CacheValue, IncrError, Increment, ListCursor},
         ids::{CacheKey, Namespace, Tenant},
+        lock::{Acquire, Acquired, FenceCheck, LockInfo, LockName, LockToken},
         pending_action::{
             ActionToken, Cancel, Confirm, IdempotencyKey, PendingAction, TombstoneLife,
         },
@@ -62,6 +63,7 @@ pub enum Capability {
     PendingActions,
     Sessions,
     RateLimits,
+    Locks,
 }
 
 impl Capability {
@@ -72,6 +74,7 @@ impl Capability {
             Self::PendingActions => "pending_actions",
             Self::Sessions => "sessions",
             Self::RateLimits => "rate_limits",
+            Self::Locks => "locks",
         }
     }
 
@@ -115,7 +118,7 @@ pub struct Degradation {
 /// What each capability does while Redis is down in `auto` mode (the README's degradation
 /// table repeats it). A capability listed in `backend.refuse_while_degraded` refuses instead;
 /// rate limits follow `rate_limits.degraded` (`local`: this row, `allow`, `refuse`).
-pub const DEGRADATION: [Degradation; 5] = [
+pub const DEGRADATION: [Degradation; 6] = [
     Degradation {
         capability: Capability::Cache,
         while_degraded: WhileDegraded::ServeFromMemory,
@@ -141,6 +144,12 @@ pub const DEGRADATION: [Degradation; 5] = [
         while_degraded: WhileDegraded::ServeFromMemory,
         why: "per-instance limits (`rate_limits.degraded`: local, allow or refuse): the caller \
               picks fail-open or fail-closed",
+    },
+    Degradation {
+        capability: Capability::Locks,
+        while_degraded: WhileDegraded::Refuse,
+        why: "two instances on their own memory would grant one lock twice (`locks.degraded = \
+              \"local\"` serves from memory, for a single instance)",
     },
 ];
 
@@ -208,6 +217,11 @@ fn policies(settings: &Settings) -> Vec<(Capability, WhileDegraded)> {
                 .any(|name| name == row.capability.name());
             let policy = if refused || settings.backend.mode == BackendMode::Redis {
                 WhileDegraded::Refuse
+            } else if row.capability == Capability::Locks {
+                match settings.locks.degraded {
+                    LockDegraded::Refuse => WhileDegraded::Refuse,
+                    LockDegraded::Local => WhileDegraded::ServeFromMemory,
+                }
             } else if row.capability == Capability::RateLimits {
                 match settings.rate_limits.degraded {
                     RateLimitDegraded::Local => WhileDegraded::ServeFromMemory,
@@ -300,6 +314,12 @@ impl Failover {
                 redis: redis.sessions,
                 memory: fallback(Capability::Sessions)
                     .map(|m| Arc::new(memory::session::MemorySessions::new(m)) as _),
+                failover: failover.clone(),
+            }),
+            locks: Arc::new(FailoverStore {
+                redis: redis.locks,
+                memory: fallback(Capability::Locks)
+                    .map(|m| Arc::new(memory::lock::MemoryLocks::new(m)) as _),
                 failover: failover.clone(),
             }),
             rate_limits: Arc::new(RateLimitFailover {
@@ -580,6 +600,96 @@ route_each_method!(SessionStore {
     #[repeat(true)] async fn list_for_user(&self, tenant: &Tenant, user: &UserId) -> StoreResult<Vec<Session>>;
     #[repeat(false)] async fn delete_for_user(&self, tenant: &Tenant, user: &UserId) -> StoreResult<u64>;
 });
+
+/// Locks with failover: each call routed like the other capabilities'; a waiter listens to
+/// the release signal of the backend serving now (after a switch, its fallback poll finds the
+/// other).
+#[async_trait]
+impl LockStore for FailoverStore<dyn LockStore> {
+    async fn acquire(
+        &self,
+        tenant: &Tenant,
+        name: &LockName,
+        request: &Acquire,
+    ) -> StoreResult<Acquired> {
+        // Not repeatable: a second run would find the first one's grant and answer "held".
+        let memory = self.memory.as_ref();
+        self.failover
+            .route(
+                false,
+                || self.redis.acquire(tenant, name, request),
+                memory.map(|m| move || m.acquire(tenant, name, request)),
+            )
+            .await
+    }
+
+    async fn extend(
+        &self,
+        tenant: &Tenant,
+        name: &LockName,
+        token: &LockToken,
+        ttl_ms: u64,
+    ) -> StoreResult<Option<u64>> {
+        let memory = self.memory.as_ref();
+        self.failover
+            .route(
+                true,
+                || self.redis.extend(tenant, name, token, ttl_ms),
+                memory.map(|m| move || m.extend(tenant, name, token, ttl_ms)),
+            )
+            .await
+    }
+
+    async fn release(
+        &self,
+        tenant: &Tenant,
+        name: &LockName,
+        token: &LockToken,
+    ) -> StoreResult<bool> {
+        let memory = self.memory.as_ref();
+        self.failover
+            .route(
+                false,
+                || self.redis.release(tenant, name, token),
+                memory.map(|m| move || m.release(tenant, name, token)),
+            )
+            .await
+    }
+
+    async fn get(&self, tenant: &Tenant, name: &LockName) -> StoreResult<LockInfo> {
+        let memory = self.memory.as_ref();
+        self.failover
+            .route(
+                true,
+                || self.redis.get(tenant, name),
+                memory.map(|m| move || m.get(tenant, name)),
+            )
+            .await
+    }
+
+    async fn check_fence(
+        &self,
+        tenant: &Tenant,
+        name: &LockName,
+        fencing_token: u64,
+    ) -> StoreResult<FenceCheck> {
+        let memory = self.memory.as_ref();
+        self.failover
+            .route(
+                true,
+                || self.redis.check_fence(tenant, name, fencing_token),
+                memory.map(|m| move || m.check_fence(tenant, name, fencing_token)),
+            )
+            .await
+    }
+
+    fn release_signal(&self, tenant: &Tenant, name: &LockName) -> Arc<Notify> {
+        match &self.memory {
+            Some(memory) if self.failover.is_down() => memory.release_signal(tenant, name),
+            _ => self.redis.release_signal(tenant, name),
+        }
+    }
+}
 
 /// Rate limits with failover: while degraded, a check is decided by this instance's memory
 /// (`local`) and says `degraded`, or allowed without counting (`allow`), or refused.

@@ -7,6 +7,7 @@
 pub mod failover;
 pub mod memory;
 pub mod redis;
+pub mod signals;
 
 use std::sync::Arc;
 
@@ -16,6 +17,7 @@ use crate::domain::{
     agent_state::{AgentState, JsonObject, Message, NewAgentState, RecentState, ThreadId},
     cache::{CacheValue, IncrError, Increment, ListCursor},
     ids::{CacheKey, Namespace, Tenant},
+    lock::{Acquire, Acquired, FenceCheck, LockInfo, LockName, LockToken},
     pending_action::{ActionToken, Cancel, Confirm, IdempotencyKey, PendingAction, TombstoneLife},
     rate_limit::{Check, Decision, RateLimitKey},
     session::{Session, SessionChange, SessionId, SessionRules, UserId},
@@ -502,6 +504,83 @@ pub trait RateLimitStore: Send + Sync {
     async fn reset(&self, tenant: &Tenant, key: &RateLimitKey) -> StoreResult<()>;
 }
 
+/// Locks with fencing tokens (`domain::lock`). Every method is one atomic step at the
+/// backend's time; a token that does not hold the lock changes nothing.
+#[async_trait]
+pub trait LockStore: Send + Sync {
+    /// One attempt: grants the lock when nobody holds it, else says for how long it is held.
+    async fn acquire(
+        &self,
+        tenant: &Tenant,
+        name: &LockName,
+        request: &Acquire,
+    ) -> StoreResult<Acquired>;
+
+    /// A new expiry `ttl_ms` from now, or `None` when `token` does not hold the lock.
+    async fn extend(
+        &self,
+        tenant: &Tenant,
+        name: &LockName,
+        token: &LockToken,
+        ttl_ms: u64,
+    ) -> StoreResult<Option<u64>>;
+
+    /// Whether `token` held the lock; then it is free, and waiters (on every instance) are woken.
+    async fn release(
+        &self,
+        tenant: &Tenant,
+        name: &LockName,
+        token: &LockToken,
+    ) -> StoreResult<bool>;
+
+    async fn get(&self, tenant: &Tenant, name: &LockName) -> StoreResult<LockInfo>;
+
+    /// Accepts `fencing_token` when no later grant or check exists, raising the mark to it.
+    async fn check_fence(
+        &self,
+        tenant: &Tenant,
+        name: &LockName,
+        fencing_token: u64,
+    ) -> StoreResult<FenceCheck>;
+
+    /// Notified (`notify_waiters`) when the lock may have been released.
+    fn release_signal(&self, tenant: &Tenant, name: &LockName) -> Arc<tokio::sync::Notify>;
+}
+
+/// How often a waiter tries again although no release woke it: a bound on what a missed
+/// signal costs, not a poll loop (a release wakes waiters at once, an expiry at its time).
+pub const LOCK_FALLBACK_POLL: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// Acquires, waiting up to `wait` for the lock: woken by a release, else when the holder's
+/// lease ends, else after `LOCK_FALLBACK_POLL`. Fairness is not promised.
+pub async fn acquire_waiting(
+    store: &dyn LockStore,
+    tenant: &Tenant,
+    name: &LockName,
+    request: &Acquire,
+    wait: std::time::Duration,
+) -> StoreResult<Acquired> {
+    let deadline = tokio::time::Instant::now() + wait;
+    loop {
+        let signal = store.release_signal(tenant, name);
+        let released = signal.notified();
+        tokio::pin!(released);
+        released.as_mut().enable();
+        let outcome = store.acquire(tenant, name, request).await?;
+        let Acquired::Held { retry_after_us } = outcome else {
+            return Ok(outcome);
+        };
+        let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+        if left.is_zero() {
+            return Ok(outcome);
+        }
+        let nap = std::time::Duration::from_micros(retry_after_us)
+            .min(left)
+            .min(LOCK_FALLBACK_POLL);
+        let _ = tokio::time::timeout(nap, released).await;
+    }
+}
+
 /// Every capability's store, as the HTTP layer sees it: failover is already inside.
 #[derive(Clone)]
 pub struct Stores {
@@ -510,4 +589,5 @@ pub struct Stores {
     pub agent_states: Arc<dyn AgentStateStore>,
     pub sessions: Arc<dyn SessionStore>,
     pub rate_limits: Arc<dyn RateLimitStore>,
+    pub locks: Arc<dyn LockStore>,
 }

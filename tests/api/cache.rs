@@ -1,122 +1,75 @@
 //! The cache's basic routes over HTTP, on each backend mode.
 
 use crate::common::{RedisServer, TestApp, settings, spawn_app};
+use reqwest::Method;
 use serde_json::json;
 use statekeeper::config::BackendMode;
 
 async fn round_trip(app: &TestApp) {
-    let url = app.url("/v1/cache/profiles/user:1");
+    let path = "/v1/cache/profiles/user:1";
     let body = r#"{"name":"Ada","n":1.50}"#;
-    let put = app
-        .client
-        .put(format!("{url}?ttl_seconds=120"))
-        .header("content-type", "application/json")
-        .body(body)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(put.status(), 204);
-    assert!(put.headers().contains_key("x-request-id"));
+    let put = app.put_raw(&format!("{path}?ttl_seconds=120"), body).await;
+    assert_eq!(put.status, 204);
+    assert!(put.headers.contains_key("x-request-id"));
 
-    let got = app.client.get(&url).send().await.unwrap();
-    assert_eq!(got.status(), 200);
-    assert_eq!(got.headers()["content-type"], "application/json");
-    assert_eq!(got.text().await.unwrap(), body, "exactly the stored JSON");
+    let got = app.get(path).await;
+    assert_eq!(got.status, 200);
+    assert_eq!(got.header("content-type"), "application/json");
+    assert_eq!(got.text(), body, "exactly the stored JSON");
+    assert_eq!(app.head(path).await.status, 200);
 
-    let head = app.client.head(&url).send().await.unwrap();
-    assert_eq!(head.status(), 200);
-
-    let (status, ttl) = app.get_json("/v1/cache/profiles/user:1/ttl").await;
-    assert_eq!(status, 200);
-    let secs = ttl["ttl_seconds"].as_u64().unwrap();
-    assert!((119..=120).contains(&secs), "{ttl}");
-
+    let ttl = app.get(&format!("{path}/ttl")).await;
+    assert_eq!(ttl.status, 200);
+    let secs = ttl.body["ttl_seconds"].as_u64().unwrap();
+    assert!((119..=120).contains(&secs), "{}", ttl.body);
+    let set_ttl = json!({"ttl_seconds": 7});
     let set = app
-        .client
-        .put(format!("{url}/ttl"))
-        .json(&json!({"ttl_seconds": 7}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(set.status(), 204);
-    let (_, ttl) = app.get_json("/v1/cache/profiles/user:1/ttl").await;
+        .call(Method::PUT, &format!("{path}/ttl"), Some(set_ttl.clone()))
+        .await;
+    assert_eq!(set.status, 204);
+    let ttl = app.get(&format!("{path}/ttl")).await.body;
     assert!(
         (6..=7).contains(&ttl["ttl_seconds"].as_u64().unwrap()),
         "{ttl}"
     );
 
-    assert_eq!(app.client.delete(&url).send().await.unwrap().status(), 204);
-    let gone = app.client.get(&url).send().await.unwrap();
-    assert_eq!(gone.status(), 404);
-    assert_eq!(gone.headers()["content-type"], "application/problem+json");
-    let problem: serde_json::Value = gone.json().await.unwrap();
-    assert_eq!(problem["code"], "not_found");
-    assert_eq!(problem["status"], 404);
-    assert_eq!(app.client.head(&url).send().await.unwrap().status(), 404);
-    assert_eq!(app.client.delete(&url).send().await.unwrap().status(), 404);
-    let (status, _) = app.get_json("/v1/cache/profiles/user:1/ttl").await;
-    assert_eq!(status, 404);
+    assert_eq!(app.delete(path).await.status, 204);
+    let gone = app.get(path).await;
+    gone.assert_problem(404, "not_found");
+    assert_eq!(gone.body["status"], 404);
+    assert_eq!(app.head(path).await.status, 404);
+    assert_eq!(app.delete(path).await.status, 404);
+    assert_eq!(app.get(&format!("{path}/ttl")).await.status, 404);
     let set_missing = app
-        .client
-        .put(format!("{url}/ttl"))
-        .json(&json!({"ttl_seconds": 7}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(set_missing.status(), 404);
+        .call(Method::PUT, &format!("{path}/ttl"), Some(set_ttl))
+        .await;
+    assert_eq!(set_missing.status, 404);
 }
 
 async fn conditions_and_default_ttl(app: &TestApp) {
-    let url = app.url("/v1/cache/ns/cond");
+    let path = "/v1/cache/ns/cond";
     let put = |query: &'static str, body: &'static str| {
-        app.client
-            .put(format!("{url}{query}"))
-            .header("content-type", "application/json")
-            .body(body)
-            .send()
+        let path = format!("{path}{query}");
+        async move { app.put_raw(&path, body).await }
     };
-    assert_eq!(put("?if=present", "1").await.unwrap().status(), 412);
-    assert_eq!(put("?if=absent", "1").await.unwrap().status(), 204);
-    let refused = put("?if=absent", "2").await.unwrap();
-    assert_eq!(refused.status(), 412);
-    let problem: serde_json::Value = refused.json().await.unwrap();
-    assert_eq!(problem["code"], "precondition_failed");
-    assert_eq!(
-        app.client
-            .get(&url)
-            .send()
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap(),
-        "1"
-    );
-    assert_eq!(put("?if=present", "3").await.unwrap().status(), 204);
-    let (_, ttl) = app.get_json("/v1/cache/ns/cond/ttl").await;
+    assert_eq!(put("?if=present", "1").await.status, 412);
+    assert_eq!(put("?if=absent", "1").await.status, 204);
+    put("?if=absent", "2")
+        .await
+        .assert_problem(412, "precondition_failed");
+    assert_eq!(app.get(path).await.text(), "1");
+    assert_eq!(put("?if=present", "3").await.status, 204);
+    let ttl = app.get("/v1/cache/ns/cond/ttl").await.body;
     let secs = ttl["ttl_seconds"].as_u64().unwrap();
     assert!((3599..=3600).contains(&secs), "default TTL applies: {ttl}");
 }
 
 async fn every_response_has_a_request_id(app: &TestApp) {
-    let echoed = app
-        .client
-        .get(app.url("/v1/cache/ns/nope"))
-        .header("x-request-id", "req-42")
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(echoed.headers()["x-request-id"], "req-42");
-    let made = app
-        .client
-        .get(app.url("/no/such/route"))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(made.status(), 404);
-    assert!(!made.headers()["x-request-id"].is_empty());
-    let problem: serde_json::Value = made.json().await.unwrap();
-    assert_eq!(problem["code"], "not_found");
+    let request = app.request(Method::GET, "/v1/cache/ns/nope");
+    let echoed = app.send(request.header("x-request-id", "req-42")).await;
+    assert_eq!(echoed.header("x-request-id"), "req-42");
+    let made = app.get("/no/such/route").await;
+    made.assert_problem(404, "not_found");
 }
 
 crate::on_each_backend!(app =>
@@ -131,15 +84,8 @@ async fn redis_mode_stores_in_redis_under_the_documented_key() {
         return;
     };
     let app = spawn_app(settings(BackendMode::Redis, Some(&redis))).await;
-    let put = app
-        .client
-        .put(app.url("/v1/cache/ns/k?ttl_seconds=50"))
-        .header("content-type", "application/json")
-        .body("[1,2]")
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(put.status(), 204);
+    let put = app.put_raw("/v1/cache/ns/k?ttl_seconds=50", "[1,2]").await;
+    assert_eq!(put.status, 204);
     let mut conn = redis.connection();
     let stored: String = redis::cmd("GET")
         .arg("statekeeper:default:cache:{ns}:k")

@@ -336,6 +336,28 @@ impl TestApp {
         self.send(request).await
     }
 
+    pub async fn get(&self, path: &str) -> Reply {
+        self.call(reqwest::Method::GET, path, None).await
+    }
+
+    pub async fn head(&self, path: &str) -> Reply {
+        self.call(reqwest::Method::HEAD, path, None).await
+    }
+
+    pub async fn delete(&self, path: &str) -> Reply {
+        self.call(reqwest::Method::DELETE, path, None).await
+    }
+
+    pub async fn post(&self, path: &str, body: serde_json::Value) -> Reply {
+        self.call(reqwest::Method::POST, path, Some(body)).await
+    }
+
+    /// A PUT of exact JSON text.
+    pub async fn put_raw(&self, path: &str, body: &str) -> Reply {
+        self.call_raw(reqwest::Method::PUT, path, body.as_bytes())
+            .await
+    }
+
     /// A request with a body of exact bytes, declared JSON.
     pub async fn call_raw(&self, method: reqwest::Method, path: &str, body: &[u8]) -> Reply {
         let request = self

@@ -4,6 +4,7 @@
 pub mod agent_state;
 pub mod cache;
 pub mod engine;
+pub mod lock;
 pub mod pending_action;
 pub mod rate_limit;
 pub mod session;
@@ -79,6 +80,7 @@ impl MemoryBackend {
             agent_states: Arc::new(agent_state::MemoryAgentStates::new(self)),
             sessions: Arc::new(session::MemorySessions::new(self)),
             rate_limits: Arc::new(rate_limit::MemoryRateLimits::new(self)),
+            locks: Arc::new(lock::MemoryLocks::new(self)),
         }
     }
 }

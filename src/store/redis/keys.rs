@@ -7,6 +7,7 @@
 use crate::domain::{
     agent_state::ThreadId,
     ids::{CacheKey, Namespace, Tenant},
+    lock::LockName,
     pending_action::ActionToken,
     rate_limit::RateLimitKey,
     session::{SessionId, UserId},
@@ -90,6 +91,18 @@ impl Keys {
     /// The sliding log of one rule of a rate-limit key.
     pub fn rate_limit_log(&self, tenant: &Tenant, key: &RateLimitKey, state_id: &str) -> String {
         format!("{}:{state_id}", self.rate_limit(tenant, key))
+    }
+
+    /// A lock's hash: `{prefix}:{tenant}:lock:{<tenant>/<name>}` (holder, fencing counter,
+    /// highest checked token), tagged by the lock itself.
+    pub fn lock(&self, tenant: &Tenant, name: &LockName) -> String {
+        format!("{}:{tenant}:lock:{{{tenant}/{name}}}", self.prefix)
+    }
+
+    /// The channel every release is published on, as `<tenant>/<name>`: each instance
+    /// subscribes once and wakes its own waiters.
+    pub fn lock_released_channel(&self) -> String {
+        format!("{}:lock_released", self.prefix)
     }
 
     /// A session hash: `{prefix}:{tenant}:session:{<tenant>}:<session_id>`.

@@ -7,6 +7,7 @@
 pub mod agent_state;
 pub mod cache;
 pub mod keys;
+pub mod lock;
 pub mod pending_action;
 pub mod pool;
 pub mod rate_limit;
@@ -26,5 +27,6 @@ pub fn stores(pool: &RedisPool) -> Stores {
         agent_states: Arc::new(agent_state::RedisAgentStates::new(pool.clone())),
         sessions: Arc::new(session::RedisSessions::new(pool.clone())),
         rate_limits: Arc::new(rate_limit::RedisRateLimits::new(pool.clone())),
+        locks: Arc::new(lock::RedisLocks::new(pool.clone())),
     }
 }

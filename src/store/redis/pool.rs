@@ -96,6 +96,9 @@ const CONDITION_REPORTED_FOR: Duration = Duration::from_secs(30);
 #[derive(Clone)]
 pub struct RedisPool {
     pool: Pool,
+    /// For connections outside the pool (a pub/sub subscriber).
+    client: redis::Client,
+    connect: Duration,
     keys: Keys,
     deadline: Duration,
     generations: Arc<Generations>,
@@ -188,7 +191,7 @@ impl RedisPool {
         let connect = Duration::from_millis(settings.connect_timeout_ms);
         let generations = Arc::new(Generations::default());
         let manager = Manager {
-            client,
+            client: client.clone(),
             generations: generations.clone(),
             // Our own deadline bounds every call; the connection's timeout would only race it.
             config: AsyncConnectionConfig::new()
@@ -207,6 +210,8 @@ impl RedisPool {
             .map_err(|e| format!("cannot configure the Redis pool: {e}"))?;
         Ok(Self {
             pool,
+            client,
+            connect,
             keys: Keys::new(&settings.key_prefix),
             deadline: settings.command_timeout(),
             generations,
@@ -216,6 +221,14 @@ impl RedisPool {
 
     pub fn keys(&self) -> &Keys {
         &self.keys
+    }
+
+    /// A new pub/sub connection of its own (subscribed connections cannot be multiplexed).
+    pub async fn pubsub(&self) -> Result<redis::aio::PubSub, StoreError> {
+        tokio::time::timeout(self.connect, self.client.get_async_pubsub())
+            .await
+            .map_err(|_| StoreError::Unavailable("pub/sub connect timed out".into()))?
+            .map_err(|e| StoreError::Unavailable(e.to_string()))
     }
 
     /// Runs one command.

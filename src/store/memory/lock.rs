@@ -1,0 +1,134 @@
+//! Locks on the memory engine: one entry per `tenant/name` holding `domain::lock::LockState`,
+//! changed under the engine's lock (so each method is atomic). A release wakes this process's
+//! waiters through its `ReleaseSignals`. The entry expires `RECORD_RETENTION` after its
+//! holder's lease, like the Redis hash.
+
+use std::{
+    sync::Arc,
+    time::{Duration, SystemTime, UNIX_EPOCH},
+};
+
+use async_trait::async_trait;
+use tokio::{sync::Notify, time::Instant};
+
+use super::{
+    MemoryBackend,
+    engine::{Engine, Entry, Weigh},
+};
+use crate::{
+    domain::{
+        ids::Tenant,
+        lock::{Acquire, Acquired, FenceCheck, LockInfo, LockName, LockState, LockToken},
+    },
+    store::{
+        LockStore, StoreResult,
+        signals::{ReleaseSignals, lock_key},
+    },
+};
+
+pub struct MemoryLocks {
+    engine: Engine<Box<str>, LockState>,
+    signals: ReleaseSignals,
+}
+
+impl MemoryLocks {
+    pub fn new(backend: &MemoryBackend) -> Self {
+        Self {
+            engine: backend.engine(),
+            signals: ReleaseSignals::default(),
+        }
+    }
+
+    /// Runs `change` on the lock's record at the wall clock's time (µs), and keeps the record
+    /// as long as it matters.
+    fn update<R>(
+        &self,
+        tenant: &Tenant,
+        name: &LockName,
+        change: impl FnOnce(&mut LockState, u64) -> R,
+    ) -> R {
+        let key: Box<str> = lock_key(tenant, name).into();
+        self.engine.update(&key, |slot| {
+            let now = now_us();
+            let mut state = slot.take().map(|e| e.value).unwrap_or_default();
+            let result = change(&mut state, now);
+            if state != LockState::default() {
+                let life = Duration::from_micros(state.life_us(now));
+                *slot = Some(Entry {
+                    value: state,
+                    expires_at: Some(Instant::now() + life),
+                });
+            }
+            result
+        })
+    }
+}
+
+fn now_us() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_micros()).unwrap_or(u64::MAX))
+}
+
+impl Weigh for LockState {
+    fn weight(&self) -> usize {
+        let holder = self.holder.as_ref().map_or(0, |h| {
+            h.token.as_str().len() + h.owner.as_ref().map_or(0, String::len) + 64
+        });
+        32 + holder
+    }
+}
+
+#[async_trait]
+impl LockStore for MemoryLocks {
+    async fn acquire(
+        &self,
+        tenant: &Tenant,
+        name: &LockName,
+        request: &Acquire,
+    ) -> StoreResult<Acquired> {
+        self.engine.ensure_room()?;
+        Ok(self.update(tenant, name, |lock, now| lock.acquire(request, now)))
+    }
+
+    async fn extend(
+        &self,
+        tenant: &Tenant,
+        name: &LockName,
+        token: &LockToken,
+        ttl_ms: u64,
+    ) -> StoreResult<Option<u64>> {
+        Ok(self.update(tenant, name, |lock, now| lock.extend(token, ttl_ms, now)))
+    }
+
+    async fn release(
+        &self,
+        tenant: &Tenant,
+        name: &LockName,
+        token: &LockToken,
+    ) -> StoreResult<bool> {
+        let released = self.update(tenant, name, |lock, now| lock.release(token, now));
+        if released {
+            self.signals.notify(&lock_key(tenant, name));
+        }
+        Ok(released)
+    }
+
+    async fn get(&self, tenant: &Tenant, name: &LockName) -> StoreResult<LockInfo> {
+        Ok(self.update(tenant, name, |lock, now| lock.info(now)))
+    }
+
+    async fn check_fence(
+        &self,
+        tenant: &Tenant,
+        name: &LockName,
+        fencing_token: u64,
+    ) -> StoreResult<FenceCheck> {
+        self.engine.ensure_room()?;
+        Ok(self.update(tenant, name, |lock, _| lock.check_fence(fencing_token)))
+    }
+
+    fn release_signal(&self, tenant: &Tenant, name: &LockName) -> Arc<Notify> {
+        self.signals.watch(&lock_key(tenant, name))
+    }
+}

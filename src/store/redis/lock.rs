@@ -1,0 +1,204 @@
+//! Locks on Redis: one hash per lock (`keys::lock`) with the holder (`token`, `owner`,
+//! `expires` in µs of Redis's clock), the fencing counter (`fence`) and the highest checked
+//! token (`checked`). Each method is one `EVALSHA` of a `lock_*.lua` script that reads `TIME`,
+//! so instances with skewed clocks agree. The hash lives `RECORD_RETENTION` past its holder's
+//! lease, so it is never unbounded.
+//!
+//! Waiting: a release publishes `<tenant>/<name>` on `keys::lock_released_channel`; one
+//! subscriber connection per instance (a task, reconnecting with back-off) wakes that
+//! instance's waiters. A waiter never polls Redis faster than the holder's expiry or
+//! `LOCK_FALLBACK_POLL`.
+
+use std::{
+    sync::{Arc, Weak},
+    time::Duration,
+};
+
+use async_trait::async_trait;
+use futures_util::StreamExt as _;
+use tokio::sync::Notify;
+
+use super::{RedisPool, script::Script};
+use crate::{
+    domain::{
+        ids::Tenant,
+        lock::{
+            Acquire, Acquired, FenceCheck, Grant, LockInfo, LockName, LockToken, RECORD_RETENTION,
+        },
+    },
+    store::{
+        LockStore, StoreError, StoreResult,
+        signals::{ReleaseSignals, lock_key},
+    },
+};
+
+pub struct RedisLocks {
+    redis: RedisPool,
+    signals: Arc<ReleaseSignals>,
+    acquire: Script,
+    extend: Script,
+    release: Script,
+    info: Script,
+    fence_check: Script,
+}
+
+impl RedisLocks {
+    /// Must be called inside a tokio runtime: spawns the release subscriber, which ends when
+    /// this store is dropped.
+    pub fn new(redis: RedisPool) -> Self {
+        let signals = Arc::new(ReleaseSignals::default());
+        tokio::spawn(subscribe(redis.clone(), Arc::downgrade(&signals)));
+        let script = |name, code| Script::new(name, code);
+        Self {
+            redis,
+            signals,
+            acquire: script("lock_acquire", include_str!("scripts/lock_acquire.lua")),
+            extend: script("lock_extend", include_str!("scripts/lock_extend.lua")),
+            release: script("lock_release", include_str!("scripts/lock_release.lua")),
+            info: script("lock_info", include_str!("scripts/lock_info.lua")),
+            fence_check: script(
+                "lock_fence_check",
+                include_str!("scripts/lock_fence_check.lua"),
+            ),
+        }
+    }
+
+    fn key(&self, tenant: &Tenant, name: &LockName) -> String {
+        self.redis.keys().lock(tenant, name)
+    }
+}
+
+fn retention_ms() -> u64 {
+    RECORD_RETENTION.as_millis() as u64
+}
+
+fn figure(value: i64) -> StoreResult<u64> {
+    u64::try_from(value).map_err(|_| StoreError::Internal(format!("lock: figure {value}")))
+}
+
+/// Listens for releases on every instance and wakes this instance's waiters, until the store
+/// is gone. After a (re)connect every waiter is woken: releases may have been missed meanwhile.
+async fn subscribe(redis: RedisPool, signals: Weak<ReleaseSignals>) {
+    let channel = redis.keys().lock_released_channel();
+    let mut backoff = Duration::from_millis(50);
+    loop {
+        let Some(live) = signals.upgrade() else {
+            return;
+        };
+        live.notify_all();
+        drop(live);
+        if let Ok(mut pubsub) = redis.pubsub().await
+            && pubsub.subscribe(&channel).await.is_ok()
+        {
+            backoff = Duration::from_millis(50);
+            let mut messages = pubsub.into_on_message();
+            loop {
+                let next = tokio::time::timeout(Duration::from_secs(5), messages.next()).await;
+                let Some(live) = signals.upgrade() else {
+                    return;
+                };
+                match next {
+                    Ok(Some(message)) => {
+                        if let Ok(key) = message.get_payload::<String>() {
+                            live.notify(&key);
+                        }
+                    }
+                    Ok(None) => break,
+                    Err(_idle) => {}
+                }
+            }
+        }
+        tokio::time::sleep(backoff).await;
+        backoff = (backoff * 2).min(Duration::from_secs(2));
+    }
+}
+
+#[async_trait]
+impl LockStore for RedisLocks {
+    async fn acquire(
+        &self,
+        tenant: &Tenant,
+        name: &LockName,
+        request: &Acquire,
+    ) -> StoreResult<Acquired> {
+        let mut call = self.acquire.key(self.key(tenant, name));
+        call.arg(request.token.as_str())
+            .arg(request.owner.as_deref().unwrap_or(""))
+            .arg(request.ttl_ms * 1000)
+            .arg(retention_ms());
+        let reply: Vec<i64> = self.redis.script(&call).await?;
+        match reply[..] {
+            [1, fence, expires] => Ok(Acquired::Granted(Grant {
+                fencing_token: figure(fence)?,
+                expires_at_us: figure(expires)?,
+            })),
+            [0, wait] => Ok(Acquired::Held {
+                retry_after_us: figure(wait)?,
+            }),
+            _ => Err(StoreError::Internal(format!("lock acquire: {reply:?}"))),
+        }
+    }
+
+    async fn extend(
+        &self,
+        tenant: &Tenant,
+        name: &LockName,
+        token: &LockToken,
+        ttl_ms: u64,
+    ) -> StoreResult<Option<u64>> {
+        let mut call = self.extend.key(self.key(tenant, name));
+        call.arg(token.as_str())
+            .arg(ttl_ms * 1000)
+            .arg(retention_ms());
+        let until: i64 = self.redis.script(&call).await?;
+        Ok(u64::try_from(until).ok())
+    }
+
+    async fn release(
+        &self,
+        tenant: &Tenant,
+        name: &LockName,
+        token: &LockToken,
+    ) -> StoreResult<bool> {
+        let mut call = self.release.key(self.key(tenant, name));
+        call.arg(token.as_str())
+            .arg(self.redis.keys().lock_released_channel())
+            .arg(lock_key(tenant, name));
+        let released: i64 = self.redis.script(&call).await?;
+        Ok(released == 1)
+    }
+
+    async fn get(&self, tenant: &Tenant, name: &LockName) -> StoreResult<LockInfo> {
+        let call = self.info.key(self.key(tenant, name));
+        let (held, owner, expires, fence): (i64, String, i64, i64) =
+            self.redis.script(&call).await?;
+        Ok(LockInfo {
+            held: held == 1,
+            owner: (!owner.is_empty()).then_some(owner),
+            expires_at_us: (held == 1).then(|| figure(expires)).transpose()?,
+            fencing_token: figure(fence)?,
+        })
+    }
+
+    async fn check_fence(
+        &self,
+        tenant: &Tenant,
+        name: &LockName,
+        fencing_token: u64,
+    ) -> StoreResult<FenceCheck> {
+        let mut call = self.fence_check.key(self.key(tenant, name));
+        call.arg(fencing_token).arg(retention_ms());
+        let (accepted, highest): (i64, i64) = self.redis.script(&call).await?;
+        Ok(if accepted == 1 {
+            FenceCheck::Accepted
+        } else {
+            FenceCheck::Stale {
+                highest: figure(highest)?,
+            }
+        })
+    }
+
+    fn release_signal(&self, tenant: &Tenant, name: &LockName) -> Arc<Notify> {
+        self.signals.watch(&lock_key(tenant, name))
+    }
+}
