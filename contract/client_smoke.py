@@ -238,6 +238,23 @@ def step_rate_limit(api: Api) -> None:
     expect(body_json(peek)["rules"][0]["remaining"] == 2, f"after reset: {peek.content!r}")
 
 
+def step_lock(api: Api) -> None:
+    name = f"lock-{uuid.uuid4().hex[:8]}"
+    granted = api.call("POST", "/v1/locks/{name}", [name], body={"ttl_ms": 30000, "owner": "smoke"})
+    expect(granted.status_code == 200, f"acquire: {granted.status_code} {granted.content!r}")
+    lock = body_json(granted)
+    held = api.call("POST", "/v1/locks/{name}", [name], body={"ttl_ms": 1000})
+    expect(held.status_code == 409, f"acquire held: {held.status_code} {held.content!r}")
+    expect(body_json(held)["code"] == "lock_held", f"acquire held: {held.content!r}")
+    seen = api.call("GET", "/v1/locks/{name}", [name])
+    expect(body_json(seen)["owner"] == "smoke", f"get: {seen.content!r}")
+    fence = {"fencing_token": lock["fencing_token"]}
+    checked = api.call("POST", "/v1/fences/{name}/check", [name], body=fence)
+    expect(checked.status_code == 200, f"fence check: {checked.status_code} {checked.content!r}")
+    released = api.call("DELETE", "/v1/locks/{name}", [name], lock_token=lock["lock_token"])
+    expect(released.status_code == 204, f"release: {released.status_code} {released.content!r}")
+
+
 def step_agent_state(api: Api) -> None:
     thread_id = f"thread-{uuid.uuid4().hex[:8]}"
     thread_path = "/v1/agent-states/{thread_id}"
@@ -372,6 +389,7 @@ def main() -> int:
             step_agent_state,
         ),
         ("rate limit: check until denied, reset, peek", step_rate_limit),
+        ("lock: acquire, held, get, fence check, release", step_lock),
     ]
     passed = failed = skipped = 0
     for name, step in steps:

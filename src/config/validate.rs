@@ -157,7 +157,7 @@ impl Settings {
                     "backend.refuse_while_degraded",
                     format!(
                         "{name:?} is no capability: cache, sessions, agent_states, \
-                         pending_actions, rate_limits"
+                         pending_actions, rate_limits, locks"
                     ),
                 ));
             }

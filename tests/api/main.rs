@@ -13,6 +13,7 @@ mod cli;
 mod connections;
 mod failover;
 mod hardening;
+mod locks;
 mod openapi;
 mod outages;
 mod pending_actions;
