@@ -194,6 +194,7 @@ WORKLOADS = [
     ("session GET", "session"),
     ("session PATCH", "session_patch"),
     ("rate-limit check (sliding)", "ratelimit"),
+    ("lock acquire + release", "lock"),
 ]
 
 
@@ -271,6 +272,10 @@ def measure(procs, duration, entries, conns, threads, cores):
             return run_wrk(f"{base}/v1/sessions/{sessions[name]}", duration, conns, threads)
         if workload == "ratelimit":
             return run_wrk(base, duration, conns, threads, "ratelimit.lua")
+        if workload == "lock":
+            # One connection per wrk thread: a release must carry the token of the same
+            # connection's acquire, and wrk keeps script state per thread.
+            return run_wrk(base, duration, conns, conns, "lock.lua")
         if workload == "session_patch" and name != FASTAPI:
             return run_wrk(f"{base}/v1/sessions/{sessions[name]}", duration, conns, threads, "session_patch.lua")
         return None

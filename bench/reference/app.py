@@ -181,3 +181,34 @@ async def rate_limit_check(key: str, body: RateLimitCheck):
         args=[rule.limit, rule.window_ms, now_ms, uuid.uuid4().hex],
     )
     return {"allowed": bool(allowed), "rules": [{"limit": rule.limit, "remaining": remaining}]}
+
+
+# The seeds' lock: SET NX PX with a random token, released by a compare-and-delete script.
+RELEASE_SCRIPT = r.register_script(
+    """
+if redis.call('GET', KEYS[1]) == ARGV[1] then
+  return redis.call('DEL', KEYS[1])
+end
+return 0
+"""
+)
+
+
+class LockAcquire(BaseModel):
+    ttl_ms: int
+
+
+@app.post("/v1/locks/{name}")
+async def lock_acquire(name: str, body: LockAcquire):
+    token = secrets.token_urlsafe(16)
+    if not await r.set(f"{PREFIX}:lock:{name}", token, nx=True, px=body.ttl_ms):
+        raise HTTPException(409, "lock held")
+    return {"lock_token": token}
+
+
+@app.delete("/v1/locks/{name}", status_code=204)
+async def lock_release(name: str, request: Request):
+    token = request.headers.get("lock-token", "")
+    if not await RELEASE_SCRIPT(keys=[f"{PREFIX}:lock:{name}"], args=[token]):
+        raise HTTPException(410, "lock lost")
+    return Response(status_code=204)

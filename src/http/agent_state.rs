@@ -17,7 +17,7 @@ use utoipa::{IntoParams, ToSchema};
 use super::{
     AppState,
     extract::{
-        AppJson, AppQuery, IfMatch, IfMatchHeader, ItemPath, ReadAt, Reader, WriteAt, Writer, etag,
+        AppJson, AppQuery, IfMatch, IfMatchHeader, ReadAt, Reader, WriteAt, Writer, etag, id_path,
     },
 };
 use crate::{
@@ -62,23 +62,8 @@ pub fn routes() -> Router<AppState> {
         .route("/v1/agent-states/{thread_id}/extend-ttl", post(extend_ttl))
 }
 
-/// The path of one thread.
-#[derive(Deserialize, IntoParams)]
-#[into_params(parameter_in = Path)]
-pub struct ThreadPath {
-    /// 1–256 bytes of `[A-Za-z0-9._:@-]`, not `recent` or `cleanup-expired` (those paths are
-    /// other operations).
-    #[param(pattern = "^[A-Za-z0-9._:@-]{1,256}$", example = "thread-42")]
-    thread_id: String,
-}
-
-impl ItemPath for ThreadPath {
-    type Id = ThreadId;
-
-    fn parse(self) -> ApiResult<ThreadId> {
-        Ok(ThreadId::parse(self.thread_id)?)
-    }
-}
+id_path!(ThreadPath, thread_id => ThreadId, "thread-42",
+    "1–256 bytes of `[A-Za-z0-9._:@-]`, not `recent` or `cleanup-expired` (those paths are\nother operations).");
 
 /// A new thread.
 #[derive(Deserialize, ToSchema)]

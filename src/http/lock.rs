@@ -1,8 +1,8 @@
 //! `/v1/locks` and `/v1/fences`: mutual exclusion with fencing tokens.
 //!
 //! Decisions the contract leaves open:
-//! - `ttl_ms` is 1 ms to `limits.max_ttl_seconds`; `wait_ms` is 0 to 20 s and below
-//!   `server.request_timeout_ms` (a longer wait could never be answered).
+//! - `ttl_ms` is 1 ms to `limits.max_ttl_seconds`; `wait_ms` is 0 to 20 s, shortened to end
+//!   250 ms before `server.request_timeout_ms` (a longer wait could never be answered).
 //! - A waiter is woken by a release on any instance (Redis pub/sub), else when the holder's
 //!   lease ends, else after at most a second: never a busy loop. Fairness is not promised.
 //! - 409 `lock_held` (someone else holds it now, `retry_after_ms`: the most it is held, a
@@ -23,11 +23,11 @@ use axum::{
 };
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
-use utoipa::{IntoParams, ToSchema};
+use utoipa::ToSchema;
 
 use super::{
     AppState,
-    extract::{AppJson, ItemPath, ReadAt, WriteAt},
+    extract::{AppJson, ReadAt, Whole, WriteAt, id_path},
 };
 use crate::{
     domain::lock::{
@@ -36,6 +36,9 @@ use crate::{
     error::{ApiError, ApiResult, LockRefusal},
     store::acquire_waiting,
 };
+
+/// How long before `server.request_timeout_ms` a wait gives up, to answer in time.
+const WAIT_MARGIN_MS: u64 = 250;
 
 /// The largest fencing token a check accepts: exact as a JSON number in every language.
 const MAX_FENCING_TOKEN: u64 = (1 << 53) - 1;
@@ -50,33 +53,19 @@ pub fn routes() -> Router<AppState> {
         .route("/v1/fences/{name}/check", post(check_fence))
 }
 
-/// The path of one lock.
-#[derive(Deserialize, IntoParams)]
-#[into_params(parameter_in = Path)]
-pub struct LockPath {
-    /// 1–256 bytes of `[A-Za-z0-9._:@-]`.
-    #[param(pattern = "^[A-Za-z0-9._:@-]{1,256}$", example = "invoice-42")]
-    name: String,
-}
-
-impl ItemPath for LockPath {
-    type Id = LockName;
-
-    fn parse(self) -> ApiResult<LockName> {
-        Ok(LockName::parse(self.name)?)
-    }
-}
+id_path!(LockPath, name => LockName, "invoice-42", "The lock's name: 1–256 bytes of `[A-Za-z0-9._:@-]`.");
 
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 #[schema(example = json!({"ttl_ms": 30000, "wait_ms": 5000, "owner": "worker-7"}))]
 pub struct AcquireRequest {
     /// How long the lock is held unless extended or released: 1 ms to `limits.max_ttl_seconds`.
-    #[schema(minimum = 1, maximum = 2592000000_u64, example = 30000)]
-    ttl_ms: u64,
-    /// How long to wait for the lock when it is held (default 0: answer at once).
-    #[schema(minimum = 0, maximum = 20000, example = 5000)]
-    wait_ms: Option<u64>,
+    #[schema(value_type = u64, minimum = 1, maximum = 2592000000_u64, example = 30000)]
+    ttl_ms: Whole,
+    /// How long to wait for the lock when it is held (default 0: answer at once); a wait past
+    /// `server.request_timeout_ms` is shortened to end before it.
+    #[schema(value_type = Option<u64>, minimum = 0, maximum = 20000, example = 5000)]
+    wait_ms: Option<Whole>,
     /// Free text shown by `GET` (1–256 bytes); never the lock token.
     #[schema(min_length = 1, max_length = 256, example = "worker-7")]
     owner: Option<String>,
@@ -103,8 +92,8 @@ pub struct ExtendRequest {
     #[schema(pattern = "^[A-Za-z0-9_-]{1,64}$")]
     lock_token: String,
     /// The new expiry is `ttl_ms` from now.
-    #[schema(minimum = 1, maximum = 2592000000_u64, example = 30000)]
-    ttl_ms: u64,
+    #[schema(value_type = u64, minimum = 1, maximum = 2592000000_u64, example = 30000)]
+    ttl_ms: Whole,
 }
 
 #[derive(Serialize, ToSchema)]
@@ -133,8 +122,8 @@ pub struct LockStatus {
 #[serde(deny_unknown_fields)]
 #[schema(example = json!({"fencing_token": 1763935200123456_u64}))]
 pub struct FenceRequest {
-    #[schema(minimum = 0, maximum = 9007199254740991_u64)]
-    fencing_token: u64,
+    #[schema(value_type = u64, minimum = 0, maximum = 9007199254740991_u64)]
+    fencing_token: Whole,
 }
 
 #[derive(Serialize, ToSchema)]
@@ -148,7 +137,7 @@ fn time(us: u64) -> ApiResult<OffsetDateTime> {
         .map_err(|_| ApiError::internal())
 }
 
-fn ttl_ms(state: &AppState, ttl_ms: u64) -> ApiResult<u64> {
+fn ttl_ms(state: &AppState, Whole(ttl_ms): Whole) -> ApiResult<u64> {
     let max = state.settings.limits.max_ttl_seconds * 1000;
     if (1..=max).contains(&ttl_ms) {
         Ok(ttl_ms)
@@ -166,13 +155,15 @@ fn lock_token(raw: String) -> ApiResult<LockToken> {
 impl AcquireRequest {
     fn accept(self, state: &AppState) -> ApiResult<(Acquire, Duration)> {
         let ttl_ms = ttl_ms(state, self.ttl_ms)?;
-        let wait_ms = self.wait_ms.unwrap_or(0);
-        let ceiling = MAX_WAIT_MS.min(state.settings.server.request_timeout_ms.saturating_sub(1));
-        if wait_ms > ceiling {
+        let wait_ms = self.wait_ms.map_or(0, |Whole(ms)| ms);
+        if wait_ms > MAX_WAIT_MS {
             return Err(ApiError::validation_failed(format!(
-                "wait_ms must be from 0 to {ceiling} (20 s, and below server.request_timeout_ms)"
+                "wait_ms must be from 0 to {MAX_WAIT_MS}"
             )));
         }
+        // The answer must leave before the request's deadline.
+        let deadline = state.settings.server.request_timeout_ms;
+        let wait_ms = wait_ms.min(deadline.saturating_sub(WAIT_MARGIN_MS));
         if let Some(owner) = &self.owner
             && (owner.is_empty() || owner.len() > MAX_OWNER_BYTES)
         {
@@ -318,16 +309,14 @@ pub async fn check_fence(
     WriteAt(tenant, name): WriteAt<LockPath>,
     AppJson(body): AppJson<FenceRequest>,
 ) -> ApiResult<Json<FenceAccepted>> {
-    if body.fencing_token > MAX_FENCING_TOKEN {
+    let Whole(fencing_token) = body.fencing_token;
+    if fencing_token > MAX_FENCING_TOKEN {
         return Err(ApiError::validation_failed(
             "fencing_token is at most 2^53 - 1, as acquire issues them",
         ));
     }
     let locks = &state.stores.locks;
-    match locks
-        .check_fence(&tenant, &name, body.fencing_token)
-        .await?
-    {
+    match locks.check_fence(&tenant, &name, fencing_token).await? {
         FenceCheck::Accepted => Ok(Json(FenceAccepted { accepted: true })),
         FenceCheck::Stale { highest } => Err(LockRefusal::StaleFence { highest }.into()),
     }

@@ -24,11 +24,11 @@ use axum::{
     routing::{delete, post},
 };
 use serde::{Deserialize, Serialize};
-use utoipa::{IntoParams, ToSchema};
+use utoipa::ToSchema;
 
 use super::{
     AppState,
-    extract::{AppJson, ItemPath, WriteAt},
+    extract::{AppJson, Whole, WriteAt, id_path},
 };
 use crate::{
     domain::rate_limit::{
@@ -43,22 +43,8 @@ pub fn routes() -> Router<AppState> {
         .route("/v1/rate-limits/{key}", delete(reset))
 }
 
-/// The path of one rate-limit key.
-#[derive(Deserialize, IntoParams)]
-#[into_params(parameter_in = Path)]
-pub struct LimitPath {
-    /// 1–256 bytes of `[A-Za-z0-9._:@-]`: a user, an API key, an IP, or several joined.
-    #[param(pattern = "^[A-Za-z0-9._:@-]{1,256}$", example = "user-42")]
-    key: String,
-}
-
-impl ItemPath for LimitPath {
-    type Id = RateLimitKey;
-
-    fn parse(self) -> ApiResult<RateLimitKey> {
-        Ok(RateLimitKey::parse(self.key)?)
-    }
-}
+id_path!(LimitPath, key => RateLimitKey, "user-42",
+    "1–256 bytes of `[A-Za-z0-9._:@-]`: a user, an API key, an IP, or several joined.");
 
 /// A rule as the request carries it. Read as one struct of optional fields, so that a wrong
 /// combination gets a message naming what is missing; documented as [`RuleSchema`].
@@ -68,9 +54,9 @@ pub struct RuleInput {
     policy: Option<String>,
     name: Option<String>,
     algorithm: Option<Algorithm>,
-    limit: Option<u64>,
-    window_ms: Option<u64>,
-    burst: Option<u64>,
+    limit: Option<Whole>,
+    window_ms: Option<Whole>,
+    burst: Option<Whole>,
 }
 
 /// A rule: a named policy, or spelled out.
@@ -137,10 +123,11 @@ impl RuleInput {
                 policy: None,
                 name,
                 algorithm: Some(algorithm),
-                limit: Some(limit),
-                window_ms: Some(window_ms),
+                limit: Some(Whole(limit)),
+                window_ms: Some(Whole(window_ms)),
                 burst,
-            } => Rule::new(name, algorithm, limit, window_ms, burst).map_err(invalid),
+            } => Rule::new(name, algorithm, limit, window_ms, burst.map(|Whole(b)| b))
+                .map_err(invalid),
             _ => Err(ApiError::validation_failed(
                 "a rule needs \"policy\", or \"algorithm\", \"limit\" and \"window_ms\"",
             )),
@@ -166,8 +153,8 @@ pub struct CheckRequest {
     #[schema(value_type = Vec<RuleSchema>, min_items = 1, max_items = 10)]
     rules: Vec<RuleInput>,
     /// Units this request costs (default 1); 0 is a peek. At most every rule's limit (burst).
-    #[schema(minimum = 0, maximum = 1000000000, example = 1)]
-    cost: Option<u64>,
+    #[schema(value_type = Option<u64>, minimum = 0, maximum = 1000000000, example = 1)]
+    cost: Option<Whole>,
     #[serde(default)]
     mode: CheckMode,
 }
@@ -191,7 +178,7 @@ impl CheckRequest {
                 ));
             }
         }
-        let cost = self.cost.unwrap_or(1);
+        let cost = self.cost.map_or(1, |Whole(c)| c);
         if let Some(rule) = rules.iter().find(|r| cost > r.capacity()) {
             return Err(ApiError::validation_failed(format!(
                 "cost {cost} is more than a rule allows at once ({}): it could never pass",

@@ -14,7 +14,7 @@ use utoipa::{IntoParams, ToSchema};
 
 use super::{
     AppState,
-    extract::{AppJson, IfMatch, IfMatchHeader, ItemPath, ReadAt, WriteAt, Writer, etag},
+    extract::{AppJson, IfMatch, IfMatchHeader, ItemPath, ReadAt, WriteAt, Writer, etag, id_path},
 };
 use crate::{
     domain::{
@@ -110,21 +110,7 @@ impl ItemPath for SessionPath {
     }
 }
 
-#[derive(Deserialize, IntoParams)]
-#[into_params(parameter_in = Path)]
-pub struct UserPath {
-    /// 1–256 bytes of `[A-Za-z0-9._:@-]`.
-    #[param(pattern = "^[A-Za-z0-9._:@-]{1,256}$", example = "user-42")]
-    user_id: String,
-}
-
-impl ItemPath for UserPath {
-    type Id = UserId;
-
-    fn parse(self) -> ApiResult<UserId> {
-        Ok(UserId::parse(self.user_id)?)
-    }
-}
+id_path!(UserPath, user_id => UserId, "user-42", "1–256 bytes of `[A-Za-z0-9._:@-]`.");
 
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]

@@ -24,7 +24,7 @@ use utoipa::{IntoParams, ToSchema};
 
 use super::{
     AppState,
-    extract::{AppJson, AppQuery, ItemPath, ReadAt, WriteAt, require_json},
+    extract::{AppJson, AppQuery, ItemPath, ReadAt, WriteAt, id_path, require_json},
 };
 use crate::{
     config::Settings,
@@ -121,22 +121,7 @@ pub struct EntryPath {
     key: String,
 }
 
-/// The path of a whole namespace.
-#[derive(Deserialize, IntoParams)]
-#[into_params(parameter_in = Path)]
-pub struct NamespacePath {
-    /// 1–256 bytes of `[A-Za-z0-9._:@-]`.
-    #[param(pattern = "^[A-Za-z0-9._:@-]{1,256}$", example = "users")]
-    namespace: String,
-}
-
-impl ItemPath for NamespacePath {
-    type Id = Namespace;
-
-    fn parse(self) -> ApiResult<Namespace> {
-        Ok(Namespace::parse(self.namespace)?)
-    }
-}
+id_path!(NamespacePath, namespace => Namespace, "users", "1–256 bytes of `[A-Za-z0-9._:@-]`.");
 
 /// `{type: array, items: cache key}` of at most `cache.max_batch_keys` (default 1000).
 fn key_array_schema() -> utoipa::openapi::Array {

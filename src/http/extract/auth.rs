@@ -154,3 +154,29 @@ impl<P: ItemPath> FromRequestParts<AppState> for WriteAt<P> {
         Ok(WriteAt(tenant, id))
     }
 }
+
+/// A path with one id parameter of `domain::ids`' form (1–256 bytes of `[A-Za-z0-9._:@-]`,
+/// the one pattern stated here), with its `ItemPath` impl:
+/// `id_path!(LockPath, name => LockName, "invoice-42", "The lock's name.")` documents `{name}`
+/// with that description and example, and parses it with `LockName::parse`.
+macro_rules! id_path {
+    ($path:ident, $param:ident => $id:ty, $example:literal, $description:literal) => {
+        #[derive(serde::Deserialize, utoipa::IntoParams)]
+        #[into_params(parameter_in = Path)]
+        pub struct $path {
+            #[doc = $description]
+            #[param(pattern = "^[A-Za-z0-9._:@-]{1,256}$", example = $example)]
+            $param: String,
+        }
+
+        impl $crate::http::extract::ItemPath for $path {
+            type Id = $id;
+
+            fn parse(self) -> $crate::error::ApiResult<$id> {
+                Ok(<$id>::parse(self.$param)?)
+            }
+        }
+    };
+}
+
+pub(crate) use id_path;

@@ -63,3 +63,25 @@ pub fn require_json(parts_headers: &axum::http::HeaderMap) -> Result<(), ApiErro
         ))
     }
 }
+
+/// A whole number of 0 or more as JSON Schema's `integer` counts them: `600`, `600.0` and
+/// `6e2` alike (what a generated client or a JavaScript caller may send). Document a field of
+/// this type with `#[schema(value_type = u64)]`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Whole(pub u64);
+
+impl<'de> serde::Deserialize<'de> for Whole {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let n = serde_json::Number::deserialize(deserializer)?;
+        n.as_u64()
+            .or_else(|| {
+                n.as_f64()
+                    .filter(|f| f.fract() == 0.0 && (0.0..9.0e15).contains(f))
+                    .map(|f| f as u64)
+            })
+            .map(Whole)
+            .ok_or_else(|| {
+                serde::de::Error::custom(format!("{n} is not a whole number of 0 or more"))
+            })
+    }
+}
