@@ -72,6 +72,7 @@ pub struct AcquireRequest {
 }
 
 #[derive(Serialize, ToSchema)]
+#[schema(example = json!({"lock_token": "q3Y8m2kP0vX1b7LwZc9t4A", "fencing_token": 1763935200123456_u64, "expires_at": "2026-11-23T22:30:00.123Z"}))]
 pub struct LockGranted {
     /// The holder's secret: extend and release need it; `GET` never shows it.
     #[schema(example = "q3Y8m2kP0vX1b7LwZc9t4A")]
@@ -97,6 +98,7 @@ pub struct ExtendRequest {
 }
 
 #[derive(Serialize, ToSchema)]
+#[schema(example = json!({"expires_at": "2026-11-23T22:30:00.123Z"}))]
 pub struct LockExpiry {
     #[serde(with = "time::serde::rfc3339")]
     #[schema(value_type = String, format = DateTime)]
@@ -104,6 +106,7 @@ pub struct LockExpiry {
 }
 
 #[derive(Serialize, ToSchema)]
+#[schema(example = json!({"held": true, "owner": "worker-7", "expires_at": "2026-11-23T22:30:00.123Z", "fencing_token": 1763935200123456_u64}))]
 pub struct LockStatus {
     held: bool,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -127,6 +130,7 @@ pub struct FenceRequest {
 }
 
 #[derive(Serialize, ToSchema)]
+#[schema(example = json!({"accepted": true}))]
 pub struct FenceAccepted {
     /// Always true.
     accepted: bool,

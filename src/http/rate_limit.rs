@@ -223,6 +223,10 @@ pub struct RuleAnswer {
 }
 
 #[derive(Serialize, ToSchema)]
+#[schema(example = json!({"allowed": false, "degraded": false, "rules": [
+    {"name": "api", "algorithm": "sliding_window", "limit": 100, "window_ms": 60000,
+     "allowed": false, "remaining": 0, "reset_after_ms": 41250, "retry_after_ms": 1250}
+]}))]
 pub struct CheckResponse {
     /// Whether every rule allowed it (and, when consuming, it was counted in all of them).
     allowed: bool,
