@@ -321,12 +321,14 @@ impl RuleState {
                 (rule.limit.saturating_sub(*total), reset)
             }
             Self::Fixed { window, count } => {
-                let reset = if *count == 0 {
-                    0
+                // A stored state may be of a window that has passed (it is advanced only when
+                // its rule is checked): then nothing is counted.
+                let end = (window + 1) * rule.window_us();
+                if *count == 0 || end <= now {
+                    (rule.limit, 0)
                 } else {
-                    (window + 1) * rule.window_us() - now
-                };
-                (rule.limit.saturating_sub(*count), reset)
+                    (rule.limit.saturating_sub(*count), end - now)
+                }
             }
             Self::Bucket { tat } => {
                 let used = tat.saturating_sub(now);
@@ -568,6 +570,41 @@ mod tests {
         let (peeked, _) = decide(&mut states, &peek, now);
         assert!(peeked.allowed);
         assert_eq!(states, before, "the peek changed nothing");
+    }
+
+    /// States of rules a later check does not name are kept while they matter, and dropped
+    /// after, whatever their kind (a passed fixed window included).
+    #[test]
+    fn states_of_rules_not_named_expire_by_themselves() {
+        let fixed = rule(Algorithm::FixedWindow, 3, 1000, None);
+        let sliding = rule(Algorithm::SlidingWindow, 3, 1000, None);
+        let bucket = rule(Algorithm::TokenBucket, 3, 1000, None);
+        let other = rule(Algorithm::FixedWindow, 5, 60_000, None);
+        let mut states = KeyState::new();
+        let now = 10_000_500_000;
+        let all = [fixed, sliding, bucket];
+        assert!(decide(&mut states, &consume(&all, 1), now).0.allowed);
+        let (_, life) = decide(
+            &mut states,
+            &consume(std::slice::from_ref(&other), 1),
+            now + 100,
+        );
+        assert!(
+            life > 1_000_000,
+            "the other rule's window (aligned to the epoch): {life}"
+        );
+        assert_eq!(states.len(), 4);
+        let later = now + 5_000_000;
+        decide(
+            &mut states,
+            &consume(std::slice::from_ref(&other), 1),
+            later,
+        );
+        assert_eq!(
+            states.len(),
+            1,
+            "the passed states were dropped: {states:?}"
+        );
     }
 
     #[test]
