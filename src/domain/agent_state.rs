@@ -5,14 +5,12 @@
 //! the listing. Timestamps are whole milliseconds since the Unix epoch inside the stores, so a
 //! state reads back identically from memory and from Redis.
 
-use std::fmt;
-
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 use time::OffsetDateTime;
 use utoipa::ToSchema;
 
-use super::ids::{InvalidId, valid_id};
+use super::ids::valid_id;
 
 /// A JSON object, as `context`, `metadata` and `additional_kwargs` are.
 pub type JsonObject = Map<String, Value>;

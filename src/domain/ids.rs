@@ -65,13 +65,15 @@ macro_rules! path_id {
         pub struct $name(String);
 
         impl $name {
-            pub fn parse(raw: impl Into<String>) -> Result<Self, InvalidId> {
+            pub fn parse(
+                raw: impl Into<String>,
+            ) -> Result<Self, $crate::domain::ids::InvalidId> {
                 let raw = raw.into();
                 let check: fn(&str) -> bool = $check;
                 if check(&raw) {
                     Ok(Self(raw))
                 } else {
-                    Err(InvalidId { what: $what, extra: $extra })
+                    Err($crate::domain::ids::InvalidId { what: $what, extra: $extra })
                 }
             }
 
@@ -80,8 +82,8 @@ macro_rules! path_id {
             }
         }
 
-        impl fmt::Display for $name {
-            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        impl ::std::fmt::Display for $name {
+            fn fmt(&self, f: &mut ::std::fmt::Formatter<'_>) -> ::std::fmt::Result {
                 f.write_str(&self.0)
             }
         }

@@ -13,7 +13,7 @@ use std::{fmt, time::Duration};
 use base64::{Engine as _, engine::general_purpose::URL_SAFE_NO_PAD};
 use rand::Rng as _;
 
-use super::ids::{InvalidId, path_id, valid_id};
+use super::ids::{path_id, valid_id};
 
 path_id!(
     /// A lock's name.

@@ -7,6 +7,7 @@ pub mod glob;
 pub mod ids;
 pub mod lock;
 pub mod pending_action;
+pub mod queue;
 pub mod rate_limit;
 pub mod session;
 pub mod ttl;

@@ -20,9 +20,7 @@
 
 use std::collections::HashMap;
 
-use std::fmt;
-
-use super::ids::{InvalidId, path_id, valid_id};
+use super::ids::{path_id, valid_id};
 
 path_id!(
     /// The key a rate limit counts for (a user, an API key, an IP, ...).

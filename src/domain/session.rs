@@ -2,15 +2,10 @@
 //! apply a change through `Session::apply` (memory) or a Lua script that mirrors it line by line
 //! (Redis), so the two agree on every field.
 
-use std::fmt;
-
 use serde_json::{Map, Value};
 use time::OffsetDateTime;
 
-use super::{
-    ids::{InvalidId, valid_id},
-    ttl::Ttl,
-};
+use super::{ids::valid_id, ttl::Ttl};
 
 super::ids::path_id!(
     /// A session id: a random UUID v4, in its lowercase hyphenated form. `parse` accepts exactly

@@ -1,0 +1,533 @@
+//! Job queues with leases: the state machine of one queue as pure functions of its state and
+//! the time (µs since the epoch). The memory adapter runs it as it is; the Redis scripts
+//! (`queue_*.lua`, sharing `queue_common.lua`) mirror it with Redis's `TIME`.
+//!
+//! A job is `delayed` (not before `available_at`), `ready` (9 first, FIFO within a priority),
+//! `leased` (one holder, named by its lease token, until `lease_expires`), `done` or `dead`.
+//! Every lease counts an attempt. A lease that ends without an ack (it expired, or the holder
+//! nacked) retries the job after its back-off, or, once `attempt == max_attempts`, makes it dead.
+//! Due delays and expired leases are promoted by every operation on the queue (lease, enqueue,
+//! counts...): no reaper runs beside the service. A token whose lease expired can never ack,
+//! nack or heartbeat the job again, even before another worker leased it.
+
+use std::collections::{BTreeSet, HashMap};
+
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+
+use super::ids::{path_id, valid_id};
+
+path_id!(
+    /// A queue's name.
+    QueueName, "queue name", "", valid_id
+);
+path_id!(
+    /// A job's id (a UUID the service makes).
+    JobId, "job id", "", valid_id
+);
+
+pub const MAX_PRIORITY: u8 = 9;
+/// Longest long poll of a lease.
+pub const MAX_WAIT_MS: u64 = 20_000;
+/// Most jobs one lease call takes.
+pub const MAX_LEASE_COUNT: usize = 100;
+/// Most attempts a job may have.
+pub const MAX_ATTEMPTS: u32 = 1000;
+/// How long a finished job stays visible by id.
+pub const DONE_RETENTION_US: u64 = 3_600_000_000;
+/// Longest `last_error` kept, in bytes.
+pub const MAX_ERROR_BYTES: usize = 1024;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum BackoffKind {
+    Fixed,
+    Exponential,
+}
+
+/// How long a failed attempt waits before the next: `base_ms`, or `base_ms × 2^(attempt-1)`,
+/// at most `max_ms`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Backoff {
+    pub kind: BackoffKind,
+    #[schema(minimum = 0, maximum = 86400000, example = 1000)]
+    pub base_ms: u64,
+    #[schema(minimum = 0, maximum = 86400000, example = 60000)]
+    pub max_ms: u64,
+}
+
+impl Default for Backoff {
+    /// 1 s, doubling, at most 5 minutes.
+    fn default() -> Self {
+        Self {
+            kind: BackoffKind::Exponential,
+            base_ms: 1000,
+            max_ms: 300_000,
+        }
+    }
+}
+
+impl Backoff {
+    /// The wait before the attempt after `attempt` (1-based) failed.
+    pub fn delay_ms(&self, attempt: u32) -> u64 {
+        let delay = match self.kind {
+            BackoffKind::Fixed => self.base_ms,
+            BackoffKind::Exponential => {
+                let doublings = attempt.saturating_sub(1).min(40);
+                self.base_ms.saturating_mul(1 << doublings)
+            }
+        };
+        delay.min(self.max_ms)
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum JobState {
+    Delayed,
+    Ready,
+    Leased,
+    Done,
+    Dead,
+}
+
+/// A job to enqueue, checked.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewJob {
+    /// The payload's JSON text, as the caller sent it.
+    pub payload: String,
+    pub priority: u8,
+    pub delay_ms: u64,
+    pub max_attempts: u32,
+    pub backoff: Backoff,
+    pub dedup_key: Option<String>,
+}
+
+/// One job and where it is.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Job {
+    pub id: String,
+    pub payload: String,
+    pub priority: u8,
+    pub state: JobState,
+    pub attempt: u32,
+    pub max_attempts: u32,
+    pub backoff: Backoff,
+    pub enqueued_at_us: u64,
+    /// Delayed: when it becomes ready; leased: when the lease ends; done or dead: when.
+    pub at_us: u64,
+    pub lease_token: Option<String>,
+    pub last_error: Option<String>,
+    seq: u64,
+}
+
+/// A job handed to a worker.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Leased {
+    pub id: String,
+    pub payload: String,
+    pub attempt: u32,
+    pub lease_token: String,
+    pub lease_expires_us: u64,
+}
+
+/// How many jobs are in each state.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Counts {
+    pub delayed: u64,
+    pub ready: u64,
+    pub leased: u64,
+    pub done: u64,
+    pub dead: u64,
+}
+
+/// One queue.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct QueueState {
+    jobs: HashMap<String, Job>,
+    /// (9 − priority, seq, id): the first is the next to lease.
+    ready: BTreeSet<(u8, u64, String)>,
+    delayed: BTreeSet<(u64, String)>,
+    leased: BTreeSet<(u64, String)>,
+    dead: BTreeSet<(u64, String)>,
+    done: BTreeSet<(u64, String)>,
+    /// dedup key → (job id, until µs).
+    dedup: HashMap<String, (String, u64)>,
+    seq: u64,
+}
+
+impl QueueState {
+    pub fn is_empty(&self) -> bool {
+        self.jobs.is_empty() && self.dedup.is_empty()
+    }
+
+    /// Moves due delays to ready and expired leases to a retry or the dead list; forgets
+    /// finished jobs past their retention and dedup keys past their window.
+    pub fn promote(&mut self, now: u64) {
+        // Leases first: a retry whose back-off has already passed is ready at once.
+        while let Some((expires, id)) = self.leased.first().cloned() {
+            if expires > now {
+                break;
+            }
+            self.leased.remove(&(expires, id.clone()));
+            // Counted from the lease's end, whenever that is noticed.
+            self.retry_or_bury(&id, None, Some("the lease expired".into()), expires);
+        }
+        while let Some((at, id)) = self.delayed.first().cloned() {
+            if at > now {
+                break;
+            }
+            self.delayed.remove(&(at, id.clone()));
+            self.make_ready(&id);
+        }
+        while let Some((at, id)) = self.done.first().cloned() {
+            if at + DONE_RETENTION_US > now {
+                break;
+            }
+            self.done.remove(&(at, id.clone()));
+            self.jobs.remove(&id);
+        }
+        self.dedup.retain(|_, (_, until)| *until > now);
+    }
+
+    fn make_ready(&mut self, id: &str) {
+        if let Some(job) = self.jobs.get_mut(id) {
+            job.state = JobState::Ready;
+            self.ready
+                .insert((MAX_PRIORITY - job.priority, job.seq, id.to_string()));
+        }
+    }
+
+    /// After an attempt that failed at `at`: retried `delay_ms` (else its back-off) later, or
+    /// dead when its attempts are spent. The caller has taken it out of the leased set.
+    fn retry_or_bury(&mut self, id: &str, delay_ms: Option<u64>, error: Option<String>, at: u64) {
+        let Some(job) = self.jobs.get_mut(id) else {
+            return;
+        };
+        job.lease_token = None;
+        if error.is_some() {
+            job.last_error = error;
+        }
+        if job.attempt >= job.max_attempts {
+            job.state = JobState::Dead;
+            job.at_us = at;
+            self.dead.insert((at, id.to_string()));
+            return;
+        }
+        let delay = delay_ms.unwrap_or_else(|| job.backoff.delay_ms(job.attempt));
+        if delay == 0 {
+            self.make_ready(id);
+        } else {
+            job.state = JobState::Delayed;
+            job.at_us = at + delay * 1000;
+            self.delayed.insert((job.at_us, id.to_string()));
+        }
+    }
+
+    /// Adds a job as `id`, or returns the job a live `dedup_key` names: (job id, created).
+    pub fn enqueue(
+        &mut self,
+        new: &NewJob,
+        id: &str,
+        dedup_window_us: u64,
+        now: u64,
+    ) -> (String, bool) {
+        self.promote(now);
+        if let Some(key) = &new.dedup_key
+            && let Some((existing, _)) = self.dedup.get(key)
+        {
+            return (existing.clone(), false);
+        }
+        self.seq += 1;
+        let job = Job {
+            id: id.to_string(),
+            payload: new.payload.clone(),
+            priority: new.priority,
+            state: JobState::Delayed,
+            attempt: 0,
+            max_attempts: new.max_attempts,
+            backoff: new.backoff,
+            enqueued_at_us: now,
+            at_us: now + new.delay_ms * 1000,
+            lease_token: None,
+            last_error: None,
+            seq: self.seq,
+        };
+        let at = job.at_us;
+        self.jobs.insert(id.to_string(), job);
+        if new.delay_ms == 0 {
+            self.make_ready(id);
+        } else {
+            self.delayed.insert((at, id.to_string()));
+        }
+        if let Some(key) = &new.dedup_key {
+            self.dedup
+                .insert(key.clone(), (id.to_string(), now + dedup_window_us));
+        }
+        (id.to_string(), true)
+    }
+
+    /// Leases up to `tokens.len()` ready jobs, highest priority first, FIFO within one.
+    pub fn lease(&mut self, tokens: &[String], visibility_ms: u64, now: u64) -> Vec<Leased> {
+        self.promote(now);
+        let mut out = Vec::new();
+        for token in tokens {
+            let Some(first) = self.ready.pop_first() else {
+                break;
+            };
+            let id = first.2;
+            let Some(job) = self.jobs.get_mut(&id) else {
+                continue;
+            };
+            job.state = JobState::Leased;
+            job.attempt += 1;
+            job.at_us = now + visibility_ms * 1000;
+            job.lease_token = Some(token.clone());
+            self.leased.insert((job.at_us, id.clone()));
+            out.push(Leased {
+                id,
+                payload: job.payload.clone(),
+                attempt: job.attempt,
+                lease_token: token.clone(),
+                lease_expires_us: job.at_us,
+            });
+        }
+        out
+    }
+
+    /// When something may next become leasable without an enqueue (a delay ending, a lease
+    /// expiring), if anything.
+    pub fn next_change_us(&self) -> Option<u64> {
+        let delayed = self.delayed.first().map(|(at, _)| *at);
+        let leased = self.leased.first().map(|(at, _)| *at);
+        delayed.into_iter().chain(leased).min()
+    }
+
+    /// The job if `token` holds a live lease on it.
+    fn held(&self, id: &str, token: &str, now: u64) -> Option<&Job> {
+        self.jobs.get(id).filter(|job| {
+            job.state == JobState::Leased
+                && job.lease_token.as_deref() == Some(token)
+                && job.at_us > now
+        })
+    }
+
+    pub fn ack(&mut self, id: &str, token: &str, now: u64) -> bool {
+        self.promote(now);
+        let Some(expires) = self.held(id, token, now).map(|job| job.at_us) else {
+            return false;
+        };
+        self.leased.remove(&(expires, id.to_string()));
+        if let Some(job) = self.jobs.get_mut(id) {
+            job.state = JobState::Done;
+            job.at_us = now;
+            job.lease_token = None;
+        }
+        self.done.insert((now, id.to_string()));
+        true
+    }
+
+    /// The job's state after a failed attempt, or `None` when `token` does not hold it.
+    pub fn nack(
+        &mut self,
+        id: &str,
+        token: &str,
+        delay_ms: Option<u64>,
+        error: Option<String>,
+        now: u64,
+    ) -> Option<JobState> {
+        self.promote(now);
+        let expires = self.held(id, token, now)?.at_us;
+        self.leased.remove(&(expires, id.to_string()));
+        self.retry_or_bury(id, delay_ms, error, now);
+        self.jobs.get(id).map(|job| job.state)
+    }
+
+    /// The lease's new end, or `None` when `token` does not hold the job.
+    pub fn heartbeat(
+        &mut self,
+        id: &str,
+        token: &str,
+        visibility_ms: u64,
+        now: u64,
+    ) -> Option<u64> {
+        self.promote(now);
+        let expires = self.held(id, token, now)?.at_us;
+        self.leased.remove(&(expires, id.to_string()));
+        let until = now + visibility_ms * 1000;
+        self.leased.insert((until, id.to_string()));
+        if let Some(job) = self.jobs.get_mut(id) {
+            job.at_us = until;
+        }
+        Some(until)
+    }
+
+    pub fn get(&mut self, id: &str, now: u64) -> Option<Job> {
+        self.promote(now);
+        self.jobs.get(id).cloned()
+    }
+
+    pub fn counts(&mut self, now: u64) -> Counts {
+        self.promote(now);
+        Counts {
+            delayed: self.delayed.len() as u64,
+            ready: self.ready.len() as u64,
+            leased: self.leased.len() as u64,
+            done: self.done.len() as u64,
+            dead: self.dead.len() as u64,
+        }
+    }
+
+    /// Dead jobs, oldest death first.
+    pub fn dead(&mut self, limit: usize, now: u64) -> Vec<Job> {
+        self.promote(now);
+        self.dead
+            .iter()
+            .take(limit)
+            .filter_map(|(_, id)| self.jobs.get(id).cloned())
+            .collect()
+    }
+
+    /// Gives a dead job its attempts back and makes it ready; false when it is not dead.
+    pub fn redrive(&mut self, id: &str, now: u64) -> bool {
+        self.promote(now);
+        let Some(job) = self.jobs.get_mut(id).filter(|j| j.state == JobState::Dead) else {
+            return false;
+        };
+        let died = job.at_us;
+        job.attempt = 0;
+        self.dead.remove(&(died, id.to_string()));
+        self.make_ready(id);
+        true
+    }
+
+    /// Bytes held, roughly.
+    pub fn weight(&self) -> usize {
+        self.jobs
+            .values()
+            .map(|job| 160 + job.id.len() * 2 + job.payload.len())
+            .sum::<usize>()
+            + self.dedup.keys().map(|k| k.len() + 80).sum::<usize>()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn job(priority: u8) -> NewJob {
+        NewJob {
+            payload: format!("{{\"p\":{priority}}}"),
+            priority,
+            delay_ms: 0,
+            max_attempts: 3,
+            backoff: Backoff {
+                kind: BackoffKind::Fixed,
+                base_ms: 100,
+                max_ms: 100,
+            },
+            dedup_key: None,
+        }
+    }
+
+    fn tokens(n: usize) -> Vec<String> {
+        (0..n).map(|i| format!("t{i}")).collect()
+    }
+
+    #[test]
+    fn priorities_first_then_fifo() {
+        let mut q = QueueState::default();
+        for (i, p) in [0, 5, 9, 5, 0].iter().enumerate() {
+            q.enqueue(&job(*p), &format!("j{i}"), 0, 1_000);
+        }
+        let order: Vec<String> = q
+            .lease(&tokens(5), 1000, 2_000)
+            .into_iter()
+            .map(|l| l.id)
+            .collect();
+        assert_eq!(order, ["j2", "j1", "j3", "j0", "j4"]);
+    }
+
+    #[test]
+    fn a_delayed_job_is_not_leased_before_its_time() {
+        let mut q = QueueState::default();
+        let mut new = job(0);
+        new.delay_ms = 500;
+        q.enqueue(&new, "late", 0, 1_000_000);
+        assert!(q.lease(&tokens(1), 1000, 1_499_999).is_empty());
+        assert_eq!(q.next_change_us(), Some(1_500_000));
+        assert_eq!(q.lease(&tokens(1), 1000, 1_500_000).len(), 1);
+    }
+
+    #[test]
+    fn expired_leases_retry_after_backoff_then_die() {
+        let mut q = QueueState::default();
+        q.enqueue(&job(0), "j", 0, 0);
+        let mut now = 0;
+        for attempt in 1..=3 {
+            let leased = q.lease(&tokens(1), 10, now);
+            assert_eq!(leased.len(), 1, "attempt {attempt}");
+            assert_eq!(leased[0].attempt, attempt);
+            now += 10_000; // the lease expires
+            assert!(!q.ack("j", "t0", now), "an expired lease cannot ack");
+            now += 100_000; // the back-off passes
+        }
+        let dead = q.get("j", now).unwrap();
+        assert_eq!((dead.state, dead.attempt), (JobState::Dead, 3));
+        assert_eq!(dead.last_error.as_deref(), Some("the lease expired"));
+        assert!(q.redrive("j", now));
+        assert_eq!(q.lease(&tokens(1), 10, now)[0].attempt, 1);
+    }
+
+    #[test]
+    fn only_the_current_holder_acks_and_only_once() {
+        let mut q = QueueState::default();
+        q.enqueue(&job(0), "j", 0, 0);
+        let first = q.lease(&["old".into()], 10, 0);
+        assert_eq!(first.len(), 1);
+        // The lease expires, the back-off (100 ms) passes and another worker leases the job.
+        let second = q.lease(&["new".into()], 1000, 200_000);
+        assert_eq!(second.len(), 1);
+        assert!(!q.ack("j", "old", 200_001));
+        assert_eq!(q.heartbeat("j", "old", 1000, 200_001), None);
+        assert_eq!(q.nack("j", "old", None, None, 200_001), None);
+        assert!(q.ack("j", "new", 200_002));
+        assert!(!q.ack("j", "new", 200_003), "acked once");
+        assert_eq!(q.counts(200_004).done, 1);
+    }
+
+    #[test]
+    fn dedup_returns_the_first_job_within_the_window() {
+        let mut q = QueueState::default();
+        let mut new = job(0);
+        new.dedup_key = Some("order-7".into());
+        assert_eq!(q.enqueue(&new, "a", 1_000, 0), ("a".into(), true));
+        assert_eq!(q.enqueue(&new, "b", 1_000, 999), ("a".into(), false));
+        assert_eq!(q.enqueue(&new, "c", 1_000, 1_000), ("c".into(), true));
+    }
+
+    #[test]
+    fn nack_honours_its_delay_and_exponential_backoff_grows() {
+        let backoff = Backoff {
+            kind: BackoffKind::Exponential,
+            base_ms: 100,
+            max_ms: 350,
+        };
+        assert_eq!(
+            (1..=4).map(|a| backoff.delay_ms(a)).collect::<Vec<_>>(),
+            [100, 200, 350, 350]
+        );
+        let mut q = QueueState::default();
+        q.enqueue(&job(0), "j", 0, 0);
+        q.lease(&tokens(1), 1000, 0);
+        let state = q.nack("j", "t0", Some(50), Some("boom".into()), 10);
+        assert_eq!(state, Some(JobState::Delayed));
+        assert!(q.lease(&tokens(1), 1000, 50_009).is_empty());
+        assert_eq!(q.lease(&tokens(1), 1000, 50_010).len(), 1);
+        assert_eq!(
+            q.get("j", 50_010).unwrap().last_error.as_deref(),
+            Some("boom")
+        );
+    }
+}
