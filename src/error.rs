@@ -244,6 +244,7 @@ pub enum Missing {
     AgentState,
     PendingAction,
     Session,
+    Job,
 }
 
 impl From<Missing> for ApiError {
@@ -253,6 +254,9 @@ impl From<Missing> for ApiError {
             Missing::AgentState => "no agent state for this thread id",
             Missing::PendingAction => "no pending action with this token (unknown or expired)",
             Missing::Session => "no live session with this id",
+            Missing::Job => {
+                "no job with this id in this queue (unknown, purged, or finished over an hour ago)"
+            }
         })
     }
 }
@@ -269,6 +273,11 @@ pub enum Conflict {
     ThreadContended,
     /// Compare-and-set found another value than the expected one.
     ValueChanged,
+    /// The lease token holds no live lease on the job: it expired, or the job was leased again
+    /// or finished.
+    LeaseLost,
+    /// Redrive of a job that is not dead.
+    NotDead,
 }
 
 impl From<Conflict> for ApiError {
@@ -285,6 +294,12 @@ impl From<Conflict> for ApiError {
                 "the thread changed concurrently too often; nothing was written, retry",
             ),
             Conflict::ValueChanged => ("conflict", "the current value is not the expected one"),
+            Conflict::LeaseLost => (
+                "lease_lost",
+                "this lease token no longer holds the job (its lease expired, or the job was \
+                 leased again or finished); nothing was changed",
+            ),
+            Conflict::NotDead => ("not_dead", "only a dead job can be redriven"),
         };
         Self::conflict(code, detail)
     }

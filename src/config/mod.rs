@@ -37,6 +37,7 @@ pub struct Settings {
     pub memory: MemorySettings,
     pub rate_limits: RateLimitSettings,
     pub locks: LockSettings,
+    pub queues: QueueSettings,
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -334,6 +335,24 @@ pub struct RateLimitSettings {
     pub degraded: RateLimitDegraded,
     /// Named rules, so callers send `{"rules": [{"policy": "api"}]}`.
     pub policies: Vec<RateLimitPolicy>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct QueueSettings {
+    /// Largest job payload, in bytes of JSON (413 beyond).
+    pub max_payload_bytes: usize,
+    /// How long an enqueue's `dedup_key` returns the first job.
+    pub dedup_window_seconds: u64,
+}
+
+impl Default for QueueSettings {
+    fn default() -> Self {
+        Self {
+            max_payload_bytes: 256 * 1024,
+            dedup_window_seconds: 3600,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Deserialize, Default)]

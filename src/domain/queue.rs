@@ -102,6 +102,8 @@ pub struct NewJob {
     pub max_attempts: u32,
     pub backoff: Backoff,
     pub dedup_key: Option<String>,
+    /// How long `dedup_key` names this job (`queues.dedup_window_seconds`).
+    pub dedup_window_ms: u64,
 }
 
 /// One job and where it is.
@@ -119,7 +121,8 @@ pub struct Job {
     pub at_us: u64,
     pub lease_token: Option<String>,
     pub last_error: Option<String>,
-    seq: u64,
+    /// Enqueue order within the queue (FIFO within a priority).
+    pub seq: u64,
 }
 
 /// A job handed to a worker.
@@ -226,13 +229,7 @@ impl QueueState {
     }
 
     /// Adds a job as `id`, or returns the job a live `dedup_key` names: (job id, created).
-    pub fn enqueue(
-        &mut self,
-        new: &NewJob,
-        id: &str,
-        dedup_window_us: u64,
-        now: u64,
-    ) -> (String, bool) {
+    pub fn enqueue(&mut self, new: &NewJob, id: &str, now: u64) -> (String, bool) {
         self.promote(now);
         if let Some(key) = &new.dedup_key
             && let Some((existing, _)) = self.dedup.get(key)
@@ -262,8 +259,10 @@ impl QueueState {
             self.delayed.insert((at, id.to_string()));
         }
         if let Some(key) = &new.dedup_key {
-            self.dedup
-                .insert(key.clone(), (id.to_string(), now + dedup_window_us));
+            self.dedup.insert(
+                key.clone(),
+                (id.to_string(), now + new.dedup_window_ms * 1000),
+            );
         }
         (id.to_string(), true)
     }
@@ -428,6 +427,7 @@ mod tests {
                 max_ms: 100,
             },
             dedup_key: None,
+            dedup_window_ms: 1,
         }
     }
 
@@ -439,7 +439,7 @@ mod tests {
     fn priorities_first_then_fifo() {
         let mut q = QueueState::default();
         for (i, p) in [0, 5, 9, 5, 0].iter().enumerate() {
-            q.enqueue(&job(*p), &format!("j{i}"), 0, 1_000);
+            q.enqueue(&job(*p), &format!("j{i}"), 1_000);
         }
         let order: Vec<String> = q
             .lease(&tokens(5), 1000, 2_000)
@@ -454,7 +454,7 @@ mod tests {
         let mut q = QueueState::default();
         let mut new = job(0);
         new.delay_ms = 500;
-        q.enqueue(&new, "late", 0, 1_000_000);
+        q.enqueue(&new, "late", 1_000_000);
         assert!(q.lease(&tokens(1), 1000, 1_499_999).is_empty());
         assert_eq!(q.next_change_us(), Some(1_500_000));
         assert_eq!(q.lease(&tokens(1), 1000, 1_500_000).len(), 1);
@@ -463,7 +463,7 @@ mod tests {
     #[test]
     fn expired_leases_retry_after_backoff_then_die() {
         let mut q = QueueState::default();
-        q.enqueue(&job(0), "j", 0, 0);
+        q.enqueue(&job(0), "j", 0);
         let mut now = 0;
         for attempt in 1..=3 {
             let leased = q.lease(&tokens(1), 10, now);
@@ -483,7 +483,7 @@ mod tests {
     #[test]
     fn only_the_current_holder_acks_and_only_once() {
         let mut q = QueueState::default();
-        q.enqueue(&job(0), "j", 0, 0);
+        q.enqueue(&job(0), "j", 0);
         let first = q.lease(&["old".into()], 10, 0);
         assert_eq!(first.len(), 1);
         // The lease expires, the back-off (100 ms) passes and another worker leases the job.
@@ -502,9 +502,9 @@ mod tests {
         let mut q = QueueState::default();
         let mut new = job(0);
         new.dedup_key = Some("order-7".into());
-        assert_eq!(q.enqueue(&new, "a", 1_000, 0), ("a".into(), true));
-        assert_eq!(q.enqueue(&new, "b", 1_000, 999), ("a".into(), false));
-        assert_eq!(q.enqueue(&new, "c", 1_000, 1_000), ("c".into(), true));
+        assert_eq!(q.enqueue(&new, "a", 0), ("a".into(), true));
+        assert_eq!(q.enqueue(&new, "b", 999), ("a".into(), false));
+        assert_eq!(q.enqueue(&new, "c", 1_000), ("c".into(), true));
     }
 
     #[test]
@@ -519,7 +519,7 @@ mod tests {
             [100, 200, 350, 350]
         );
         let mut q = QueueState::default();
-        q.enqueue(&job(0), "j", 0, 0);
+        q.enqueue(&job(0), "j", 0);
         q.lease(&tokens(1), 1000, 0);
         let state = q.nack("j", "t0", Some(50), Some("boom".into()), 10);
         assert_eq!(state, Some(JobState::Delayed));

@@ -8,6 +8,7 @@ pub mod health;
 pub mod lock;
 pub mod openapi;
 pub mod pending_actions;
+pub mod queue;
 pub mod rate_limit;
 pub mod session;
 
@@ -71,6 +72,7 @@ pub fn router(state: AppState) -> Router {
         .merge(session::routes())
         .merge(rate_limit::routes())
         .merge(lock::routes())
+        .merge(queue::routes())
         .fallback(|| async { ApiError::not_found("no such route") })
         .method_not_allowed_fallback(|| async {
             ApiError::new(

@@ -14,8 +14,8 @@ use utoipa::{
 };
 
 use super::{
-    AppState, agent_state, cache, cache::CacheLinks, health, lock, pending_actions, rate_limit,
-    session, session::SessionLinks,
+    AppState, agent_state, cache, cache::CacheLinks, health, lock, pending_actions, queue,
+    rate_limit, session, session::SessionLinks,
 };
 use crate::error::Problem;
 
@@ -82,6 +82,16 @@ use crate::error::Problem;
         lock::release,
         lock::get_lock,
         lock::check_fence,
+        queue::enqueue,
+        queue::lease,
+        queue::ack,
+        queue::nack,
+        queue::heartbeat,
+        queue::get_job,
+        queue::counts,
+        queue::dead,
+        queue::redrive,
+        queue::purge,
     ),
     components(schemas(
         Problem,
@@ -105,6 +115,8 @@ use crate::error::Problem;
                                               (GCRA), several rules all-or-nothing, exact under concurrency"),
         (name = "locks", description = "Mutual exclusion with fencing tokens: waits woken by release, \
                                          lost locks told apart from held ones"),
+        (name = "queues", description = "Job queues with priorities, delays, leases and heartbeats, retries with \
+                                          back-off and dead letters: exactly one holder per job"),
     )
 )]
 pub struct ApiDoc;

@@ -30,9 +30,9 @@ use time::OffsetDateTime;
 use tokio::sync::Notify;
 
 use super::{
-    AgentStateStore, Appended, CacheStore, CasOutcome, KeyPage, LockStore, PendingActionStore,
-    PutCondition, RateLimitStore, Replaced, SessionStore, SessionUpdate, StoreError, StoreResult,
-    Stores, ThreadPage, TtlState, Versioned,
+    AgentStateStore, Appended, CacheStore, CasOutcome, KeyPage, Leases, LockStore, Nack,
+    PendingActionStore, PutCondition, QueueStore, RateLimitStore, Replaced, SessionStore,
+    SessionUpdate, StoreError, StoreResult, Stores, ThreadPage, TtlState, Versioned,
     memory::{self, MemoryBackend},
     redis::{
         RedisPool,
@@ -49,6 +49,7 @@ use crate::{
         pending_action::{
             ActionToken, Cancel, Confirm, IdempotencyKey, PendingAction, TombstoneLife,
         },
+        queue::{Counts, Job, JobId, JobState, NewJob, QueueName},
         rate_limit::{Check, Decision, RateLimitKey},
         session::{Session, SessionChange, SessionId, SessionRules, UserId},
         ttl::{Expiry, Ttl},
@@ -64,6 +65,7 @@ pub enum Capability {
     Sessions,
     RateLimits,
     Locks,
+    Queues,
 }
 
 impl Capability {
@@ -75,6 +77,7 @@ impl Capability {
             Self::Sessions => "sessions",
             Self::RateLimits => "rate_limits",
             Self::Locks => "locks",
+            Self::Queues => "queues",
         }
     }
 
@@ -118,7 +121,7 @@ pub struct Degradation {
 /// What each capability does while Redis is down in `auto` mode (the README's degradation
 /// table repeats it). A capability listed in `backend.refuse_while_degraded` refuses instead;
 /// rate limits follow `rate_limits.degraded` (`local`: this row, `allow`, `refuse`).
-pub const DEGRADATION: [Degradation; 6] = [
+pub const DEGRADATION: [Degradation; 7] = [
     Degradation {
         capability: Capability::Cache,
         while_degraded: WhileDegraded::ServeFromMemory,
@@ -150,6 +153,11 @@ pub const DEGRADATION: [Degradation; 6] = [
         while_degraded: WhileDegraded::Refuse,
         why: "two instances on their own memory would grant one lock twice (`locks.degraded = \
               \"local\"` serves from memory, for a single instance)",
+    },
+    Degradation {
+        capability: Capability::Queues,
+        while_degraded: WhileDegraded::Refuse,
+        why: "a job accepted into memory would vanish, or run twice, when Redis returns",
     },
 ];
 
@@ -320,6 +328,11 @@ impl Failover {
                 redis: redis.locks,
                 memory: fallback(Capability::Locks)
                     .map(|m| Arc::new(memory::lock::MemoryLocks::new(m)) as _),
+                failover: failover.clone(),
+            }),
+            queues: Arc::new(FailoverStore {
+                redis: redis.queues,
+                memory: None,
                 failover: failover.clone(),
             }),
             rate_limits: Arc::new(RateLimitFailover {
@@ -688,6 +701,129 @@ impl LockStore for FailoverStore<dyn LockStore> {
             Some(memory) if self.failover.is_down() => memory.release_signal(tenant, name),
             _ => self.redis.release_signal(tenant, name),
         }
+    }
+}
+
+impl<S: ?Sized> FailoverStore<S> {
+    /// Routes a call that memory never serves: Redis, or `Unavailable` while it is down.
+    async fn redis_only<T, R, RF>(&self, repeatable: bool, on_redis: R) -> StoreResult<T>
+    where
+        R: Fn() -> RF,
+        RF: Future<Output = StoreResult<T>>,
+    {
+        let never = None::<fn() -> std::future::Ready<StoreResult<T>>>;
+        self.failover.route(repeatable, on_redis, never).await
+    }
+}
+
+/// Queues refuse while Redis is down (`DEGRADATION`): each call goes to Redis or fails fast.
+#[async_trait]
+impl QueueStore for FailoverStore<dyn QueueStore> {
+    async fn enqueue(
+        &self,
+        tenant: &Tenant,
+        queue: &QueueName,
+        job: &NewJob,
+        id: &JobId,
+    ) -> StoreResult<(String, bool)> {
+        // Repeatable: the same id again finds the job (by its dedup key) or fails the same way.
+        let redis = &self.redis;
+        self.redis_only(job.dedup_key.is_some(), || {
+            redis.enqueue(tenant, queue, job, id)
+        })
+        .await
+    }
+
+    async fn lease(
+        &self,
+        tenant: &Tenant,
+        queue: &QueueName,
+        tokens: &[String],
+        visibility_ms: u64,
+    ) -> StoreResult<Leases> {
+        let redis = &self.redis;
+        self.redis_only(false, || redis.lease(tenant, queue, tokens, visibility_ms))
+            .await
+    }
+
+    async fn ack(
+        &self,
+        tenant: &Tenant,
+        queue: &QueueName,
+        id: &JobId,
+        token: &str,
+    ) -> StoreResult<bool> {
+        let redis = &self.redis;
+        self.redis_only(false, || redis.ack(tenant, queue, id, token))
+            .await
+    }
+
+    async fn nack(
+        &self,
+        tenant: &Tenant,
+        queue: &QueueName,
+        id: &JobId,
+        nack: &Nack<'_>,
+    ) -> StoreResult<Option<JobState>> {
+        let redis = &self.redis;
+        self.redis_only(false, || redis.nack(tenant, queue, id, nack))
+            .await
+    }
+
+    async fn heartbeat(
+        &self,
+        tenant: &Tenant,
+        queue: &QueueName,
+        id: &JobId,
+        token: &str,
+        visibility_ms: u64,
+    ) -> StoreResult<Option<u64>> {
+        let redis = &self.redis;
+        self.redis_only(true, || {
+            redis.heartbeat(tenant, queue, id, token, visibility_ms)
+        })
+        .await
+    }
+
+    async fn get(
+        &self,
+        tenant: &Tenant,
+        queue: &QueueName,
+        id: &JobId,
+    ) -> StoreResult<Option<Job>> {
+        let redis = &self.redis;
+        self.redis_only(true, || redis.get(tenant, queue, id)).await
+    }
+
+    async fn counts(&self, tenant: &Tenant, queue: &QueueName) -> StoreResult<Counts> {
+        let redis = &self.redis;
+        self.redis_only(true, || redis.counts(tenant, queue)).await
+    }
+
+    async fn dead(
+        &self,
+        tenant: &Tenant,
+        queue: &QueueName,
+        limit: usize,
+    ) -> StoreResult<Vec<Job>> {
+        let redis = &self.redis;
+        self.redis_only(true, || redis.dead(tenant, queue, limit))
+            .await
+    }
+
+    async fn redrive(&self, tenant: &Tenant, queue: &QueueName, id: &JobId) -> StoreResult<bool> {
+        let redis = &self.redis;
+        self.redis_only(false, || redis.redrive(tenant, queue, id))
+            .await
+    }
+
+    async fn purge(&self, tenant: &Tenant, queue: &QueueName) -> StoreResult<u64> {
+        let redis = &self.redis;
+        self.redis_only(true, || redis.purge(tenant, queue)).await
+    }
+
+    fn enqueue_signal(&self, tenant: &Tenant, queue: &QueueName) -> Arc<Notify> {
+        self.redis.enqueue_signal(tenant, queue)
     }
 }
 

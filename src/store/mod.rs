@@ -19,6 +19,7 @@ use crate::domain::{
     ids::{CacheKey, Namespace, Tenant},
     lock::{Acquire, Acquired, FenceCheck, LockInfo, LockName, LockToken},
     pending_action::{ActionToken, Cancel, Confirm, IdempotencyKey, PendingAction, TombstoneLife},
+    queue::{Counts, Job, JobId, JobState, Leased, NewJob, QueueName},
     rate_limit::{Check, Decision, RateLimitKey},
     session::{Session, SessionChange, SessionId, SessionRules, UserId},
     ttl::{Expiry, Ttl},
@@ -581,6 +582,123 @@ pub async fn acquire_waiting(
     }
 }
 
+/// What a lease call found: the jobs it leased, and when (µs from now) a delay ends or a lease
+/// expires, which may make a job leasable without an enqueue.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Leases {
+    pub jobs: Vec<Leased>,
+    pub next_change_in_us: Option<u64>,
+}
+
+/// Job queues (`domain::queue`): every method promotes due delays and expired leases first,
+/// then does its work, as one atomic step at the backend's time.
+#[async_trait]
+pub trait QueueStore: Send + Sync {
+    /// Adds the job as `id`, or finds the job a live `dedup_key` names: (job id, created).
+    /// Wakes long polls of the queue on every instance.
+    async fn enqueue(
+        &self,
+        tenant: &Tenant,
+        queue: &QueueName,
+        job: &NewJob,
+        id: &JobId,
+    ) -> StoreResult<(String, bool)>;
+
+    /// Leases up to `tokens.len()` ready jobs (9 first, FIFO within a priority), one token each.
+    async fn lease(
+        &self,
+        tenant: &Tenant,
+        queue: &QueueName,
+        tokens: &[String],
+        visibility_ms: u64,
+    ) -> StoreResult<Leases>;
+
+    /// Finishes the job; false when `token` holds no live lease on it.
+    async fn ack(
+        &self,
+        tenant: &Tenant,
+        queue: &QueueName,
+        id: &JobId,
+        token: &str,
+    ) -> StoreResult<bool>;
+
+    /// Ends the attempt as failed: the job's state after, or `None` when `token` holds no live
+    /// lease on it.
+    async fn nack(
+        &self,
+        tenant: &Tenant,
+        queue: &QueueName,
+        id: &JobId,
+        nack: &Nack<'_>,
+    ) -> StoreResult<Option<JobState>>;
+
+    /// The lease's new end (µs since the epoch), or `None` when `token` holds no live lease.
+    async fn heartbeat(
+        &self,
+        tenant: &Tenant,
+        queue: &QueueName,
+        id: &JobId,
+        token: &str,
+        visibility_ms: u64,
+    ) -> StoreResult<Option<u64>>;
+
+    async fn get(&self, tenant: &Tenant, queue: &QueueName, id: &JobId)
+    -> StoreResult<Option<Job>>;
+
+    async fn counts(&self, tenant: &Tenant, queue: &QueueName) -> StoreResult<Counts>;
+
+    /// Dead jobs, oldest death first, at most `limit`.
+    async fn dead(&self, tenant: &Tenant, queue: &QueueName, limit: usize)
+    -> StoreResult<Vec<Job>>;
+
+    /// Makes a dead job ready with its attempts back; false when it is not dead.
+    async fn redrive(&self, tenant: &Tenant, queue: &QueueName, id: &JobId) -> StoreResult<bool>;
+
+    /// Deletes the queue and all its jobs; returns how many jobs.
+    async fn purge(&self, tenant: &Tenant, queue: &QueueName) -> StoreResult<u64>;
+
+    /// Notified when a job may have been enqueued.
+    fn enqueue_signal(&self, tenant: &Tenant, queue: &QueueName) -> Arc<tokio::sync::Notify>;
+}
+
+/// A failed attempt as the worker reports it.
+#[derive(Debug, Clone, Copy)]
+pub struct Nack<'a> {
+    pub token: &'a str,
+    /// Retry after this long instead of the job's back-off.
+    pub delay_ms: Option<u64>,
+    pub error: Option<&'a str>,
+}
+
+/// Leases, waiting up to `wait` for a job: woken by an enqueue, else when a delay ends or a
+/// lease expires, else after `LOCK_FALLBACK_POLL`.
+pub async fn lease_waiting(
+    store: &dyn QueueStore,
+    tenant: &Tenant,
+    queue: &QueueName,
+    tokens: &[String],
+    visibility_ms: u64,
+    wait: std::time::Duration,
+) -> StoreResult<Leases> {
+    let deadline = tokio::time::Instant::now() + wait;
+    loop {
+        let signal = store.enqueue_signal(tenant, queue);
+        let enqueued = signal.notified();
+        tokio::pin!(enqueued);
+        enqueued.as_mut().enable();
+        let leases = store.lease(tenant, queue, tokens, visibility_ms).await?;
+        let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+        if !leases.jobs.is_empty() || left.is_zero() {
+            return Ok(leases);
+        }
+        let change = leases
+            .next_change_in_us
+            .map_or(LOCK_FALLBACK_POLL, std::time::Duration::from_micros);
+        let nap = change.min(left).min(LOCK_FALLBACK_POLL);
+        let _ = tokio::time::timeout(nap, enqueued).await;
+    }
+}
+
 /// Every capability's store, as the HTTP layer sees it: failover is already inside.
 #[derive(Clone)]
 pub struct Stores {
@@ -590,4 +708,5 @@ pub struct Stores {
     pub sessions: Arc<dyn SessionStore>,
     pub rate_limits: Arc<dyn RateLimitStore>,
     pub locks: Arc<dyn LockStore>,
+    pub queues: Arc<dyn QueueStore>,
 }

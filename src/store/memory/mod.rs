@@ -6,6 +6,7 @@ pub mod cache;
 pub mod engine;
 pub mod lock;
 pub mod pending_action;
+pub mod queue;
 pub mod rate_limit;
 pub mod session;
 
@@ -81,6 +82,7 @@ impl MemoryBackend {
             sessions: Arc::new(session::MemorySessions::new(self)),
             rate_limits: Arc::new(rate_limit::MemoryRateLimits::new(self)),
             locks: Arc::new(lock::MemoryLocks::new(self)),
+            queues: Arc::new(queue::MemoryQueues::new(self)),
         }
     }
 }

@@ -9,6 +9,7 @@ use crate::domain::{
     ids::{CacheKey, Namespace, Tenant},
     lock::LockName,
     pending_action::ActionToken,
+    queue::QueueName,
     rate_limit::RateLimitKey,
     session::{SessionId, UserId},
 };
@@ -103,6 +104,24 @@ impl Keys {
     /// subscribes once and wakes its own waiters.
     pub fn lock_released_channel(&self) -> String {
         format!("{}:lock_released", self.prefix)
+    }
+
+    /// A queue's keys, in the order its scripts take them: its base (jobs are
+    /// `<base>:job:<id>`, dedup keys `<base>:dedup:<key>`), then the sorted sets ready,
+    /// delayed, leased, dead and done, and `meta`. All share the queue's hash tag
+    /// `{<tenant>/<queue>}`, so one script updates them together and queues spread over a
+    /// Cluster's slots.
+    pub fn queue(&self, tenant: &Tenant, queue: &QueueName) -> [String; 7] {
+        let base = format!("{}:{tenant}:queue:{{{tenant}/{queue}}}", self.prefix);
+        [
+            "", ":ready", ":delayed", ":leased", ":dead", ":done", ":meta",
+        ]
+        .map(|suffix| format!("{base}{suffix}"))
+    }
+
+    /// The channel every enqueue is published on, as `<tenant>/<queue>`.
+    pub fn queue_ready_channel(&self) -> String {
+        format!("{}:queue_ready", self.prefix)
     }
 
     /// A session hash: `{prefix}:{tenant}:session:{<tenant>}:<session_id>`.

@@ -5,20 +5,15 @@
 //! lease, so it is never unbounded.
 //!
 //! Waiting: a release publishes `<tenant>/<name>` on `keys::lock_released_channel`; one
-//! subscriber connection per instance (a task, reconnecting with back-off) wakes that
-//! instance's waiters. A waiter never polls Redis faster than the holder's expiry or
+//! subscriber connection per instance (`listen`) wakes that instance's waiters. A waiter never polls Redis faster than the holder's expiry or
 //! `LOCK_FALLBACK_POLL`.
 
-use std::{
-    sync::{Arc, Weak},
-    time::Duration,
-};
+use std::sync::Arc;
 
 use async_trait::async_trait;
-use futures_util::StreamExt as _;
 use tokio::sync::Notify;
 
-use super::{RedisPool, script::Script};
+use super::{RedisPool, listen::listen, script::Script};
 use crate::{
     domain::{
         ids::Tenant,
@@ -46,8 +41,7 @@ impl RedisLocks {
     /// Must be called inside a tokio runtime: spawns the release subscriber, which ends when
     /// this store is dropped.
     pub fn new(redis: RedisPool) -> Self {
-        let signals = Arc::new(ReleaseSignals::default());
-        tokio::spawn(subscribe(redis.clone(), Arc::downgrade(&signals)));
+        let signals = listen(&redis, redis.keys().lock_released_channel());
         let script = |name, code| Script::new(name, code);
         Self {
             redis,
@@ -74,43 +68,6 @@ fn retention_ms() -> u64 {
 
 fn figure(value: i64) -> StoreResult<u64> {
     u64::try_from(value).map_err(|_| StoreError::Internal(format!("lock: figure {value}")))
-}
-
-/// Listens for releases on every instance and wakes this instance's waiters, until the store
-/// is gone. After a (re)connect every waiter is woken: releases may have been missed meanwhile.
-async fn subscribe(redis: RedisPool, signals: Weak<ReleaseSignals>) {
-    let channel = redis.keys().lock_released_channel();
-    let mut backoff = Duration::from_millis(50);
-    loop {
-        let Some(live) = signals.upgrade() else {
-            return;
-        };
-        live.notify_all();
-        drop(live);
-        if let Ok(mut pubsub) = redis.pubsub().await
-            && pubsub.subscribe(&channel).await.is_ok()
-        {
-            backoff = Duration::from_millis(50);
-            let mut messages = pubsub.into_on_message();
-            loop {
-                let next = tokio::time::timeout(Duration::from_secs(5), messages.next()).await;
-                let Some(live) = signals.upgrade() else {
-                    return;
-                };
-                match next {
-                    Ok(Some(message)) => {
-                        if let Ok(key) = message.get_payload::<String>() {
-                            live.notify(&key);
-                        }
-                    }
-                    Ok(None) => break,
-                    Err(_idle) => {}
-                }
-            }
-        }
-        tokio::time::sleep(backoff).await;
-        backoff = (backoff * 2).min(Duration::from_secs(2));
-    }
 }
 
 #[async_trait]

@@ -7,9 +7,11 @@
 pub mod agent_state;
 pub mod cache;
 pub mod keys;
+pub mod listen;
 pub mod lock;
 pub mod pending_action;
 pub mod pool;
+pub mod queue;
 pub mod rate_limit;
 pub mod script;
 pub mod session;
@@ -28,5 +30,6 @@ pub fn stores(pool: &RedisPool) -> Stores {
         sessions: Arc::new(session::RedisSessions::new(pool.clone())),
         rate_limits: Arc::new(rate_limit::RedisRateLimits::new(pool.clone())),
         locks: Arc::new(lock::RedisLocks::new(pool.clone())),
+        queues: Arc::new(queue::RedisQueues::new(pool.clone())),
     }
 }

@@ -1,0 +1,9 @@
+-- ARGV: limit. Returns the dead jobs' hashes (HGETALL each), oldest death first.
+local out = {}
+for _, id in ipairs(redis.call('ZRANGE', dead, 0, tonumber(ARGV[1]) - 1)) do
+  local job = redis.call('HGETALL', jkey(id))
+  job[#job + 1] = 'id'
+  job[#job + 1] = id
+  out[#out + 1] = job
+end
+return out
