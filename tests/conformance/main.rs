@@ -8,5 +8,6 @@ mod agent_states;
 mod cache;
 mod locks;
 mod pending_actions;
+mod queues;
 mod rate_limits;
 mod sessions;
