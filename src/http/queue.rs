@@ -233,6 +233,9 @@ pub struct QueueCounts {
 }
 
 #[derive(Serialize, ToSchema)]
+#[schema(example = json!({"jobs": [{"job_id": "7c9e6679-7425-40de-944b-e07fc1f90ae7", "state": "dead",
+    "priority": 0, "attempt": 3, "max_attempts": 3, "payload": {"to": "ada@example.com"},
+    "enqueued_at": "2026-11-23T22:00:00Z", "at": "2026-11-23T22:10:00Z", "last_error": "SMTP timeout"}]}))]
 pub struct DeadJobs {
     jobs: Vec<JobBody>,
 }

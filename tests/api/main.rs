@@ -17,6 +17,7 @@ mod locks;
 mod openapi;
 mod outages;
 mod pending_actions;
+mod queues;
 mod rate_limits;
 mod redis_tls;
 mod sessions;
