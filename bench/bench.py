@@ -195,6 +195,7 @@ WORKLOADS = [
     ("session PATCH", "session_patch"),
     ("rate-limit check (sliding)", "ratelimit"),
     ("lock acquire + release", "lock"),
+    ("enqueue + lease + ack", "queue"),
 ]
 
 
@@ -276,6 +277,8 @@ def measure(procs, duration, entries, conns, threads, cores):
             # One connection per wrk thread: a release must carry the token of the same
             # connection's acquire, and wrk keeps script state per thread.
             return run_wrk(base, duration, conns, conns, "lock.lua")
+        if workload == "queue":
+            return run_wrk(base, duration, conns, conns, "queue.lua")
         if workload == "session_patch" and name != FASTAPI:
             return run_wrk(f"{base}/v1/sessions/{sessions[name]}", duration, conns, threads, "session_patch.lua")
         return None

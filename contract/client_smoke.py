@@ -255,6 +255,23 @@ def step_lock(api: Api) -> None:
     expect(released.status_code == 204, f"release: {released.status_code} {released.content!r}")
 
 
+def step_queue(api: Api) -> None:
+    queue = f"queue-{uuid.uuid4().hex[:8]}"
+    created = api.call("POST", "/v1/queues/{queue}/jobs", [queue], body={"payload": {"n": 1}, "priority": 5})
+    expect(created.status_code == 201, f"enqueue: {created.status_code} {created.content!r}")
+    leased = api.call("POST", "/v1/queues/{queue}/lease", [queue], body={"visibility_ms": 30000})
+    jobs = body_json(leased)["jobs"]
+    expect(len(jobs) == 1 and jobs[0]["payload"] == {"n": 1}, f"lease: {leased.content!r}")
+    job = jobs[0]
+    path = "/v1/queues/{queue}/jobs/{job_id}/ack"
+    acked = api.call("POST", path, [queue, job["job_id"]], body={"lease_token": job["lease_token"]})
+    expect(acked.status_code == 200, f"ack: {acked.status_code} {acked.content!r}")
+    again = api.call("POST", path, [queue, job["job_id"]], body={"lease_token": job["lease_token"]})
+    expect(again.status_code == 409, f"ack again: {again.status_code} {again.content!r}")
+    counts = api.call("GET", "/v1/queues/{queue}", [queue])
+    expect(body_json(counts)["done"] == 1, f"counts: {counts.content!r}")
+
+
 def step_agent_state(api: Api) -> None:
     thread_id = f"thread-{uuid.uuid4().hex[:8]}"
     thread_path = "/v1/agent-states/{thread_id}"
@@ -390,6 +407,7 @@ def main() -> int:
         ),
         ("rate limit: check until denied, reset, peek", step_rate_limit),
         ("lock: acquire, held, get, fence check, release", step_lock),
+        ("queue: enqueue, lease, ack, ack again, counts", step_queue),
     ]
     passed = failed = skipped = 0
     for name, step in steps:

@@ -212,3 +212,35 @@ async def lock_release(name: str, request: Request):
     if not await RELEASE_SCRIPT(keys=[f"{PREFIX}:lock:{name}"], args=[token]):
         raise HTTPException(410, "lock lost")
     return Response(status_code=204)
+
+
+# The seeds' queue: LPUSH to enqueue, RPOP to take (no lease, no ack: a worker that dies loses
+# the job). The ack route answers and does nothing, so the benchmark's cycle is the same.
+class JobIn(BaseModel):
+    payload: dict | list | str | int | float | bool | None
+
+
+class LeaseIn(BaseModel):
+    visibility_ms: int = 30000
+
+
+@app.post("/v1/queues/{queue}/jobs", status_code=201)
+async def queue_enqueue(queue: str, body: JobIn):
+    job_id = str(uuid.uuid4())
+    await r.lpush(f"{PREFIX}:queue:{queue}", json.dumps({"job_id": job_id, "payload": body.payload}))
+    return {"job_id": job_id}
+
+
+@app.post("/v1/queues/{queue}/lease")
+async def queue_lease(queue: str, body: LeaseIn):
+    raw = await r.rpop(f"{PREFIX}:queue:{queue}")
+    if raw is None:
+        return {"jobs": []}
+    job = json.loads(raw)
+    job["lease_token"] = "none"
+    return {"jobs": [job]}
+
+
+@app.post("/v1/queues/{queue}/jobs/{job_id}/ack")
+async def queue_ack(queue: str, job_id: str):
+    return {"state": "done"}
