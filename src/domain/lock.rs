@@ -24,8 +24,8 @@ path_id!(
 pub const RECORD_RETENTION: Duration = Duration::from_secs(24 * 3600);
 /// Longest `wait_ms` of an acquire.
 pub const MAX_WAIT_MS: u64 = 20_000;
-/// Longest `owner`, in bytes.
-pub const MAX_OWNER_BYTES: usize = 256;
+/// Longest `owner`, in characters.
+pub const MAX_OWNER_CHARS: usize = 256;
 
 /// The secret a holder proves itself with: 16 random bytes, URL-safe base64.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]

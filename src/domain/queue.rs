@@ -35,8 +35,8 @@ pub const MAX_LEASE_COUNT: usize = 100;
 pub const MAX_ATTEMPTS: u32 = 1000;
 /// How long a finished job stays visible by id.
 pub const DONE_RETENTION_US: u64 = 3_600_000_000;
-/// Longest `last_error` kept, in bytes.
-pub const MAX_ERROR_BYTES: usize = 1024;
+/// Longest `last_error` kept, in characters.
+pub const MAX_ERROR_CHARS: usize = 1024;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "lowercase")]

@@ -31,7 +31,7 @@ use super::{
 };
 use crate::{
     domain::lock::{
-        Acquire, Acquired, FenceCheck, LockName, LockToken, MAX_OWNER_BYTES, MAX_WAIT_MS,
+        Acquire, Acquired, FenceCheck, LockName, LockToken, MAX_OWNER_CHARS, MAX_WAIT_MS,
     },
     error::{ApiError, ApiResult, LockRefusal},
     store::acquire_waiting,
@@ -66,7 +66,7 @@ pub struct AcquireRequest {
     /// `server.request_timeout_ms` is shortened to end before it.
     #[schema(value_type = Option<u64>, minimum = 0, maximum = 20000, example = 5000)]
     wait_ms: Option<Whole>,
-    /// Free text shown by `GET` (1–256 bytes); never the lock token.
+    /// Free text shown by `GET` (1–256 characters); never the lock token.
     #[schema(min_length = 1, max_length = 256, example = "worker-7")]
     owner: Option<String>,
 }
@@ -169,10 +169,10 @@ impl AcquireRequest {
         let deadline = state.settings.server.request_timeout_ms;
         let wait_ms = wait_ms.min(deadline.saturating_sub(WAIT_MARGIN_MS));
         if let Some(owner) = &self.owner
-            && (owner.is_empty() || owner.len() > MAX_OWNER_BYTES)
+            && (owner.is_empty() || owner.chars().count() > MAX_OWNER_CHARS)
         {
             return Err(ApiError::validation_failed(format!(
-                "owner must be 1-{MAX_OWNER_BYTES} bytes"
+                "owner must be 1-{MAX_OWNER_CHARS} characters"
             )));
         }
         let request = Acquire {

@@ -31,13 +31,14 @@ use super::{
 };
 use crate::{
     domain::queue::{
-        Backoff, Job, JobId, JobState, MAX_ATTEMPTS, MAX_ERROR_BYTES, MAX_LEASE_COUNT,
+        Backoff, BackoffKind, Job, JobId, JobState, MAX_ATTEMPTS, MAX_ERROR_CHARS, MAX_LEASE_COUNT,
         MAX_PRIORITY, MAX_WAIT_MS, NewJob, QueueName,
     },
     error::{ApiError, ApiResult, Conflict, Missing},
     store::{Nack, lease_waiting},
 };
 
+const DAY_MS: u64 = 24 * 3_600_000;
 /// Longest lease: 12 hours.
 const MAX_VISIBILITY_MS: u64 = 12 * 3_600_000;
 /// Longest delay of an enqueue or a nack: 30 days.
@@ -93,7 +94,7 @@ impl ItemPath for JobPath {
     "dedup_key": "welcome-ada"}))]
 pub struct EnqueueRequest {
     /// Any JSON, handed back to the worker exactly as sent (`queues.max_payload_bytes`).
-    #[schema(value_type = Object)]
+    #[schema(value_type = serde_json::Value)]
     payload: Box<RawValue>,
     /// 0 to 9, 9 first (default 0); FIFO within a priority.
     #[schema(value_type = Option<u8>, minimum = 0, maximum = 9)]
@@ -104,10 +105,23 @@ pub struct EnqueueRequest {
     /// Attempts before the job is dead: 1 to 1000 (default 3).
     #[schema(value_type = Option<u32>, minimum = 1, maximum = 1000)]
     max_attempts: Option<Whole>,
-    backoff: Option<Backoff>,
+    backoff: Option<BackoffInput>,
     /// An enqueue with a key seen within `queues.dedup_window_seconds` returns the first job.
     #[schema(pattern = "^[A-Za-z0-9._:@-]{1,256}$")]
     dedup_key: Option<String>,
+}
+
+/// How long a failed attempt waits before the next: `base_ms`, or `base_ms × 2^(attempt-1)`,
+/// at most `max_ms` (default: exponential from 1 s, at most 5 minutes).
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+#[schema(example = json!({"kind": "exponential", "base_ms": 1000, "max_ms": 60000}))]
+pub struct BackoffInput {
+    kind: BackoffKind,
+    #[schema(value_type = u64, minimum = 0, maximum = 86400000)]
+    base_ms: Whole,
+    #[schema(value_type = u64, minimum = 0, maximum = 86400000)]
+    max_ms: Whole,
 }
 
 #[derive(Serialize, ToSchema)]
@@ -134,7 +148,7 @@ pub struct LeaseRequest {
 #[derive(Serialize, ToSchema)]
 pub struct LeasedJob {
     job_id: String,
-    #[schema(value_type = Object)]
+    #[schema(value_type = serde_json::Value)]
     payload: Box<RawValue>,
     /// 1 for the first lease of the job.
     attempt: u32,
@@ -157,6 +171,7 @@ pub struct LeaseResponse {
 #[serde(deny_unknown_fields)]
 #[schema(example = json!({"lease_token": "k2v7Qm0cXr1aT9bL3pZs8w"}))]
 pub struct AckRequest {
+    #[schema(pattern = "^[A-Za-z0-9_-]{1,64}$")]
     lease_token: String,
 }
 
@@ -164,11 +179,12 @@ pub struct AckRequest {
 #[serde(deny_unknown_fields)]
 #[schema(example = json!({"lease_token": "k2v7Qm0cXr1aT9bL3pZs8w", "error": "SMTP timeout"}))]
 pub struct NackRequest {
+    #[schema(pattern = "^[A-Za-z0-9_-]{1,64}$")]
     lease_token: String,
     /// Retry after this long instead of the job's back-off.
     #[schema(value_type = Option<u64>, minimum = 0, maximum = 2592000000_u64)]
     delay_ms: Option<Whole>,
-    /// Why it failed, kept as the job's `last_error` (at most 1024 bytes).
+    /// Why it failed, kept as the job's `last_error` (at most 1024 characters).
     #[schema(max_length = 1024)]
     error: Option<String>,
 }
@@ -177,6 +193,7 @@ pub struct NackRequest {
 #[serde(deny_unknown_fields)]
 #[schema(example = json!({"lease_token": "k2v7Qm0cXr1aT9bL3pZs8w", "visibility_ms": 30000}))]
 pub struct HeartbeatRequest {
+    #[schema(pattern = "^[A-Za-z0-9_-]{1,64}$")]
     lease_token: String,
     /// The lease now ends this long from now.
     #[schema(value_type = u64, minimum = 1, maximum = 43200000)]
@@ -207,7 +224,7 @@ pub struct JobBody {
     priority: u8,
     attempt: u32,
     max_attempts: u32,
-    #[schema(value_type = Object)]
+    #[schema(value_type = serde_json::Value)]
     payload: Box<RawValue>,
     #[serde(with = "time::serde::rfc3339")]
     #[schema(value_type = String, format = DateTime)]
@@ -312,12 +329,14 @@ impl EnqueueRequest {
                 settings.max_payload_bytes
             )));
         }
-        let backoff = self.backoff.unwrap_or_default();
-        if backoff.base_ms > 86_400_000 || backoff.max_ms > 86_400_000 {
-            return Err(ApiError::validation_failed(
-                "backoff base_ms and max_ms are at most 86400000 (a day)",
-            ));
-        }
+        let backoff = match self.backoff {
+            None => Backoff::default(),
+            Some(b) => Backoff {
+                kind: b.kind,
+                base_ms: within("backoff.base_ms", b.base_ms, 0..=DAY_MS)?,
+                max_ms: within("backoff.max_ms", b.max_ms, 0..=DAY_MS)?,
+            },
+        };
         if let Some(key) = &self.dedup_key
             && (key.is_empty() || key.len() > 256 || !crate::domain::ids::valid_id(key))
         {
@@ -487,10 +506,10 @@ pub async fn nack(
     if request
         .error
         .as_ref()
-        .is_some_and(|e| e.len() > MAX_ERROR_BYTES)
+        .is_some_and(|e| e.len() > MAX_ERROR_CHARS)
     {
         return Err(ApiError::validation_failed(format!(
-            "error is at most {MAX_ERROR_BYTES} bytes"
+            "error is at most {MAX_ERROR_CHARS} bytes"
         )));
     }
     let nack = Nack {
