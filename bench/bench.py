@@ -1,6 +1,9 @@
 #!/usr/bin/env python3
 """statekeeper side by side with Redis itself, Webdis, the FastAPI + redis-py reference and a
-bare axum server, in one run on one machine. Started by bench/run.sh, which installs the tools.
+bare axum server, in one run on one machine, in interleaved rounds (`--rounds`, default 3) whose
+medians and spread are reported, with each server's CPU time per 1,000 requests. Started by
+bench/run.sh, which installs the tools. A workload is one entry in WORKLOADS and one branch in
+`cell` (usually a wrk script in bench/wrk/); `--only KEY,...` runs some of them.
 
 Every HTTP system is driven by wrk with the same connections, threads and duration, the same
 payloads (bench/value.json, 200 bytes) and the same private redis-server. Results go to stdout
@@ -99,15 +102,30 @@ def parse_duration_ms(text):
     return value * {"us": 0.001, "ms": 1.0, "s": 1000.0, "m": 60000.0}[unit]
 
 
+# Appended to every wrk script (or used alone): prints the 99.9th percentile, which `--latency`
+# does not.
+P999 = """
+done = function(summary, latency, requests)
+  io.write(string.format("p999_us=%d\\n", latency:percentile(99.9)))
+end
+"""
+
+
 def run_wrk(url, duration, connections, threads, script=None, env=None):
     cmd = ["wrk", "-t", str(threads), "-c", str(connections), "-d", f"{duration}s", "--latency"]
-    if script:
-        cmd += ["-s", str(BENCH / "wrk" / script)]
+    code = (BENCH / "wrk" / script).read_text() if script else ""
+    lua = tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False)
+    lua.write(code + P999)
+    lua.close()
+    cmd += ["-s", lua.name]
     cmd.append(url)
     out = subprocess.run(
         cmd, capture_output=True, text=True, env=dict(os.environ, **(env or {}))
     ).stdout
+    os.unlink(lua.name)
     rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))
+    total = int(re.search(r"(\d+) requests in", out).group(1))
+    p999 = int(re.search(r"p999_us=(\d+)", out).group(1)) / 1000
     p50 = parse_duration_ms(re.search(r"^\s+50%\s+(\S+)", out, re.M).group(1))
     p99 = parse_duration_ms(re.search(r"^\s+99%\s+(\S+)", out, re.M).group(1))
     non_2xx = re.search(r"Non-2xx or 3xx responses:\s+(\d+)", out)
@@ -115,7 +133,7 @@ def run_wrk(url, duration, connections, threads, script=None, env=None):
     errors = int(non_2xx.group(1)) if non_2xx else 0
     if socket_errors:
         errors += sum(int(n) for n in re.findall(r"\d+", socket_errors.group(1)))
-    return {"rps": rps, "p50": p50, "p99": p99, "errors": errors}
+    return {"rps": rps, "p50": p50, "p99": p99, "p999": p999, "errors": errors, "requests": total}
 
 
 def run_redis_benchmark(port, connections, requests, *command):
@@ -133,8 +151,36 @@ def run_redis_benchmark(port, connections, requests, *command):
         "rps": float(row["rps"]),
         "p50": float(row["p50_latency_ms"]),
         "p99": float(row["p99_latency_ms"]),
+        "p999": None,
         "errors": 0,
     }
+
+
+def cpu_seconds(pid):
+    """User + system CPU of a process and its children alive now (uvicorn's workers)."""
+    tick = os.sysconf("SC_CLK_TCK")
+    pids = [pid]
+    try:
+        pids += [int(p) for p in subprocess.run(["pgrep", "-P", str(pid)], capture_output=True,
+                                                  text=True).stdout.split()]
+    except OSError:
+        pass
+    total = 0
+    for p in pids:
+        try:
+            fields = Path(f"/proc/{p}/stat").read_text().rsplit(")", 1)[1].split()
+            total += int(fields[11]) + int(fields[12])
+        except (OSError, IndexError, ValueError):
+            pass
+    return total / tick
+
+
+def median(values):
+    values = sorted(v for v in values if v is not None)
+    if not values:
+        return None
+    mid = len(values) // 2
+    return values[mid] if len(values) % 2 else (values[mid - 1] + values[mid]) / 2
 
 
 def rss_bytes(pid):
@@ -166,6 +212,9 @@ def main():
     parser.add_argument("--connections", type=int, default=64)
     parser.add_argument("--threads", type=int, default=2, help="wrk threads")
     parser.add_argument("--entries", type=int, help="entries for the memory test (default 1000000)")
+    parser.add_argument("--rounds", type=int, default=3,
+                        help="interleaved rounds: every system, every workload, round after round")
+    parser.add_argument("--only", help="comma-separated workload keys (get, put, lock, ...)")
     args = parser.parse_args()
     duration = args.duration or (3 if args.quick else 10)
     entries = args.entries or (100_000 if args.quick else 1_000_000)
@@ -174,10 +223,11 @@ def main():
 
     procs = Processes()
     try:
-        results, memory = measure(procs, duration, entries, conns, threads, cores)
+        only = set(args.only.split(",")) if args.only else None
+        results, memory = measure(procs, duration, entries, conns, threads, args.rounds, only)
     finally:
         procs.stop_all()
-    report(results, memory, duration, entries, conns, threads, cores, args.quick)
+    report(results, memory, duration, entries, conns, threads, cores, args.quick, args.rounds)
 
 
 SK = "statekeeper (redis)"
@@ -199,9 +249,10 @@ WORKLOADS = [
 ]
 
 
-def measure(procs, duration, entries, conns, threads, cores):
+def measure(procs, duration, entries, conns, threads, rounds, only):
+    cores = os.cpu_count()
     redis_port = free_port()
-    procs.start(
+    redis_proc = procs.start(
         "redis-server",
         ["redis-server", "--port", str(redis_port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"],
         redis_port,
@@ -216,24 +267,26 @@ def measure(procs, duration, entries, conns, threads, cores):
         "RUST_LOG": "warn",
     }
     binary = str(RELEASE / "statekeeper")
-    procs.start(SK, [binary], ports[SK], env=sk_env(ports[SK], "redis"), cwd=ROOT)
-    procs.start(SKM, [binary], ports[SKM], env=sk_env(ports[SKM], "memory"), cwd=ROOT)
+    pids = {}
+    pids[SK] = procs.start(SK, [binary], ports[SK], env=sk_env(ports[SK], "redis"), cwd=ROOT).pid
+    pids[SKM] = procs.start(SKM, [binary], ports[SKM], env=sk_env(ports[SKM], "memory"), cwd=ROOT).pid
     webdis_conf = Path(tempfile.mkdtemp()) / "webdis.json"
     webdis_conf.write_text(json.dumps({
         "redis_host": "127.0.0.1", "redis_port": redis_port, "http_host": "127.0.0.1",
         "http_port": ports[WEBDIS], "threads": cores, "pool_size": 20, "daemonize": False,
         "database": 0, "verbosity": 0, "logfile": "/dev/null",
     }))
-    procs.start(WEBDIS, ["webdis", str(webdis_conf)], ports[WEBDIS])
-    procs.start(
+    pids[WEBDIS] = procs.start(WEBDIS, ["webdis", str(webdis_conf)], ports[WEBDIS]).pid
+    pids[FASTAPI] = procs.start(
         FASTAPI,
         [str(VENV / "bin" / "uvicorn"), "app:app", "--port", str(ports[FASTAPI]), "--workers", str(cores),
          "--no-access-log", "--log-level", "warning"],
         ports[FASTAPI],
         env={"REDIS_URL": f"redis://127.0.0.1:{redis_port}/0"},
         cwd=BENCH / "reference",
-    )
-    procs.start(CEILING, [str(RELEASE / "examples" / "http_ceiling"), str(ports[CEILING])], ports[CEILING])
+    ).pid
+    pids[CEILING] = procs.start(
+        CEILING, [str(RELEASE / "examples" / "http_ceiling"), str(ports[CEILING])], ports[CEILING]).pid
 
     # Set-up: the same data in every system.
     sessions = {}
@@ -283,21 +336,34 @@ def measure(procs, duration, entries, conns, threads, cores):
             return run_wrk(f"{base}/v1/sessions/{sessions[name]}", duration, conns, threads, "session_patch.lua")
         return None
 
+    # Rounds: every workload on every system, then again, so a noisy minute touches each
+    # system alike. Each cell also records the server's CPU time (and Redis's) per 1,000
+    # requests, which moves far less than throughput on a shared machine.
     results = {}
-    for label, workload in WORKLOADS:
-        for name in (SK, SKM, WEBDIS, FASTAPI, CEILING):
-            outcome = cell(name, workload)
-            if outcome:
-                results[(label, name)] = outcome
-                print(f"{label:32} {name:24} {outcome['rps']:>10.0f} rps  p50 {outcome['p50']:.2f} ms"
-                      f"  p99 {outcome['p99']:.2f} ms  errors {outcome['errors']}", flush=True)
     n = max(50_000, int(duration * 60_000))
-    results[("cache GET hit (200 B)", REDIS)] = run_redis_benchmark(redis_port, conns, n, "GET", "bench:webdis:k")
-    results[("cache PUT with TTL", REDIS)] = run_redis_benchmark(
-        redis_port, conns, n, "SET", "bench:rb:put", VALUE, "EX", "3600")
-    for label in ("cache GET hit (200 B)", "cache PUT with TTL"):
-        r = results[(label, REDIS)]
-        print(f"{label:32} {REDIS:24} {r['rps']:>10.0f} rps  p50 {r['p50']:.2f} ms  p99 {r['p99']:.2f} ms", flush=True)
+    for round_ in range(1, rounds + 1):
+        for label, workload in WORKLOADS:
+            if only and workload not in only:
+                continue
+            for name in (SK, SKM, WEBDIS, FASTAPI, CEILING):
+                cpu_before, redis_before = cpu_seconds(pids[name]), cpu_seconds(redis_proc.pid)
+                outcome = cell(name, workload)
+                if not outcome:
+                    continue
+                per_1k = outcome["requests"] / 1000
+                outcome["cpu"] = (cpu_seconds(pids[name]) - cpu_before) * 1000 / per_1k
+                outcome["redis_cpu"] = (cpu_seconds(redis_proc.pid) - redis_before) * 1000 / per_1k
+                results.setdefault((label, name), []).append(outcome)
+                print(f"round {round_} {label:30} {name:24} {outcome['rps']:>9.0f} rps  p99 {outcome['p99']:.2f} ms"
+                      f"  p99.9 {outcome['p999']:.2f} ms  cpu {outcome['cpu']:.1f} ms/1k  errors {outcome['errors']}",
+                      flush=True)
+        if only and not ({"get", "put"} & only):
+            continue
+        for label, command in (("cache GET hit (200 B)", ["GET", "bench:webdis:k"]),
+                               ("cache PUT with TTL", ["SET", "bench:rb:put", VALUE, "EX", "3600"])):
+            r = run_redis_benchmark(redis_port, conns, n, *command)
+            results.setdefault((label, REDIS), []).append(r)
+            print(f"round {round_} {label:30} {REDIS:24} {r['rps']:>9.0f} rps  p99 {r['p99']:.2f} ms", flush=True)
 
     # Memory: the same entries in a fresh memory backend and in the private Redis.
     memory = measure_memory(procs, redis_port, ports[SK], entries, sk_env)
@@ -329,39 +395,78 @@ def measure_memory(procs, redis_port, sk_redis_port, entries, sk_env):
     return result
 
 
-def report(results, memory, duration, entries, conns, threads, cores, quick):
+def report(results, memory, duration, entries, conns, threads, cores, quick, rounds):
     cpu = "unknown CPU"
     try:
         cpu = next(line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
                    if line.startswith("model name"))
     except (OSError, StopIteration):
         pass
+
+    def med(label, name, key):
+        runs = results.get((label, name))
+        return median([r.get(key) for r in runs]) if runs else None
+
+    def fmt(value, digits=2):
+        return "—" if value is None else f"{value:.{digits}f}"
+
     lines = [
         "# Benchmark results",
         "",
         f"Machine: {cores} cores ({cpu}), {platform.system()} {platform.release()}. The load generator "
         f"(wrk, {threads} threads, {conns} connections, {duration} s per cell"
         f"{', quick mode' if quick else ''}) shares these cores with the system under test, and in "
-        "the Redis columns Redis shares them too.",
+        "the Redis columns Redis shares them too. The lock and queue rows run one connection per "
+        "wrk thread (their scripts pair each request with the previous answer).",
         "",
-        "| workload | system | rps | p50 ms | p99 ms | errors |",
-        "|---|---|---:|---:|---:|---:|",
+        f"Medians of {rounds} interleaved rounds (every workload on every system, round after round); "
+        "rps with its spread (min–max). CPU: the server's user + system time per 1,000 requests "
+        "(uvicorn's workers included), and Redis's beside it; it moves far less than throughput "
+        "on a shared machine.",
+        "",
+        "| workload | system | rps | rps min–max | p50 ms | p99 ms | p99.9 ms | CPU ms/1k | Redis CPU ms/1k | errors |",
+        "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for label, _ in WORKLOADS:
         for name in (SK, SKM, WEBDIS, FASTAPI, CEILING, REDIS):
-            r = results.get((label, name))
-            if r:
-                lines.append(f"| {label} | {name} | {r['rps']:.0f} | {r['p50']:.2f} | {r['p99']:.2f} | {r['errors']} |")
+            runs = results.get((label, name))
+            if not runs:
+                continue
+            rps = [r["rps"] for r in runs]
+            lines.append(
+                f"| {label} | {name} | {med(label, name, 'rps'):.0f} | {min(rps):.0f}–{max(rps):.0f} | "
+                f"{fmt(med(label, name, 'p50'))} | {fmt(med(label, name, 'p99'))} | "
+                f"{fmt(med(label, name, 'p999'))} | {fmt(med(label, name, 'cpu'), 1)} | "
+                f"{fmt(med(label, name, 'redis_cpu'), 1)} | {sum(r['errors'] for r in runs)} |")
+
+    def ratios(label, a, b, key="rps"):
+        """The ratio a/b in each round, for the median and the spread."""
+        x, y = results.get((label, a)), results.get((label, b))
+        if not x or not y:
+            return []
+        return [p[key] / q[key] for p, q in zip(x, y) if q.get(key)]
 
     def ratio(label, a, b):
-        x, y = results.get((label, a)), results.get((label, b))
-        return (x["rps"] / y["rps"]) if x and y and y["rps"] else None
+        return median(ratios(label, a, b))
 
-    lines += ["", "## Ratios (rps)", "", "| workload | statekeeper/Webdis | statekeeper/FastAPI | "
-              "memory/ceiling | statekeeper/redis-benchmark |", "|---|---:|---:|---:|---:|"]
+    def spread(label, a, b):
+        values = ratios(label, a, b)
+        if not values:
+            return "—"
+        return f"{median(values):.2f} ({min(values):.2f}–{max(values):.2f})"
+
+    lines += ["", "## Ratios (rps, per round: median and spread)", "",
+              "| workload | statekeeper/Webdis | statekeeper/FastAPI | memory/FastAPI | memory/ceiling | "
+              "statekeeper/redis-benchmark | FastAPI/statekeeper CPU per request |",
+              "|---|---:|---:|---:|---:|---:|---:|"]
     for label, _ in WORKLOADS:
-        cells = [ratio(label, SK, WEBDIS), ratio(label, SK, FASTAPI), ratio(label, SKM, CEILING), ratio(label, SK, REDIS)]
-        lines.append(f"| {label} | " + " | ".join("—" if c is None else f"{c:.2f}" for c in cells) + " |")
+        cells = [spread(label, SK, WEBDIS), spread(label, SK, FASTAPI), spread(label, SKM, FASTAPI),
+                 spread(label, SKM, CEILING), spread(label, SK, REDIS)]
+        cpu_ratio = median([q["cpu"] / p["cpu"] for p, q in zip(results.get((label, SK), []),
+                                                                  results.get((label, FASTAPI), []))
+                            if p.get("cpu")])
+        if any(c != "—" for c in cells):
+            lines.append(f"| {label} | " + " | ".join(cells) + f" | {fmt(cpu_ratio, 1)} |")
 
     per_memory = memory["memory_bytes"] / memory["entries"]
     per_redis = memory["redis_bytes"] / memory["entries"]
@@ -378,12 +483,12 @@ def report(results, memory, duration, entries, conns, threads, cores, quick):
     ]
     get = "cache GET hit (200 B)"
     checks = []
-    sk_get, webdis_get = results.get((get, SK)), results.get((get, WEBDIS))
-    if sk_get and webdis_get:
-        checks.append((f"cache GET ≥ 1.25× Webdis rps ({sk_get['rps'] / webdis_get['rps']:.2f}×)",
-                       sk_get["rps"] >= 1.25 * webdis_get["rps"]))
-        checks.append((f"cache GET p99 ≤ Webdis p99 ({sk_get['p99']:.2f} vs {webdis_get['p99']:.2f} ms)",
-                       sk_get["p99"] <= webdis_get["p99"]))
+    webdis_ratio = ratio(get, SK, WEBDIS)
+    if webdis_ratio is not None:
+        sk_p99, webdis_p99 = med(get, SK, "p99"), med(get, WEBDIS, "p99")
+        checks.append((f"cache GET ≥ 1.25× Webdis rps ({webdis_ratio:.2f}×)", webdis_ratio >= 1.25))
+        checks.append((f"cache GET p99 ≤ Webdis p99 ({sk_p99:.2f} vs {webdis_p99:.2f} ms)",
+                       sk_p99 <= webdis_p99))
     for label, _ in WORKLOADS:
         r = ratio(label, SK, FASTAPI)
         if r is not None:

@@ -3,7 +3,8 @@
 # Webdis, a FastAPI + redis-py reference and a bare axum server, in one run on this machine.
 #   bench/run.sh            10 s per cell, 1,000,000 entries for the memory test
 #   bench/run.sh --quick    3 s per cell, 100,000 entries
-# Other options: --duration S, --connections N (default 64), --threads N, --entries N.
+# Other options: --rounds N (interleaved rounds, default 3), --only KEY,... (some workloads),
+# --duration S, --connections N (default 64), --threads N, --entries N.
 # Results: printed and written to bench/results/latest.md.
 set -euo pipefail
 cd "$(dirname "$0")/.."
