@@ -1,5 +1,6 @@
--- Alternates: take a lock on a fresh name, then release it with the token the acquire
--- returned. Run with one connection per thread (bench.py does), so a thread's state is its
+-- A cycle: take a lock on a fresh name, then release it with the token the acquire returned.
+-- The next request follows from the last answer (wrk may call `request` once before any
+-- answer). Run with one connection per thread (bench.py does), so a thread's state is its
 -- connection's.
 local token = nil
 local name = nil
@@ -14,9 +15,7 @@ end
 
 request = function()
   if token then
-    local headers = {["Lock-Token"] = token}
-    token = nil
-    return wrk.format("DELETE", "/v1/locks/" .. name, headers)
+    return wrk.format("DELETE", "/v1/locks/" .. name, {["Lock-Token"] = token})
   end
   counter = counter + 1
   name = "bench-" .. id .. "-" .. counter
@@ -25,7 +24,9 @@ request = function()
 end
 
 response = function(status, headers, body)
-  if status == 200 then
+  if token then
+    token = nil
+  elseif status == 200 then
     token = string.match(body, '"lock_token"%s*:%s*"([^"]+)"')
   end
 end
