@@ -158,6 +158,21 @@ pub struct QueueState {
     /// dedup key → (job id, until µs).
     dedup: HashMap<String, (String, u64)>,
     seq: u64,
+    /// What `weight` reports, kept up to date as jobs come and go (recounting every job on
+    /// each call would make every operation on a long queue cost its length).
+    bytes: usize,
+}
+
+/// Bytes one job holds, roughly: its map and set entries, its id twice, its payload.
+fn job_bytes(job: &Job) -> usize {
+    // A `last_error` (at most 1,024 characters) is not counted: the figure must be the same
+    // when the job leaves as when it came.
+    160 + job.id.len() * 2 + job.payload.len()
+}
+
+/// Bytes one dedup key holds, roughly.
+fn dedup_bytes(key: &str) -> usize {
+    key.len() + 80
 }
 
 impl QueueState {
@@ -189,9 +204,18 @@ impl QueueState {
                 break;
             }
             self.done.remove(&(at, id.clone()));
-            self.jobs.remove(&id);
+            if let Some(job) = self.jobs.remove(&id) {
+                self.bytes = self.bytes.saturating_sub(job_bytes(&job));
+            }
         }
-        self.dedup.retain(|_, (_, until)| *until > now);
+        let bytes = &mut self.bytes;
+        self.dedup.retain(|key, (_, until)| {
+            let keep = *until > now;
+            if !keep {
+                *bytes = bytes.saturating_sub(dedup_bytes(key));
+            }
+            keep
+        });
     }
 
     fn make_ready(&mut self, id: &str) {
@@ -252,6 +276,7 @@ impl QueueState {
             seq: self.seq,
         };
         let at = job.at_us;
+        self.bytes += job_bytes(&job);
         self.jobs.insert(id.to_string(), job);
         if new.delay_ms == 0 {
             self.make_ready(id);
@@ -259,6 +284,7 @@ impl QueueState {
             self.delayed.insert((at, id.to_string()));
         }
         if let Some(key) = &new.dedup_key {
+            self.bytes += dedup_bytes(key);
             self.dedup.insert(
                 key.clone(),
                 (id.to_string(), now + new.dedup_window_ms * 1000),
@@ -403,11 +429,7 @@ impl QueueState {
 
     /// Bytes held, roughly.
     pub fn weight(&self) -> usize {
-        self.jobs
-            .values()
-            .map(|job| 160 + job.id.len() * 2 + job.payload.len())
-            .sum::<usize>()
-            + self.dedup.keys().map(|k| k.len() + 80).sum::<usize>()
+        self.bytes
     }
 }
 
@@ -495,6 +517,25 @@ mod tests {
         assert!(q.ack("j", "new", 200_002));
         assert!(!q.ack("j", "new", 200_003), "acked once");
         assert_eq!(q.counts(200_004).done, 1);
+    }
+
+    /// The weight is kept as jobs come and go, and is back to nothing once they are gone.
+    #[test]
+    fn the_weight_follows_the_jobs() {
+        let mut q = QueueState::default();
+        let mut new = job(0);
+        new.dedup_key = Some("k".into());
+        q.enqueue(&new, "a", 0);
+        q.enqueue(&job(0), "b", 0);
+        let two = q.weight();
+        assert!(two > 2 * 160);
+        for leased in q.lease(&tokens(2), 1000, 0) {
+            assert!(q.ack(&leased.id, &leased.lease_token, 1));
+        }
+        assert_eq!(q.weight(), two, "finished jobs stay visible for an hour");
+        q.promote(DONE_RETENTION_US + 2);
+        assert_eq!(q.weight(), 0);
+        assert!(q.is_empty());
     }
 
     #[test]
