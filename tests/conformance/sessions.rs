@@ -57,6 +57,31 @@ fn patch(data: Option<Value>, context: Option<Value>) -> SessionChange {
     }
 }
 
+/// The live session under fixed expiry.
+async fn get(stores: &Stores, t: &Tenant, id: &SessionId) -> Option<Session> {
+    stores.sessions.get(t, id, FIXED).await.unwrap()
+}
+
+/// A user's live sessions.
+async fn sessions_of(stores: &Stores, t: &Tenant, u: &str) -> Vec<Session> {
+    stores.sessions.list_for_user(t, &user(u)).await.unwrap()
+}
+
+/// A write under fixed expiry.
+async fn update(
+    stores: &Stores,
+    t: &Tenant,
+    id: &SessionId,
+    change: &SessionChange,
+    if_match: Option<u64>,
+) -> SessionUpdate {
+    stores
+        .sessions
+        .update(t, id, change, if_match, FIXED)
+        .await
+        .unwrap()
+}
+
 fn expect_updated(outcome: SessionUpdate) -> Session {
     match outcome {
         SessionUpdate::Updated(s) => s,
@@ -67,27 +92,17 @@ fn expect_updated(outcome: SessionUpdate) -> Session {
 async fn create_get_delete_round_trip(stores: &Stores) {
     let t = Tenant::new("t1");
     let s = created(stores, &t, "u1", 60).await;
-    let got = stores.sessions.get(&t, &s.id, FIXED).await.unwrap();
+    let got = get(stores, &t, &s.id).await;
     assert_eq!(got.as_ref(), Some(&s), "read back exactly as created");
     assert!(stores.sessions.delete(&t, &s.id).await.unwrap());
     assert!(
         !stores.sessions.delete(&t, &s.id).await.unwrap(),
         "second delete finds nothing"
     );
-    assert_eq!(stores.sessions.get(&t, &s.id, FIXED).await.unwrap(), None);
-    assert!(
-        stores
-            .sessions
-            .list_for_user(&t, &user("u1"))
-            .await
-            .unwrap()
-            .is_empty()
-    );
+    assert_eq!(get(stores, &t, &s.id).await, None);
+    assert!(sessions_of(stores, &t, "u1").await.is_empty());
     let unknown = SessionId::random();
-    assert_eq!(
-        stores.sessions.get(&t, &unknown, FIXED).await.unwrap(),
-        None
-    );
+    assert_eq!(get(stores, &t, &unknown).await, None);
 }
 
 async fn patch_merges_exactly_and_raises_version(stores: &Stores) {
@@ -116,13 +131,7 @@ async fn patch_merges_exactly_and_raises_version(stores: &Stores) {
     let change = patch(Some(data_patch), Some(context_patch));
     let mut expected = s.clone();
     expected.apply(change.clone(), now_ms(), FIXED);
-    let updated = expect_updated(
-        stores
-            .sessions
-            .update(&t, &s.id, &change, None, FIXED)
-            .await
-            .unwrap(),
-    );
+    let updated = expect_updated(update(stores, &t, &s.id, &change, None).await);
     assert_eq!(updated.version, 2);
     assert_eq!(
         updated.data, expected.data,
@@ -137,109 +146,57 @@ async fn patch_merges_exactly_and_raises_version(stores: &Stores) {
         updated.expires_at_ms, s.expires_at_ms,
         "a write does not move a fixed expiry"
     );
-    let stored = stores
-        .sessions
-        .get(&t, &s.id, FIXED)
-        .await
-        .unwrap()
-        .unwrap();
+    let stored = get(stores, &t, &s.id).await.unwrap();
     assert_eq!(stored, updated);
     // Patching only one part leaves the other alone; an empty patch still counts as a write.
     let only_context = patch(None, Some(json!({"pr": null})));
-    let updated = expect_updated(
-        stores
-            .sessions
-            .update(&t, &s.id, &only_context, None, FIXED)
-            .await
-            .unwrap(),
-    );
+    let updated = expect_updated(update(stores, &t, &s.id, &only_context, None).await);
     assert_eq!(updated.data, expected.data);
     assert_eq!(
         Value::Object(updated.context.unwrap()),
         json!({"repo": "acme/app", "file": "src/lib.rs"})
     );
     assert_eq!(updated.version, 3);
-    let empty = expect_updated(
-        stores
-            .sessions
-            .update(&t, &s.id, &patch(None, None), None, FIXED)
-            .await
-            .unwrap(),
-    );
+    let empty = expect_updated(update(stores, &t, &s.id, &patch(None, None), None).await);
     assert_eq!(empty.version, 4);
 }
 
 async fn if_match_guards_every_content_write(stores: &Stores) {
     let t = Tenant::new("t1");
     let s = created(stores, &t, "u1", 60).await;
-    let stale = stores
-        .sessions
-        .update(
-            &t,
-            &s.id,
-            &patch(Some(json!({"a": 1})), None),
-            Some(7),
-            FIXED,
-        )
-        .await
-        .unwrap();
+    let stale = update(
+        stores,
+        &t,
+        &s.id,
+        &patch(Some(json!({"a": 1})), None),
+        Some(7),
+    )
+    .await;
     assert_eq!(stale, SessionUpdate::Stale { current_version: 1 });
     let replace = SessionChange::ReplaceContext(obj(json!({"x": 1})));
-    let stale = stores
-        .sessions
-        .update(&t, &s.id, &replace.clone(), Some(0), FIXED)
-        .await
-        .unwrap();
+    let stale = update(stores, &t, &s.id, &replace.clone(), Some(0)).await;
     assert_eq!(stale, SessionUpdate::Stale { current_version: 1 });
-    assert_eq!(
-        stores
-            .sessions
-            .get(&t, &s.id, FIXED)
-            .await
-            .unwrap()
-            .unwrap(),
-        s,
-        "nothing written"
-    );
-    let updated = expect_updated(
-        stores
-            .sessions
-            .update(&t, &s.id, &replace, Some(1), FIXED)
-            .await
-            .unwrap(),
-    );
+    assert_eq!(get(stores, &t, &s.id).await.unwrap(), s, "nothing written");
+    let updated = expect_updated(update(stores, &t, &s.id, &replace, Some(1)).await);
     assert_eq!(
         (updated.version, Value::Object(updated.context.unwrap())),
         (2, json!({"x": 1}))
     );
-    let cleared = expect_updated(
-        stores
-            .sessions
-            .update(&t, &s.id, &SessionChange::ClearContext, Some(2), FIXED)
-            .await
-            .unwrap(),
-    );
+    let cleared =
+        expect_updated(update(stores, &t, &s.id, &SessionChange::ClearContext, Some(2)).await);
     assert_eq!((cleared.context.clone(), cleared.version), (None, 3));
     assert_eq!(cleared.data, s.data);
-    let read = stores
-        .sessions
-        .get(&t, &s.id, FIXED)
-        .await
-        .unwrap()
-        .unwrap();
+    let read = get(stores, &t, &s.id).await.unwrap();
     assert_eq!(read.context, None, "a deleted context stays deleted");
     let refilled = expect_updated(
-        stores
-            .sessions
-            .update(
-                &t,
-                &s.id,
-                &patch(None, Some(json!({"a": {"b": 1}}))),
-                None,
-                FIXED,
-            )
-            .await
-            .unwrap(),
+        update(
+            stores,
+            &t,
+            &s.id,
+            &patch(None, Some(json!({"a": {"b": 1}}))),
+            None,
+        )
+        .await,
     );
     assert_eq!(
         refilled.context.map(Value::Object),
@@ -281,15 +238,7 @@ async fn extend_moves_expiry_within_the_cap(stores: &Stores) {
         s.created_at_ms + 100_000,
         "never past the rules cap"
     );
-    assert_eq!(
-        stores
-            .sessions
-            .get(&t, &s.id, FIXED)
-            .await
-            .unwrap()
-            .unwrap(),
-        far
-    );
+    assert_eq!(get(stores, &t, &s.id).await.unwrap(), far);
 }
 
 async fn writes_never_revive_a_deleted_or_expired_session(stores: &Stores) {
@@ -306,18 +255,10 @@ async fn writes_never_revive_a_deleted_or_expired_session(stores: &Stores) {
             SessionChange::Extend(ttl(600)),
         ];
         for change in changes {
-            let outcome = stores
-                .sessions
-                .update(&t, id, &change, None, FIXED)
-                .await
-                .unwrap();
+            let outcome = update(stores, &t, id, &change, None).await;
             assert_eq!(outcome, SessionUpdate::Missing);
         }
-        let with_version = stores
-            .sessions
-            .update(&t, id, &patch(None, None), Some(1), FIXED)
-            .await
-            .unwrap();
+        let with_version = update(stores, &t, id, &patch(None, None), Some(1)).await;
         assert_eq!(
             with_version,
             SessionUpdate::Missing,
@@ -339,14 +280,7 @@ async fn writes_never_revive_a_deleted_or_expired_session(stores: &Stores) {
         assert_eq!(stores.sessions.get(&t, id, rolling).await.unwrap(), None);
         assert_eq!(stores.sessions.get(&t, id, FIXED).await.unwrap(), None);
     }
-    assert!(
-        stores
-            .sessions
-            .list_for_user(&t, &user("u1"))
-            .await
-            .unwrap()
-            .is_empty()
-    );
+    assert!(sessions_of(stores, &t, "u1").await.is_empty());
 }
 
 async fn rotate_moves_the_session_to_a_new_id(stores: &Stores) {
@@ -378,27 +312,12 @@ async fn rotate_moves_the_session_to_a_new_id(stores: &Stores) {
         (s.created_at_ms, s.expires_at_ms, s.version),
         "same creation, expiry and version"
     );
-    assert_eq!(
-        stores.sessions.get(&t, &s.id, FIXED).await.unwrap(),
-        None,
-        "old id gone"
-    );
-    assert_eq!(
-        stores.sessions.get(&t, &new_id, FIXED).await.unwrap(),
-        Some(rotated.clone())
-    );
-    let listed = stores
-        .sessions
-        .list_for_user(&t, &user("u1"))
-        .await
-        .unwrap();
+    assert_eq!(get(stores, &t, &s.id).await, None, "old id gone");
+    assert_eq!(get(stores, &t, &new_id).await, Some(rotated.clone()));
+    let listed = sessions_of(stores, &t, "u1").await;
     assert_eq!(listed, vec![rotated]);
     assert_eq!(
-        stores
-            .sessions
-            .update(&t, &s.id, &patch(None, None), None, FIXED)
-            .await
-            .unwrap(),
+        update(stores, &t, &s.id, &patch(None, None), None).await,
         SessionUpdate::Missing
     );
     assert_eq!(
@@ -417,20 +336,12 @@ async fn user_index_lists_live_sessions_and_signs_out_everywhere(stores: &Stores
     let short = created(stores, &t, "u1", 1).await;
     let b = created(stores, &t, "u1", 60).await;
     let other = created(stores, &t, "u2", 60).await;
-    let listed = stores
-        .sessions
-        .list_for_user(&t, &user("u1"))
-        .await
-        .unwrap();
+    let listed = sessions_of(stores, &t, "u1").await;
     let mut expected = vec![a.clone(), short.clone(), b.clone()];
     statekeeper::domain::session::sort_for_listing(&mut expected);
     assert_eq!(listed, expected);
     tokio::time::sleep(Duration::from_millis(1100)).await;
-    let listed = stores
-        .sessions
-        .list_for_user(&t, &user("u1"))
-        .await
-        .unwrap();
+    let listed = sessions_of(stores, &t, "u1").await;
     assert!(
         !listed.iter().any(|s| s.id == short.id),
         "expired sessions are never listed"
@@ -444,16 +355,9 @@ async fn user_index_lists_live_sessions_and_signs_out_everywhere(stores: &Stores
             .unwrap(),
         2
     );
-    assert!(
-        stores
-            .sessions
-            .list_for_user(&t, &user("u1"))
-            .await
-            .unwrap()
-            .is_empty()
-    );
-    assert_eq!(stores.sessions.get(&t, &a.id, FIXED).await.unwrap(), None);
-    assert_eq!(stores.sessions.get(&t, &b.id, FIXED).await.unwrap(), None);
+    assert!(sessions_of(stores, &t, "u1").await.is_empty());
+    assert_eq!(get(stores, &t, &a.id).await, None);
+    assert_eq!(get(stores, &t, &b.id).await, None);
     assert_eq!(
         stores
             .sessions
@@ -463,11 +367,7 @@ async fn user_index_lists_live_sessions_and_signs_out_everywhere(stores: &Stores
         0
     );
     assert_eq!(
-        stores
-            .sessions
-            .list_for_user(&t, &user("u2"))
-            .await
-            .unwrap(),
+        sessions_of(stores, &t, "u2").await,
         vec![other],
         "another user's sessions stay"
     );
@@ -484,14 +384,10 @@ async fn user_index_lists_live_sessions_and_signs_out_everywhere(stores: &Stores
 async fn tenants_are_separate(stores: &Stores) {
     let (a, b) = (Tenant::new("alpha"), Tenant::new("beta"));
     let s = created(stores, &a, "u1", 60).await;
-    assert_eq!(stores.sessions.get(&b, &s.id, FIXED).await.unwrap(), None);
+    assert_eq!(get(stores, &b, &s.id).await, None);
     assert!(!stores.sessions.delete(&b, &s.id).await.unwrap());
     assert_eq!(
-        stores
-            .sessions
-            .update(&b, &s.id, &patch(None, None), None, FIXED)
-            .await
-            .unwrap(),
+        update(stores, &b, &s.id, &patch(None, None), None).await,
         SessionUpdate::Missing
     );
     assert_eq!(
@@ -502,14 +398,7 @@ async fn tenants_are_separate(stores: &Stores) {
             .unwrap(),
         None
     );
-    assert!(
-        stores
-            .sessions
-            .list_for_user(&b, &user("u1"))
-            .await
-            .unwrap()
-            .is_empty()
-    );
+    assert!(sessions_of(stores, &b, "u1").await.is_empty());
     assert_eq!(
         stores
             .sessions
@@ -518,14 +407,7 @@ async fn tenants_are_separate(stores: &Stores) {
             .unwrap(),
         0
     );
-    assert!(
-        stores
-            .sessions
-            .get(&a, &s.id, FIXED)
-            .await
-            .unwrap()
-            .is_some()
-    );
+    assert!(get(stores, &a, &s.id).await.is_some());
 }
 
 async fn rolling_reads_renew_up_to_the_lifetime_cap(stores: &Stores) {
@@ -567,11 +449,7 @@ async fn rolling_reads_renew_up_to_the_lifetime_cap(stores: &Stores) {
         s.created_at_ms + 3_000,
         "renewal stops at the cap"
     );
-    let listed = stores
-        .sessions
-        .list_for_user(&t, &user("u1"))
-        .await
-        .unwrap();
+    let listed = sessions_of(stores, &t, "u1").await;
     assert_eq!(listed, vec![read]);
     // A rolling write renews too, and is capped alike.
     let written = expect_updated(
@@ -595,26 +473,16 @@ async fn rolling_reads_renew_up_to_the_lifetime_cap(stores: &Stores) {
         None,
         "the cap holds"
     );
-    assert!(
-        stores
-            .sessions
-            .list_for_user(&t, &user("u1"))
-            .await
-            .unwrap()
-            .is_empty()
-    );
+    assert!(sessions_of(stores, &t, "u1").await.is_empty());
 }
 
 async fn fixed_expiry_reads_change_nothing(stores: &Stores) {
     let t = Tenant::new("t1");
     let s = created(stores, &t, "u1", 1).await;
     tokio::time::sleep(Duration::from_millis(600)).await;
-    assert_eq!(
-        stores.sessions.get(&t, &s.id, FIXED).await.unwrap(),
-        Some(s.clone())
-    );
+    assert_eq!(get(stores, &t, &s.id).await, Some(s.clone()));
     tokio::time::sleep(Duration::from_millis(500)).await;
-    assert_eq!(stores.sessions.get(&t, &s.id, FIXED).await.unwrap(), None);
+    assert_eq!(get(stores, &t, &s.id).await, None);
 }
 
 /// The failure of popular session stores: a request that finishes after logout writes the
@@ -659,18 +527,11 @@ async fn racing_writes_and_delete_never_resurrect(stores: &Stores) {
             "round {round}: the delete found the session"
         );
         assert_eq!(
-            stores.sessions.get(&t, &s.id, FIXED).await.unwrap(),
+            get(stores, &t, &s.id).await,
             None,
             "round {round}: {results:?}"
         );
-        assert!(
-            stores
-                .sessions
-                .list_for_user(&t, &user("racer"))
-                .await
-                .unwrap()
-                .is_empty()
-        );
+        assert!(sessions_of(stores, &t, "racer").await.is_empty());
     }
 }
 
@@ -709,12 +570,7 @@ async fn racing_rotate_and_sign_out_leave_nothing(stores: &Stores) {
             "round {round}: rotate then one deleter, or one deleter alone: {results:?}"
         );
         assert!(
-            stores
-                .sessions
-                .list_for_user(&t, &user("rotator"))
-                .await
-                .unwrap()
-                .is_empty(),
+            sessions_of(stores, &t, "rotator").await.is_empty(),
             "round {round}: {results:?}"
         );
     }
@@ -752,16 +608,7 @@ async fn writes_past_the_size_limit_are_refused(stores: &Stores) {
         matches!(outcome, SessionUpdate::TooLarge { .. }),
         "{outcome:?}"
     );
-    assert_eq!(
-        stores
-            .sessions
-            .get(&t, &s.id, FIXED)
-            .await
-            .unwrap()
-            .unwrap(),
-        s,
-        "nothing written"
-    );
+    assert_eq!(get(stores, &t, &s.id).await.unwrap(), s, "nothing written");
     let fits = patch(Some(json!({"n": 1})), None);
     expect_updated(
         stores
