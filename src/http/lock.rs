@@ -27,7 +27,7 @@ use utoipa::ToSchema;
 
 use super::{
     AppState,
-    extract::{AppJson, ReadAt, Whole, WriteAt, id_path},
+    extract::{AppJson, ReadAt, Whole, WriteAt, id_path, time_of_us as time},
 };
 use crate::{
     domain::lock::{
@@ -134,11 +134,6 @@ pub struct FenceRequest {
 pub struct FenceAccepted {
     /// Always true.
     accepted: bool,
-}
-
-fn time(us: u64) -> ApiResult<OffsetDateTime> {
-    OffsetDateTime::from_unix_timestamp_nanos(i128::from(us) * 1000)
-        .map_err(|_| ApiError::internal())
 }
 
 fn ttl_ms(state: &AppState, Whole(ttl_ms): Whole) -> ApiResult<u64> {

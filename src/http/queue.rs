@@ -27,7 +27,7 @@ use utoipa::{IntoParams, ToSchema};
 
 use super::{
     AppState,
-    extract::{AppJson, AppQuery, ItemPath, ReadAt, Whole, WriteAt, id_path},
+    extract::{AppJson, AppQuery, ItemPath, ReadAt, Whole, WriteAt, id_path, time_of_us as time},
 };
 use crate::{
     domain::queue::{
@@ -269,11 +269,6 @@ pub struct DeadQuery {
     /// At most this many, oldest death first: 1 to 1000 (default 100).
     #[param(minimum = 1, maximum = 1000)]
     limit: Option<usize>,
-}
-
-fn time(us: u64) -> ApiResult<OffsetDateTime> {
-    OffsetDateTime::from_unix_timestamp_nanos(i128::from(us) * 1000)
-        .map_err(|_| ApiError::internal())
 }
 
 fn raw(json: String) -> ApiResult<Box<RawValue>> {

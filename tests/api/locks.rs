@@ -147,17 +147,6 @@ crate::on_each_backend!(app =>
     bad_requests_change_nothing,
 );
 
-fn evalsha_calls(redis: &RedisServer) -> u64 {
-    let info: String = redis::cmd("INFO")
-        .arg("commandstats")
-        .query(&mut redis.connection())
-        .unwrap();
-    info.lines()
-        .find_map(|line| line.strip_prefix("cmdstat_evalsha:calls="))
-        .and_then(|rest| rest.split(',').next())
-        .map_or(0, |n| n.parse().unwrap())
-}
-
 /// Two instances on one Redis: 100 racing acquirers get one 200; fencing tokens grow over hand-offs
 /// between the instances; a waiter on one instance is woken by a release on the other within
 /// milliseconds, and meanwhile tries Redis only a few times (no busy poll).
@@ -197,7 +186,7 @@ async fn two_instances_share_one_lock() {
     }
 
     let holder = token(&acquire(&apps[0], "awaited", json!({"ttl_ms": 30_000})).await);
-    let before = evalsha_calls(&redis);
+    let before = redis.evalsha_calls();
     let waiter = {
         let apps = apps.clone();
         tokio::spawn(async move {
@@ -220,7 +209,7 @@ async fn two_instances_share_one_lock() {
         delay < Duration::from_millis(250),
         "woken {delay:?} after the release"
     );
-    let calls = evalsha_calls(&redis) - before;
+    let calls = redis.evalsha_calls() - before;
     assert!(
         calls <= 8,
         "{calls} script calls while one waiter waited 2.5 s"

@@ -185,17 +185,6 @@ async fn bad_requests_change_nothing(app: &TestApp) {
 
 crate::on_each_backend!(app => the_queue_routes, bad_requests_change_nothing);
 
-fn evalsha_calls(redis: &RedisServer) -> u64 {
-    let info: String = redis::cmd("INFO")
-        .arg("commandstats")
-        .query(&mut redis.connection())
-        .unwrap();
-    info.lines()
-        .find_map(|line| line.strip_prefix("cmdstat_evalsha:calls="))
-        .and_then(|rest| rest.split(',').next())
-        .map_or(0, |n| n.parse().unwrap())
-}
-
 /// What the workers saw.
 #[derive(Default)]
 struct Seen {
@@ -323,7 +312,7 @@ async fn a_long_poll_is_woken_across_instances_without_polling() {
         spawn_app(settings(BackendMode::Redis, Some(&redis))).await,
         spawn_app(settings(BackendMode::Redis, Some(&redis))).await,
     ]);
-    let before = evalsha_calls(&redis);
+    let before = redis.evalsha_calls();
     let poll = {
         let apps = apps.clone();
         tokio::spawn(async move {
@@ -337,7 +326,7 @@ async fn a_long_poll_is_woken_across_instances_without_polling() {
         })
     };
     tokio::time::sleep(Duration::from_millis(2500)).await;
-    let idle_calls = evalsha_calls(&redis) - before;
+    let idle_calls = redis.evalsha_calls() - before;
     assert!(
         idle_calls <= 5,
         "{idle_calls} scripts while one poll idled 2.5 s"

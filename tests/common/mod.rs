@@ -114,6 +114,19 @@ impl RedisServer {
         format!("redis://127.0.0.1:{}/0", self.port)
     }
 
+    /// How many `EVALSHA` calls the server has run (`INFO commandstats`): what a test counts to
+    /// show that a waiter does not poll.
+    pub fn evalsha_calls(&self) -> u64 {
+        let info: String = redis::cmd("INFO")
+            .arg("commandstats")
+            .query(&mut self.connection())
+            .unwrap();
+        info.lines()
+            .find_map(|line| line.strip_prefix("cmdstat_evalsha:calls="))
+            .and_then(|rest| rest.split(',').next())
+            .map_or(0, |n| n.parse().unwrap())
+    }
+
     /// A plain connection for looking at what the service stored.
     pub fn connection(&self) -> redis::Connection {
         redis::Client::open(self.url())

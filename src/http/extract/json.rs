@@ -85,3 +85,9 @@ impl<'de> serde::Deserialize<'de> for Whole {
             })
     }
 }
+
+/// A backend time in microseconds since the epoch, as the RFC 3339 timestamps answers carry.
+pub fn time_of_us(us: u64) -> Result<time::OffsetDateTime, ApiError> {
+    time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(us) * 1000)
+        .map_err(|_| ApiError::internal())
+}

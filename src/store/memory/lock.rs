@@ -3,10 +3,7 @@
 //! waiters through its `ReleaseSignals`. The entry expires `RECORD_RETENTION` after its
 //! holder's lease, like the Redis hash.
 
-use std::{
-    sync::Arc,
-    time::{Duration, SystemTime, UNIX_EPOCH},
-};
+use std::{sync::Arc, time::Duration};
 
 use async_trait::async_trait;
 use tokio::{sync::Notify, time::Instant};
@@ -14,6 +11,7 @@ use tokio::{sync::Notify, time::Instant};
 use super::{
     MemoryBackend,
     engine::{Engine, Entry, Weigh},
+    now_us,
 };
 use crate::{
     domain::{
@@ -62,12 +60,6 @@ impl MemoryLocks {
             result
         })
     }
-}
-
-fn now_us() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| u64::try_from(d.as_micros()).unwrap_or(u64::MAX))
 }
 
 impl Weigh for LockState {

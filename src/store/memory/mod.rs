@@ -16,6 +16,14 @@ use self::engine::{Budget, Clear, Engine, Weigh};
 use super::Stores;
 use crate::config::MemorySettings;
 
+/// The wall clock in microseconds since the epoch: the time the memory adapters of the
+/// coordination capabilities decide by, as Redis's `TIME` is on Redis.
+pub fn now_us() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_micros()).unwrap_or(u64::MAX))
+}
+
 /// Owns every memory engine so that they can be emptied together: when `auto` mode returns to
 /// Redis, what was written to memory while degraded is dropped, so a later outage can never
 /// serve those stale entries again. All engines share one budget, `memory.max_bytes`.

@@ -2,10 +2,7 @@
 //! `domain::queue::QueueState`, changed under the engine's lock (so each method is atomic). An
 //! enqueue wakes this process's long polls.
 
-use std::{
-    sync::Arc,
-    time::{SystemTime, UNIX_EPOCH},
-};
+use std::sync::Arc;
 
 use async_trait::async_trait;
 use tokio::sync::Notify;
@@ -13,6 +10,7 @@ use tokio::sync::Notify;
 use super::{
     MemoryBackend,
     engine::{Engine, Entry, Weigh},
+    now_us,
 };
 use crate::{
     domain::{
@@ -58,12 +56,6 @@ impl MemoryQueues {
 
 fn queue_key(tenant: &Tenant, queue: &QueueName) -> String {
     format!("{tenant}/{queue}")
-}
-
-fn now_us() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| u64::try_from(d.as_micros()).unwrap_or(u64::MAX))
 }
 
 impl Weigh for QueueState {

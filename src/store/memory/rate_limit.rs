@@ -4,7 +4,7 @@
 //! a flood of distinct keys holds memory only for the longest window of their rules, and never
 //! more than `memory.max_bytes` (past it, checks of new keys answer 507 while known keys go on).
 
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use async_trait::async_trait;
 use tokio::time::Instant;
@@ -12,6 +12,7 @@ use tokio::time::Instant;
 use super::{
     MemoryBackend,
     engine::{Engine, Entry, Weigh},
+    now_us,
 };
 use crate::{
     domain::{
@@ -40,13 +41,6 @@ impl MemoryRateLimits {
 
 fn entry_key(tenant: &Tenant, key: &RateLimitKey) -> Box<str> {
     format!("{tenant}/{key}").into()
-}
-
-/// The wall clock in microseconds: the domain's time, as Redis's `TIME` is on Redis.
-fn now_us() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| u64::try_from(d.as_micros()).unwrap_or(u64::MAX))
 }
 
 impl Weigh for KeyState {
