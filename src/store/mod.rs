@@ -548,12 +548,49 @@ pub trait LockStore: Send + Sync {
     fn release_signal(&self, tenant: &Tenant, name: &LockName) -> Arc<tokio::sync::Notify>;
 }
 
-/// How often a waiter tries again although no release woke it: a bound on what a missed
-/// signal costs, not a poll loop (a release wakes waiters at once, an expiry at its time).
-pub const LOCK_FALLBACK_POLL: std::time::Duration = std::time::Duration::from_secs(1);
+/// How often a waiter tries again although no signal woke it: a bound on what a missed
+/// signal costs, not a poll loop (a signal wakes waiters at once, a known change at its time).
+pub const WAIT_FALLBACK_POLL: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// The wait loop of every capability whose callers wait (a lock's `wait_ms`, a queue's long
+/// poll): registers on `signal` before each `attempt`, so a signal between the attempt and the
+/// wait is never missed; returns the first outcome `settled` accepts, or the last one when
+/// `wait` has passed. Between attempts it sleeps until the signal, the change `settled`
+/// announces (µs from now), or `WAIT_FALLBACK_POLL`, whichever comes first: never a busy loop.
+async fn wait_until<T, F>(
+    signal: impl Fn() -> Arc<tokio::sync::Notify>,
+    attempt: impl Fn() -> F,
+    settled: impl Fn(&T) -> Result<(), Option<u64>>,
+    wait: std::time::Duration,
+) -> StoreResult<T>
+where
+    F: Future<Output = StoreResult<T>>,
+{
+    let deadline = tokio::time::Instant::now() + wait;
+    loop {
+        let signal = signal();
+        let signalled = signal.notified();
+        tokio::pin!(signalled);
+        signalled.as_mut().enable();
+        let outcome = attempt().await?;
+        let next_change = match settled(&outcome) {
+            Ok(()) => return Ok(outcome),
+            Err(next_change) => next_change,
+        };
+        let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+        if left.is_zero() {
+            return Ok(outcome);
+        }
+        let nap = next_change
+            .map_or(WAIT_FALLBACK_POLL, std::time::Duration::from_micros)
+            .min(left)
+            .min(WAIT_FALLBACK_POLL);
+        let _ = tokio::time::timeout(nap, signalled).await;
+    }
+}
 
 /// Acquires, waiting up to `wait` for the lock: woken by a release, else when the holder's
-/// lease ends, else after `LOCK_FALLBACK_POLL`. Fairness is not promised.
+/// lease ends, else after `WAIT_FALLBACK_POLL`. Fairness is not promised.
 pub async fn acquire_waiting(
     store: &dyn LockStore,
     tenant: &Tenant,
@@ -561,25 +598,16 @@ pub async fn acquire_waiting(
     request: &Acquire,
     wait: std::time::Duration,
 ) -> StoreResult<Acquired> {
-    let deadline = tokio::time::Instant::now() + wait;
-    loop {
-        let signal = store.release_signal(tenant, name);
-        let released = signal.notified();
-        tokio::pin!(released);
-        released.as_mut().enable();
-        let outcome = store.acquire(tenant, name, request).await?;
-        let Acquired::Held { retry_after_us } = outcome else {
-            return Ok(outcome);
-        };
-        let left = deadline.saturating_duration_since(tokio::time::Instant::now());
-        if left.is_zero() {
-            return Ok(outcome);
-        }
-        let nap = std::time::Duration::from_micros(retry_after_us)
-            .min(left)
-            .min(LOCK_FALLBACK_POLL);
-        let _ = tokio::time::timeout(nap, released).await;
-    }
+    wait_until(
+        || store.release_signal(tenant, name),
+        || store.acquire(tenant, name, request),
+        |outcome| match outcome {
+            Acquired::Granted(_) => Ok(()),
+            Acquired::Held { retry_after_us } => Err(Some(*retry_after_us)),
+        },
+        wait,
+    )
+    .await
 }
 
 /// What a lease call found: the jobs it leased, and when (µs from now) a delay ends or a lease
@@ -671,7 +699,7 @@ pub struct Nack<'a> {
 }
 
 /// Leases, waiting up to `wait` for a job: woken by an enqueue, else when a delay ends or a
-/// lease expires, else after `LOCK_FALLBACK_POLL`.
+/// lease expires, else after `WAIT_FALLBACK_POLL`.
 pub async fn lease_waiting(
     store: &dyn QueueStore,
     tenant: &Tenant,
@@ -680,23 +708,19 @@ pub async fn lease_waiting(
     visibility_ms: u64,
     wait: std::time::Duration,
 ) -> StoreResult<Leases> {
-    let deadline = tokio::time::Instant::now() + wait;
-    loop {
-        let signal = store.enqueue_signal(tenant, queue);
-        let enqueued = signal.notified();
-        tokio::pin!(enqueued);
-        enqueued.as_mut().enable();
-        let leases = store.lease(tenant, queue, tokens, visibility_ms).await?;
-        let left = deadline.saturating_duration_since(tokio::time::Instant::now());
-        if !leases.jobs.is_empty() || left.is_zero() {
-            return Ok(leases);
-        }
-        let change = leases
-            .next_change_in_us
-            .map_or(LOCK_FALLBACK_POLL, std::time::Duration::from_micros);
-        let nap = change.min(left).min(LOCK_FALLBACK_POLL);
-        let _ = tokio::time::timeout(nap, enqueued).await;
-    }
+    wait_until(
+        || store.enqueue_signal(tenant, queue),
+        || store.lease(tenant, queue, tokens, visibility_ms),
+        |leases| {
+            if leases.jobs.is_empty() {
+                Err(leases.next_change_in_us)
+            } else {
+                Ok(())
+            }
+        },
+        wait,
+    )
+    .await
 }
 
 /// Every capability's store, as the HTTP layer sees it: failover is already inside.

@@ -1,8 +1,8 @@
-//! Wakes this process's lock waiters when a lock may have been released: the memory adapter
-//! signals on release, the Redis adapter when its subscriber receives a release message (a
-//! release on any instance). A waiter registers before it tries, so a release between its try
-//! and its wait is never missed; a signal that is missed anyway (a subscriber reconnecting) costs
-//! at most the waiters' fallback poll.
+//! Wakes this process's waiters when what they wait for may have happened: a lock released, a
+//! job enqueued. The memory adapters signal directly, the Redis adapters when their subscriber
+//! receives the message a script published (on any instance). A waiter registers before it
+//! tries (`store::wait_until`), so a signal between its try and its wait is never missed; one
+//! missed anyway (a subscriber reconnecting) costs at most the fallback poll.
 
 use std::{
     collections::HashMap,
@@ -12,12 +12,12 @@ use std::{
 use tokio::sync::Notify;
 
 #[derive(Default)]
-pub struct ReleaseSignals {
+pub struct Signals {
     waiting: Mutex<HashMap<String, Weak<Notify>>>,
 }
 
-impl ReleaseSignals {
-    /// The signal of one lock (`tenant/name`), shared by every waiter for it while any waits.
+impl Signals {
+    /// The signal of one lock or queue (`tenant/name`), shared by its waiters while any waits.
     pub fn watch(&self, key: &str) -> Arc<Notify> {
         let mut waiting = self.waiting.lock().unwrap_or_else(|p| p.into_inner());
         if let Some(signal) = waiting.get(key).and_then(Weak::upgrade) {
@@ -31,7 +31,7 @@ impl ReleaseSignals {
         signal
     }
 
-    /// Wakes every waiter of the lock `key`.
+    /// Wakes every waiter of `key`.
     pub fn notify(&self, key: &str) {
         let signal = self
             .waiting
@@ -59,10 +59,7 @@ impl ReleaseSignals {
     }
 }
 
-/// The key of a lock's signal.
-pub fn lock_key(
-    tenant: &crate::domain::ids::Tenant,
-    name: &crate::domain::lock::LockName,
-) -> String {
+/// The key of a lock's or a queue's signal, as the scripts publish it: `tenant/name`.
+pub fn signal_key(tenant: &crate::domain::ids::Tenant, name: &impl std::fmt::Display) -> String {
     format!("{tenant}/{name}")
 }

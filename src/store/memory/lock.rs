@@ -1,6 +1,6 @@
 //! Locks on the memory engine: one entry per `tenant/name` holding `domain::lock::LockState`,
 //! changed under the engine's lock (so each method is atomic). A release wakes this process's
-//! waiters through its `ReleaseSignals`. The entry expires `RECORD_RETENTION` after its
+//! waiters through its `Signals`. The entry expires `RECORD_RETENTION` after its
 //! holder's lease, like the Redis hash.
 
 use std::{sync::Arc, time::Duration};
@@ -20,20 +20,20 @@ use crate::{
     },
     store::{
         LockStore, StoreResult,
-        signals::{ReleaseSignals, lock_key},
+        signals::{Signals, signal_key},
     },
 };
 
 pub struct MemoryLocks {
     engine: Engine<Box<str>, LockState>,
-    signals: ReleaseSignals,
+    signals: Signals,
 }
 
 impl MemoryLocks {
     pub fn new(backend: &MemoryBackend) -> Self {
         Self {
             engine: backend.engine(),
-            signals: ReleaseSignals::default(),
+            signals: Signals::default(),
         }
     }
 
@@ -45,7 +45,7 @@ impl MemoryLocks {
         name: &LockName,
         change: impl FnOnce(&mut LockState, u64) -> R,
     ) -> R {
-        let key: Box<str> = lock_key(tenant, name).into();
+        let key: Box<str> = signal_key(tenant, name).into();
         self.engine.update(&key, |slot| {
             let now = now_us();
             let mut state = slot.take().map(|e| e.value).unwrap_or_default();
@@ -101,7 +101,7 @@ impl LockStore for MemoryLocks {
     ) -> StoreResult<bool> {
         let released = self.update(tenant, name, |lock, now| lock.release(token, now));
         if released {
-            self.signals.notify(&lock_key(tenant, name));
+            self.signals.notify(&signal_key(tenant, name));
         }
         Ok(released)
     }
@@ -121,6 +121,6 @@ impl LockStore for MemoryLocks {
     }
 
     fn release_signal(&self, tenant: &Tenant, name: &LockName) -> Arc<Notify> {
-        self.signals.watch(&lock_key(tenant, name))
+        self.signals.watch(&signal_key(tenant, name))
     }
 }

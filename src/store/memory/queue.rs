@@ -17,19 +17,22 @@ use crate::{
         ids::Tenant,
         queue::{Counts, Job, JobId, JobState, NewJob, QueueName, QueueState},
     },
-    store::{Leases, Nack, QueueStore, StoreResult, signals::ReleaseSignals},
+    store::{
+        Leases, Nack, QueueStore, StoreResult,
+        signals::{Signals, signal_key},
+    },
 };
 
 pub struct MemoryQueues {
     engine: Engine<Box<str>, QueueState>,
-    signals: ReleaseSignals,
+    signals: Signals,
 }
 
 impl MemoryQueues {
     pub fn new(backend: &MemoryBackend) -> Self {
         Self {
             engine: backend.engine(),
-            signals: ReleaseSignals::default(),
+            signals: Signals::default(),
         }
     }
 
@@ -39,7 +42,7 @@ impl MemoryQueues {
         queue: &QueueName,
         change: impl FnOnce(&mut QueueState, u64) -> R,
     ) -> R {
-        let key = queue_key(tenant, queue);
+        let key = signal_key(tenant, queue);
         self.engine.update(&key.into(), |slot| {
             let mut state = slot.take().map(|e| e.value).unwrap_or_default();
             let result = change(&mut state, now_us());
@@ -52,10 +55,6 @@ impl MemoryQueues {
             result
         })
     }
-}
-
-fn queue_key(tenant: &Tenant, queue: &QueueName) -> String {
-    format!("{tenant}/{queue}")
 }
 
 impl Weigh for QueueState {
@@ -75,7 +74,7 @@ impl QueueStore for MemoryQueues {
     ) -> StoreResult<(String, bool)> {
         self.engine.ensure_room()?;
         let outcome = self.update(tenant, queue, |q, now| q.enqueue(job, id.as_str(), now));
-        self.signals.notify(&queue_key(tenant, queue));
+        self.signals.notify(&signal_key(tenant, queue));
         Ok(outcome)
     }
 
@@ -157,7 +156,7 @@ impl QueueStore for MemoryQueues {
     async fn redrive(&self, tenant: &Tenant, queue: &QueueName, id: &JobId) -> StoreResult<bool> {
         let redriven = self.update(tenant, queue, |q, now| q.redrive(id.as_str(), now));
         if redriven {
-            self.signals.notify(&queue_key(tenant, queue));
+            self.signals.notify(&signal_key(tenant, queue));
         }
         Ok(redriven)
     }
@@ -171,6 +170,6 @@ impl QueueStore for MemoryQueues {
     }
 
     fn enqueue_signal(&self, tenant: &Tenant, queue: &QueueName) -> Arc<Notify> {
-        self.signals.watch(&queue_key(tenant, queue))
+        self.signals.watch(&signal_key(tenant, queue))
     }
 }

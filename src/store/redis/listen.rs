@@ -10,18 +10,18 @@ use std::{
 use futures_util::StreamExt as _;
 
 use super::RedisPool;
-use crate::store::signals::ReleaseSignals;
+use crate::store::signals::Signals;
 
 /// The signals fed by `channel`'s messages, until they are dropped.
-pub fn listen(redis: &RedisPool, channel: String) -> Arc<ReleaseSignals> {
-    let signals = Arc::new(ReleaseSignals::default());
+pub fn listen(redis: &RedisPool, channel: String) -> Arc<Signals> {
+    let signals = Arc::new(Signals::default());
     tokio::spawn(subscribe(redis.clone(), channel, Arc::downgrade(&signals)));
     signals
 }
 
 /// Wakes the waiter of each message's key, reconnecting with back-off. After a (re)connect
 /// every waiter is woken: messages may have been missed meanwhile.
-async fn subscribe(redis: RedisPool, channel: String, signals: Weak<ReleaseSignals>) {
+async fn subscribe(redis: RedisPool, channel: String, signals: Weak<Signals>) {
     let mut backoff = Duration::from_millis(50);
     loop {
         let Some(live) = signals.upgrade() else {

@@ -6,7 +6,7 @@
 //!
 //! Waiting: a release publishes `<tenant>/<name>` on `keys::lock_released_channel`; one
 //! subscriber connection per instance (`listen`) wakes that instance's waiters. A waiter never polls Redis faster than the holder's expiry or
-//! `LOCK_FALLBACK_POLL`.
+//! `WAIT_FALLBACK_POLL`.
 
 use std::sync::Arc;
 
@@ -23,13 +23,13 @@ use crate::{
     },
     store::{
         LockStore, StoreError, StoreResult,
-        signals::{ReleaseSignals, lock_key},
+        signals::{Signals, signal_key},
     },
 };
 
 pub struct RedisLocks {
     redis: RedisPool,
-    signals: Arc<ReleaseSignals>,
+    signals: Arc<Signals>,
     acquire: Script,
     extend: Script,
     release: Script,
@@ -120,7 +120,7 @@ impl LockStore for RedisLocks {
         let mut call = self.release.key(self.key(tenant, name));
         call.arg(token.as_str())
             .arg(self.redis.keys().lock_released_channel())
-            .arg(lock_key(tenant, name));
+            .arg(signal_key(tenant, name));
         let released: i64 = self.redis.script(&call).await?;
         Ok(released == 1)
     }
@@ -156,6 +156,6 @@ impl LockStore for RedisLocks {
     }
 
     fn release_signal(&self, tenant: &Tenant, name: &LockName) -> Arc<Notify> {
-        self.signals.watch(&lock_key(tenant, name))
+        self.signals.watch(&signal_key(tenant, name))
     }
 }

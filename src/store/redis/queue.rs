@@ -16,7 +16,10 @@ use crate::{
         ids::Tenant,
         queue::{Backoff, BackoffKind, Counts, Job, JobId, JobState, Leased, NewJob, QueueName},
     },
-    store::{Leases, Nack, QueueStore, StoreError, StoreResult, signals::ReleaseSignals},
+    store::{
+        Leases, Nack, QueueStore, StoreError, StoreResult,
+        signals::{Signals, signal_key},
+    },
 };
 
 macro_rules! script {
@@ -33,7 +36,7 @@ macro_rules! script {
 
 pub struct RedisQueues {
     redis: RedisPool,
-    signals: Arc<ReleaseSignals>,
+    signals: Arc<Signals>,
     enqueue: Script,
     lease: Script,
     ack: Script,
@@ -162,7 +165,7 @@ impl QueueStore for RedisQueues {
             .arg(new.dedup_key.as_deref().unwrap_or(""))
             .arg(new.dedup_window_ms.max(1))
             .arg(self.redis.keys().queue_ready_channel())
-            .arg(format!("{tenant}/{queue}"));
+            .arg(signal_key(tenant, queue));
         let (created, id): (i64, String) = self.redis.script(&call).await?;
         Ok((id, created == 1))
     }
@@ -308,7 +311,7 @@ impl QueueStore for RedisQueues {
         let mut call = self.call(&self.redrive, tenant, queue);
         call.arg(id.as_str())
             .arg(self.redis.keys().queue_ready_channel())
-            .arg(format!("{tenant}/{queue}"));
+            .arg(signal_key(tenant, queue));
         let redriven: i64 = self.redis.script(&call).await?;
         Ok(redriven == 1)
     }
@@ -320,6 +323,6 @@ impl QueueStore for RedisQueues {
     }
 
     fn enqueue_signal(&self, tenant: &Tenant, queue: &QueueName) -> Arc<Notify> {
-        self.signals.watch(&format!("{tenant}/{queue}"))
+        self.signals.watch(&signal_key(tenant, queue))
     }
 }
