@@ -20,6 +20,7 @@
 //!   (`http::extract`: JSON, the tenant, conditional writes) and the middleware stack.
 //! - [`error`] maps every error to an RFC 9457 problem document: each store, domain and
 //!   extractor error through one `From` impl, and one `IntoResponse`.
+//! - [`metrics`] holds the Prometheus metrics of one instance (`GET /metrics`).
 //! - [`server`] accepts connections and serves the router with the connection limits (header
 //!   read timeout, connection cap, shutdown that does not wait for half-sent requests).
 //!
@@ -32,6 +33,7 @@ pub mod config;
 pub mod domain;
 pub mod error;
 pub mod http;
+pub mod metrics;
 pub mod server;
 pub mod store;
 pub mod telemetry;
@@ -50,7 +52,8 @@ use crate::{
 /// The router with every route and the middleware, on the backend `settings` chooses. Must be
 /// called inside a tokio runtime (the memory engine and the Redis probe spawn tasks).
 pub fn build_app(settings: Settings) -> Result<Router, String> {
-    let (stores, failover) = Failover::build(&settings)?;
+    let mut metrics = crate::metrics::Metrics::new();
+    let (stores, failover) = Failover::build(&settings, &mut metrics)?;
     let api_keys = ApiKeys::new(&settings.auth.keys);
     if api_keys.is_empty() {
         tracing::warn!(
@@ -63,6 +66,7 @@ pub fn build_app(settings: Settings) -> Result<Router, String> {
         settings: Arc::new(settings),
         failover,
         api_keys: Arc::new(api_keys),
+        metrics,
         started: std::time::Instant::now(),
     })))
 }

@@ -38,6 +38,37 @@ pub struct Settings {
     pub rate_limits: RateLimitSettings,
     pub locks: LockSettings,
     pub queues: QueueSettings,
+    pub metrics: MetricsSettings,
+    pub health: HealthSettings,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct MetricsSettings {
+    /// Whether `GET /metrics` serves the Prometheus exposition (404 when off, and no request
+    /// is counted).
+    pub enabled: bool,
+}
+
+impl Default for MetricsSettings {
+    fn default() -> Self {
+        Self { enabled: true }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct HealthSettings {
+    /// `/health` warns when Redis's `used_memory` exceeds this share of its `maxmemory`.
+    pub redis_memory_warn_ratio: f64,
+}
+
+impl Default for HealthSettings {
+    fn default() -> Self {
+        Self {
+            redis_memory_warn_ratio: 0.9,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]

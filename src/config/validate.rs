@@ -162,6 +162,13 @@ impl Settings {
                 ));
             }
         }
+        let ratio = self.health.redis_memory_warn_ratio;
+        if !(ratio > 0.0 && ratio <= 1.0) {
+            return Err(SettingsError::new(
+                "health.redis_memory_warn_ratio",
+                "must be above 0 and at most 1",
+            ));
+        }
         let policies = &self.rate_limits.policies;
         for (i, p) in policies.iter().enumerate() {
             if policies[..i].iter().any(|q| q.name == p.name) {

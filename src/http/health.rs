@@ -12,7 +12,7 @@ use time::OffsetDateTime;
 use utoipa::ToSchema;
 
 use super::AppState;
-use crate::config::BackendMode;
+use crate::{config::BackendMode, store::redis::pool::RedisInfo};
 
 pub fn routes() -> Router<AppState> {
     Router::new()
@@ -30,7 +30,18 @@ pub struct Health {
     #[schema(example = "0.1.0")]
     version: &'static str,
     uptime_seconds: u64,
+    /// What an operator should act on although the service serves: Redis memory above
+    /// `health.redis_memory_warn_ratio` of `maxmemory` (`redis_memory_high`), or an eviction
+    /// policy that can evict statekeeper's keys (`redis_may_evict`). Empty when there is none.
+    warnings: Vec<Warning>,
     backend: BackendHealth,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct Warning {
+    #[schema(example = "redis_may_evict")]
+    code: &'static str,
+    message: String,
 }
 
 #[derive(Serialize, ToSchema)]
@@ -84,6 +95,17 @@ pub struct RedisHealth {
     connected_clients: Option<u64>,
     #[serde(skip_serializing_if = "Option::is_none")]
     used_memory_human: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    used_memory_bytes: Option<u64>,
+    /// Redis's `maxmemory`; 0 means no limit.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    maxmemory_bytes: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(example = "noeviction")]
+    maxmemory_policy: Option<String>,
+    /// Keys Redis evicted since it started (all of them, not only statekeeper's).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    evicted_keys: Option<u64>,
     /// Keys in the Redis database (all of them, not only statekeeper's).
     #[serde(skip_serializing_if = "Option::is_none")]
     keys: Option<u64>,
@@ -115,6 +137,12 @@ pub struct Liveness {
 )]
 pub async fn health(State(state): State<AppState>) -> Response {
     let report = state.failover.report().await;
+    let warn_ratio = state.settings.health.redis_memory_warn_ratio;
+    let warnings = report
+        .redis
+        .as_ref()
+        .and_then(|redis| redis.info.as_ref())
+        .map_or_else(Vec::new, |info| warnings(info, warn_ratio));
     let redis = match &report.redis {
         None => RedisHealth {
             status: "disabled",
@@ -138,6 +166,10 @@ pub async fn health(State(state): State<AppState>) -> Response {
                 health.redis_version = info.redis_version;
                 health.connected_clients = info.connected_clients;
                 health.used_memory_human = info.used_memory_human;
+                health.used_memory_bytes = info.used_memory;
+                health.maxmemory_bytes = info.maxmemory;
+                health.maxmemory_policy = info.maxmemory_policy;
+                health.evicted_keys = info.evicted_keys;
                 health.keys = info.keys;
             }
             health
@@ -153,6 +185,7 @@ pub async fn health(State(state): State<AppState>) -> Response {
         status,
         version: env!("CARGO_PKG_VERSION"),
         uptime_seconds: state.started.elapsed().as_secs(),
+        warnings,
         backend: BackendHealth {
             configured: report.mode.as_str(),
             active: if report.active_is_redis {
@@ -176,6 +209,45 @@ pub async fn health(State(state): State<AppState>) -> Response {
         },
     };
     (code, Json(body)).into_response()
+}
+
+/// What Redis's memory figures call for. Eviction needs a `maxmemory`; then any policy but
+/// `noeviction` can evict statekeeper's keys: `allkeys-*` any of them, `volatile-*` those with
+/// a TTL, which are nearly all of them (pending actions, locks, sessions, rate limits).
+fn warnings(info: &RedisInfo, warn_ratio: f64) -> Vec<Warning> {
+    let mut warnings = Vec::new();
+    let Some(max) = info.maxmemory.filter(|max| *max > 0) else {
+        return warnings;
+    };
+    if let Some(used) = info.used_memory {
+        let ratio = used as f64 / max as f64;
+        if ratio > warn_ratio {
+            warnings.push(Warning {
+                code: "redis_memory_high",
+                message: format!(
+                    "Redis uses {:.0}% of its maxmemory ({used} of {max} bytes), above \
+                     health.redis_memory_warn_ratio ({warn_ratio})",
+                    ratio * 100.0
+                ),
+            });
+        }
+    }
+    if let Some(policy) = info
+        .maxmemory_policy
+        .as_deref()
+        .filter(|p| *p != "noeviction")
+    {
+        warnings.push(Warning {
+            code: "redis_may_evict",
+            message: format!(
+                "Redis's maxmemory-policy {policy} can evict statekeeper's keys at maxmemory: \
+                 an evicted pending action, lock, job or session is lost without an error \
+                 (a lock may then be granted twice). Use noeviction: writes then get 507 \
+                 backend_full instead"
+            ),
+        });
+    }
+    warnings
 }
 
 /// 200 while the process runs.

@@ -199,13 +199,20 @@ pub async fn acquire(
 ) -> ApiResult<Json<LockGranted>> {
     let (request, wait) = body.accept(&state)?;
     let store = state.stores.locks.as_ref();
+    let locks = &state.metrics.outcomes.locks;
     match acquire_waiting(store, &tenant, &name, &request, wait).await? {
-        Acquired::Granted(grant) => Ok(Json(LockGranted {
-            lock_token: request.token.to_string(),
-            fencing_token: grant.fencing_token,
-            expires_at: time(grant.expires_at_us)?,
-        })),
-        Acquired::Held { retry_after_us } => Err(LockRefusal::Held { retry_after_us }.into()),
+        Acquired::Granted(grant) => {
+            locks.count("granted");
+            Ok(Json(LockGranted {
+                lock_token: request.token.to_string(),
+                fencing_token: grant.fencing_token,
+                expires_at: time(grant.expires_at_us)?,
+            }))
+        }
+        Acquired::Held { retry_after_us } => {
+            locks.count("conflict");
+            Err(LockRefusal::Held { retry_after_us }.into())
+        }
     }
 }
 
@@ -233,6 +240,8 @@ pub async fn extend(
         .locks
         .extend(&tenant, &name, &token, ttl)
         .await?;
+    let locks = &state.metrics.outcomes.locks;
+    locks.count(if until.is_some() { "extended" } else { "lost" });
     let until = until.ok_or(LockRefusal::Lost)?;
     Ok(Json(LockExpiry {
         expires_at: time(until)?,
@@ -262,7 +271,10 @@ pub async fn release(
         .and_then(|v| v.to_str().ok())
         .ok_or_else(|| ApiError::invalid_request("send the lock token in a Lock-Token header"))?;
     let token = LockToken::parse(raw).map_err(|e| ApiError::invalid_request(e.to_string()))?;
-    if state.stores.locks.release(&tenant, &name, &token).await? {
+    let released = state.stores.locks.release(&tenant, &name, &token).await?;
+    let locks = &state.metrics.outcomes.locks;
+    locks.count(if released { "released" } else { "lost" });
+    if released {
         Ok(StatusCode::NO_CONTENT)
     } else {
         Err(LockRefusal::Lost.into())

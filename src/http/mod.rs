@@ -6,6 +6,7 @@ pub mod cache;
 pub mod extract;
 pub mod health;
 pub mod lock;
+pub mod metrics;
 pub mod openapi;
 pub mod pending_actions;
 pub mod queue;
@@ -57,6 +58,7 @@ pub struct AppContext {
     pub settings: Arc<Settings>,
     pub failover: Arc<Failover>,
     pub api_keys: Arc<ApiKeys>,
+    pub metrics: crate::metrics::Metrics,
     pub started: std::time::Instant,
 }
 
@@ -73,6 +75,11 @@ pub fn router(state: AppState) -> Router {
         .merge(rate_limit::routes())
         .merge(lock::routes())
         .merge(queue::routes())
+        .merge(if settings.metrics.enabled {
+            metrics::routes()
+        } else {
+            Router::new()
+        })
         .fallback(|| async { ApiError::not_found("no such route") })
         .method_not_allowed_fallback(|| async {
             ApiError::new(
@@ -81,8 +88,15 @@ pub fn router(state: AppState) -> Router {
                 "this route does not accept this method",
             )
         })
-        .with_state(state);
-    middleware(routes, &settings)
+        .with_state(state.clone());
+    let routes = middleware(routes, &settings);
+    if settings.metrics.enabled {
+        // Per route, after routing (so the route's template is known) and outside the rest of
+        // the stack, so that timeouts and refusals are counted as answered.
+        routes.layer(axum::middleware::from_fn_with_state(state, metrics::track))
+    } else {
+        routes
+    }
 }
 
 /// The middleware stack, outermost first: request id (taken from `x-request-id` or made) →

@@ -14,7 +14,7 @@ use utoipa::{
 };
 
 use super::{
-    AppState, agent_state, cache, cache::CacheLinks, health, lock, pending_actions, queue,
+    AppState, agent_state, cache, cache::CacheLinks, health, lock, metrics, pending_actions, queue,
     rate_limit, session, session::SessionLinks,
 };
 use crate::error::Problem;
@@ -33,6 +33,7 @@ use crate::error::Problem;
         health::health,
         health::live,
         health::ready,
+        metrics::scrape,
         cache::get_value,
         cache::head_value,
         cache::put_value,

@@ -385,6 +385,8 @@ pub async fn enqueue(
         .queues
         .enqueue(&tenant, &queue, &new, &id)
         .await?;
+    let jobs = &state.metrics.outcomes.jobs;
+    jobs.count(if created { "enqueued" } else { "deduplicated" });
     let status = if created {
         StatusCode::CREATED
     } else {
@@ -432,6 +434,8 @@ pub async fn lease(
     let store = state.stores.queues.as_ref();
     let wait = Duration::from_millis(wait);
     let leases = lease_waiting(store, &tenant, &queue, &tokens, visibility, wait).await?;
+    let leased = u64::try_from(leases.jobs.len()).unwrap_or(u64::MAX);
+    state.metrics.outcomes.jobs.count_by("leased", leased);
     let jobs = leases
         .jobs
         .into_iter()
@@ -466,7 +470,10 @@ pub async fn ack(
     AppJson(request): AppJson<AckRequest>,
 ) -> ApiResult<Json<JobStateBody>> {
     let token = lease_token(&request.lease_token)?;
-    if state.stores.queues.ack(&tenant, &queue, &id, token).await? {
+    let acked = state.stores.queues.ack(&tenant, &queue, &id, token).await?;
+    let jobs = &state.metrics.outcomes.jobs;
+    jobs.count(if acked { "acked" } else { "lease_lost" });
+    if acked {
         Ok(Json(JobStateBody {
             state: JobState::Done,
         }))
@@ -518,8 +525,19 @@ pub async fn nack(
         .nack(&tenant, &queue, &id, &nack)
         .await?
     {
-        Some(state) => Ok(Json(JobStateBody { state })),
-        None => Err(Conflict::LeaseLost.into()),
+        Some(job_state) => {
+            let jobs = &state.metrics.outcomes.jobs;
+            jobs.count(if job_state == JobState::Dead {
+                "dead"
+            } else {
+                "retried"
+            });
+            Ok(Json(JobStateBody { state: job_state }))
+        }
+        None => {
+            state.metrics.outcomes.jobs.count("lease_lost");
+            Err(Conflict::LeaseLost.into())
+        }
     }
 }
 
@@ -639,6 +657,7 @@ pub async fn redrive(
 ) -> ApiResult<Json<JobStateBody>> {
     let queues = &state.stores.queues;
     if queues.redrive(&tenant, &queue, &id).await? {
+        state.metrics.outcomes.jobs.count("redriven");
         return Ok(Json(JobStateBody {
             state: JobState::Ready,
         }));
@@ -663,5 +682,6 @@ pub async fn purge(
     WriteAt(tenant, queue): WriteAt<QueuePath>,
 ) -> ApiResult<Json<Purged>> {
     let deleted = state.stores.queues.purge(&tenant, &queue).await?;
+    state.metrics.outcomes.jobs.count_by("purged", deleted);
     Ok(Json(Purged { deleted }))
 }

@@ -314,6 +314,12 @@ pub async fn check(
         .rate_limits
         .check(&tenant, &key, &check)
         .await?;
+    let decisions = &state.metrics.outcomes.rate_limits;
+    decisions.count(match (check.consumes(), decision.allowed) {
+        (false, _) => "peeked",
+        (true, true) => "allowed",
+        (true, false) => "denied",
+    });
     let headers = headers(&check, &decision);
     let body = CheckResponse {
         allowed: decision.allowed,

@@ -54,6 +54,7 @@ use crate::{
         session::{Session, SessionChange, SessionId, SessionRules, UserId},
         ttl::{Expiry, Ttl},
     },
+    metrics::{BackendLabels, BackendMetrics, Metrics, ModeLabels, StateLabels, SwitchLabels},
 };
 
 /// A capability, as the degradation table and `/health` name it.
@@ -188,6 +189,9 @@ pub struct Failover {
     degraded_since: Mutex<Option<OffsetDateTime>>,
     /// Wakes the probe when a request finds Redis down.
     recheck: Arc<Notify>,
+    /// Time spent degraded in stretches that have ended.
+    degraded_before: Mutex<Duration>,
+    metrics: BackendMetrics,
 }
 
 /// Everything `/health` reports of the backends.
@@ -262,28 +266,40 @@ impl Failover {
             redis_down: AtomicBool::new(false),
             degraded_since: Mutex::new(None),
             recheck: Arc::new(Notify::new()),
+            degraded_before: Mutex::new(Duration::ZERO),
+            metrics: BackendMetrics::default(),
         }
     }
 
-    /// Builds the stores for `settings.backend.mode`. In the Redis modes a probe task runs
-    /// until the returned `Failover` is dropped. Must be called inside a tokio runtime.
-    pub fn build(settings: &Settings) -> Result<(Stores, Arc<Failover>), String> {
+    /// Builds the stores for `settings.backend.mode`, counting in `metrics`. In the Redis modes
+    /// a probe task runs until the returned `Failover` is dropped. Must be called inside a
+    /// tokio runtime.
+    pub fn build(
+        settings: &Settings,
+        metrics: &mut Metrics,
+    ) -> Result<(Stores, Arc<Failover>), String> {
         let policies = policies(settings);
         let bound = settings.memory.bound();
         if settings.backend.mode == BackendMode::Memory {
+            metrics.register_memory();
             let memory = MemoryBackend::new(bound);
             let stores = memory.stores();
-            let failover = Failover::new(BackendMode::Memory, None, Some(memory), policies);
+            let mut failover = Failover::new(BackendMode::Memory, None, Some(memory), policies);
+            failover.metrics = metrics.backend.clone();
             return Ok((stores, Arc::new(failover)));
         }
-        let pool = RedisPool::new(&settings.redis)?;
+        metrics.register_redis();
+        let pool = RedisPool::observed(&settings.redis, metrics.redis.clone())?;
         let serves = |capability: Capability| {
             policies.contains(&(capability, WhileDegraded::ServeFromMemory))
         };
         let memory = policies
             .iter()
             .any(|(_, policy)| *policy == WhileDegraded::ServeFromMemory)
-            .then(|| MemoryBackend::new(bound));
+            .then(|| {
+                metrics.register_memory();
+                MemoryBackend::new(bound)
+            });
         let mut failover = Failover::new(
             settings.backend.mode,
             Some(Arc::new(pool.clone())),
@@ -291,6 +307,7 @@ impl Failover {
             policies.clone(),
         );
         failover.pool = Some(pool.clone());
+        failover.metrics = metrics.backend.clone();
         let failover = Arc::new(failover);
         tokio::spawn(probe(
             Arc::downgrade(&failover),
@@ -381,6 +398,65 @@ impl Failover {
         }
     }
 
+    /// Sets the gauges that describe the backend now, for a scrape of `/metrics`: one `INFO`
+    /// round trip while Redis answers.
+    pub async fn observe(&self) {
+        let m = &self.metrics;
+        let down = self.is_down();
+        let on_redis = self.mode != BackendMode::Memory && !down;
+        for (backend, on) in [("redis", on_redis), ("memory", !on_redis)] {
+            m.active
+                .get_or_create(&BackendLabels { backend })
+                .set(i64::from(on));
+        }
+        m.mode
+            .get_or_create(&ModeLabels {
+                mode: self.mode.as_str(),
+            })
+            .set(1);
+        m.degraded.set(i64::from(down));
+        let current = self
+            .degraded_since
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .map_or(Duration::ZERO, |since| {
+                (OffsetDateTime::now_utc() - since).unsigned_abs()
+            });
+        let before = *self
+            .degraded_before
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        m.degraded_seconds.set((before + current).as_secs_f64());
+        if let Some(pool) = &self.pool {
+            let info = if down { None } else { pool.info().await.ok() };
+            if let Some(info) = info {
+                let gauge =
+                    |value: Option<u64>| i64::try_from(value.unwrap_or(0)).unwrap_or(i64::MAX);
+                m.redis_used_bytes.set(gauge(info.used_memory));
+                m.redis_max_bytes.set(gauge(info.maxmemory));
+                m.redis_evicted_keys.set(gauge(info.evicted_keys));
+            }
+            let figures = pool.figures();
+            for (state, value) in [
+                ("max", figures.max_size),
+                ("open", figures.size),
+                ("available", figures.available),
+                ("waiting", figures.waiting),
+            ] {
+                m.pool
+                    .get_or_create(&StateLabels { state })
+                    .set(i64::try_from(value).unwrap_or(i64::MAX));
+            }
+        }
+        if let Some(memory) = &self.memory {
+            let (used, max) = memory.usage();
+            let gauge = |value: usize| i64::try_from(value).unwrap_or(i64::MAX);
+            m.memory_bytes.set(gauge(used));
+            m.memory_max_bytes.set(gauge(max));
+            m.memory_entries.set(gauge(memory.entries()));
+        }
+    }
+
     /// Whether requests can be served: always, except in `redis` mode while Redis is down.
     pub async fn ready(&self) -> bool {
         match (&self.redis, self.mode) {
@@ -440,10 +516,18 @@ impl Failover {
         degraded(on_memory, why).await
     }
 
+    fn count_switch(&self, to: &'static str) {
+        self.metrics
+            .switches
+            .get_or_create(&SwitchLabels { to })
+            .inc();
+    }
+
     /// Returns whether Redis was up until now.
     fn mark_down(&self, why: &str) -> bool {
         let was_up = !self.redis_down.swap(true, Ordering::AcqRel);
         if was_up {
+            self.count_switch("memory");
             *self
                 .degraded_since
                 .lock()
@@ -466,10 +550,19 @@ impl Failover {
                 memory.clear();
             }
             self.redis_down.store(false, Ordering::Release);
-            *self
+            let since = self
                 .degraded_since
                 .lock()
-                .unwrap_or_else(|p| p.into_inner()) = None;
+                .unwrap_or_else(|p| p.into_inner())
+                .take();
+            if let Some(since) = since {
+                *self
+                    .degraded_before
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner()) +=
+                    (OffsetDateTime::now_utc() - since).unsigned_abs();
+            }
+            self.count_switch("redis");
             tracing::info!("Redis answers again: traffic is back on Redis");
         }
     }
@@ -501,6 +594,8 @@ async fn probe(failover_weak: std::sync::Weak<Failover>, recheck: Arc<Notify>, e
         let Some(failover) = failover_weak.upgrade() else {
             return;
         };
+        let outcome = if answered.is_ok() { "up" } else { "down" };
+        failover.metrics.probes.count(outcome);
         match answered {
             Ok(_) => {
                 failover.mark_up();

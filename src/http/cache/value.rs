@@ -17,6 +17,8 @@ pub async fn get_value(
     ReadAt(tenant, (ns, key)): ReadAt<EntryPath>,
 ) -> ApiResult<Response> {
     let value = state.stores.cache.get(&tenant, &ns, &key).await?;
+    let hits = &state.metrics.outcomes.cache;
+    hits.count(if value.is_some() { "hit" } else { "miss" });
     value
         .map(|v| json_bytes(v.into_bytes()))
         .ok_or(ApiError::from(Missing::CacheValue))

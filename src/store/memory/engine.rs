@@ -209,6 +209,8 @@ impl<K, V> Drop for PurgeGuard<K, V> {
 /// Anything that can drop all its entries at once; see `MemoryBackend::clear`.
 pub trait Clear: Send + Sync {
     fn clear(&self);
+    /// Entries held, for the metrics.
+    fn entries(&self) -> usize;
 }
 
 impl<K, V> Shared<K, V> {
@@ -414,6 +416,10 @@ where
         state.entries.clear();
         self.shared.budget.sub(state.bytes);
         state.bytes = 0;
+    }
+
+    fn entries(&self) -> usize {
+        self.len()
     }
 }
 

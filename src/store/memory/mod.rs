@@ -51,6 +51,16 @@ impl MemoryBackend {
         }
     }
 
+    /// Entries the engines hold (expired ones not yet purged included).
+    pub fn entries(&self) -> usize {
+        self.engines
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .iter()
+            .map(|engine| engine.entries())
+            .sum()
+    }
+
     /// What the engines hold, and the bound, in bytes.
     pub fn usage(&self) -> (usize, usize) {
         (self.budget.used(), self.budget.max())

@@ -20,9 +20,13 @@ use std::{
     time::{Duration, Instant},
 };
 
-use deadpool::managed::{self, Metrics, PoolError, RecycleResult, TimeoutType, Timeouts};
+use deadpool::managed::{
+    self, Metrics as PoolMetrics, PoolError, RecycleResult, TimeoutType, Timeouts,
+};
 use redis::{AsyncConnectionConfig, FromRedisValue, RedisError, aio::MultiplexedConnection};
 use secrecy::ExposeSecret;
+
+use crate::metrics::{self, ErrorLabels, OperationLabels, RedisMetrics};
 
 type Pool = managed::Pool<Manager>;
 
@@ -71,7 +75,7 @@ impl managed::Manager for Manager {
         })
     }
 
-    async fn recycle(&self, shared: &mut Shared, _: &Metrics) -> RecycleResult<RedisError> {
+    async fn recycle(&self, shared: &mut Shared, _: &PoolMetrics) -> RecycleResult<RedisError> {
         if shared.generation < self.generations.trusted_from.load(Ordering::Acquire) {
             return Err(managed::RecycleError::message(
                 "retired after a failed call",
@@ -103,6 +107,7 @@ pub struct RedisPool {
     deadline: Duration,
     generations: Arc<Generations>,
     last_refusal: Arc<Mutex<Option<(Refusal, Instant)>>>,
+    metrics: RedisMetrics,
 }
 
 /// Why a Redis that answers refused a command.
@@ -151,6 +156,11 @@ pub struct RedisInfo {
     pub redis_version: Option<String>,
     pub connected_clients: Option<u64>,
     pub used_memory_human: Option<String>,
+    pub used_memory: Option<u64>,
+    /// 0: no limit.
+    pub maxmemory: Option<u64>,
+    pub maxmemory_policy: Option<String>,
+    pub evicted_keys: Option<u64>,
     pub keys: Option<u64>,
 }
 
@@ -187,6 +197,11 @@ fn client(settings: &RedisSettings) -> Result<redis::Client, String> {
 impl RedisPool {
     /// Builds the pool; connections are opened lazily, so this succeeds while Redis is down.
     pub fn new(settings: &RedisSettings) -> Result<Self, String> {
+        Self::observed(settings, RedisMetrics::default())
+    }
+
+    /// The pool, recording each call's duration and errors in `metrics`.
+    pub fn observed(settings: &RedisSettings, metrics: RedisMetrics) -> Result<Self, String> {
         let client = client(settings)?;
         let connect = Duration::from_millis(settings.connect_timeout_ms);
         let generations = Arc::new(Generations::default());
@@ -216,6 +231,7 @@ impl RedisPool {
             deadline: settings.command_timeout(),
             generations,
             last_refusal: Arc::default(),
+            metrics,
         })
     }
 
@@ -233,9 +249,14 @@ impl RedisPool {
 
     /// Runs one command.
     pub async fn query<T: FromRedisValue>(&self, cmd: &redis::Cmd) -> Result<T, StoreError> {
-        let (mut conn, generation) = self.connection().await?;
+        let operation = match cmd.args_iter().next() {
+            Some(redis::Arg::Simple(name)) => metrics::command_label(name),
+            _ => "other",
+        };
+        let started = Instant::now();
+        let (mut conn, generation) = self.checkout(operation).await?;
         let result = self.within_deadline(cmd.query_async(&mut conn)).await;
-        self.settle(generation, None, result)
+        self.settle(generation, operation, started, result)
     }
 
     /// Runs a pipeline: many commands, one round trip.
@@ -243,9 +264,10 @@ impl RedisPool {
         &self,
         pipe: &redis::Pipeline,
     ) -> Result<T, StoreError> {
-        let (mut conn, generation) = self.connection().await?;
+        let started = Instant::now();
+        let (mut conn, generation) = self.checkout("pipeline").await?;
         let result = self.within_deadline(pipe.query_async(&mut conn)).await;
-        self.settle(generation, None, result)
+        self.settle(generation, "pipeline", started, result)
     }
 
     /// Runs a script by SHA (loading it on the first `NOSCRIPT`).
@@ -253,25 +275,45 @@ impl RedisPool {
         &self,
         invocation: &Invocation<'_>,
     ) -> Result<T, StoreError> {
-        let (mut conn, generation) = self.connection().await?;
+        let started = Instant::now();
+        let (mut conn, generation) = self.checkout(invocation.name()).await?;
         let result = self
             .within_deadline(invocation.inner().invoke_async(&mut conn))
             .await;
-        self.settle(generation, Some(invocation.name()), result)
+        self.settle(generation, invocation.name(), started, result)
     }
 
-    /// Sorts a call's error: connection trouble retires the connection (and every older one),
-    /// a refusal is remembered for `/health`, anything else is logged with the script's name.
+    /// Records the call's duration, and sorts its error: connection trouble retires the
+    /// connection (and every older one), a refusal is remembered for `/health`, anything else
+    /// is logged with the operation's name (the script's, the command's).
     fn settle<T>(
         &self,
         generation: u64,
-        script: Option<&'static str>,
+        operation: &'static str,
+        started: Instant,
         result: Result<T, RedisError>,
     ) -> Result<T, StoreError> {
+        self.metrics
+            .duration
+            .get_or_create(&OperationLabels { operation })
+            .observe(started.elapsed().as_secs_f64());
         let error = match result {
             Ok(value) => return Ok(value),
             Err(error) => error,
         };
+        let kind = if error.code().is_some_and(|c| Refusal::of(c).is_some()) {
+            "refused"
+        } else if error.is_timeout() {
+            "timeout"
+        } else if is_connection_trouble(&error) {
+            "connection"
+        } else {
+            "unexpected"
+        };
+        self.metrics
+            .errors
+            .get_or_create(&ErrorLabels { operation, kind })
+            .inc();
         if let Some(refusal) = error.code().and_then(Refusal::of) {
             *self.last_refusal.lock().unwrap_or_else(|p| p.into_inner()) =
                 Some((refusal, Instant::now()));
@@ -289,9 +331,8 @@ impl RedisPool {
             }
             return Err(StoreError::Unavailable(error.to_string()));
         }
-        let script = script.unwrap_or("-");
-        tracing::error!(script, error = %error, "Redis answered with an unexpected error");
-        Err(StoreError::Internal(format!("script {script}: {error}")))
+        tracing::error!(operation, error = %error, "Redis answered with an unexpected error");
+        Err(StoreError::Internal(format!("{operation}: {error}")))
     }
 
     /// The refusal Redis last answered with, if within `CONDITION_REPORTED_FOR`.
@@ -301,6 +342,26 @@ impl RedisPool {
             .unwrap_or_else(|p| p.into_inner())
             .filter(|(_, at)| at.elapsed() < CONDITION_REPORTED_FOR)
             .map(|(refusal, _)| refusal)
+    }
+
+    /// `connection`, counting a failure as an error of `operation` (`pool_exhausted` when no
+    /// connection came free in time).
+    async fn checkout(
+        &self,
+        operation: &'static str,
+    ) -> Result<(MultiplexedConnection, u64), StoreError> {
+        let checked_out = self.connection().await;
+        if let Err(e) = &checked_out {
+            let kind = match e {
+                StoreError::Busy(_) => "pool_exhausted",
+                _ => "connection",
+            };
+            self.metrics
+                .errors
+                .get_or_create(&ErrorLabels { operation, kind })
+                .inc();
+        }
+        checked_out
     }
 
     /// A pooled connection, within the deadline (plus a margin so that the pool's own wait
@@ -373,6 +434,7 @@ impl RedisPool {
             .arg("server")
             .arg("clients")
             .arg("memory")
+            .arg("stats")
             .cmd("DBSIZE");
         let (info, keys): (String, u64) = self.pipeline(&pipe).await?;
         let field = |name: &str| {
@@ -385,6 +447,10 @@ impl RedisPool {
             redis_version: field("redis_version"),
             connected_clients: field("connected_clients").and_then(|v| v.parse().ok()),
             used_memory_human: field("used_memory_human"),
+            used_memory: field("used_memory").and_then(|v| v.parse().ok()),
+            maxmemory: field("maxmemory").and_then(|v| v.parse().ok()),
+            maxmemory_policy: field("maxmemory_policy"),
+            evicted_keys: field("evicted_keys").and_then(|v| v.parse().ok()),
             keys: Some(keys),
         })
     }
