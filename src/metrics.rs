@@ -176,6 +176,14 @@ impl Tally {
     pub fn count_by(&self, outcome: &'static str, n: u64) {
         self.0.get_or_create(&OutcomeLabels { outcome }).inc_by(n);
     }
+
+    /// Exposes each outcome at 0 before it first happens, so that a rate over it is 0 rather
+    /// than no data.
+    fn start_at_zero(&self, outcomes: &[&'static str]) {
+        for &outcome in outcomes {
+            let _ = self.0.get_or_create(&OutcomeLabels { outcome });
+        }
+    }
 }
 
 /// What the capabilities decided, by outcome.
@@ -195,6 +203,34 @@ pub struct Outcomes {
     /// `leased`, `acked`, `retried` and `dead` (a nack), `redriven`, `purged`, `lease_lost`
     /// (an ack, nack or heartbeat without a live lease).
     pub jobs: Tally,
+}
+
+impl Outcomes {
+    fn start_at_zero(&self) {
+        self.cache.start_at_zero(&["hit", "miss"]);
+        self.confirms.start_at_zero(&[
+            "confirmed",
+            "replayed",
+            "already_confirmed",
+            "already_cancelled",
+            "not_found",
+        ]);
+        self.rate_limits
+            .start_at_zero(&["allowed", "denied", "peeked"]);
+        self.locks
+            .start_at_zero(&["granted", "conflict", "extended", "released", "lost"]);
+        self.jobs.start_at_zero(&[
+            "enqueued",
+            "deduplicated",
+            "leased",
+            "acked",
+            "retried",
+            "dead",
+            "redriven",
+            "purged",
+            "lease_lost",
+        ]);
+    }
 }
 
 /// Explicit buckets for request durations, in seconds: 250 µs to 10 s.
@@ -231,7 +267,12 @@ impl Metrics {
         };
         let redis = RedisMetrics::default();
         let backend = BackendMetrics::default();
+        backend.probes.start_at_zero(&["up", "down"]);
+        for to in ["memory", "redis"] {
+            let _ = backend.switches.get_or_create(&SwitchLabels { to });
+        }
         let outcomes = Outcomes::default();
+        outcomes.start_at_zero();
         let mut registry = Registry::with_prefix("statekeeper");
         let r = &mut registry;
         r.register(
