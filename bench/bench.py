@@ -232,6 +232,8 @@ def main():
 
 SK = "statekeeper (redis)"
 SKM = "statekeeper (memory)"
+# The same service on Redis with metrics.enabled = false: the cost of metrics, on GET and PUT.
+SKN = "statekeeper (redis, no metrics)"
 WEBDIS = "Webdis"
 FASTAPI = "FastAPI + redis-py"
 CEILING = "bare axum (ceiling)"
@@ -257,7 +259,7 @@ def measure(procs, duration, entries, conns, threads, rounds, only):
         ["redis-server", "--port", str(redis_port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"],
         redis_port,
     )
-    ports = {name: free_port() for name in (SK, SKM, WEBDIS, FASTAPI, CEILING)}
+    ports = {name: free_port() for name in (SK, SKN, SKM, WEBDIS, FASTAPI, CEILING)}
     sk_env = lambda port, mode: {  # noqa: E731
         "STATEKEEPER__SERVER__PORT": str(port),
         "STATEKEEPER__BACKEND__MODE": mode,
@@ -270,6 +272,8 @@ def measure(procs, duration, entries, conns, threads, rounds, only):
     pids = {}
     pids[SK] = procs.start(SK, [binary], ports[SK], env=sk_env(ports[SK], "redis"), cwd=ROOT).pid
     pids[SKM] = procs.start(SKM, [binary], ports[SKM], env=sk_env(ports[SKM], "memory"), cwd=ROOT).pid
+    no_metrics = {**sk_env(ports[SKN], "redis"), "STATEKEEPER__METRICS__ENABLED": "false"}
+    pids[SKN] = procs.start(SKN, [binary], ports[SKN], env=no_metrics, cwd=ROOT).pid
     webdis_conf = Path(tempfile.mkdtemp()) / "webdis.json"
     webdis_conf.write_text(json.dumps({
         "redis_host": "127.0.0.1", "redis_port": redis_port, "http_host": "127.0.0.1",
@@ -312,6 +316,8 @@ def measure(procs, duration, entries, conns, threads, rounds, only):
             if workload == "put":
                 return run_wrk(f"{base}/SETEX/bench:webdis:put/3600", duration, conns, threads, "put.lua", env)
             return None
+        if name == SKN and workload not in ("get", "put"):
+            return None
         if name == CEILING:
             return run_wrk(f"{base}/v1/cache/bench/k", duration, conns, threads) if workload == "get" else None
         if workload == "get":
@@ -345,7 +351,7 @@ def measure(procs, duration, entries, conns, threads, rounds, only):
         for label, workload in WORKLOADS:
             if only and workload not in only:
                 continue
-            for name in (SK, SKM, WEBDIS, FASTAPI, CEILING):
+            for name in (SK, SKN, SKM, WEBDIS, FASTAPI, CEILING):
                 cpu_before, redis_before = cpu_seconds(pids[name]), cpu_seconds(redis_proc.pid)
                 outcome = cell(name, workload)
                 if not outcome:
@@ -428,7 +434,7 @@ def report(results, memory, duration, entries, conns, threads, cores, quick, rou
         "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for label, _ in WORKLOADS:
-        for name in (SK, SKM, WEBDIS, FASTAPI, CEILING, REDIS):
+        for name in (SK, SKN, SKM, WEBDIS, FASTAPI, CEILING, REDIS):
             runs = results.get((label, name))
             if not runs:
                 continue
@@ -468,6 +474,13 @@ def report(results, memory, duration, entries, conns, threads, cores, quick, rou
         if any(c != "—" for c in cells):
             lines.append(f"| {label} | " + " | ".join(cells) + f" | {fmt(cpu_ratio, 1)} |")
 
+    for label in ("cache GET hit (200 B)", "cache PUT with TTL"):
+        if ratios(label, SK, SKN):
+            cpu = median([p["cpu"] / q["cpu"] for p, q in zip(results[(label, SK)], results[(label, SKN)])
+                          if q.get("cpu")])
+            lines.append(f"\nMetrics on/off, {label}: rps {spread(label, SK, SKN)}, "
+                         f"CPU per request {fmt(cpu)}")
+
     per_memory = memory["memory_bytes"] / memory["entries"]
     per_redis = memory["redis_bytes"] / memory["entries"]
     lines += [
@@ -493,6 +506,10 @@ def report(results, memory, duration, entries, conns, threads, cores, quick, rou
         r = ratio(label, SK, FASTAPI)
         if r is not None:
             checks.append((f"{label}: ≥ 10× FastAPI ({r:.1f}×)", r >= 10))
+    for label in (get, "cache PUT with TTL"):
+        r = ratio(label, SK, SKN)
+        if r is not None:
+            checks.append((f"{label}: metrics cost < 5% of rps ({(1 - r) * 100:.1f}%)", r > 0.95))
     r = ratio(get, SKM, CEILING)
     if r is not None:
         checks.append((f"memory cache GET ≥ 70% of the ceiling ({r * 100:.0f}%)", r >= 0.7))

@@ -121,6 +121,24 @@ pub struct HttpMetrics {
     pub in_flight: Gauge,
 }
 
+impl HttpMetrics {
+    /// One answered request: its status, and its time since `started`.
+    pub fn record(&self, labels: RouteLabels, status: u16, started: std::time::Instant) {
+        self.in_flight.dec();
+        self.duration
+            .get_or_create(&labels)
+            .observe(started.elapsed().as_secs_f64());
+        let RouteLabels { route, method } = labels;
+        self.requests
+            .get_or_create(&ResponseLabels {
+                route,
+                method,
+                status,
+            })
+            .inc();
+    }
+}
+
 /// Every Redis round trip: its duration and its errors, by operation.
 #[derive(Clone)]
 pub struct RedisMetrics {
@@ -129,7 +147,6 @@ pub struct RedisMetrics {
 }
 
 impl Default for RedisMetrics {
-    /// Metrics that no registry encodes (a pool built outside the service, in tests).
     fn default() -> Self {
         Self {
             duration: Family::new_with_constructor(redis_histogram),

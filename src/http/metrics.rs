@@ -1,18 +1,23 @@
 //! `GET /metrics` (no API key, like `/health`) and the middleware that counts every request.
 
-use std::time::Instant;
+use std::{
+    future::Future,
+    pin::Pin,
+    task::{Context, Poll},
+    time::Instant,
+};
 
 use axum::{
     Router,
-    extract::{MatchedPath, Request, State},
-    http::{Method, header},
-    middleware::Next,
+    extract::{MatchedPath, State},
+    http::{Method, Request, header},
     response::{IntoResponse, Response},
     routing::get,
 };
+use tower::{Layer, Service};
 
 use super::AppState;
-use crate::metrics::{ResponseLabels, Route, RouteLabels};
+use crate::metrics::{HttpMetrics, Route, RouteLabels};
 
 /// OpenMetrics' text format, which Prometheus asks for and reads.
 const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
@@ -40,33 +45,101 @@ pub async fn scrape(State(state): State<AppState>) -> Response {
         .into_response()
 }
 
-/// Counts a request by its route *template* (`unmatched` when no route matched: the label
+/// Counts each request by its route *template* (`unmatched` when no route matched: the label
 /// never holds a caller's path), method and status, times it to its response head, and keeps
-/// the in-flight gauge.
-pub async fn track(State(state): State<AppState>, request: Request, next: Next) -> Response {
-    let route = Route(request.extensions().get::<MatchedPath>().cloned());
-    let method = method_label(request.method());
-    let http = &state.metrics.http;
-    http.in_flight.inc();
-    let started = Instant::now();
-    let response = next.run(request).await;
-    http.in_flight.dec();
-    let elapsed = started.elapsed().as_secs_f64();
-    let status = response.status().as_u16();
-    http.duration
-        .get_or_create(&RouteLabels {
-            route: route.clone(),
-            method,
-        })
-        .observe(elapsed);
-    http.requests
-        .get_or_create(&ResponseLabels {
-            route,
-            method,
-            status,
-        })
-        .inc();
-    response
+/// the in-flight gauge. Applied with `Router::layer`, so it runs per route after routing, where
+/// the matched template is known.
+///
+/// A service of its own rather than `middleware::from_fn`, which boxes every request's future
+/// and clones the inner service (the whole stack below) per request; this layer allocates
+/// nothing per request.
+#[derive(Clone)]
+pub struct TrackLayer(pub HttpMetrics);
+
+impl<S> Layer<S> for TrackLayer {
+    type Service = Track<S>;
+
+    fn layer(&self, inner: S) -> Track<S> {
+        Track {
+            inner,
+            metrics: self.0.clone(),
+        }
+    }
+}
+
+#[derive(Clone)]
+pub struct Track<S> {
+    inner: S,
+    metrics: HttpMetrics,
+}
+
+impl<S, B> Service<Request<B>> for Track<S>
+where
+    S: Service<Request<B>, Response = Response>,
+{
+    type Response = Response;
+    type Error = S::Error;
+    type Future = Tracked<S::Future>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), S::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, request: Request<B>) -> Self::Future {
+        let labels = RouteLabels {
+            route: Route(request.extensions().get::<MatchedPath>().cloned()),
+            method: method_label(request.method()),
+        };
+        self.metrics.in_flight.inc();
+        Tracked {
+            inner: self.inner.call(request),
+            started: Instant::now(),
+            labels: Some(labels),
+            metrics: self.metrics.clone(),
+        }
+    }
+}
+
+pin_project_lite::pin_project! {
+    /// A request's response, counted when it is ready (or as abandoned with status 499 when the
+    /// client went away first and the future is dropped).
+    pub struct Tracked<F> {
+        #[pin]
+        inner: F,
+        started: Instant,
+        labels: Option<RouteLabels>,
+        metrics: HttpMetrics,
+    }
+
+    impl<F> PinnedDrop for Tracked<F> {
+        fn drop(this: Pin<&mut Self>) {
+            let this = this.project();
+            if let Some(labels) = this.labels.take() {
+                this.metrics.record(labels, CLIENT_GONE, *this.started);
+            }
+        }
+    }
+}
+
+/// The status nginx logs for a request whose client closed the connection before the answer.
+const CLIENT_GONE: u16 = 499;
+
+impl<F, E> Future for Tracked<F>
+where
+    F: Future<Output = Result<Response, E>>,
+{
+    type Output = Result<Response, E>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = self.project();
+        let result = std::task::ready!(this.inner.poll(cx));
+        if let Some(labels) = this.labels.take() {
+            // An error is not an answer axum can send (its services are infallible).
+            let status = result.as_ref().map_or(500, |r| r.status().as_u16());
+            this.metrics.record(labels, status, *this.started);
+        }
+        Poll::Ready(result)
+    }
 }
 
 /// The method's name when it is a standard one, else `other`.

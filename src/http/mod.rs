@@ -93,7 +93,7 @@ pub fn router(state: AppState) -> Router {
     if settings.metrics.enabled {
         // Per route, after routing (so the route's template is known) and outside the rest of
         // the stack, so that timeouts and refusals are counted as answered.
-        routes.layer(axum::middleware::from_fn_with_state(state, metrics::track))
+        routes.layer(metrics::TrackLayer(state.metrics.http.clone()))
     } else {
         routes
     }

@@ -289,7 +289,8 @@ impl Failover {
             return Ok((stores, Arc::new(failover)));
         }
         metrics.register_redis();
-        let pool = RedisPool::observed(&settings.redis, metrics.redis.clone())?;
+        let observed = settings.metrics.enabled.then(|| metrics.redis.clone());
+        let pool = RedisPool::observed(&settings.redis, observed)?;
         let serves = |capability: Capability| {
             policies.contains(&(capability, WhileDegraded::ServeFromMemory))
         };

@@ -107,7 +107,8 @@ pub struct RedisPool {
     deadline: Duration,
     generations: Arc<Generations>,
     last_refusal: Arc<Mutex<Option<(Refusal, Instant)>>>,
-    metrics: RedisMetrics,
+    /// `None` when `metrics.enabled` is false: nothing is measured.
+    metrics: Option<RedisMetrics>,
 }
 
 /// Why a Redis that answers refused a command.
@@ -197,11 +198,14 @@ fn client(settings: &RedisSettings) -> Result<redis::Client, String> {
 impl RedisPool {
     /// Builds the pool; connections are opened lazily, so this succeeds while Redis is down.
     pub fn new(settings: &RedisSettings) -> Result<Self, String> {
-        Self::observed(settings, RedisMetrics::default())
+        Self::observed(settings, None)
     }
 
     /// The pool, recording each call's duration and errors in `metrics`.
-    pub fn observed(settings: &RedisSettings, metrics: RedisMetrics) -> Result<Self, String> {
+    pub fn observed(
+        settings: &RedisSettings,
+        metrics: Option<RedisMetrics>,
+    ) -> Result<Self, String> {
         let client = client(settings)?;
         let connect = Duration::from_millis(settings.connect_timeout_ms);
         let generations = Arc::new(Generations::default());
@@ -293,10 +297,12 @@ impl RedisPool {
         started: Instant,
         result: Result<T, RedisError>,
     ) -> Result<T, StoreError> {
-        self.metrics
-            .duration
-            .get_or_create(&OperationLabels { operation })
-            .observe(started.elapsed().as_secs_f64());
+        if let Some(metrics) = &self.metrics {
+            metrics
+                .duration
+                .get_or_create(&OperationLabels { operation })
+                .observe(started.elapsed().as_secs_f64());
+        }
         let error = match result {
             Ok(value) => return Ok(value),
             Err(error) => error,
@@ -310,10 +316,7 @@ impl RedisPool {
         } else {
             "unexpected"
         };
-        self.metrics
-            .errors
-            .get_or_create(&ErrorLabels { operation, kind })
-            .inc();
+        self.count_error(operation, kind);
         if let Some(refusal) = error.code().and_then(Refusal::of) {
             *self.last_refusal.lock().unwrap_or_else(|p| p.into_inner()) =
                 Some((refusal, Instant::now()));
@@ -356,12 +359,18 @@ impl RedisPool {
                 StoreError::Busy(_) => "pool_exhausted",
                 _ => "connection",
             };
-            self.metrics
+            self.count_error(operation, kind);
+        }
+        checked_out
+    }
+
+    fn count_error(&self, operation: &'static str, kind: &'static str) {
+        if let Some(metrics) = &self.metrics {
+            metrics
                 .errors
                 .get_or_create(&ErrorLabels { operation, kind })
                 .inc();
         }
-        checked_out
     }
 
     /// A pooled connection, within the deadline (plus a margin so that the pool's own wait
