@@ -52,6 +52,15 @@ use crate::{
 /// The router with every route and the middleware, on the backend `settings` chooses. Must be
 /// called inside a tokio runtime (the memory engine and the Redis probe spawn tasks).
 pub fn build_app(settings: Settings) -> Result<Router, String> {
+    build_app_closing(settings, tokio::sync::watch::channel(false).1)
+}
+
+/// `build_app`, whose long-lived responses (topic streams) end when `closing` turns true: the
+/// server's shutdown then does not wait for them.
+pub fn build_app_closing(
+    settings: Settings,
+    closing: tokio::sync::watch::Receiver<bool>,
+) -> Result<Router, String> {
     let mut metrics = crate::metrics::Metrics::new();
     let (stores, failover) = Failover::build(&settings, &mut metrics)?;
     let api_keys = ApiKeys::new(&settings.auth.keys);
@@ -67,6 +76,7 @@ pub fn build_app(settings: Settings) -> Result<Router, String> {
         failover,
         api_keys: Arc::new(api_keys),
         metrics,
+        closing,
         started: std::time::Instant::now(),
     })))
 }

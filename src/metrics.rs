@@ -220,6 +220,12 @@ pub struct Outcomes {
     /// `leased`, `acked`, `retried` and `dead` (a nack), `redriven`, `purged`, `lease_lost`
     /// (an ack, nack or heartbeat without a live lease).
     pub jobs: Tally,
+    /// Topic messages: `published`, `delivered` (to each subscriber).
+    pub topic_messages: Tally,
+    /// Topic streams that got `event: reset`, by reason.
+    pub topic_resets: Tally,
+    /// Open topic streams.
+    pub topic_subscribers: Gauge,
 }
 
 impl Outcomes {
@@ -246,6 +252,13 @@ impl Outcomes {
             "redriven",
             "purged",
             "lease_lost",
+        ]);
+        self.topic_messages.start_at_zero(&["published", "delivered"]);
+        self.topic_resets.start_at_zero(&[
+            "unknown_id",
+            "history_trimmed",
+            "lagged",
+            "backend_switched",
         ]);
     }
 }
@@ -360,6 +373,21 @@ impl Metrics {
             "Job transitions, by outcome (enqueued, deduplicated, leased, acked, retried, dead, \
              redriven, purged, lease_lost)",
             outcomes.jobs.0.clone(),
+        );
+        r.register(
+            "topic_messages",
+            "Topic messages, by outcome (published, delivered to a subscriber)",
+            outcomes.topic_messages.0.clone(),
+        );
+        r.register(
+            "topic_resets",
+            "Topic streams sent event: reset, by reason",
+            outcomes.topic_resets.0.clone(),
+        );
+        r.register(
+            "topic_subscribers",
+            "Open topic streams on this instance",
+            outcomes.topic_subscribers.clone(),
         );
         Self {
             http,

@@ -49,13 +49,15 @@ use tokio::{
 };
 use tower::ServiceExt;
 
-use crate::{build_app, config::Settings, error::ApiError};
+use crate::{build_app_closing, config::Settings, error::ApiError};
 
 /// A bound, not yet serving, instance of the service.
 pub struct Server {
     listener: TcpListener,
     router: Router,
     limits: ConnectionLimits,
+    /// Tells long-lived responses (topic streams) that shutdown began.
+    closing: watch::Sender<bool>,
 }
 
 #[derive(Clone, Copy)]
@@ -78,7 +80,8 @@ impl Server {
         };
         let backend = settings.backend.mode.as_str();
         let redis = settings.redis.display_address();
-        let router = build_app(settings)?;
+        let (closing, closing_rx) = watch::channel(false);
+        let router = build_app_closing(settings, closing_rx)?;
         let listener = TcpListener::bind(&address)
             .await
             .map_err(|e| format!("cannot listen on {address}: {e}"))?;
@@ -87,6 +90,7 @@ impl Server {
             listener,
             router,
             limits,
+            closing,
         })
     }
 
@@ -134,6 +138,7 @@ impl Server {
         }
         drop(self.listener);
         tracing::info!("shutting down: draining in-flight requests");
+        let _ = self.closing.send(true);
         let _ = stopping_tx.send(true);
         let drained = async { while connections.join_next().await.is_some() {} };
         if tokio::time::timeout(limits.grace, drained).await.is_err() {

@@ -38,8 +38,46 @@ pub struct Settings {
     pub rate_limits: RateLimitSettings,
     pub locks: LockSettings,
     pub queues: QueueSettings,
+    pub topics: TopicSettings,
     pub metrics: MetricsSettings,
     pub health: HealthSettings,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct TopicSettings {
+    /// Messages kept per topic for resuming subscribers (approximately, on Redis).
+    pub max_len: u64,
+    /// How long a message is kept; a topic without a publish this long is gone.
+    pub retention_seconds: u64,
+    /// Messages a subscriber may fall behind before its stream ends with a reset.
+    pub subscriber_buffer: usize,
+    /// Largest message (its `data`), in bytes of JSON: larger ones get 413.
+    pub max_message_bytes: usize,
+    /// Seconds between the comment lines that keep an idle stream open through proxies.
+    pub heartbeat_seconds: u64,
+}
+
+impl Default for TopicSettings {
+    fn default() -> Self {
+        Self {
+            max_len: 10_000,
+            retention_seconds: 86_400,
+            subscriber_buffer: 1024,
+            max_message_bytes: 64 * 1024,
+            heartbeat_seconds: 15,
+        }
+    }
+}
+
+impl TopicSettings {
+    pub fn limits(&self) -> crate::store::TopicLimits {
+        crate::store::TopicLimits {
+            max_len: self.max_len,
+            retention_ms: self.retention_seconds.saturating_mul(1000),
+            buffer: self.subscriber_buffer,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Deserialize)]

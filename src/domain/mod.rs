@@ -10,4 +10,5 @@ pub mod pending_action;
 pub mod queue;
 pub mod rate_limit;
 pub mod session;
+pub mod topic;
 pub mod ttl;

@@ -12,6 +12,7 @@ pub mod pending_actions;
 pub mod queue;
 pub mod rate_limit;
 pub mod session;
+pub mod topic;
 
 use std::{sync::Arc, time::Duration};
 
@@ -59,6 +60,8 @@ pub struct AppContext {
     pub failover: Arc<Failover>,
     pub api_keys: Arc<ApiKeys>,
     pub metrics: crate::metrics::Metrics,
+    /// Turns true when the server begins to shut down.
+    pub closing: tokio::sync::watch::Receiver<bool>,
     pub started: std::time::Instant,
 }
 
@@ -75,6 +78,7 @@ pub fn router(state: AppState) -> Router {
         .merge(rate_limit::routes())
         .merge(lock::routes())
         .merge(queue::routes())
+        .merge(topic::routes())
         .merge(if settings.metrics.enabled {
             metrics::routes()
         } else {

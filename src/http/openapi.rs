@@ -15,7 +15,7 @@ use utoipa::{
 
 use super::{
     AppState, agent_state, cache, cache::CacheLinks, health, lock, metrics, pending_actions, queue,
-    rate_limit, session, session::SessionLinks,
+    rate_limit, session, session::SessionLinks, topic,
 };
 use crate::error::Problem;
 
@@ -93,6 +93,8 @@ use crate::error::Problem;
         queue::dead,
         queue::redrive,
         queue::purge,
+        topic::publish,
+        topic::subscribe,
     ),
     components(schemas(
         Problem,
@@ -118,6 +120,8 @@ use crate::error::Problem;
                                          lost locks told apart from held ones"),
         (name = "queues", description = "Job queues with priorities, delays, leases and heartbeats, retries with \
                                           back-off and dead letters: exactly one holder per job"),
+        (name = "topics", description = "Publish over REST, subscribe over Server-Sent Events; a reconnecting \
+                                          subscriber resumes after its Last-Event-ID exactly, or is told with a reset"),
     )
 )]
 pub struct ApiDoc;

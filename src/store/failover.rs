@@ -32,7 +32,8 @@ use tokio::sync::Notify;
 use super::{
     AgentStateStore, Appended, CacheStore, CasOutcome, KeyPage, Leases, LockStore, Nack,
     PendingActionStore, PutCondition, QueueStore, RateLimitStore, Replaced, SessionStore,
-    SessionUpdate, StoreError, StoreResult, Stores, ThreadPage, TtlState, Versioned,
+    SessionUpdate, StoreError, StoreResult, Stores, Subscription, ThreadPage, TopicLimits,
+    TopicStore, TtlState, Versioned,
     memory::{self, MemoryBackend},
     redis::{
         RedisPool,
@@ -52,6 +53,7 @@ use crate::{
         queue::{Counts, Job, JobId, JobState, NewJob, QueueName},
         rate_limit::{Check, Decision, RateLimitKey},
         session::{Session, SessionChange, SessionId, SessionRules, UserId},
+        topic::{NewEvent, Shared, TopicName},
         ttl::{Expiry, Ttl},
     },
     metrics::{BackendLabels, BackendMetrics, Metrics, ModeLabels, StateLabels, SwitchLabels},
@@ -67,6 +69,7 @@ pub enum Capability {
     RateLimits,
     Locks,
     Queues,
+    Topics,
 }
 
 impl Capability {
@@ -79,6 +82,7 @@ impl Capability {
             Self::RateLimits => "rate_limits",
             Self::Locks => "locks",
             Self::Queues => "queues",
+            Self::Topics => "topics",
         }
     }
 
@@ -122,7 +126,7 @@ pub struct Degradation {
 /// What each capability does while Redis is down in `auto` mode (the README's degradation
 /// table repeats it). A capability listed in `backend.refuse_while_degraded` refuses instead;
 /// rate limits follow `rate_limits.degraded` (`local`: this row, `allow`, `refuse`).
-pub const DEGRADATION: [Degradation; 7] = [
+pub const DEGRADATION: [Degradation; 8] = [
     Degradation {
         capability: Capability::Cache,
         while_degraded: WhileDegraded::ServeFromMemory,
@@ -159,6 +163,12 @@ pub const DEGRADATION: [Degradation; 7] = [
         capability: Capability::Queues,
         while_degraded: WhileDegraded::Refuse,
         why: "a job accepted into memory would vanish, or run twice, when Redis returns",
+    },
+    Degradation {
+        capability: Capability::Topics,
+        while_degraded: WhileDegraded::ServeFromMemory,
+        why: "local fan-out from memory; every open stream gets a reset at each switch, since ids \
+              of one backend mean nothing in the other",
     },
 ];
 
@@ -351,6 +361,12 @@ impl Failover {
             queues: Arc::new(FailoverStore {
                 redis: redis.queues,
                 memory: None,
+                failover: failover.clone(),
+            }),
+            topics: Arc::new(FailoverStore {
+                redis: redis.topics,
+                memory: fallback(Capability::Topics)
+                    .map(|m| Arc::new(memory::topic::MemoryTopics::new(m)) as _),
                 failover: failover.clone(),
             }),
             rate_limits: Arc::new(RateLimitFailover {
@@ -659,6 +675,13 @@ macro_rules! route_each_method {
         }
     };
 }
+
+route_each_method!(TopicStore {
+    #[repeat(false)]
+    async fn publish(&self, tenant: &Tenant, topic: &TopicName, event: &NewEvent, limits: TopicLimits) -> StoreResult<Shared>;
+    #[repeat(true)]
+    async fn subscribe(&self, tenant: &Tenant, topic: &TopicName, after: Option<&str>, limits: TopicLimits) -> StoreResult<Subscription>;
+});
 
 route_each_method!(CacheStore {
     #[repeat(true)] async fn get(&self, tenant: &Tenant, ns: &Namespace, key: &CacheKey) -> StoreResult<Option<CacheValue>>;

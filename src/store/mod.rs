@@ -22,6 +22,7 @@ use crate::domain::{
     queue::{Counts, Job, JobId, JobState, Leased, NewJob, QueueName},
     rate_limit::{Check, Decision, RateLimitKey},
     session::{Session, SessionChange, SessionId, SessionRules, UserId},
+    topic::{NewEvent, Resume, Shared, TopicName},
     ttl::{Expiry, Ttl},
 };
 use time::OffsetDateTime;
@@ -723,6 +724,54 @@ pub async fn lease_waiting(
     .await
 }
 
+/// How much of a topic is kept, and how far a subscriber may fall behind.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TopicLimits {
+    /// Messages kept per topic (approximately, on Redis: `MAXLEN ~`).
+    pub max_len: u64,
+    /// How long a message is kept; a topic without a publish this long is gone.
+    pub retention_ms: u64,
+    /// Messages a subscriber may be behind the newest before it is dropped with a reset.
+    pub buffer: usize,
+}
+
+/// A subscription to a topic: how it starts, the retained messages it starts with, then the
+/// live ones. A live message may also be in `backlog` (published while it was read): skip
+/// what is not after the last message delivered.
+pub struct Subscription {
+    pub start: Resume,
+    /// The earliest retained message's id, told with a reset.
+    pub earliest: Option<String>,
+    pub backlog: Vec<Shared>,
+    /// Closed when the topic's log goes away (the backend switched, the reader lost Redis).
+    pub live: tokio::sync::broadcast::Receiver<Shared>,
+    /// Keeps what feeds `live` running (this instance's reader of the topic) while held.
+    pub feed: Option<Arc<dyn std::any::Any + Send + Sync>>,
+}
+
+/// Topics (`domain::topic`): a log per topic, fanned out to this instance's subscribers.
+#[async_trait]
+pub trait TopicStore: Send + Sync {
+    /// Appends a message, trimming the log to `limits`; subscribers on every instance get it.
+    async fn publish(
+        &self,
+        tenant: &Tenant,
+        topic: &TopicName,
+        event: &NewEvent,
+        limits: TopicLimits,
+    ) -> StoreResult<Shared>;
+
+    /// Subscribes after `after` (a `Last-Event-ID`; `None`: from now on), as
+    /// `domain::topic::resume` decides.
+    async fn subscribe(
+        &self,
+        tenant: &Tenant,
+        topic: &TopicName,
+        after: Option<&str>,
+        limits: TopicLimits,
+    ) -> StoreResult<Subscription>;
+}
+
 /// Every capability's store, as the HTTP layer sees it: failover is already inside.
 #[derive(Clone)]
 pub struct Stores {
@@ -733,4 +782,5 @@ pub struct Stores {
     pub rate_limits: Arc<dyn RateLimitStore>,
     pub locks: Arc<dyn LockStore>,
     pub queues: Arc<dyn QueueStore>,
+    pub topics: Arc<dyn TopicStore>,
 }

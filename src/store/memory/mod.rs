@@ -9,6 +9,7 @@ pub mod pending_action;
 pub mod queue;
 pub mod rate_limit;
 pub mod session;
+pub mod topic;
 
 use std::sync::{Arc, Mutex};
 
@@ -101,6 +102,7 @@ impl MemoryBackend {
             rate_limits: Arc::new(rate_limit::MemoryRateLimits::new(self)),
             locks: Arc::new(lock::MemoryLocks::new(self)),
             queues: Arc::new(queue::MemoryQueues::new(self)),
+            topics: Arc::new(topic::MemoryTopics::new(self)),
         }
     }
 }

@@ -12,6 +12,7 @@ use crate::domain::{
     queue::QueueName,
     rate_limit::RateLimitKey,
     session::{SessionId, UserId},
+    topic::TopicName,
 };
 
 #[derive(Debug, Clone)]
@@ -117,6 +118,11 @@ impl Keys {
             "", ":ready", ":delayed", ":leased", ":dead", ":done", ":meta",
         ]
         .map(|suffix| format!("{base}{suffix}"))
+    }
+
+    /// A topic's stream: `{prefix}:{tenant}:topic:{<tenant>/<topic>}`.
+    pub fn topic(&self, tenant: &Tenant, topic: &TopicName) -> String {
+        format!("{}:{tenant}:topic:{{{tenant}/{topic}}}", self.prefix)
     }
 
     /// The channel every enqueue is published on, as `<tenant>/<queue>`.

@@ -15,6 +15,7 @@ pub mod queue;
 pub mod rate_limit;
 pub mod script;
 pub mod session;
+pub mod topic;
 
 use std::sync::Arc;
 
@@ -31,5 +32,6 @@ pub fn stores(pool: &RedisPool) -> Stores {
         rate_limits: Arc::new(rate_limit::RedisRateLimits::new(pool.clone())),
         locks: Arc::new(lock::RedisLocks::new(pool.clone())),
         queues: Arc::new(queue::RedisQueues::new(pool.clone())),
+        topics: Arc::new(topic::RedisTopics::new(pool.clone())),
     }
 }

@@ -251,6 +251,18 @@ impl RedisPool {
             .map_err(|e| StoreError::Unavailable(e.to_string()))
     }
 
+    /// A connection of its own, outside the pool and without a response deadline: for a
+    /// reader that blocks (`XREAD BLOCK`) and so would hold up every call sharing it.
+    pub async fn dedicated(&self) -> Result<MultiplexedConnection, StoreError> {
+        let config = AsyncConnectionConfig::new()
+            .set_connection_timeout(Some(self.connect))
+            .set_response_timeout(None);
+        self.client
+            .get_multiplexed_async_connection_with_config(&config)
+            .await
+            .map_err(|e| StoreError::Unavailable(format!("cannot connect to Redis: {e}")))
+    }
+
     /// Runs one command.
     pub async fn query<T: FromRedisValue>(&self, cmd: &redis::Cmd) -> Result<T, StoreError> {
         let operation = match cmd.args_iter().next() {

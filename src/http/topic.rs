@@ -1,0 +1,300 @@
+//! `/v1/topics`: publish over REST, subscribe over Server-Sent Events, resume after a
+//! disconnect without a gap.
+//!
+//! Decisions the contract leaves open:
+//! - A stream without `Last-Event-ID` starts with messages published from then on. With one
+//!   (the header, which `EventSource` sends when it reconnects, wins over `?last_event_id=`),
+//!   it starts with every retained message after it. When that cannot be exact (see
+//!   `domain::topic::resume`), it starts with `event: reset` and then *every* retained
+//!   message: at most `topics.max_len`, and never a silent gap.
+//! - `event: reset` carries `{"reason", "earliest"}` and no `id:`, so a client's
+//!   `Last-Event-ID` stays its last real message. Reasons: `unknown_id`, `history_trimmed`
+//!   (then the stream goes on), `lagged` and `backend_switched` (then the stream ends, and the
+//!   client reconnects with its `Last-Event-ID`: after a lag it resumes exactly while the
+//!   messages are retained).
+//! - `event` names are 1–64 of `[A-Za-z0-9._:-]`, and `reset` is reserved.
+//! - Streams end cleanly (no reset) when the server shuts down.
+//! - One topic per stream: `GET /v1/events?topic=a&topic=b` is not offered. `EventSource`
+//!   keeps a single `Last-Event-ID`, so such a stream would need an id holding a position per
+//!   topic, rewritten on every message; a client gets the same by opening one stream per topic.
+
+use std::{collections::VecDeque, convert::Infallible, time::Duration};
+
+use axum::{
+    Json, Router,
+    extract::State,
+    http::{HeaderMap, HeaderValue, StatusCode},
+    response::{
+        IntoResponse, Response,
+        sse::{Event as SseEvent, KeepAlive, Sse},
+    },
+    routing::{get, post},
+};
+use futures_util::Stream;
+use serde::{Deserialize, Serialize};
+use serde_json::value::RawValue;
+use tokio::sync::{broadcast::error::RecvError, watch};
+use utoipa::{IntoParams, ToSchema};
+
+use super::{
+    AppState,
+    extract::{AppJson, AppQuery, ReadAt, WriteAt, id_path},
+};
+use crate::{
+    domain::topic::{MAX_EVENT_NAME_CHARS, NewEvent, Order, ResetReason, Resume, TopicName},
+    error::{ApiError, ApiResult},
+    metrics::Tally,
+    store::Subscription,
+};
+
+pub fn routes() -> Router<AppState> {
+    Router::new()
+        .route("/v1/topics/{topic}/messages", post(publish))
+        .route("/v1/topics/{topic}/events", get(subscribe))
+}
+
+id_path!(TopicPath, topic => TopicName, "orders", "The topic: 1–256 bytes of `[A-Za-z0-9._:@-]`.");
+
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+#[schema(example = json!({"data": {"order": 42, "status": "shipped"}, "event": "order.updated"}))]
+pub struct PublishRequest {
+    /// Any JSON (`topics.max_message_bytes`), delivered as the SSE `data:` exactly as sent.
+    #[schema(value_type = serde_json::Value)]
+    data: Box<RawValue>,
+    /// The SSE event name (default `message`): 1–64 of `[A-Za-z0-9._:-]`, not `reset`.
+    #[schema(pattern = "^[A-Za-z0-9._:-]{1,64}$")]
+    event: Option<String>,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct Published {
+    /// The message's id: what a subscriber's `Last-Event-ID` will hold after it.
+    #[schema(example = "1732600000000-0")]
+    id: String,
+}
+
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct EventsQuery {
+    /// Resume after this id, as the `Last-Event-ID` header does (the header wins).
+    #[param(max_length = 64)]
+    last_event_id: Option<String>,
+}
+
+/// Publish a message to a topic: every subscriber on every instance gets it, and it is kept
+/// for resuming subscribers (`topics.max_len`, `topics.retention_seconds`).
+#[utoipa::path(
+    post, path = "/v1/topics/{topic}/messages", tag = "topics", operation_id = "topic_publish",
+    params(TopicPath),
+    request_body = PublishRequest,
+    responses(
+        (status = 201, description = "Published", body = Published),
+        (status = 400, description = "Invalid topic name or malformed JSON"),
+        (status = 413, description = "`data` larger than `topics.max_message_bytes`"),
+        (status = 422, description = "Invalid event name, or an unknown field"),
+    ),
+)]
+pub async fn publish(
+    State(state): State<AppState>,
+    WriteAt(tenant, topic): WriteAt<TopicPath>,
+    AppJson(request): AppJson<PublishRequest>,
+) -> ApiResult<Response> {
+    let settings = &state.settings.topics;
+    if request.data.get().len() > settings.max_message_bytes {
+        return Err(ApiError::payload_too_large(format!(
+            "data is larger than topics.max_message_bytes ({})",
+            settings.max_message_bytes
+        )));
+    }
+    if let Some(name) = &request.event {
+        let valid = (1..=MAX_EVENT_NAME_CHARS).contains(&name.len())
+            && name
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"._:-".contains(&b));
+        if !valid || name == "reset" {
+            return Err(ApiError::validation_failed(
+                "event is 1-64 of [A-Za-z0-9._:-] and not \"reset\"",
+            ));
+        }
+    }
+    let event = NewEvent {
+        name: request.event,
+        data: request.data.get().to_string(),
+    };
+    let published = state
+        .stores
+        .topics
+        .publish(&tenant, &topic, &event, settings.limits())
+        .await?;
+    state.metrics.outcomes.topic_messages.count("published");
+    let body = Published {
+        id: published.id.clone(),
+    };
+    Ok((StatusCode::CREATED, Json(body)).into_response())
+}
+
+/// Subscribe to a topic as Server-Sent Events (`text/event-stream`), resuming after
+/// `Last-Event-ID`.
+///
+/// Each message: `id:`, `event:` (its name, or `message`), `data:` (its JSON). A comment line
+/// every `topics.heartbeat_seconds` keeps an idle stream open. `event: reset` with
+/// `{"reason", "earliest"}` says the stream could not continue exactly from where the client
+/// was: see the README.
+#[utoipa::path(
+    get, path = "/v1/topics/{topic}/events", tag = "topics", operation_id = "topic_events",
+    params(
+        TopicPath,
+        EventsQuery,
+        ("Last-Event-ID" = Option<String>, Header, description = "The last id this client received; sent by EventSource when it reconnects"),
+    ),
+    responses(
+        (status = 200, description = "The stream of messages; it stays open", body = String, content_type = "text/event-stream"),
+        (status = 400, description = "Invalid topic name"),
+    ),
+)]
+pub async fn subscribe(
+    State(state): State<AppState>,
+    ReadAt(tenant, topic): ReadAt<TopicPath>,
+    AppQuery(query): AppQuery<EventsQuery>,
+    headers: HeaderMap,
+) -> ApiResult<Response> {
+    // A header that is not text is an id no backend made: it resumes with a reset.
+    let after = match headers.get("last-event-id") {
+        Some(raw) => Some(raw.to_str().unwrap_or("\u{fffd}").to_string()),
+        None => query.last_event_id,
+    };
+    let settings = &state.settings.topics;
+    let subscription = state
+        .stores
+        .topics
+        .subscribe(&tenant, &topic, after.as_deref(), settings.limits())
+        .await?;
+    let stream = events(&state, subscription);
+    let keep_alive = KeepAlive::new().interval(Duration::from_secs(settings.heartbeat_seconds));
+    let mut response = Sse::new(stream).keep_alive(keep_alive).into_response();
+    // Proxies that buffer responses (nginx) would hold messages back.
+    response
+        .headers_mut()
+        .insert("x-accel-buffering", HeaderValue::from_static("no"));
+    Ok(response)
+}
+
+/// What a stream still has to do.
+struct Feed {
+    /// Events to send before the live ones: a reset, then the backlog.
+    pending: VecDeque<SseEvent>,
+    subscription: Subscription,
+    /// The last message sent; live messages not after it were in the backlog.
+    last: Option<Order>,
+    closing: watch::Receiver<bool>,
+    ended: bool,
+    outcomes: Outcomes,
+}
+
+/// The counters a stream moves, and its place in the subscriber gauge.
+struct Outcomes {
+    messages: Tally,
+    resets: Tally,
+    subscribers: prometheus_client::metrics::gauge::Gauge,
+}
+
+impl Drop for Outcomes {
+    fn drop(&mut self) {
+        self.subscribers.dec();
+    }
+}
+
+/// Resolves when the server begins to shut down (never, for a router served without one).
+async fn shutdown(closing: &mut watch::Receiver<bool>) {
+    if closing.wait_for(|closing| *closing).await.is_err() {
+        std::future::pending::<()>().await;
+    }
+}
+
+fn reset(reason: ResetReason, earliest: Option<&str>, resets: &Tally) -> SseEvent {
+    resets.count(reason.as_str());
+    let data = serde_json::json!({"reason": reason.as_str(), "earliest": earliest});
+    SseEvent::default().event("reset").data(data.to_string())
+}
+
+fn message(event: &crate::domain::topic::Event) -> SseEvent {
+    let sse = SseEvent::default().id(&event.id).data(&event.data);
+    match &event.name {
+        Some(name) => sse.event(name),
+        None => sse,
+    }
+}
+
+/// The stream's events: a reset when the start is not exact, the backlog, then live messages
+/// until the log goes away, the subscriber lags, or the server shuts down.
+fn events(
+    state: &AppState,
+    subscription: Subscription,
+) -> impl Stream<Item = Result<SseEvent, Infallible>> + use<> {
+    let outcomes = &state.metrics.outcomes;
+    let outcomes = Outcomes {
+        messages: outcomes.topic_messages.clone(),
+        resets: outcomes.topic_resets.clone(),
+        subscribers: outcomes.topic_subscribers.clone(),
+    };
+    outcomes.subscribers.inc();
+    let mut pending = VecDeque::new();
+    let mut last = match subscription.start {
+        Resume::After(order) => Some(order),
+        _ => None,
+    };
+    if let Resume::Reset(reason) = subscription.start {
+        let earliest = subscription.earliest.as_deref();
+        pending.push_back(reset(reason, earliest, &outcomes.resets));
+    }
+    for event in &subscription.backlog {
+        pending.push_back(message(event));
+        last = Some(event.order);
+    }
+    // The backlog's messages were read with the subscription: counted as delivered here.
+    let backlog = subscription.backlog.len() as u64;
+    outcomes.messages.count_by("delivered", backlog);
+    let feed = Feed {
+        pending,
+        subscription,
+        last,
+        closing: state.closing.clone(),
+        ended: false,
+        outcomes,
+    };
+    futures_util::stream::unfold(feed, |mut feed| async move {
+        if feed.ended {
+            return None;
+        }
+        if let Some(event) = feed.pending.pop_front() {
+            return Some((Ok(event), feed));
+        }
+        loop {
+            let received = tokio::select! {
+                biased;
+                () = shutdown(&mut feed.closing) => return None,
+                received = feed.subscription.live.recv() => received,
+            };
+            match received {
+                Ok(event) => {
+                    if feed.last.is_some_and(|last| event.order <= last) {
+                        continue;
+                    }
+                    feed.last = Some(event.order);
+                    feed.outcomes.messages.count("delivered");
+                    return Some((Ok(message(&event)), feed));
+                }
+                Err(error) => {
+                    let reason = match error {
+                        RecvError::Lagged(_) => ResetReason::Lagged,
+                        RecvError::Closed => ResetReason::BackendSwitched,
+                    };
+                    feed.ended = true;
+                    let event = reset(reason, None, &feed.outcomes.resets);
+                    return Some((Ok(event), feed));
+                }
+            }
+        }
+    })
+}

@@ -1,0 +1,252 @@
+//! Topics on Redis Streams: a stream per topic (`keys::topic`), appended by `topic_publish.lua`
+//! (`XADD ... MAXLEN ~`, then `XTRIM MINID ~` for the retention, and the key's expiry). A
+//! subscriber resumes exactly from the first retained entry on: Redis does not record what
+//! trimming removed, so an id older than that gets a reset.
+//!
+//! Fan-out: one reader per topic per instance, on a connection of its own outside the pool,
+//! loops on `XREAD BLOCK` and broadcasts each message to this instance's subscribers; it stops
+//! when the last subscription holding it is dropped. A message published on any instance
+//! reaches every instance's reader, so subscribers need no connection of their own.
+//!
+//! A subscription first joins the reader's channel, then reads the stream's bounds and backlog
+//! (`topic_read.lua`, one round trip): whatever was published meanwhile is in both, and the
+//! HTTP stream skips what it has already sent. The reader starts from the stream's last id as
+//! it stood before the subscription read anything, so nothing falls between the two.
+//!
+//! When the reader loses Redis (an error, or no answer within its block time and a margin) it
+//! ends, closing its channel: every stream on it ends with a reset, and its clients reconnect.
+
+use std::{
+    collections::HashMap,
+    sync::{Arc, Weak},
+    time::Duration,
+};
+
+use async_trait::async_trait;
+use redis::{Value, aio::MultiplexedConnection};
+use tokio::sync::{Mutex, broadcast};
+
+use super::{RedisPool, script::Script};
+use crate::{
+    domain::{
+        ids::Tenant,
+        topic::{Bounds, Event, Log, NewEvent, Order, Resume, Shared, TopicName, resume},
+    },
+    store::{StoreError, StoreResult, Subscription, TopicLimits, TopicStore},
+};
+
+/// How long one `XREAD` blocks; the reader notices a dropped last subscriber at least this
+/// often, and a Redis that stopped answering within this plus `READ_MARGIN`.
+const BLOCK: Duration = Duration::from_secs(5);
+const READ_MARGIN: Duration = Duration::from_secs(2);
+/// Most messages one `XREAD` returns.
+const READ_COUNT: usize = 1000;
+
+pub struct RedisTopics {
+    redis: RedisPool,
+    publish: Script,
+    read: Script,
+    readers: Mutex<HashMap<String, Weak<Reader>>>,
+}
+
+/// This instance's reader of one topic; dropping the last holder stops it.
+struct Reader {
+    /// The reader task owns the sender: when it ends, subscribers see the channel close.
+    sender: broadcast::WeakSender<Shared>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for Reader {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+impl RedisTopics {
+    pub fn new(redis: RedisPool) -> Self {
+        Self {
+            redis,
+            publish: Script::new(
+                "topic_publish",
+                include_str!("scripts/topic_publish.lua"),
+            ),
+            read: Script::new("topic_read", include_str!("scripts/topic_read.lua")),
+            readers: Mutex::default(),
+        }
+    }
+
+    /// This instance's running reader of `key` and a receiver of its messages, starting a
+    /// reader when there is none.
+    async fn join(
+        &self,
+        key: &str,
+        buffer: usize,
+    ) -> StoreResult<(Arc<Reader>, broadcast::Receiver<Shared>)> {
+        let mut readers = self.readers.lock().await;
+        readers.retain(|_, reader| reader.strong_count() > 0);
+        if let Some(reader) = readers.get(key).and_then(Weak::upgrade)
+            && let Some(sender) = reader.sender.upgrade()
+        {
+            return Ok((reader, sender.subscribe()));
+        }
+        // Where the reader starts: the stream's last id now, before the subscriber reads.
+        let mut newest = redis::cmd("XREVRANGE");
+        newest.arg(key).arg("+").arg("-").arg("COUNT").arg(1);
+        let newest: Vec<(String, Value)> = self.redis.query(&newest).await?;
+        let from = newest.first().map_or("0-0".to_string(), |(id, _)| id.clone());
+        let connection = self.redis.dedicated().await?;
+        let (sender, receiver) = broadcast::channel(buffer.max(1));
+        let reader = Arc::new(Reader {
+            sender: sender.downgrade(),
+            task: tokio::spawn(read(connection, key.to_string(), from, sender)),
+        });
+        readers.insert(key.to_string(), Arc::downgrade(&reader));
+        Ok((reader, receiver))
+    }
+
+    /// The stream's bounds and the messages after `from` ('-': all, '': none).
+    async fn backlog(&self, key: &str, from: &str) -> StoreResult<(Bounds, Vec<Shared>)> {
+        let (last, first, entries): (String, String, Vec<(String, Value)>) =
+            self.redis.script(self.read.key(key).arg(from)).await?;
+        let position = |id: &str| match Order::parse(id) {
+            Some((Log::Redis, order)) => Some(order),
+            _ => None,
+        };
+        let bounds = Bounds {
+            log: Log::Redis,
+            last: position(&last),
+            // An empty stream (all trimmed by age) resumes exactly only from its last id.
+            resumable_from: position(&first).or(position(&last)),
+        };
+        let events = entries
+            .into_iter()
+            .map(|(id, fields)| event(&id, fields))
+            .collect::<StoreResult<_>>()?;
+        Ok((bounds, events))
+    }
+}
+
+/// A stream entry as a message: `d` holds the data, `e` the event name.
+fn event(id: &str, fields: Value) -> StoreResult<Shared> {
+    let bad = || StoreError::Internal(format!("stream entry {id} is not a topic message"));
+    let Some((Log::Redis, order)) = Order::parse(id) else {
+        return Err(bad());
+    };
+    let fields: HashMap<String, String> = redis::from_redis_value(fields).map_err(|_| bad())?;
+    Ok(Shared::new(Event {
+        order,
+        id: id.to_string(),
+        name: fields.get("e").cloned(),
+        data: fields.get("d").cloned().ok_or_else(bad)?,
+    }))
+}
+
+/// Broadcasts the stream's messages after `from` until Redis fails or the reader is dropped.
+async fn read(
+    mut connection: MultiplexedConnection,
+    key: String,
+    mut from: String,
+    sender: broadcast::Sender<Shared>,
+) {
+    loop {
+        let mut xread = redis::cmd("XREAD");
+        xread
+            .arg("COUNT")
+            .arg(READ_COUNT)
+            .arg("BLOCK")
+            .arg(BLOCK.as_millis() as u64)
+            .arg("STREAMS")
+            .arg(&key)
+            .arg(&from);
+        let reply = tokio::time::timeout(
+            BLOCK + READ_MARGIN,
+            xread.query_async::<Option<Vec<(String, Vec<(String, Value)>)>>>(&mut connection),
+        )
+        .await;
+        let entries = match reply {
+            Ok(Ok(Some(streams))) => streams.into_iter().flat_map(|(_, entries)| entries),
+            Ok(Ok(None)) => continue,
+            Ok(Err(e)) => {
+                tracing::warn!(error = %e, stream = key, "topic reader lost Redis");
+                return;
+            }
+            Err(_) => {
+                tracing::warn!(stream = key, "topic reader: Redis did not answer");
+                return;
+            }
+        };
+        for (id, fields) in entries {
+            match event(&id, fields) {
+                Ok(event) => {
+                    // No subscriber is not an error: the last one may just have left.
+                    let _ = sender.send(event);
+                }
+                Err(e) => tracing::error!(error = %e, "topic reader skipped an entry"),
+            }
+            from = id;
+        }
+    }
+}
+
+#[async_trait]
+impl TopicStore for RedisTopics {
+    async fn publish(
+        &self,
+        tenant: &Tenant,
+        topic: &TopicName,
+        event: &NewEvent,
+        limits: TopicLimits,
+    ) -> StoreResult<Shared> {
+        let key = self.redis.keys().topic(tenant, topic);
+        let mut call = self.publish.key(&key);
+        call.arg(event.name.as_deref().unwrap_or(""))
+            .arg(&event.data)
+            .arg(limits.max_len)
+            .arg(limits.retention_ms);
+        let id: String = self.redis.script(&call).await?;
+        let Some((Log::Redis, order)) = Order::parse(&id) else {
+            return Err(StoreError::Internal(format!("XADD answered {id:?}")));
+        };
+        Ok(Shared::new(Event {
+            order,
+            id,
+            name: event.name.clone(),
+            data: event.data.clone(),
+        }))
+    }
+
+    async fn subscribe(
+        &self,
+        tenant: &Tenant,
+        topic: &TopicName,
+        after: Option<&str>,
+        limits: TopicLimits,
+    ) -> StoreResult<Subscription> {
+        let key = self.redis.keys().topic(tenant, topic);
+        let (reader, live) = self.join(&key, limits.buffer).await?;
+        let from = match after.map(Order::parse) {
+            None => String::new(),
+            Some(Some((Log::Redis, order))) => order.id(Log::Redis),
+            Some(_) => "-".to_string(),
+        };
+        let (bounds, mut backlog) = self.backlog(&key, &from).await?;
+        let start = resume(after, &bounds);
+        if matches!(start, Resume::Reset(_)) && from != "-" {
+            backlog = self.backlog(&key, "-").await?.1;
+        }
+        if start == Resume::Live {
+            backlog.clear();
+        }
+        let earliest = match backlog.first() {
+            Some(first) if matches!(start, Resume::Reset(_)) => Some(first.id.clone()),
+            _ => None,
+        };
+        Ok(Subscription {
+            start,
+            earliest,
+            backlog,
+            live,
+            feed: Some(reader),
+        })
+    }
+}
