@@ -272,6 +272,29 @@ def step_queue(api: Api) -> None:
     expect(body_json(counts)["done"] == 1, f"counts: {counts.content!r}")
 
 
+def step_topic(api: Api) -> None:
+    topic = f"topic-{uuid.uuid4().hex[:8]}"
+    path = "/v1/topics/{topic}/messages"
+    ids = []
+    for n in range(3):
+        published = api.call("POST", path, [topic], body={"data": {"n": n}, "event": "tick"})
+        expect(published.status_code == 201, f"publish: {published.status_code} {published.content!r}")
+        ids.append(body_json(published)["id"])
+    # The stream stays open: read it with the client's HTTP library, not the generated call.
+    client = api.client.get_httpx_client()
+    url = f"/v1/topics/{topic}/events"
+    lines = []
+    with client.stream("GET", url, headers={"Last-Event-ID": ids[0]}, timeout=5) as response:
+        expect(response.status_code == 200, f"subscribe: {response.status_code}")
+        expect(response.headers["content-type"] == "text/event-stream", "an event stream")
+        for line in response.iter_lines():
+            lines.append(line)
+            if line == f"id: {ids[2]}":
+                break
+    expect(f"id: {ids[1]}" in lines and "event: tick" in lines, f"resumed after the first: {lines}")
+    expect(f"id: {ids[0]}" not in lines, f"not the first again: {lines}")
+
+
 def step_agent_state(api: Api) -> None:
     thread_id = f"thread-{uuid.uuid4().hex[:8]}"
     thread_path = "/v1/agent-states/{thread_id}"
@@ -408,6 +431,7 @@ def main() -> int:
         ("rate limit: check until denied, reset, peek", step_rate_limit),
         ("lock: acquire, held, get, fence check, release", step_lock),
         ("queue: enqueue, lease, ack, ack again, counts", step_queue),
+        ("topic: publish, resume after Last-Event-ID", step_topic),
     ]
     passed = failed = skipped = 0
     for name, step in steps:

@@ -55,6 +55,9 @@ def scrape(args):
         "statekeeper_rate_limit_decisions": "counter",
         "statekeeper_lock_operations": "counter",
         "statekeeper_queue_jobs": "counter",
+        "statekeeper_topic_messages": "counter",
+        "statekeeper_topic_resets": "counter",
+        "statekeeper_topic_subscribers": "gauge",
     }
     if args.backend == "redis":
         expected.update(

@@ -253,7 +253,8 @@ impl Outcomes {
             "purged",
             "lease_lost",
         ]);
-        self.topic_messages.start_at_zero(&["published", "delivered"]);
+        self.topic_messages
+            .start_at_zero(&["published", "delivered"]);
         self.topic_resets.start_at_zero(&[
             "unknown_id",
             "history_trimmed",

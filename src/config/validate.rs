@@ -165,10 +165,26 @@ impl Settings {
         let topics = &self.topics;
         for (name, value, range) in [
             ("topics.max_len", topics.max_len, 1..=10_000_000),
-            ("topics.retention_seconds", topics.retention_seconds, 1..=30 * 86_400),
-            ("topics.subscriber_buffer", topics.subscriber_buffer as u64, 1..=1_000_000),
-            ("topics.max_message_bytes", topics.max_message_bytes as u64, 1..=16 << 20),
-            ("topics.heartbeat_seconds", topics.heartbeat_seconds, 1..=3600),
+            (
+                "topics.retention_seconds",
+                topics.retention_seconds,
+                1..=30 * 86_400,
+            ),
+            (
+                "topics.subscriber_buffer",
+                topics.subscriber_buffer as u64,
+                1..=1_000_000,
+            ),
+            (
+                "topics.max_message_bytes",
+                topics.max_message_bytes as u64,
+                1..=16 << 20,
+            ),
+            (
+                "topics.heartbeat_seconds",
+                topics.heartbeat_seconds,
+                1..=3600,
+            ),
         ] {
             if !range.contains(&value) {
                 return Err(SettingsError::new(

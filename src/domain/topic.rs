@@ -189,12 +189,26 @@ mod tests {
     #[test]
     fn ids_round_trip_per_log() {
         let order = Order(1732600000000, 7);
-        assert_eq!(Order::parse(&order.id(Log::Redis)), Some((Log::Redis, order)));
+        assert_eq!(
+            Order::parse(&order.id(Log::Redis)),
+            Some((Log::Redis, order))
+        );
         let memory = Order(0, 42);
         let id = memory.id(Log::Memory(0xdead_beef));
         assert_eq!(id, "mdeadbeef-42");
         assert_eq!(Order::parse(&id), Some((Log::Memory(0xdead_beef), memory)));
-        for bad in ["", "-", "1-", "-1", "1-2-3", "a-1", "m1-2", "mzzzzzzzz-1", "1 -2", "+1-2"] {
+        for bad in [
+            "",
+            "-",
+            "1-",
+            "-1",
+            "1-2-3",
+            "a-1",
+            "m1-2",
+            "mzzzzzzzz-1",
+            "1 -2",
+            "+1-2",
+        ] {
             assert_eq!(Order::parse(bad), None, "{bad:?}");
         }
         assert_eq!(Order::parse("99999999999999999999999-0"), None);
@@ -214,7 +228,11 @@ mod tests {
         let unknown = Resume::Reset(ResetReason::UnknownId);
         assert_eq!(resume(Some("49-9"), &REDIS), trimmed);
         assert_eq!(resume(Some("100-4"), &REDIS), unknown, "later than the log");
-        assert_eq!(resume(Some("m00000001-1"), &REDIS), unknown, "other backend");
+        assert_eq!(
+            resume(Some("m00000001-1"), &REDIS),
+            unknown,
+            "other backend"
+        );
         assert_eq!(resume(Some("garbage"), &REDIS), unknown);
         let lost = Bounds {
             last: None,
@@ -227,7 +245,14 @@ mod tests {
             last: Some(Order(0, 10)),
             resumable_from: None,
         };
-        assert_eq!(resume(Some("m00000002-3"), &memory), unknown, "another epoch");
-        assert_eq!(resume(Some("m00000001-3"), &memory), Resume::After(Order(0, 3)));
+        assert_eq!(
+            resume(Some("m00000002-3"), &memory),
+            unknown,
+            "another epoch"
+        );
+        assert_eq!(
+            resume(Some("m00000001-3"), &memory),
+            Resume::After(Order(0, 3))
+        );
     }
 }

@@ -22,3 +22,4 @@ mod queues;
 mod rate_limits;
 mod redis_tls;
 mod sessions;
+mod topics;

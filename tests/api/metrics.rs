@@ -124,7 +124,25 @@ async fn traffic_shows_in_the_series(app: &TestApp) {
         .await;
     assert_eq!(ack.status, 200, "{}", ack.body);
 
+    let stream = app
+        .request(Method::GET, "/v1/topics/news/events")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(stream.status(), 200);
+    let published = app
+        .post("/v1/topics/news/messages", json!({"data": 1}))
+        .await;
+    assert_eq!(published.status, 201);
+
     let m = scrape(app).await;
+    drop(stream);
+    assert_eq!(value(&m, "statekeeper_topic_subscribers", &[]), 1.0);
+    let topic_messages = [("outcome", "published")];
+    assert_eq!(
+        value(&m, "statekeeper_topic_messages_total", &topic_messages),
+        1.0
+    );
     let requests = "statekeeper_http_requests_total";
     let route = "/v1/cache/{namespace}/{key}";
     let cache_get = [("route", route), ("method", "GET"), ("status", "200")];

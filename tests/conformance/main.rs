@@ -11,3 +11,4 @@ mod pending_actions;
 mod queues;
 mod rate_limits;
 mod sessions;
+mod topics;

@@ -66,10 +66,7 @@ impl RedisTopics {
     pub fn new(redis: RedisPool) -> Self {
         Self {
             redis,
-            publish: Script::new(
-                "topic_publish",
-                include_str!("scripts/topic_publish.lua"),
-            ),
+            publish: Script::new("topic_publish", include_str!("scripts/topic_publish.lua")),
             read: Script::new("topic_read", include_str!("scripts/topic_read.lua")),
             readers: Mutex::default(),
         }
@@ -93,7 +90,9 @@ impl RedisTopics {
         let mut newest = redis::cmd("XREVRANGE");
         newest.arg(key).arg("+").arg("-").arg("COUNT").arg(1);
         let newest: Vec<(String, Value)> = self.redis.query(&newest).await?;
-        let from = newest.first().map_or("0-0".to_string(), |(id, _)| id.clone());
+        let from = newest
+            .first()
+            .map_or("0-0".to_string(), |(id, _)| id.clone());
         let connection = self.redis.dedicated().await?;
         let (sender, receiver) = broadcast::channel(buffer.max(1));
         let reader = Arc::new(Reader {

@@ -1,0 +1,354 @@
+//! Topics over HTTP, read with an SSE client library (`eventsource-stream`): publish and
+//! subscribe on every backend, resume across two instances sharing one Redis while subscribers
+//! come and go, a stuck subscriber dropped with a reset while publishers keep their pace,
+//! resets at each backend switch, and streams that end at shutdown.
+
+use std::{
+    collections::HashSet,
+    pin::Pin,
+    sync::Arc,
+    time::{Duration, Instant},
+};
+
+use eventsource_stream::{Event, EventStreamError, Eventsource};
+use futures_util::{Stream, StreamExt};
+use rand::RngExt as _;
+use reqwest::Method;
+use serde_json::{Value, json};
+use statekeeper::config::BackendMode;
+
+use crate::common::{RedisServer, TestApp, settings, spawn_app};
+
+type Events = Pin<Box<dyn Stream<Item = Result<Event, EventStreamError<reqwest::Error>>> + Send>>;
+
+/// An open subscription.
+struct Subscriber {
+    events: Events,
+}
+
+impl Subscriber {
+    async fn open(app: &TestApp, topic: &str, last_event_id: Option<&str>) -> Self {
+        let mut request = app.request(Method::GET, &format!("/v1/topics/{topic}/events"));
+        if let Some(id) = last_event_id {
+            request = request.header("last-event-id", id);
+        }
+        let response = request.send().await.unwrap();
+        assert_eq!(response.status(), 200);
+        assert_eq!(response.headers()["content-type"], "text/event-stream");
+        Self {
+            events: Box::pin(response.bytes_stream().eventsource()),
+        }
+    }
+
+    /// The next event, `None` when the stream ended; panics after `within`.
+    async fn next_within(&mut self, within: Duration) -> Option<Event> {
+        match tokio::time::timeout(within, self.events.next()).await {
+            Ok(Some(Ok(event))) => Some(event),
+            Ok(Some(Err(e))) => panic!("stream error: {e}"),
+            Ok(None) => None,
+            Err(_) => panic!("no event within {within:?}"),
+        }
+    }
+
+    async fn next(&mut self) -> Option<Event> {
+        self.next_within(Duration::from_secs(5)).await
+    }
+
+    /// The next `n` events.
+    async fn take(&mut self, n: usize) -> Vec<Event> {
+        let mut events = Vec::new();
+        while events.len() < n {
+            events.push(self.next().await.expect("the stream goes on"));
+        }
+        events
+    }
+}
+
+async fn publish(app: &TestApp, topic: &str, body: Value) -> String {
+    let reply = app
+        .post(&format!("/v1/topics/{topic}/messages"), body)
+        .await;
+    assert_eq!(reply.status, 201, "{}", reply.body);
+    reply.body["id"].as_str().unwrap().to_string()
+}
+
+fn reset_reason(event: &Event) -> String {
+    assert_eq!(event.event, "reset", "{event:?}");
+    let data: Value = serde_json::from_str(&event.data).unwrap();
+    data["reason"].as_str().unwrap().to_string()
+}
+
+/// Publish, receive live with ids and names, resume after an id, reset for a foreign one.
+async fn publish_subscribe_and_resume(app: &TestApp) {
+    let mut live = Subscriber::open(app, "orders", None).await;
+    let first = publish(
+        app,
+        "orders",
+        json!({"data": {"order": 1}, "event": "created"}),
+    )
+    .await;
+    let raw = br#"{"data": [2, "two"]}"#;
+    let second = app
+        .call_raw(Method::POST, "/v1/topics/orders/messages", raw)
+        .await;
+    assert_eq!(second.status, 201);
+    let second = second.body["id"].as_str().unwrap().to_string();
+    let third = publish(app, "orders", json!({"data": "three"})).await;
+    let events = live.take(3).await;
+    assert_eq!(events[0].id, first);
+    assert_eq!(events[0].event, "created");
+    assert_eq!(events[0].data, "{\"order\":1}");
+    assert_eq!(events[1].event, "message");
+    assert_eq!(events[1].data, "[2, \"two\"]", "data exactly as sent");
+    assert_eq!(events[2].id, third);
+
+    let mut resumed = Subscriber::open(app, "orders", Some(&first)).await;
+    let events = resumed.take(2).await;
+    assert_eq!(
+        [events[0].id.as_str(), events[1].id.as_str()],
+        [second.as_str(), third.as_str()]
+    );
+
+    let query = app
+        .request(
+            Method::GET,
+            &format!("/v1/topics/orders/events?last_event_id={second}"),
+        )
+        .send()
+        .await
+        .unwrap();
+    let mut by_query = Subscriber {
+        events: Box::pin(query.bytes_stream().eventsource()),
+    };
+    assert_eq!(by_query.next().await.unwrap().id, third);
+
+    let mut foreign = Subscriber::open(app, "orders", Some("not-an-id")).await;
+    let reset = foreign.next().await.unwrap();
+    assert_eq!(reset_reason(&reset), "unknown_id");
+    let data: Value = serde_json::from_str(&reset.data).unwrap();
+    assert_eq!(data["earliest"], first.as_str());
+    let replay = foreign.take(3).await;
+    assert_eq!(replay[0].id, first, "then every retained message");
+}
+
+/// Bad input is refused and publishes nothing.
+async fn bad_messages_are_refused(app: &TestApp) {
+    let path = "/v1/topics/t/messages";
+    for (body, status) in [
+        (json!({"data": 1, "event": "reset"}), 422),
+        (json!({"data": 1, "event": "has space"}), 422),
+        (json!({"data": 1, "event": ""}), 422),
+        (json!({"data": 1, "extra": true}), 422),
+        (json!({"event": "x"}), 422),
+        (json!({"data": "x".repeat(70_000)}), 413),
+    ] {
+        let reply = app.post(path, body.clone()).await;
+        assert_eq!(reply.status, status, "{body}: {}", reply.body);
+        assert_eq!(reply.header("content-type"), "application/problem+json");
+    }
+    assert_eq!(
+        app.post("/v1/topics/bad name/messages", json!({"data": 1}))
+            .await
+            .status,
+        400
+    );
+    let mut replay = Subscriber::open(app, "t", Some("0-0")).await;
+    let reset = replay.next().await.unwrap();
+    let data: Value = serde_json::from_str(&reset.data).unwrap();
+    assert_eq!(
+        data["earliest"],
+        Value::Null,
+        "nothing was published: {reset:?}"
+    );
+}
+
+crate::on_each_backend!(app => publish_subscribe_and_resume, bad_messages_are_refused);
+
+/// 10,000 messages published on instance A by four publishers while 25 subscribers on A and 25
+/// on B read a random number of messages, drop the connection and resume from their last id,
+/// again and again. Each sees every message exactly once, in the one order of the log, with no
+/// reset (everything stays retained).
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn subscribers_that_come_and_go_see_every_message_once_in_order() {
+    let Some(redis) = RedisServer::start() else {
+        return;
+    };
+    let a = Arc::new(spawn_app(settings(BackendMode::Redis, Some(&redis))).await);
+    let b = Arc::new(spawn_app(settings(BackendMode::Redis, Some(&redis))).await);
+    const TOTAL: usize = 10_000;
+    // Every subscriber starts from a message published before the run, so each can resume.
+    let start = publish(&a, "firehose", json!({"data": "start"})).await;
+
+    let mut subscribers = Vec::new();
+    for s in 0..50 {
+        let app = if s % 2 == 0 { a.clone() } else { b.clone() };
+        let start = start.clone();
+        subscribers.push(tokio::spawn(async move {
+            let mut seen: Vec<String> = Vec::new();
+            let mut reconnects = 0;
+            while seen.len() < TOTAL {
+                let last = seen.last().cloned().unwrap_or(start.clone());
+                let mut subscriber = Subscriber::open(&app, "firehose", Some(&last)).await;
+                let quota = rand::rng().random_range(1..=800);
+                for _ in 0..quota {
+                    let event = subscriber
+                        .next_within(Duration::from_secs(30))
+                        .await
+                        .expect("the stream goes on");
+                    assert_ne!(event.event, "reset", "no reset: {event:?}");
+                    seen.push(event.id);
+                    if seen.len() == TOTAL {
+                        break;
+                    }
+                }
+                reconnects += 1;
+            }
+            (seen, reconnects)
+        }));
+    }
+
+    let mut publishers = Vec::new();
+    for p in 0..4 {
+        let a = a.clone();
+        publishers.push(tokio::spawn(async move {
+            let mut ids = Vec::new();
+            for i in 0..TOTAL / 4 {
+                ids.push(publish(&a, "firehose", json!({"data": {"p": p, "i": i}})).await);
+            }
+            ids
+        }));
+    }
+    let mut published = HashSet::new();
+    for publisher in publishers {
+        published.extend(publisher.await.unwrap());
+    }
+    assert_eq!(published.len(), TOTAL);
+    // One stream reader per instance, not one Redis connection per subscriber.
+    let clients: String = redis::cmd("CLIENT")
+        .arg("LIST")
+        .query(&mut redis.connection())
+        .unwrap();
+    let readers = clients.lines().filter(|c| c.contains("cmd=xread")).count();
+    assert!(readers <= 2, "{readers} stream readers:\n{clients}");
+
+    let mut orders = Vec::new();
+    let mut total_reconnects = 0;
+    for subscriber in subscribers {
+        let (seen, reconnects) = subscriber.await.unwrap();
+        total_reconnects += reconnects;
+        let unique: HashSet<&String> = seen.iter().collect();
+        assert_eq!(unique.len(), TOTAL, "each message once");
+        assert!(seen.iter().all(|id| published.contains(id)));
+        orders.push(seen);
+    }
+    assert!(orders.windows(2).all(|w| w[0] == w[1]), "one order for all");
+    let position = |id: &str| -> (u64, u64) {
+        let (ms, seq) = id.split_once('-').unwrap();
+        (ms.parse().unwrap(), seq.parse().unwrap())
+    };
+    assert!(
+        orders[0]
+            .windows(2)
+            .all(|w| position(&w[0]) < position(&w[1])),
+        "in the log's order"
+    );
+    assert!(
+        total_reconnects > 50 * 5,
+        "subscribers came and went: {total_reconnects}"
+    );
+}
+
+/// A subscriber that stops reading falls behind `topics.subscriber_buffer`, gets a reset
+/// (`lagged`) and its stream ends; publishers keep their pace meanwhile.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_stuck_subscriber_is_dropped_and_never_slows_publishers() {
+    let Some(redis) = RedisServer::start() else {
+        return;
+    };
+    let mut settings = settings(BackendMode::Redis, Some(&redis));
+    settings.topics.subscriber_buffer = 16;
+    let app = spawn_app(settings).await;
+    let big = "x".repeat(32 * 1024);
+    let latencies = |n: usize| {
+        let app = &app;
+        let big = big.clone();
+        async move {
+            let mut took = Vec::new();
+            for _ in 0..n {
+                let started = Instant::now();
+                publish(app, "big", json!({"data": big})).await;
+                took.push(started.elapsed());
+            }
+            took.sort();
+            took
+        }
+    };
+    let before = latencies(50).await;
+
+    // Opened and never read: once the socket's buffers are full, it falls behind.
+    let mut stuck = Subscriber::open(&app, "big", None).await;
+    let during = latencies(600).await;
+    let p99 = |took: &[Duration]| took[took.len() * 99 / 100];
+    assert!(
+        p99(&during) < p99(&before) * 10 + Duration::from_millis(100),
+        "publish p99 {:?} with a stuck subscriber, {:?} before",
+        p99(&during),
+        p99(&before)
+    );
+
+    let mut delivered = 0;
+    let reason = loop {
+        let event = stuck.next().await.expect("a reset before the end");
+        if event.event == "reset" {
+            break reset_reason(&event);
+        }
+        delivered += 1;
+    };
+    assert_eq!(reason, "lagged");
+    assert!(delivered < 600, "{delivered} delivered before the reset");
+    assert!(
+        stuck.next().await.is_none(),
+        "the stream ends after the reset"
+    );
+}
+
+/// In auto mode, a Redis outage ends open streams with a reset; streams opened meanwhile are
+/// served from memory, where a Redis id is unknown; Redis's return ends those with a reset too.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn each_backend_switch_resets_open_streams() {
+    let Some(mut redis) = RedisServer::start() else {
+        return;
+    };
+    let app = spawn_app(settings(BackendMode::Auto, Some(&redis))).await;
+    let on_redis = publish(&app, "news", json!({"data": 1})).await;
+    let mut before = Subscriber::open(&app, "news", Some(&on_redis)).await;
+
+    redis.kill();
+    let reset = before.next_within(Duration::from_secs(10)).await.unwrap();
+    assert_eq!(reset_reason(&reset), "backend_switched");
+    assert!(before.next().await.is_none());
+    app.wait_for_health(Duration::from_secs(5), |h| h["status"] == "degraded")
+        .await;
+
+    let on_memory = publish(&app, "news", json!({"data": 2})).await;
+    assert!(on_memory.starts_with('m'), "{on_memory}");
+    let mut during = Subscriber::open(&app, "news", Some(&on_redis)).await;
+    assert_eq!(reset_reason(&during.next().await.unwrap()), "unknown_id");
+    assert_eq!(during.next().await.unwrap().id, on_memory);
+
+    redis.restart();
+    let reset = during.next_within(Duration::from_secs(10)).await.unwrap();
+    assert_eq!(reset_reason(&reset), "backend_switched");
+    assert!(during.next().await.is_none());
+}
+
+/// Shutdown ends open streams at once (no reset), not at the end of the grace period.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shutdown_ends_open_streams() {
+    let app = spawn_app(settings(BackendMode::Memory, None)).await;
+    let mut subscriber = Subscriber::open(&app, "t", None).await;
+    let started = Instant::now();
+    drop(app);
+    assert!(subscriber.next().await.is_none(), "the stream ends cleanly");
+    assert!(started.elapsed() < Duration::from_secs(5));
+}
