@@ -136,6 +136,16 @@ def run_wrk(url, duration, connections, threads, script=None, env=None):
     return {"rps": rps, "p50": p50, "p99": p99, "p999": p999, "errors": errors, "requests": total}
 
 
+def run_topic_load(base, duration, subscribers=100, rate=500):
+    """examples/topic_load: publish rps with 100 subscribers, then the delivery latency (publish
+    to receipt) at a fixed rate. p50/p99 are the delivery latency; p99.9 holds its maximum."""
+    out = subprocess.run([str(RELEASE / "examples" / "topic_load"), base, str(subscribers), str(duration),
+                          str(rate)], capture_output=True, text=True, check=True).stdout
+    r = json.loads(out.strip().splitlines()[-1])
+    return {"rps": r["publish_rps"], "p50": r["p50_ms"], "p99": r["p99_ms"], "p999": r["max_ms"],
+            "errors": r["expected"] - r["delivered"], "requests": r["published"]}
+
+
 def run_redis_benchmark(port, connections, requests, *command):
     out = subprocess.run(
         ["redis-benchmark", "-p", str(port), "-c", str(connections), "-n", str(requests), "--csv", *command],
@@ -248,6 +258,7 @@ WORKLOADS = [
     ("rate-limit check (sliding)", "ratelimit"),
     ("lock acquire + release", "lock"),
     ("enqueue + lease + ack", "queue"),
+    ("topic publish, 100 subscribers", "topic"),
 ]
 
 
@@ -338,6 +349,8 @@ def measure(procs, duration, entries, conns, threads, rounds, only):
             return run_wrk(base, duration, conns, conns, "lock.lua")
         if workload == "queue":
             return run_wrk(base, duration, conns, conns, "queue.lua")
+        if workload == "topic" and name in (SK, SKM):
+            return run_topic_load(base, duration)
         if workload == "session_patch" and name != FASTAPI:
             return run_wrk(f"{base}/v1/sessions/{sessions[name]}", duration, conns, threads, "session_patch.lua")
         return None

@@ -27,5 +27,5 @@ if [ ! -x target/bench-venv/bin/uvicorn ]; then
     target/bench-venv/bin/pip install -q -r bench/reference/requirements.txt
 fi
 
-cargo build --release --locked --bin statekeeper --example http_ceiling
+cargo build --release --locked --bin statekeeper --example http_ceiling --example topic_load
 exec python3 bench/bench.py "$@"

@@ -75,10 +75,24 @@ pub struct ResponseLabels {
     pub status: u16,
 }
 
-#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-pub struct OperationLabels {
-    pub operation: &'static str,
+/// A label set of one label, whose values are fixed words of the code.
+macro_rules! one_label {
+    ($($name:ident { $label:ident }),* $(,)?) => {$(
+        #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+        pub struct $name {
+            pub $label: &'static str,
+        }
+    )*};
 }
+
+one_label!(
+    OperationLabels { operation },
+    OutcomeLabels { outcome },
+    BackendLabels { backend },
+    ModeLabels { mode },
+    SwitchLabels { to },
+    StateLabels { state },
+);
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct ErrorLabels {
@@ -86,31 +100,6 @@ pub struct ErrorLabels {
     /// `connection`, `timeout`, `refused` (a Redis that answers but will not serve: OOM,
     /// READONLY, ...) or `unexpected`.
     pub kind: &'static str,
-}
-
-#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-pub struct OutcomeLabels {
-    pub outcome: &'static str,
-}
-
-#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-pub struct BackendLabels {
-    pub backend: &'static str,
-}
-
-#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-pub struct ModeLabels {
-    pub mode: &'static str,
-}
-
-#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-pub struct SwitchLabels {
-    pub to: &'static str,
-}
-
-#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-pub struct StateLabels {
-    pub state: &'static str,
 }
 
 /// Request counts, durations and requests in flight.
