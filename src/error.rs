@@ -245,6 +245,8 @@ pub enum Missing {
     PendingAction,
     Session,
     Job,
+    Budget,
+    Reservation,
 }
 
 impl From<Missing> for ApiError {
@@ -256,6 +258,10 @@ impl From<Missing> for ApiError {
             Missing::Session => "no live session with this id",
             Missing::Job => {
                 "no job with this id in this queue (unknown, purged, or finished over an hour ago)"
+            }
+            Missing::Budget => "no budget for this subject and metric",
+            Missing::Reservation => {
+                "no live reservation with this id (committed, released, or expired and returned)"
             }
         })
     }
@@ -302,6 +308,21 @@ impl From<Conflict> for ApiError {
             Conflict::NotDead => ("not_dead", "only a dead job can be redriven"),
         };
         Self::conflict(code, detail)
+    }
+}
+
+/// A reservation that does not fit its budget: 409 `budget_exceeded` with what remains.
+pub struct BudgetExceeded {
+    pub remaining: u64,
+}
+
+impl From<BudgetExceeded> for ApiError {
+    fn from(exceeded: BudgetExceeded) -> Self {
+        Self::conflict(
+            "budget_exceeded",
+            "the amount does not fit what remains of the budget this period; nothing was held",
+        )
+        .with("remaining", exceeded.remaining)
     }
 }
 

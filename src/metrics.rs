@@ -215,6 +215,10 @@ pub struct Outcomes {
     pub topic_resets: Tally,
     /// Open topic streams.
     pub topic_subscribers: Gauge,
+    /// Usage events: `counted`, `duplicate` (an `event_id` counted before).
+    pub usage_events: Tally,
+    /// Budget reservations: `granted`, `exceeded`, `committed`, `released`.
+    pub reservations: Tally,
 }
 
 impl Outcomes {
@@ -244,6 +248,9 @@ impl Outcomes {
         ]);
         self.topic_messages
             .start_at_zero(&["published", "delivered"]);
+        self.usage_events.start_at_zero(&["counted", "duplicate"]);
+        self.reservations
+            .start_at_zero(&["granted", "exceeded", "committed", "released"]);
         self.topic_resets.start_at_zero(&[
             "unknown_id",
             "history_trimmed",
@@ -373,6 +380,16 @@ impl Metrics {
             "topic_resets",
             "Topic streams sent event: reset, by reason",
             outcomes.topic_resets.0.clone(),
+        );
+        r.register(
+            "usage_events",
+            "Usage events, by outcome (counted, duplicate)",
+            outcomes.usage_events.0.clone(),
+        );
+        r.register(
+            "budget_reservations",
+            "Budget reservations, by outcome (granted, exceeded, committed, released)",
+            outcomes.reservations.0.clone(),
         );
         r.register(
             "topic_subscribers",

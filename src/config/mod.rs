@@ -39,8 +39,45 @@ pub struct Settings {
     pub locks: LockSettings,
     pub queues: QueueSettings,
     pub topics: TopicSettings,
+    pub usage: UsageSettings,
+    pub budgets: BudgetSettings,
     pub metrics: MetricsSettings,
     pub health: HealthSettings,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct UsageSettings {
+    /// An event's `event_id` is counted once within this window (a retried POST is safe).
+    pub dedup_window_seconds: u64,
+    /// How long a day's totals are kept (a month's, 31 days longer).
+    pub retention_days: u64,
+}
+
+impl Default for UsageSettings {
+    fn default() -> Self {
+        Self {
+            dedup_window_seconds: 7 * 86_400,
+            retention_days: 400,
+        }
+    }
+}
+
+impl UsageSettings {
+    pub fn limits(&self) -> crate::domain::usage::UsageLimits {
+        crate::domain::usage::UsageLimits {
+            dedup_window_ms: self.dedup_window_seconds.saturating_mul(1000),
+            retention_ms: self.retention_days.saturating_mul(86_400_000),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize, Default)]
+#[serde(default, deny_unknown_fields)]
+pub struct BudgetSettings {
+    /// What reservations (and budget changes) do in `auto` mode while Redis is down: `refuse`
+    /// (503) or `local` (memory: only safe for a single-instance deployment).
+    pub degraded: LockDegraded,
 }
 
 #[derive(Debug, Clone, Deserialize)]

@@ -156,8 +156,12 @@ impl Settings {
                 return Err(SettingsError::new(
                     "backend.refuse_while_degraded",
                     format!(
-                        "{name:?} is no capability: cache, sessions, agent_states, \
-                         pending_actions, rate_limits, locks"
+                        "{name:?} is no capability: {}",
+                        crate::store::failover::DEGRADATION
+                            .iter()
+                            .map(|row| row.capability.name())
+                            .collect::<Vec<_>>()
+                            .join(", ")
                     ),
                 ));
             }
@@ -185,6 +189,12 @@ impl Settings {
                 topics.heartbeat_seconds,
                 1..=3600,
             ),
+            (
+                "usage.dedup_window_seconds",
+                self.usage.dedup_window_seconds,
+                1..=400 * 86_400,
+            ),
+            ("usage.retention_days", self.usage.retention_days, 1..=3660),
         ] {
             if !range.contains(&value) {
                 return Err(SettingsError::new(

@@ -12,3 +12,4 @@ pub mod rate_limit;
 pub mod session;
 pub mod topic;
 pub mod ttl;
+pub mod usage;

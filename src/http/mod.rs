@@ -13,6 +13,7 @@ pub mod queue;
 pub mod rate_limit;
 pub mod session;
 pub mod topic;
+pub mod usage;
 
 use std::{sync::Arc, time::Duration};
 
@@ -79,6 +80,7 @@ pub fn router(state: AppState) -> Router {
         .merge(lock::routes())
         .merge(queue::routes())
         .merge(topic::routes())
+        .merge(usage::routes())
         .merge(if settings.metrics.enabled {
             metrics::routes()
         } else {

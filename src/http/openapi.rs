@@ -15,7 +15,7 @@ use utoipa::{
 
 use super::{
     AppState, agent_state, cache, cache::CacheLinks, health, lock, metrics, pending_actions, queue,
-    rate_limit, session, session::SessionLinks, topic,
+    rate_limit, session, session::SessionLinks, topic, usage,
 };
 use crate::error::Problem;
 
@@ -95,6 +95,14 @@ use crate::error::Problem;
         queue::purge,
         topic::publish,
         topic::subscribe,
+        usage::record,
+        usage::totals,
+        usage::get_budget,
+        usage::put_budget,
+        usage::delete_budget,
+        usage::reserve,
+        usage::commit,
+        usage::release,
     ),
     components(schemas(
         Problem,
@@ -122,6 +130,8 @@ use crate::error::Problem;
                                           back-off and dead letters: exactly one holder per job"),
         (name = "topics", description = "Publish over REST, subscribe over Server-Sent Events; a reconnecting \
                                           subscriber resumes after its Last-Event-ID exactly, or is told with a reset"),
+        (name = "usage", description = "Metered amounts per subject and period, each event counted once, and budgets \
+                                         held by reservation, which concurrent spenders cannot overshoot"),
     )
 )]
 pub struct ApiDoc;

@@ -30,10 +30,10 @@ use time::OffsetDateTime;
 use tokio::sync::Notify;
 
 use super::{
-    AgentStateStore, Appended, CacheStore, CasOutcome, KeyPage, Leases, LockStore, Nack,
-    PendingActionStore, PutCondition, QueueStore, RateLimitStore, Replaced, SessionStore,
+    AgentStateStore, Appended, BudgetStore, CacheStore, CasOutcome, KeyPage, Leases, LockStore,
+    Nack, PendingActionStore, PutCondition, QueueStore, RateLimitStore, Replaced, SessionStore,
     SessionUpdate, StoreError, StoreResult, Stores, Subscription, ThreadPage, TopicLimits,
-    TopicStore, TtlState, Versioned,
+    TopicStore, TtlState, UsageStore, Versioned,
     memory::{self, MemoryBackend},
     redis::{
         RedisPool,
@@ -55,6 +55,10 @@ use crate::{
         session::{Session, SessionChange, SessionId, SessionRules, UserId},
         topic::{NewEvent, Shared, TopicName},
         ttl::{Expiry, Ttl},
+        usage::{
+            BudgetRule, BudgetStatus, Committed, MetricName, Period, ReservationId, Reserved,
+            Subject, Total, UsageEvent, UsageLimits,
+        },
     },
     metrics::{BackendLabels, BackendMetrics, Metrics, ModeLabels, StateLabels, SwitchLabels},
 };
@@ -70,6 +74,8 @@ pub enum Capability {
     Locks,
     Queues,
     Topics,
+    Usage,
+    Budgets,
 }
 
 impl Capability {
@@ -83,6 +89,8 @@ impl Capability {
             Self::Locks => "locks",
             Self::Queues => "queues",
             Self::Topics => "topics",
+            Self::Usage => "usage",
+            Self::Budgets => "budgets",
         }
     }
 
@@ -104,6 +112,9 @@ pub enum WhileDegraded {
     Refuse,
     /// Answered as if nothing limited it (rate limits that fail open), saying `degraded`.
     Allow,
+    /// Taken by memory and journalled; the journal is replayed to Redis when it returns,
+    /// before traffic goes back (usage events: nothing metered is lost).
+    JournalAndReplay,
 }
 
 impl WhileDegraded {
@@ -112,7 +123,13 @@ impl WhileDegraded {
             Self::ServeFromMemory => "serve_from_memory",
             Self::Refuse => "refuse",
             Self::Allow => "allow",
+            Self::JournalAndReplay => "journal_and_replay",
         }
+    }
+
+    /// Whether the memory backend takes the capability's calls.
+    fn uses_memory(self) -> bool {
+        matches!(self, Self::ServeFromMemory | Self::JournalAndReplay)
     }
 }
 
@@ -121,56 +138,122 @@ pub struct Degradation {
     pub capability: Capability,
     pub while_degraded: WhileDegraded,
     pub why: &'static str,
+    /// The setting that chooses the policy instead of `while_degraded`, for capabilities that
+    /// have one (`rate_limits.degraded`, `locks.degraded`, `budgets.degraded`).
+    pub configured: Option<fn(&Settings) -> WhileDegraded>,
 }
 
 /// What each capability does while Redis is down in `auto` mode (the README's degradation
 /// table repeats it). A capability listed in `backend.refuse_while_degraded` refuses instead;
-/// rate limits follow `rate_limits.degraded` (`local`: this row, `allow`, `refuse`).
-pub const DEGRADATION: [Degradation; 8] = [
+/// a row with a setting (`configured`) follows it.
+pub const DEGRADATION: [Degradation; 10] = [
     Degradation {
         capability: Capability::Cache,
         while_degraded: WhileDegraded::ServeFromMemory,
         why: "availability first: a cache miss is the caller's normal case",
+        configured: None,
     },
     Degradation {
         capability: Capability::Sessions,
         while_degraded: WhileDegraded::ServeFromMemory,
         why: "availability first: signed-in users stay signed in on this instance",
+        configured: None,
     },
     Degradation {
         capability: Capability::AgentStates,
         while_degraded: WhileDegraded::ServeFromMemory,
         why: "availability first: a conversation goes on from what this instance holds",
+        configured: None,
     },
     Degradation {
         capability: Capability::PendingActions,
         while_degraded: WhileDegraded::ServeFromMemory,
         why: "a token lives in the one store that made it, so exactly-once holds",
+        configured: None,
     },
     Degradation {
         capability: Capability::RateLimits,
         while_degraded: WhileDegraded::ServeFromMemory,
         why: "per-instance limits (`rate_limits.degraded`: local, allow or refuse): the caller \
               picks fail-open or fail-closed",
+        configured: Some(|settings| match settings.rate_limits.degraded {
+            RateLimitDegraded::Local => WhileDegraded::ServeFromMemory,
+            RateLimitDegraded::Allow => WhileDegraded::Allow,
+            RateLimitDegraded::Refuse => WhileDegraded::Refuse,
+        }),
     },
     Degradation {
         capability: Capability::Locks,
         while_degraded: WhileDegraded::Refuse,
         why: "two instances on their own memory would grant one lock twice (`locks.degraded = \
               \"local\"` serves from memory, for a single instance)",
+        configured: Some(|settings| local_or_refuse(settings.locks.degraded)),
     },
     Degradation {
         capability: Capability::Queues,
         while_degraded: WhileDegraded::Refuse,
         why: "a job accepted into memory would vanish, or run twice, when Redis returns",
+        configured: None,
     },
     Degradation {
         capability: Capability::Topics,
         while_degraded: WhileDegraded::ServeFromMemory,
         why: "local fan-out from memory; every open stream gets a reset at each switch, since ids \
               of one backend mean nothing in the other",
+        configured: None,
+    },
+    Degradation {
+        capability: Capability::Usage,
+        while_degraded: WhileDegraded::JournalAndReplay,
+        why: "nothing metered is lost: events are counted in memory and replayed to Redis \
+              (deduplicated by event_id) before traffic returns; reading totals refuses",
+        configured: None,
+    },
+    Degradation {
+        capability: Capability::Budgets,
+        while_degraded: WhileDegraded::Refuse,
+        why: "two instances on their own memory would each grant the whole budget \
+              (`budgets.degraded = \"local\"` serves from memory, for a single instance)",
+        configured: Some(|settings| local_or_refuse(settings.budgets.degraded)),
     },
 ];
+
+/// `local` (memory) or `refuse`: the settings of locks and budgets.
+fn local_or_refuse(degraded: LockDegraded) -> WhileDegraded {
+    match degraded {
+        LockDegraded::Refuse => WhileDegraded::Refuse,
+        LockDegraded::Local => WhileDegraded::ServeFromMemory,
+    }
+}
+
+/// The usage journal of the memory fallback and the Redis store it is replayed into.
+struct Replay {
+    journal: Arc<memory::usage::Journal>,
+    redis: Arc<dyn UsageStore>,
+}
+
+impl Replay {
+    /// Counts every journalled event in Redis (each once: Redis deduplicates by `event_id`).
+    /// On the first failure the rest goes back to the journal, to be tried again.
+    async fn run(&self) -> StoreResult<usize> {
+        let mut entries = self.journal.take().into_iter();
+        let mut replayed = 0;
+        while let Some(entry) = entries.next() {
+            let counted = self
+                .redis
+                .record(&entry.tenant, &entry.subject, &entry.event, entry.limits)
+                .await;
+            if let Err(e) = counted {
+                let mut rest = vec![entry];
+                rest.extend(entries);
+                self.journal.put_back(rest);
+                return Err(e);
+            }
+            replayed += 1;
+        }
+        Ok(replayed)
+    }
+}
 
 /// Whether Redis answers: what decides between up and down. `RedisPool` in the service, a fake
 /// in the tests of the state machine.
@@ -201,6 +284,8 @@ pub struct Failover {
     recheck: Arc<Notify>,
     /// Time spent degraded in stretches that have ended.
     degraded_before: Mutex<Duration>,
+    /// What memory journalled while degraded, to hand to Redis when it returns.
+    replay: Option<Replay>,
     metrics: BackendMetrics,
 }
 
@@ -239,19 +324,9 @@ fn policies(settings: &Settings) -> Vec<(Capability, WhileDegraded)> {
                 .any(|name| name == row.capability.name());
             let policy = if refused || settings.backend.mode == BackendMode::Redis {
                 WhileDegraded::Refuse
-            } else if row.capability == Capability::Locks {
-                match settings.locks.degraded {
-                    LockDegraded::Refuse => WhileDegraded::Refuse,
-                    LockDegraded::Local => WhileDegraded::ServeFromMemory,
-                }
-            } else if row.capability == Capability::RateLimits {
-                match settings.rate_limits.degraded {
-                    RateLimitDegraded::Local => WhileDegraded::ServeFromMemory,
-                    RateLimitDegraded::Allow => WhileDegraded::Allow,
-                    RateLimitDegraded::Refuse => WhileDegraded::Refuse,
-                }
             } else {
-                row.while_degraded
+                row.configured
+                    .map_or(row.while_degraded, |configured| configured(settings))
             };
             (row.capability, policy)
         })
@@ -277,6 +352,7 @@ impl Failover {
             degraded_since: Mutex::new(None),
             recheck: Arc::new(Notify::new()),
             degraded_before: Mutex::new(Duration::ZERO),
+            replay: None,
             metrics: BackendMetrics::default(),
         }
     }
@@ -302,11 +378,13 @@ impl Failover {
         let observed = settings.metrics.enabled.then(|| metrics.redis.clone());
         let pool = RedisPool::observed(&settings.redis, observed)?;
         let serves = |capability: Capability| {
-            policies.contains(&(capability, WhileDegraded::ServeFromMemory))
+            policies
+                .iter()
+                .any(|(c, policy)| *c == capability && policy.uses_memory())
         };
         let memory = policies
             .iter()
-            .any(|(_, policy)| *policy == WhileDegraded::ServeFromMemory)
+            .any(|(_, policy)| policy.uses_memory())
             .then(|| {
                 metrics.register_memory();
                 MemoryBackend::new(bound)
@@ -319,14 +397,28 @@ impl Failover {
         );
         failover.pool = Some(pool.clone());
         failover.metrics = metrics.backend.clone();
+        let redis = super::redis::stores(&pool);
+        let fallback = |capability| memory.as_ref().filter(|_| serves(capability));
+        // Usage (journalled) and local budgets share one memory store, so that a commit while
+        // degraded counts in the same totals and the same journal.
+        let journal = Arc::new(memory::usage::Journal::default());
+        let memory_usage = fallback(Capability::Usage).map(|m| {
+            failover.replay = Some(Replay {
+                journal: journal.clone(),
+                redis: redis.usage.clone(),
+            });
+            Arc::new(memory::usage::MemoryUsage::journalled(m, journal.clone()))
+        });
         let failover = Arc::new(failover);
         tokio::spawn(probe(
             Arc::downgrade(&failover),
             failover.recheck.clone(),
             Duration::from_millis(settings.backend.probe_interval_ms),
         ));
-        let redis = super::redis::stores(&pool);
-        let fallback = |capability| memory.as_ref().filter(|_| serves(capability));
+        let memory_budgets = fallback(Capability::Budgets).map(|m| match &memory_usage {
+            Some(usage) => usage.clone(),
+            None => Arc::new(memory::usage::MemoryUsage::new(m)),
+        });
         let stores = Stores {
             cache: Arc::new(FailoverStore {
                 redis: redis.cache,
@@ -367,6 +459,16 @@ impl Failover {
                 redis: redis.topics,
                 memory: fallback(Capability::Topics)
                     .map(|m| Arc::new(memory::topic::MemoryTopics::new(m)) as _),
+                failover: failover.clone(),
+            }),
+            usage: Arc::new(FailoverStore {
+                redis: redis.usage,
+                memory: memory_usage.map(|m| m as _),
+                failover: failover.clone(),
+            }),
+            budgets: Arc::new(FailoverStore {
+                redis: redis.budgets,
+                memory: memory_budgets.map(|m| m as _),
                 failover: failover.clone(),
             }),
             rate_limits: Arc::new(RateLimitFailover {
@@ -540,6 +642,27 @@ impl Failover {
             .inc();
     }
 
+    /// Replays the usage journal to Redis; a failure keeps the rest journalled.
+    async fn replay_journal(&self) -> StoreResult<()> {
+        let Some(replay) = &self.replay else {
+            return Ok(());
+        };
+        match replay.run().await {
+            Ok(0) => Ok(()),
+            Ok(replayed) => {
+                tracing::info!(
+                    replayed,
+                    "usage events taken while degraded are now in Redis"
+                );
+                Ok(())
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "replaying usage events to Redis failed; still degraded");
+                Err(e)
+            }
+        }
+    }
+
     /// Returns whether Redis was up until now.
     fn mark_down(&self, why: &str) -> bool {
         let was_up = !self.redis_down.swap(true, Ordering::AcqRel);
@@ -613,9 +736,17 @@ async fn probe(failover_weak: std::sync::Weak<Failover>, recheck: Arc<Notify>, e
         };
         let outcome = if answered.is_ok() { "up" } else { "down" };
         failover.metrics.probes.count(outcome);
+        let answered = match answered {
+            Ok(latency) if failover.is_down() => failover.replay_journal().await.map(|_| latency),
+            other => other,
+        };
         match answered {
             Ok(_) => {
                 failover.mark_up();
+                // What memory took while the replay ran (calls already under way).
+                if failover.replay_journal().await.is_err() {
+                    tracing::warn!("usage journalled during the recovery is kept for the next one");
+                }
                 retry = None;
                 wait = every;
             }
@@ -674,6 +805,60 @@ macro_rules! route_each_method {
             )*
         }
     };
+}
+
+route_each_method!(BudgetStore {
+    #[repeat(true)]
+    async fn set(&self, tenant: &Tenant, subject: &Subject, metric: &MetricName, rule: BudgetRule, now_us: u64) -> StoreResult<BudgetStatus>;
+    #[repeat(true)]
+    async fn get(&self, tenant: &Tenant, subject: &Subject, metric: &MetricName, now_us: u64) -> StoreResult<Option<BudgetStatus>>;
+    #[repeat(false)]
+    async fn delete(&self, tenant: &Tenant, subject: &Subject, metric: &MetricName) -> StoreResult<bool>;
+    #[repeat(false)]
+    async fn reserve(&self, tenant: &Tenant, subject: &Subject, metric: &MetricName, id: &ReservationId, amount: u64, ttl_ms: u64, now_us: u64) -> StoreResult<Reserved>;
+    #[repeat(false)]
+    async fn commit(&self, tenant: &Tenant, subject: &Subject, metric: &MetricName, id: &ReservationId, amount: u64, limits: UsageLimits, now_us: u64) -> StoreResult<Committed>;
+    #[repeat(false)]
+    async fn release(&self, tenant: &Tenant, subject: &Subject, metric: &MetricName, id: &ReservationId) -> StoreResult<bool>;
+});
+
+/// Usage: events go to memory (journalled) while Redis is down; totals refuse, since memory
+/// holds only what came since the outage.
+#[async_trait]
+impl UsageStore for FailoverStore<dyn UsageStore> {
+    async fn record(
+        &self,
+        tenant: &Tenant,
+        subject: &Subject,
+        event: &UsageEvent,
+        limits: UsageLimits,
+    ) -> StoreResult<bool> {
+        // Not repeated: a second call would find the first's dedup key and answer false.
+        self.failover
+            .route(
+                false,
+                || self.redis.record(tenant, subject, event, limits),
+                self.memory
+                    .as_ref()
+                    .map(|memory| move || memory.record(tenant, subject, event, limits)),
+            )
+            .await
+    }
+
+    async fn totals(
+        &self,
+        tenant: &Tenant,
+        subject: &Subject,
+        metric: Option<&MetricName>,
+        period: Period,
+        buckets: &[String],
+    ) -> StoreResult<Vec<Total>> {
+        let redis = &self.redis;
+        self.redis_only(true, || {
+            redis.totals(tenant, subject, metric, period, buckets)
+        })
+        .await
+    }
 }
 
 route_each_method!(TopicStore {

@@ -24,6 +24,10 @@ use crate::domain::{
     session::{Session, SessionChange, SessionId, SessionRules, UserId},
     topic::{NewEvent, Resume, Shared, TopicName},
     ttl::{Expiry, Ttl},
+    usage::{
+        BudgetRule, BudgetStatus, Committed, MetricName, Period, ReservationId, Reserved, Subject,
+        Total, UsageEvent, UsageLimits,
+    },
 };
 use time::OffsetDateTime;
 
@@ -772,6 +776,97 @@ pub trait TopicStore: Send + Sync {
     ) -> StoreResult<Subscription>;
 }
 
+/// Metering (`domain::usage`): totals per subject, metric and period, each event once.
+#[async_trait]
+pub trait UsageStore: Send + Sync {
+    /// Adds the event to its day's and month's totals, unless its `event_id` was counted for
+    /// this subject within `limits.dedup_window_ms`: true when counted now.
+    async fn record(
+        &self,
+        tenant: &Tenant,
+        subject: &Subject,
+        event: &UsageEvent,
+        limits: UsageLimits,
+    ) -> StoreResult<bool>;
+
+    /// The totals of each bucket (`Period::buckets`) for one metric or all; zero totals are
+    /// left out.
+    async fn totals(
+        &self,
+        tenant: &Tenant,
+        subject: &Subject,
+        metric: Option<&MetricName>,
+        period: Period,
+        buckets: &[String],
+    ) -> StoreResult<Vec<Total>>;
+}
+
+/// Budgets (`domain::usage`): reservations held atomically against a limit per period.
+/// `now_us` is the caller's clock for the period buckets; reservations expire by the backend's.
+#[async_trait]
+pub trait BudgetStore: Send + Sync {
+    async fn set(
+        &self,
+        tenant: &Tenant,
+        subject: &Subject,
+        metric: &MetricName,
+        rule: BudgetRule,
+        now_us: u64,
+    ) -> StoreResult<BudgetStatus>;
+
+    async fn get(
+        &self,
+        tenant: &Tenant,
+        subject: &Subject,
+        metric: &MetricName,
+        now_us: u64,
+    ) -> StoreResult<Option<BudgetStatus>>;
+
+    /// Removes the budget (reservations stay, to be committed or released): whether one was.
+    async fn delete(
+        &self,
+        tenant: &Tenant,
+        subject: &Subject,
+        metric: &MetricName,
+    ) -> StoreResult<bool>;
+
+    /// Holds `amount` for `ttl_ms` when it fits the budget (always, without one).
+    #[allow(clippy::too_many_arguments)]
+    async fn reserve(
+        &self,
+        tenant: &Tenant,
+        subject: &Subject,
+        metric: &MetricName,
+        id: &ReservationId,
+        amount: u64,
+        ttl_ms: u64,
+        now_us: u64,
+    ) -> StoreResult<Reserved>;
+
+    /// Records `amount` (at most what was reserved) as usage, in the same step that ends the
+    /// reservation; the rest returns to the budget.
+    #[allow(clippy::too_many_arguments)]
+    async fn commit(
+        &self,
+        tenant: &Tenant,
+        subject: &Subject,
+        metric: &MetricName,
+        id: &ReservationId,
+        amount: u64,
+        limits: UsageLimits,
+        now_us: u64,
+    ) -> StoreResult<Committed>;
+
+    /// Ends the reservation, returning all of it: whether it was live.
+    async fn release(
+        &self,
+        tenant: &Tenant,
+        subject: &Subject,
+        metric: &MetricName,
+        id: &ReservationId,
+    ) -> StoreResult<bool>;
+}
+
 /// Every capability's store, as the HTTP layer sees it: failover is already inside.
 #[derive(Clone)]
 pub struct Stores {
@@ -783,4 +878,6 @@ pub struct Stores {
     pub locks: Arc<dyn LockStore>,
     pub queues: Arc<dyn QueueStore>,
     pub topics: Arc<dyn TopicStore>,
+    pub usage: Arc<dyn UsageStore>,
+    pub budgets: Arc<dyn BudgetStore>,
 }

@@ -12,3 +12,4 @@ mod queues;
 mod rate_limits;
 mod sessions;
 mod topics;
+mod usage;

@@ -10,6 +10,7 @@ pub mod queue;
 pub mod rate_limit;
 pub mod session;
 pub mod topic;
+pub mod usage;
 
 use std::sync::{Arc, Mutex};
 
@@ -94,6 +95,7 @@ impl MemoryBackend {
 
     /// One store per capability, all on engines of this backend.
     pub fn stores(&self) -> Stores {
+        let usage = Arc::new(usage::MemoryUsage::new(self));
         Stores {
             cache: Arc::new(cache::MemoryCache::new(self)),
             pending_actions: Arc::new(pending_action::MemoryPendingActions::new(self)),
@@ -103,6 +105,8 @@ impl MemoryBackend {
             locks: Arc::new(lock::MemoryLocks::new(self)),
             queues: Arc::new(queue::MemoryQueues::new(self)),
             topics: Arc::new(topic::MemoryTopics::new(self)),
+            usage: usage.clone(),
+            budgets: usage,
         }
     }
 }

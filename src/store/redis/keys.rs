@@ -13,6 +13,7 @@ use crate::domain::{
     rate_limit::RateLimitKey,
     session::{SessionId, UserId},
     topic::TopicName,
+    usage::Subject,
 };
 
 #[derive(Debug, Clone)]
@@ -123,6 +124,12 @@ impl Keys {
     /// A topic's stream: `{prefix}:{tenant}:topic:{<tenant>/<topic>}`.
     pub fn topic(&self, tenant: &Tenant, topic: &TopicName) -> String {
         format!("{}:{tenant}:topic:{{{tenant}/{topic}}}", self.prefix)
+    }
+
+    /// The base of a subject's usage and budget keys:
+    /// `{prefix}:{tenant}:usage:{<tenant>/<subject>}` (see `redis::usage`).
+    pub fn usage(&self, tenant: &Tenant, subject: &Subject) -> String {
+        format!("{}:{tenant}:usage:{{{tenant}/{subject}}}", self.prefix)
     }
 
     /// The channel every enqueue is published on, as `<tenant>/<queue>`.

@@ -16,6 +16,7 @@ pub mod rate_limit;
 pub mod script;
 pub mod session;
 pub mod topic;
+pub mod usage;
 
 use std::sync::Arc;
 
@@ -24,6 +25,7 @@ use super::Stores;
 
 /// One store per capability, all on `pool`.
 pub fn stores(pool: &RedisPool) -> Stores {
+    let usage = Arc::new(usage::RedisUsage::new(pool.clone()));
     Stores {
         cache: Arc::new(cache::RedisCache::new(pool.clone())),
         pending_actions: Arc::new(pending_action::RedisPendingActions::new(pool.clone())),
@@ -33,5 +35,7 @@ pub fn stores(pool: &RedisPool) -> Stores {
         locks: Arc::new(lock::RedisLocks::new(pool.clone())),
         queues: Arc::new(queue::RedisQueues::new(pool.clone())),
         topics: Arc::new(topic::RedisTopics::new(pool.clone())),
+        usage: usage.clone(),
+        budgets: usage,
     }
 }

@@ -1,0 +1,313 @@
+//! Usage and budgets on Redis. Every key of a subject shares the hash tag
+//! `{<tenant>/<subject>}` (`keys::usage`), so one script reads and writes its totals, budget
+//! and reservations together (and subjects spread over a Cluster's slots):
+//!
+//! - `<base>:day:<YYYY-MM-DD>` / `<base>:month:<YYYY-MM>`: hashes metric → total, kept for
+//!   `usage.retention_days` (a month's a month longer);
+//! - `<base>:event:<event_id>`: the dedup key, `SET NX PX` for `usage.dedup_window_seconds`;
+//! - `<base>:budget`: hash metric → `limit:period`;
+//! - `<base>:resv:<metric>`: hash reservation id → `amount:expires_us`; expired ones are
+//!   deleted by every budget script before it sums the live ones, at Redis's `TIME`.
+
+use async_trait::async_trait;
+
+use super::{RedisPool, script::Script};
+use crate::{
+    domain::{
+        ids::Tenant,
+        usage::{
+            BudgetRule, BudgetStatus, Committed, MetricName, Period, ReservationId, Reserved,
+            Subject, Total, UsageEvent, UsageLimits,
+        },
+    },
+    store::{BudgetStore, StoreError, StoreResult, UsageStore},
+};
+
+macro_rules! budget_script {
+    ($name:literal) => {
+        Script::new(
+            concat!("budget_", $name),
+            concat!(
+                include_str!("scripts/budget_common.lua"),
+                include_str!(concat!("scripts/budget_", $name, ".lua"))
+            ),
+        )
+    };
+}
+
+pub struct RedisUsage {
+    redis: RedisPool,
+    record: Script,
+    status: Script,
+    set: Script,
+    reserve: Script,
+    commit: Script,
+    release: Script,
+}
+
+/// How long a month's totals outlive a day's.
+const MONTH_EXTRA_MS: u64 = 31 * 86_400_000;
+
+impl RedisUsage {
+    pub fn new(redis: RedisPool) -> Self {
+        Self {
+            redis,
+            record: Script::new("usage_record", include_str!("scripts/usage_record.lua")),
+            status: budget_script!("status"),
+            set: budget_script!("set"),
+            reserve: budget_script!("reserve"),
+            commit: budget_script!("commit"),
+            release: budget_script!("release"),
+        }
+    }
+
+    fn base(&self, tenant: &Tenant, subject: &Subject) -> String {
+        self.redis.keys().usage(tenant, subject)
+    }
+
+    /// The totals hash of `period`'s bucket `bucket`.
+    fn totals_key(base: &str, period: Period, bucket: &str) -> String {
+        format!("{base}:{}:{bucket}", period.as_str())
+    }
+
+    /// The keys every budget script takes: budget, reservations, today's and this month's
+    /// totals.
+    fn budget_keys(
+        &self,
+        tenant: &Tenant,
+        subject: &Subject,
+        metric: &MetricName,
+        now_us: u64,
+    ) -> [String; 4] {
+        let base = self.base(tenant, subject);
+        [
+            format!("{base}:budget"),
+            format!("{base}:resv:{metric}"),
+            Self::totals_key(&base, Period::Day, &Period::Day.bucket(now_us)),
+            Self::totals_key(&base, Period::Month, &Period::Month.bucket(now_us)),
+        ]
+    }
+
+    async fn status_of(
+        &self,
+        script: &Script,
+        keys: [String; 4],
+        args: &[&str],
+    ) -> StoreResult<Option<BudgetStatus>> {
+        let mut call = script.prepare_invoke();
+        for key in keys {
+            call.key(key);
+        }
+        for arg in args {
+            call.arg(*arg);
+        }
+        let reply: Vec<redis::Value> = self.redis.script(&call).await?;
+        if reply.is_empty() {
+            return Ok(None);
+        }
+        let bad = || StoreError::Internal("budget status has an unexpected shape".into());
+        let (limit, period, used, reserved): (u64, String, u64, u64) =
+            redis::from_redis_value(redis::Value::Array(reply)).map_err(|_| bad())?;
+        let period = match period.as_str() {
+            "day" => Period::Day,
+            "month" => Period::Month,
+            _ => return Err(bad()),
+        };
+        Ok(Some(BudgetStatus {
+            rule: BudgetRule { limit, period },
+            used,
+            reserved,
+        }))
+    }
+}
+
+#[async_trait]
+impl UsageStore for RedisUsage {
+    async fn record(
+        &self,
+        tenant: &Tenant,
+        subject: &Subject,
+        event: &UsageEvent,
+        limits: UsageLimits,
+    ) -> StoreResult<bool> {
+        let base = self.base(tenant, subject);
+        let mut call = self.record.prepare_invoke();
+        call.key(format!("{base}:event:{}", event.event_id))
+            .key(Self::totals_key(
+                &base,
+                Period::Day,
+                &Period::Day.bucket(event.at_us),
+            ))
+            .key(Self::totals_key(
+                &base,
+                Period::Month,
+                &Period::Month.bucket(event.at_us),
+            ))
+            .arg(event.metric.as_str())
+            .arg(event.amount)
+            .arg(limits.dedup_window_ms.max(1))
+            .arg(limits.retention_ms.max(1))
+            .arg(limits.retention_ms + MONTH_EXTRA_MS);
+        let counted: u8 = self.redis.script(&call).await?;
+        Ok(counted == 1)
+    }
+
+    async fn totals(
+        &self,
+        tenant: &Tenant,
+        subject: &Subject,
+        metric: Option<&MetricName>,
+        period: Period,
+        buckets: &[String],
+    ) -> StoreResult<Vec<Total>> {
+        let base = self.base(tenant, subject);
+        let mut pipe = redis::pipe();
+        for bucket in buckets {
+            pipe.cmd("HGETALL")
+                .arg(Self::totals_key(&base, period, bucket));
+        }
+        let hashes: Vec<Vec<(String, u64)>> = self.redis.pipeline(&pipe).await?;
+        let mut totals = Vec::new();
+        for (bucket, mut fields) in buckets.iter().zip(hashes) {
+            fields.sort();
+            for (name, amount) in fields {
+                if metric.is_none_or(|wanted| wanted.as_str() == name) && amount > 0 {
+                    totals.push(Total {
+                        bucket: bucket.clone(),
+                        metric: name,
+                        amount,
+                    });
+                }
+            }
+        }
+        Ok(totals)
+    }
+}
+
+#[async_trait]
+impl BudgetStore for RedisUsage {
+    async fn set(
+        &self,
+        tenant: &Tenant,
+        subject: &Subject,
+        metric: &MetricName,
+        rule: BudgetRule,
+        now_us: u64,
+    ) -> StoreResult<BudgetStatus> {
+        let keys = self.budget_keys(tenant, subject, metric, now_us);
+        let limit = rule.limit.to_string();
+        let args = [metric.as_str(), &limit, rule.period.as_str()];
+        self.status_of(&self.set, keys, &args)
+            .await?
+            .ok_or_else(|| StoreError::Internal("a budget just set is missing".into()))
+    }
+
+    async fn get(
+        &self,
+        tenant: &Tenant,
+        subject: &Subject,
+        metric: &MetricName,
+        now_us: u64,
+    ) -> StoreResult<Option<BudgetStatus>> {
+        let keys = self.budget_keys(tenant, subject, metric, now_us);
+        self.status_of(&self.status, keys, &[metric.as_str()]).await
+    }
+
+    async fn delete(
+        &self,
+        tenant: &Tenant,
+        subject: &Subject,
+        metric: &MetricName,
+    ) -> StoreResult<bool> {
+        let base = self.base(tenant, subject);
+        let mut cmd = redis::cmd("HDEL");
+        cmd.arg(format!("{base}:budget")).arg(metric.as_str());
+        let removed: u8 = self.redis.query(&cmd).await?;
+        Ok(removed == 1)
+    }
+
+    async fn reserve(
+        &self,
+        tenant: &Tenant,
+        subject: &Subject,
+        metric: &MetricName,
+        id: &ReservationId,
+        amount: u64,
+        ttl_ms: u64,
+        now_us: u64,
+    ) -> StoreResult<Reserved> {
+        let mut call = self.reserve.prepare_invoke();
+        for key in self.budget_keys(tenant, subject, metric, now_us) {
+            call.key(key);
+        }
+        call.arg(metric.as_str())
+            .arg(id.as_str())
+            .arg(amount)
+            .arg(ttl_ms);
+        let reply: Vec<i64> = self.redis.script(&call).await?;
+        let whole = |v: i64| u64::try_from(v).unwrap_or(0);
+        match reply.as_slice() {
+            [1, remaining, expires] => Ok(Reserved::Granted {
+                remaining: (*remaining >= 0).then(|| whole(*remaining)),
+                expires_at_us: whole(*expires),
+            }),
+            [0, remaining] => Ok(Reserved::Exceeded {
+                remaining: whole(*remaining),
+            }),
+            other => Err(StoreError::Internal(format!(
+                "budget_reserve answered {other:?}"
+            ))),
+        }
+    }
+
+    async fn commit(
+        &self,
+        tenant: &Tenant,
+        subject: &Subject,
+        metric: &MetricName,
+        id: &ReservationId,
+        amount: u64,
+        limits: UsageLimits,
+        now_us: u64,
+    ) -> StoreResult<Committed> {
+        let mut call = self.commit.prepare_invoke();
+        for key in self.budget_keys(tenant, subject, metric, now_us) {
+            call.key(key);
+        }
+        call.arg(metric.as_str())
+            .arg(id.as_str())
+            .arg(amount)
+            .arg(limits.retention_ms.max(1))
+            .arg(limits.retention_ms + MONTH_EXTRA_MS);
+        let reply: Vec<i64> = self.redis.script(&call).await?;
+        let whole = |v: i64| u64::try_from(v).unwrap_or(0);
+        match reply.as_slice() {
+            [1, returned] => Ok(Committed::Done {
+                returned: whole(*returned),
+            }),
+            [-1, reserved] => Ok(Committed::TooMuch {
+                reserved: whole(*reserved),
+            }),
+            [0] => Ok(Committed::NotFound),
+            other => Err(StoreError::Internal(format!(
+                "budget_commit answered {other:?}"
+            ))),
+        }
+    }
+
+    async fn release(
+        &self,
+        tenant: &Tenant,
+        subject: &Subject,
+        metric: &MetricName,
+        id: &ReservationId,
+    ) -> StoreResult<bool> {
+        let mut call = self.release.prepare_invoke();
+        for key in self.budget_keys(tenant, subject, metric, 0) {
+            call.key(key);
+        }
+        call.arg(metric.as_str()).arg(id.as_str());
+        let released: u8 = self.redis.script(&call).await?;
+        Ok(released == 1)
+    }
+}
