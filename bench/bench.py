@@ -259,6 +259,8 @@ WORKLOADS = [
     ("lock acquire + release", "lock"),
     ("enqueue + lease + ack", "queue"),
     ("topic publish, 100 subscribers", "topic"),
+    ("usage event", "usage"),
+    ("reserve + commit", "budget"),
 ]
 
 
@@ -309,6 +311,9 @@ def measure(procs, duration, entries, conns, threads, rounds, only):
         port = ports[name]
         request(port, "PUT", "/v1/cache/bench/k", VALUE)
         sessions[name] = request(port, "POST", "/v1/sessions", json.dumps({"user_id": "bench-user"}))["session_id"]
+        if name != FASTAPI:
+            # A budget that never runs out, so every reserve runs the whole check.
+            request(port, "PUT", "/v1/budgets/bench/tokens", json.dumps({"limit": 2**53 - 1, "period": "month"}))
         for t in range(threads):
             thread = f"bench-thread-{t}"
             messages = [{"role": "human", "content": f"message {i}"} for i in range(100)]
@@ -349,6 +354,10 @@ def measure(procs, duration, entries, conns, threads, rounds, only):
             return run_wrk(base, duration, conns, conns, "lock.lua")
         if workload == "queue":
             return run_wrk(base, duration, conns, conns, "queue.lua")
+        if workload == "usage":
+            return run_wrk(base, duration, conns, threads, "usage.lua")
+        if workload == "budget":
+            return run_wrk(base, duration, conns, conns, "budget.lua")
         if workload == "topic" and name in (SK, SKM):
             return run_topic_load(base, duration)
         if workload == "session_patch" and name != FASTAPI:

@@ -244,3 +244,43 @@ async def queue_lease(queue: str, body: LeaseIn):
 @app.post("/v1/queues/{queue}/jobs/{job_id}/ack")
 async def queue_ack(queue: str, job_id: str):
     return {"state": "done"}
+
+
+# The seeds' metering: INCRBY a counter per subject, metric and day, from each request. No
+# dedup (a retried request counts twice), and nothing is checked before spending: a "budget"
+# is read after the fact. The reserve route counts the amount, the commit route answers and
+# does nothing, so the benchmark's cycle is the same two requests.
+class UsageIn(BaseModel):
+    event_id: str
+    metric: str
+    amount: int
+
+
+class ReserveIn(BaseModel):
+    amount: int
+    ttl_ms: int = 60000
+
+
+class CommitIn(BaseModel):
+    amount: int
+
+
+def usage_key(subject: str, metric: str) -> str:
+    return f"{PREFIX}:usage:{subject}:{metric}:{datetime.now(timezone.utc):%Y-%m-%d}"
+
+
+@app.post("/v1/usage/{subject}/events", status_code=201)
+async def usage_event(subject: str, body: UsageIn):
+    await r.incrby(usage_key(subject, body.metric), body.amount)
+    return {"counted": True}
+
+
+@app.post("/v1/budgets/{subject}/{metric}/reserve", status_code=201)
+async def budget_reserve(subject: str, metric: str, body: ReserveIn):
+    await r.incrby(usage_key(subject, metric), body.amount)
+    return {"reservation_id": str(uuid.uuid4()), "remaining": None}
+
+
+@app.post("/v1/budgets/{subject}/{metric}/reservations/{reservation_id}/commit")
+async def budget_commit(subject: str, metric: str, reservation_id: str, body: CommitIn):
+    return {"committed": body.amount, "returned": 0}

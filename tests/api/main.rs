@@ -23,3 +23,4 @@ mod rate_limits;
 mod redis_tls;
 mod sessions;
 mod topics;
+mod usage;
