@@ -295,6 +295,28 @@ def step_topic(api: Api) -> None:
     expect(f"id: {ids[0]}" not in lines, f"not the first again: {lines}")
 
 
+def step_usage(api: Api) -> None:
+    subject = f"user-{uuid.uuid4().hex[:8]}"
+    body = {"event_id": "e-1", "metric": "tokens", "amount": 7}
+    first = api.call("POST", "/v1/usage/{subject}/events", [subject], body=body)
+    expect(first.status_code == 201, f"event: {first.status_code} {first.content!r}")
+    again = api.call("POST", "/v1/usage/{subject}/events", [subject], body=body)
+    expect(again.status_code == 200 and body_json(again)["counted"] is False, f"again: {again.content!r}")
+    totals = api.call("GET", "/v1/usage/{subject}", [subject])
+    expect(body_json(totals)["totals"][0]["amount"] == 7, f"totals: {totals.content!r}")
+    budget = "/v1/budgets/{subject}/{metric}"
+    put = api.call("PUT", budget, [subject, "tokens"], body={"limit": 10, "period": "day"})
+    expect(body_json(put)["remaining"] == 3, f"budget: {put.content!r}")
+    held = api.call("POST", budget + "/reserve", [subject, "tokens"], body={"amount": 3, "ttl_ms": 60000})
+    expect(held.status_code == 201, f"reserve: {held.status_code} {held.content!r}")
+    over = api.call("POST", budget + "/reserve", [subject, "tokens"], body={"amount": 1, "ttl_ms": 60000})
+    expect(over.status_code == 409, f"over budget: {over.status_code} {over.content!r}")
+    commit = budget + "/reservations/{reservation_id}/commit"
+    rid = body_json(held)["reservation_id"]
+    done = api.call("POST", commit, [subject, "tokens", rid], body={"amount": 2})
+    expect(body_json(done) == {"committed": 2, "returned": 1}, f"commit: {done.content!r}")
+
+
 def step_agent_state(api: Api) -> None:
     thread_id = f"thread-{uuid.uuid4().hex[:8]}"
     thread_path = "/v1/agent-states/{thread_id}"
@@ -432,6 +454,7 @@ def main() -> int:
         ("lock: acquire, held, get, fence check, release", step_lock),
         ("queue: enqueue, lease, ack, ack again, counts", step_queue),
         ("topic: publish, resume after Last-Event-ID", step_topic),
+        ("usage: event, duplicate, totals, budget, reserve, refuse, commit", step_usage),
     ]
     passed = failed = skipped = 0
     for name, step in steps:

@@ -58,6 +58,8 @@ def scrape(args):
         "statekeeper_topic_messages": "counter",
         "statekeeper_topic_resets": "counter",
         "statekeeper_topic_subscribers": "gauge",
+        "statekeeper_usage_events": "counter",
+        "statekeeper_budget_reservations": "counter",
     }
     if args.backend == "redis":
         expected.update(

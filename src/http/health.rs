@@ -57,8 +57,10 @@ pub struct BackendHealth {
     )]
     #[schema(value_type = Option<String>, format = DateTime)]
     degraded_since: Option<OffsetDateTime>,
-    /// What each capability does while Redis is down: `serve_from_memory` or `refuse` (503
-    /// `backend_unavailable`). In `redis` mode every capability refuses.
+    /// What each capability does while Redis is down: `serve_from_memory`, `refuse` (503
+    /// `backend_unavailable`), `allow` (rate limits that fail open) or `journal_and_replay`
+    /// (usage events, handed to Redis when it returns). In `redis` mode every capability
+    /// refuses.
     #[schema(example = json!({"cache": "serve_from_memory", "sessions": "refuse"}))]
     while_degraded: std::collections::BTreeMap<&'static str, &'static str>,
     /// The memory backend's use of `memory.max_bytes` (an estimate per entry); at the bound,

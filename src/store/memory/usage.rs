@@ -7,7 +7,7 @@
 //! by `event_id`, commits carry `reservation:<id>`).
 
 use std::{
-    collections::{BTreeMap, HashMap, VecDeque},
+    collections::{BTreeMap, BTreeSet, HashMap, VecDeque},
     sync::{Arc, Mutex},
 };
 
@@ -79,6 +79,10 @@ pub struct SubjectUsage {
     budgets: HashMap<String, BudgetRule>,
     /// (metric, reservation id) → (amount, expires µs).
     reservations: HashMap<(String, String), (u64, u64)>,
+    /// The live reservations' sum per metric, and their expiries in order: a reservation costs
+    /// O(log n), not a pass over the live ones.
+    reserved: HashMap<String, u64>,
+    expiries: BTreeSet<(u64, String, String)>,
 }
 
 impl Weigh for SubjectUsage {
@@ -110,7 +114,34 @@ impl SubjectUsage {
             self.seen_order.pop_front();
         }
         self.totals.retain(|_, (_, expires)| *expires > now);
-        self.reservations.retain(|_, (_, expires)| *expires > now);
+        while let Some((expires, metric, id)) = self.expiries.first().cloned() {
+            if expires > now {
+                break;
+            }
+            self.take(&metric, &id);
+        }
+    }
+
+    fn hold(&mut self, metric: &str, id: &str, amount: u64, expires: u64) {
+        let key = (metric.to_string(), id.to_string());
+        self.reservations.insert(key, (amount, expires));
+        *self.reserved.entry(metric.to_string()).or_default() += amount;
+        self.expiries
+            .insert((expires, metric.to_string(), id.to_string()));
+    }
+
+    /// Ends a live reservation: its amount, if there was one.
+    fn take(&mut self, metric: &str, id: &str) -> Option<u64> {
+        let key = (metric.to_string(), id.to_string());
+        let (amount, expires) = self.reservations.remove(&key)?;
+        self.expiries.remove(&(expires, key.0, key.1));
+        if let Some(sum) = self.reserved.get_mut(metric) {
+            *sum = sum.saturating_sub(amount);
+            if *sum == 0 {
+                self.reserved.remove(metric);
+            }
+        }
+        Some(amount)
     }
 
     /// Adds `amount` to the day and month totals of `at_us`.
@@ -133,12 +164,7 @@ impl SubjectUsage {
             metric.to_string(),
         );
         let used = self.totals.get(&key).map_or(0, |(total, _)| *total);
-        let reserved = self
-            .reservations
-            .iter()
-            .filter(|((m, _), _)| m == metric)
-            .map(|(_, (amount, _))| *amount)
-            .fold(0u64, u64::saturating_add);
+        let reserved = self.reserved.get(metric).copied().unwrap_or(0);
         BudgetStatus {
             rule,
             used,
@@ -319,8 +345,7 @@ impl BudgetStore for MemoryUsage {
                 };
             }
             let expires_at_us = now + ttl_ms * 1000;
-            let key = (metric.to_string(), id.to_string());
-            state.reservations.insert(key, (amount, expires_at_us));
+            state.hold(metric.as_str(), id.as_str(), amount, expires_at_us);
             Reserved::Granted {
                 remaining: status.map(|s| s.remaining() - amount),
                 expires_at_us,
@@ -346,7 +371,7 @@ impl BudgetStore for MemoryUsage {
             if amount > reserved {
                 return Committed::TooMuch { reserved };
             }
-            state.reservations.remove(&key);
+            state.take(metric.as_str(), id.as_str());
             state.count(metric.as_str(), amount, now_us, limits, now);
             Committed::Done {
                 returned: reserved - amount,
@@ -372,8 +397,7 @@ impl BudgetStore for MemoryUsage {
         id: &ReservationId,
     ) -> StoreResult<bool> {
         Ok(self.update(tenant, subject, |state, _| {
-            let key = (metric.to_string(), id.to_string());
-            state.reservations.remove(&key).is_some()
+            state.take(metric.as_str(), id.as_str()).is_some()
         }))
     }
 }

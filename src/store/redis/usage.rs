@@ -6,8 +6,9 @@
 //!   `usage.retention_days` (a month's a month longer);
 //! - `<base>:event:<event_id>`: the dedup key, `SET NX PX` for `usage.dedup_window_seconds`;
 //! - `<base>:budget`: hash metric → `limit:period`;
-//! - `<base>:resv:<metric>`: hash reservation id → `amount:expires_us`; expired ones are
-//!   deleted by every budget script before it sums the live ones, at Redis's `TIME`.
+//! - `<base>:resv:<metric>`: hash reservation id → amount, with the live ones' sum in `~total`;
+//!   `<base>:resv_exp:<metric>`: their expiries (sorted set). Every budget script first ends
+//!   the expired ones, at Redis's `TIME`: O(expired), not O(live).
 
 use async_trait::async_trait;
 
@@ -71,27 +72,28 @@ impl RedisUsage {
     }
 
     /// The keys every budget script takes: budget, reservations, today's and this month's
-    /// totals.
+    /// totals, reservation expiries.
     fn budget_keys(
         &self,
         tenant: &Tenant,
         subject: &Subject,
         metric: &MetricName,
         now_us: u64,
-    ) -> [String; 4] {
+    ) -> [String; 5] {
         let base = self.base(tenant, subject);
         [
             format!("{base}:budget"),
             format!("{base}:resv:{metric}"),
             Self::totals_key(&base, Period::Day, &Period::Day.bucket(now_us)),
             Self::totals_key(&base, Period::Month, &Period::Month.bucket(now_us)),
+            format!("{base}:resv_exp:{metric}"),
         ]
     }
 
     async fn status_of(
         &self,
         script: &Script,
-        keys: [String; 4],
+        keys: [String; 5],
         args: &[&str],
     ) -> StoreResult<Option<BudgetStatus>> {
         let mut call = script.prepare_invoke();

@@ -3,18 +3,16 @@
 -- ARGV: metric, reservation id, amount, day TTL ms, month TTL ms.
 -- Returns {1, returned}, {-1, reserved} (more than reserved: nothing changed) or {0} (no live
 -- reservation).
-local now = now_us()
-reserved_sum(KEYS[2], now)
-local entry = redis.call('HGET', KEYS[2], ARGV[2])
-if not entry then
+reserved_sum(now_us())
+local reserved = tonumber(redis.call('HGET', KEYS[2], ARGV[2]) or '-1')
+if reserved < 0 then
     return {0}
 end
-local reserved = tonumber(string.match(entry, '^(%d+):'))
 local amount = tonumber(ARGV[3])
 if amount > reserved then
     return {-1, reserved}
 end
-redis.call('HDEL', KEYS[2], ARGV[2])
+take(ARGV[2])
 redis.call('HINCRBY', KEYS[3], ARGV[1], ARGV[3])
 redis.call('PEXPIRE', KEYS[3], ARGV[4])
 redis.call('HINCRBY', KEYS[4], ARGV[1], ARGV[3])

@@ -1,5 +1,6 @@
 -- Shared by the budget scripts. KEYS: the subject's budget hash (metric -> "limit:period"), the
--- metric's reservations hash (id -> "amount:expires_us"), the current day's and month's totals.
+-- metric's reservations hash (id -> amount, and `~total`), the current day's and month's
+-- totals, the metric's reservation expiries (sorted set: id by expiry in µs).
 -- Amounts stay below 2^53, exact in Lua's numbers.
 
 local function now_us()
@@ -7,19 +8,34 @@ local function now_us()
     return tonumber(t[1]) * 1000000 + tonumber(t[2])
 end
 
--- Deletes expired reservations; returns the sum of the live ones.
-local function reserved_sum(key, now)
-    local entries = redis.call('HGETALL', key)
-    local sum = 0
-    for i = 1, #entries, 2 do
-        local amount, expires = string.match(entries[i + 1], '^(%d+):(%d+)$')
-        if tonumber(expires) <= now then
-            redis.call('HDEL', key, entries[i])
-        else
-            sum = sum + tonumber(amount)
+-- Deletes the expired reservations (the expiries sorted set gives them at once) and returns
+-- the sum of the live ones, which the reservations hash keeps in its field `~total` (no
+-- reservation id can hold a `~`). O(expired), whatever the number of live reservations.
+local function reserved_sum(now)
+    local expired = redis.call('ZRANGEBYSCORE', KEYS[5], '-inf', now)
+    for _, id in ipairs(expired) do
+        local amount = redis.call('HGET', KEYS[2], id)
+        if amount then
+            redis.call('HDEL', KEYS[2], id)
+            redis.call('HINCRBY', KEYS[2], '~total', -tonumber(amount))
         end
     end
-    return sum
+    if #expired > 0 then
+        redis.call('ZREMRANGEBYSCORE', KEYS[5], '-inf', now)
+    end
+    return tonumber(redis.call('HGET', KEYS[2], '~total') or '0')
+end
+
+-- Ends a live reservation: returns its amount, or nil when there is none.
+local function take(id)
+    local amount = redis.call('HGET', KEYS[2], id)
+    if not amount then
+        return nil
+    end
+    redis.call('HDEL', KEYS[2], id)
+    redis.call('HINCRBY', KEYS[2], '~total', -tonumber(amount))
+    redis.call('ZREM', KEYS[5], id)
+    return tonumber(amount)
 end
 
 -- The metric's budget: limit, period, used in the current period (nil without a budget).
@@ -39,7 +55,7 @@ end
 
 -- {limit, period, used, reserved} of the metric's budget, or {} without one.
 local function status(metric, now)
-    local reserved = reserved_sum(KEYS[2], now)
+    local reserved = reserved_sum(now)
     local limit, period, used = budget(metric)
     if not limit then
         return {}

@@ -3,7 +3,7 @@
 -- Returns {1, remaining (-1: no budget), expires_us} or {0, remaining}.
 local now = now_us()
 local amount = tonumber(ARGV[3])
-local reserved = reserved_sum(KEYS[2], now)
+local reserved = reserved_sum(now)
 local limit, _, used = budget(ARGV[1])
 local remaining = -1
 if limit then
@@ -17,7 +17,10 @@ if limit then
     remaining = remaining - amount
 end
 local expires = now + tonumber(ARGV[4]) * 1000
-redis.call('HSET', KEYS[2], ARGV[2], ARGV[3] .. ':' .. string.format('%d', expires))
--- The hash outlives its longest reservation (one day).
+redis.call('HSET', KEYS[2], ARGV[2], ARGV[3])
+redis.call('HINCRBY', KEYS[2], '~total', ARGV[3])
+redis.call('ZADD', KEYS[5], expires, ARGV[2])
+-- Both outlive their longest reservation (one day).
 redis.call('PEXPIRE', KEYS[2], 86400000 + 60000)
+redis.call('PEXPIRE', KEYS[5], 86400000 + 60000)
 return {1, remaining, expires}
