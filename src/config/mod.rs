@@ -43,6 +43,21 @@ pub struct Settings {
     pub budgets: BudgetSettings,
     pub metrics: MetricsSettings,
     pub health: HealthSettings,
+    pub docs: DocsSettings,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct DocsSettings {
+    /// Whether `/docs` serves the interactive API docs (no API key needed to read them; calls
+    /// made from them carry the key given to "Authorize").
+    pub enabled: bool,
+}
+
+impl Default for DocsSettings {
+    fn default() -> Self {
+        Self { enabled: true }
+    }
 }
 
 #[derive(Debug, Clone, Deserialize)]

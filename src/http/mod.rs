@@ -86,6 +86,11 @@ pub fn router(state: AppState) -> Router {
         } else {
             Router::new()
         })
+        .merge(if settings.docs.enabled {
+            openapi::docs()
+        } else {
+            Router::new()
+        })
         .fallback(|| async { ApiError::not_found("no such route") })
         .method_not_allowed_fallback(|| async {
             ApiError::new(

@@ -383,3 +383,16 @@ fn inline_numbers(yaml: &str) -> String {
 pub fn routes() -> Router<AppState> {
     Router::new().route("/openapi.json", get(document))
 }
+
+/// Interactive docs at `/docs` (Swagger UI, its assets inside the binary), reading
+/// `/openapi.json`: "Authorize" takes an API key for the bearer scheme, "Try it out" calls the
+/// service.
+pub fn docs() -> Router<AppState> {
+    let config = utoipa_swagger_ui::Config::new(["/openapi.json"])
+        .try_it_out_enabled(true)
+        .persist_authorization(true)
+        .display_request_duration(true);
+    utoipa_swagger_ui::SwaggerUi::new("/docs")
+        .config(config)
+        .into()
+}

@@ -135,6 +135,7 @@ pub struct EventRequest {
 }
 
 #[derive(Serialize, ToSchema)]
+#[schema(example = json!({"counted": true}))]
 pub struct EventRecorded {
     /// False when the `event_id` had been counted already (then the answer is 200, not 201).
     counted: bool,
@@ -157,6 +158,9 @@ pub struct TotalsQuery {
 }
 
 #[derive(Serialize, ToSchema)]
+#[schema(example = json!({"period": "day", "totals": [
+    {"period": "2026-11-25", "metric": "tokens", "amount": 18250},
+    {"period": "2026-11-26", "metric": "tokens", "amount": 4120}]}))]
 pub struct Totals {
     period: Period,
     /// Each period's total per metric; periods and metrics without usage are left out.
@@ -184,6 +188,8 @@ pub struct BudgetRequest {
 }
 
 #[derive(Serialize, ToSchema)]
+#[schema(example = json!({"limit": 100000, "period": "day", "used": 41200, "reserved": 4000,
+    "remaining": 54800}))]
 pub struct BudgetBody {
     limit: u64,
     period: Period,
@@ -219,6 +225,8 @@ pub struct ReserveRequest {
 }
 
 #[derive(Serialize, ToSchema)]
+#[schema(example = json!({"reservation_id": "7c9e6679-7425-40de-944b-e07fc1f90ae7",
+    "remaining": 50800, "expires_at": "2026-11-26T10:01:00Z"}))]
 pub struct ReservationBody {
     reservation_id: String,
     /// What remains after this reservation; null without a budget (unlimited).
@@ -238,6 +246,7 @@ pub struct CommitRequest {
 }
 
 #[derive(Serialize, ToSchema)]
+#[schema(example = json!({"committed": 3120, "returned": 880}))]
 pub struct CommitBody {
     committed: u64,
     /// What went back to the budget.

@@ -322,3 +322,35 @@ fn preconditions_and_idempotency_keys_are_documented_where_they_apply() {
         }
     }
 }
+
+/// `/docs` serves Swagger UI from the binary, pointed at `/openapi.json`, without an API key;
+/// `docs.enabled = false` removes it. (`scripts/clients` drives it in a real browser.)
+#[tokio::test]
+async fn interactive_docs_are_served_from_the_binary() {
+    let mut with_keys = settings(BackendMode::Memory, None);
+    with_keys.auth.keys = vec![statekeeper::config::ApiKeySettings {
+        sha256: "0".repeat(64),
+        tenant: "t".into(),
+        scopes: vec![statekeeper::config::Scope::Read],
+    }];
+    let app = spawn_app(with_keys).await;
+    let redirect = app.client.get(app.url("/docs")).send().await.unwrap();
+    assert_eq!(redirect.url().path(), "/docs/", "followed to /docs/");
+    let page = app.get("/docs/").await;
+    assert_eq!(page.status, 200);
+    assert!(page.text().contains("swagger-ui-bundle.js"));
+    let bundle = app.get("/docs/swagger-ui-bundle.js").await;
+    assert_eq!(bundle.status, 200);
+    assert!(bundle.bytes.len() > 100_000, "the assets are in the binary");
+    let init = app.get("/docs/swagger-initializer.js").await;
+    assert!(
+        init.text().contains("\"url\": \"/openapi.json\""),
+        "{}",
+        init.text()
+    );
+
+    let mut off = settings(BackendMode::Memory, None);
+    off.docs.enabled = false;
+    let app = spawn_app(off).await;
+    app.get("/docs/").await.assert_problem(404, "not_found");
+}
