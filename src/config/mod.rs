@@ -44,6 +44,20 @@ pub struct Settings {
     pub metrics: MetricsSettings,
     pub health: HealthSettings,
     pub docs: DocsSettings,
+    pub mcp: McpSettings,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct McpSettings {
+    /// Whether `/mcp` serves the Model Context Protocol tools (Streamable HTTP).
+    pub enabled: bool,
+}
+
+impl Default for McpSettings {
+    fn default() -> Self {
+        Self { enabled: true }
+    }
 }
 
 #[derive(Debug, Clone, Deserialize)]

@@ -6,6 +6,7 @@ pub mod cache;
 pub mod extract;
 pub mod health;
 pub mod lock;
+pub mod mcp;
 pub mod metrics;
 pub mod openapi;
 pub mod pending_actions;
@@ -100,7 +101,15 @@ pub fn router(state: AppState) -> Router {
             )
         })
         .with_state(state.clone());
-    let routes = middleware(routes, &settings);
+    let mut routes = middleware(routes, &settings);
+    if settings.mcp.enabled {
+        // The tools call the routes above in-process; `/mcp` itself sits in the same stack.
+        let tools = mcp::service(routes.clone());
+        routes = routes.merge(middleware(
+            Router::new().nest_service("/mcp", tools),
+            &settings,
+        ));
+    }
     if settings.metrics.enabled {
         // Per route, after routing (so the route's template is known) and outside the rest of
         // the stack, so that timeouts and refusals are counted as answered.

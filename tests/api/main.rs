@@ -14,6 +14,7 @@ mod connections;
 mod failover;
 mod hardening;
 mod locks;
+mod mcp;
 mod metrics;
 mod openapi;
 mod outages;

@@ -1,0 +1,559 @@
+//! `/mcp`: statekeeper as Model Context Protocol tools (Streamable HTTP transport, the official
+//! `rmcp` SDK), for agents.
+//!
+//! Each tool is a call of the REST API made inside the process: the tool's arguments become
+//! the request, the MCP HTTP request's `Authorization` header is passed on, and the answer comes
+//! back as the tool's result. So a tool has exactly REST's validation, API keys, tenants and
+//! scopes (a key of tenant A reads tenant A's cache, never B's), and a refusal is a tool error
+//! carrying the problem document (its `code`, `detail`), never a protocol failure. Arguments of
+//! the wrong type are refused by the SDK as invalid parameters; the session goes on.
+//!
+//! The tools mirror the seed services' agent tools (write, read, list, delete, exists, clear a
+//! namespace, health), plus agent states, pending actions, locks and rate limits.
+
+use axum::{
+    Router,
+    body::Body,
+    http::{HeaderValue, Method, Request, header},
+};
+use rmcp::{
+    ErrorData, ServerHandler,
+    handler::server::{router::tool::ToolRouter, tool::Extension, wrapper::Parameters},
+    model::{
+        CallToolResult, ContentBlock as Content, Implementation, ServerCapabilities, ServerConfig,
+    },
+    schemars::{self, JsonSchema},
+    tool, tool_handler, tool_router,
+};
+use serde::Deserialize;
+use serde_json::{Value, json};
+use tower::ServiceExt;
+
+/// The MCP server of one session: the REST router it calls, and its tools.
+#[derive(Clone)]
+pub struct Tools {
+    api: Router,
+    tool_router: ToolRouter<Self>,
+}
+
+/// `/mcp`, answering with the tools of `api` (the REST router).
+pub fn service(
+    api: Router,
+) -> rmcp::transport::streamable_http_server::StreamableHttpService<
+    Tools,
+    rmcp::transport::streamable_http_server::session::local::LocalSessionManager,
+> {
+    use rmcp::transport::streamable_http_server::{
+        StreamableHttpServerConfig, StreamableHttpService, session::local::LocalSessionManager,
+    };
+    // statekeeper sits behind its own listener and API keys: any Host may reach it, as any
+    // may reach its REST routes.
+    let config = StreamableHttpServerConfig::default().with_allowed_hosts(Vec::<String>::new());
+    StreamableHttpService::new(
+        move || Ok(Tools::new(api.clone())),
+        LocalSessionManager::default().into(),
+        config,
+    )
+}
+
+fn text(value: &str) -> String {
+    url_part(value)
+}
+
+/// A path segment or query value, percent-encoded.
+fn url_part(value: &str) -> String {
+    let mut out = String::with_capacity(value.len());
+    for byte in value.bytes() {
+        if byte.is_ascii_alphanumeric() || b"-._~".contains(&byte) {
+            out.push(byte as char);
+        } else {
+            out.push_str(&format!("%{byte:02X}"));
+        }
+    }
+    out
+}
+
+#[derive(Deserialize, JsonSchema)]
+pub struct KeyArgs {
+    /// The namespace: 1–256 of `[A-Za-z0-9._:@-]`, e.g. the agent's role or task.
+    pub namespace: String,
+    /// The key within the namespace: 1–256 of `[A-Za-z0-9._:@-]`, not starting with `_`.
+    pub key: String,
+}
+
+#[derive(Deserialize, JsonSchema)]
+pub struct WriteArgs {
+    pub namespace: String,
+    pub key: String,
+    /// Any JSON value to store.
+    pub value: Value,
+    /// Seconds until it expires (default: the service's `cache.default_ttl_seconds`).
+    pub ttl_seconds: Option<u64>,
+}
+
+#[derive(Deserialize, JsonSchema)]
+pub struct ListArgs {
+    pub namespace: String,
+    /// A Redis-style glob over the keys (`*`, `?`, `[a-z]`); default `*`.
+    pub pattern: Option<String>,
+    /// `next_cursor` of the previous call, to continue a long listing.
+    pub cursor: Option<String>,
+}
+
+#[derive(Deserialize, JsonSchema)]
+pub struct NamespaceArgs {
+    pub namespace: String,
+}
+
+#[derive(Deserialize, JsonSchema)]
+pub struct ThreadArgs {
+    /// The conversation's thread id: 1–256 of `[A-Za-z0-9._:@-]`.
+    pub thread_id: String,
+    /// Only the last N messages (default: all).
+    pub last: Option<u64>,
+}
+
+#[derive(Deserialize, JsonSchema)]
+pub struct AppendArgs {
+    pub thread_id: String,
+    /// Messages in LangChain's shape: `{"role": "human"|"ai"|"system"|"tool", "content": ...}`.
+    pub messages: Vec<Value>,
+}
+
+#[derive(Deserialize, JsonSchema)]
+pub struct CreateActionArgs {
+    /// What the action does, e.g. `send_email`.
+    pub intent_name: String,
+    /// The action's parameters, kept with it.
+    pub entities: Option<serde_json::Map<String, Value>>,
+    /// A sentence for the human who confirms it.
+    pub summary: Option<String>,
+    /// How long it can be confirmed (default 60 s).
+    pub ttl_seconds: Option<u64>,
+}
+
+#[derive(Deserialize, JsonSchema)]
+pub struct TokenArgs {
+    /// The token `pending_action_create` returned.
+    pub token: String,
+}
+
+#[derive(Deserialize, JsonSchema)]
+pub struct AcquireArgs {
+    /// The lock's name: 1–256 of `[A-Za-z0-9._:@-]`.
+    pub name: String,
+    /// How long the lock is held unless released or extended, in ms.
+    pub ttl_ms: u64,
+    /// Who holds it, shown to others.
+    pub owner: Option<String>,
+    /// Wait up to this many ms for the lock to be free (default: answer at once).
+    pub wait_ms: Option<u64>,
+}
+
+#[derive(Deserialize, JsonSchema)]
+pub struct ReleaseArgs {
+    pub name: String,
+    /// The `lock_token` `lock_acquire` returned.
+    pub lock_token: String,
+}
+
+#[derive(Deserialize, JsonSchema)]
+pub struct RateLimitArgs {
+    /// What is limited, e.g. a user id: 1–256 of `[A-Za-z0-9._:@-]`.
+    pub key: String,
+    /// Most requests per window.
+    pub limit: u64,
+    /// The window, in ms.
+    pub window_ms: u64,
+    /// `sliding_window` (default), `fixed_window` or `token_bucket`.
+    pub algorithm: Option<String>,
+    /// What this request costs (default 1).
+    pub cost: Option<u64>,
+}
+
+impl Tools {
+    fn new(api: Router) -> Self {
+        Self {
+            api,
+            tool_router: Self::tool_router(),
+        }
+    }
+
+    /// Calls the REST API as the MCP request's caller: a 2xx answer is the tool's result,
+    /// anything else a tool error with the problem document.
+    async fn call(
+        &self,
+        parts: &axum::http::request::Parts,
+        method: Method,
+        uri: String,
+        body: Option<Value>,
+    ) -> Result<CallToolResult, ErrorData> {
+        let (status, answer) = self.request(parts, method, uri, body).await?;
+        let content = Content::text(answer.to_string());
+        Ok(if status.is_success() {
+            CallToolResult::success(vec![content])
+        } else {
+            CallToolResult::error(vec![content])
+        })
+    }
+
+    async fn request(
+        &self,
+        parts: &axum::http::request::Parts,
+        method: Method,
+        uri: String,
+        body: Option<Value>,
+    ) -> Result<(axum::http::StatusCode, Value), ErrorData> {
+        let mut request = Request::builder().method(method).uri(uri);
+        if let Some(auth) = parts.headers.get(header::AUTHORIZATION) {
+            request = request.header(header::AUTHORIZATION, auth);
+        }
+        let body = match body {
+            Some(body) => {
+                request = request.header(
+                    header::CONTENT_TYPE,
+                    HeaderValue::from_static("application/json"),
+                );
+                Body::from(body.to_string())
+            }
+            None => Body::empty(),
+        };
+        let request = request
+            .body(body)
+            .map_err(|e| ErrorData::invalid_params(e.to_string(), None))?;
+        let response = self
+            .api
+            .clone()
+            .oneshot(request)
+            .await
+            .map_err(|e| ErrorData::internal_error(e.to_string(), None))?;
+        let status = response.status();
+        let bytes = axum::body::to_bytes(response.into_body(), 16 << 20)
+            .await
+            .map_err(|e| ErrorData::internal_error(e.to_string(), None))?;
+        let answer = if bytes.is_empty() {
+            json!({"status": status.as_u16()})
+        } else {
+            serde_json::from_slice(&bytes)
+                .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&bytes).into()))
+        };
+        Ok((status, answer))
+    }
+}
+
+#[tool_router]
+impl Tools {
+    #[tool(
+        description = "Store a JSON value under namespace/key, replacing what was there. Use it to \
+                       remember facts, intermediate results or state between steps. The value \
+                       expires after ttl_seconds (default: the service's default TTL). Values are \
+                       at most 512 KiB of JSON."
+    )]
+    async fn cache_write(
+        &self,
+        Extension(parts): Extension<axum::http::request::Parts>,
+        Parameters(args): Parameters<WriteArgs>,
+    ) -> Result<CallToolResult, ErrorData> {
+        let mut uri = format!("/v1/cache/{}/{}", text(&args.namespace), text(&args.key));
+        if let Some(ttl) = args.ttl_seconds {
+            uri.push_str(&format!("?ttl_seconds={ttl}"));
+        }
+        let (status, answer) = self
+            .request(&parts, Method::PUT, uri, Some(args.value))
+            .await?;
+        let content = if status.is_success() {
+            json!({"stored": true})
+        } else {
+            answer
+        };
+        let content = vec![Content::text(content.to_string())];
+        Ok(if status.is_success() {
+            CallToolResult::success(content)
+        } else {
+            CallToolResult::error(content)
+        })
+    }
+
+    #[tool(
+        description = "Read the JSON value stored under namespace/key. A missing or expired value \
+                       is a tool error with code not_found."
+    )]
+    async fn cache_read(
+        &self,
+        Extension(parts): Extension<axum::http::request::Parts>,
+        Parameters(args): Parameters<KeyArgs>,
+    ) -> Result<CallToolResult, ErrorData> {
+        let uri = format!("/v1/cache/{}/{}", text(&args.namespace), text(&args.key));
+        self.call(&parts, Method::GET, uri, None).await
+    }
+
+    #[tool(
+        description = "List the keys of a namespace that match a glob pattern (default *). \
+                       Answers {keys, next_cursor}; pass next_cursor back to continue while it is \
+                       not null."
+    )]
+    async fn cache_list(
+        &self,
+        Extension(parts): Extension<axum::http::request::Parts>,
+        Parameters(args): Parameters<ListArgs>,
+    ) -> Result<CallToolResult, ErrorData> {
+        let mut uri = format!(
+            "/v1/cache/{}?match={}",
+            text(&args.namespace),
+            url_part(args.pattern.as_deref().unwrap_or("*"))
+        );
+        if let Some(cursor) = &args.cursor {
+            uri.push_str(&format!("&cursor={}", url_part(cursor)));
+        }
+        self.call(&parts, Method::GET, uri, None).await
+    }
+
+    #[tool(description = "Delete the value under namespace/key (not_found when there is none).")]
+    async fn cache_delete(
+        &self,
+        Extension(parts): Extension<axum::http::request::Parts>,
+        Parameters(args): Parameters<KeyArgs>,
+    ) -> Result<CallToolResult, ErrorData> {
+        let uri = format!("/v1/cache/{}/{}", text(&args.namespace), text(&args.key));
+        self.call(&parts, Method::DELETE, uri, None).await
+    }
+
+    #[tool(description = "Whether a live value exists under namespace/key: {exists: true|false}.")]
+    async fn cache_exists(
+        &self,
+        Extension(parts): Extension<axum::http::request::Parts>,
+        Parameters(args): Parameters<KeyArgs>,
+    ) -> Result<CallToolResult, ErrorData> {
+        let uri = format!("/v1/cache/{}/{}", text(&args.namespace), text(&args.key));
+        let (status, answer) = self.request(&parts, Method::HEAD, uri, None).await?;
+        Ok(match status.as_u16() {
+            200 => {
+                CallToolResult::success(vec![Content::text(json!({"exists": true}).to_string())])
+            }
+            404 => {
+                CallToolResult::success(vec![Content::text(json!({"exists": false}).to_string())])
+            }
+            _ => CallToolResult::error(vec![Content::text(answer.to_string())]),
+        })
+    }
+
+    #[tool(
+        description = "Delete every value of a namespace (for example a role's or a finished \
+                       task's data). Answers {deleted: n}."
+    )]
+    async fn cache_clear_namespace(
+        &self,
+        Extension(parts): Extension<axum::http::request::Parts>,
+        Parameters(args): Parameters<NamespaceArgs>,
+    ) -> Result<CallToolResult, ErrorData> {
+        let uri = format!("/v1/cache/{}?match=*", text(&args.namespace));
+        self.call(&parts, Method::DELETE, uri, None).await
+    }
+
+    #[tool(
+        description = "The service's health: status (ok, degraded, down), the backend in use and \
+                       what each capability does while Redis is down."
+    )]
+    async fn health(
+        &self,
+        Extension(parts): Extension<axum::http::request::Parts>,
+    ) -> Result<CallToolResult, ErrorData> {
+        self.call(&parts, Method::GET, "/health".into(), None).await
+    }
+
+    #[tool(
+        description = "Read a conversation's state: its messages (optionally only the last N), \
+                       context and metadata."
+    )]
+    async fn agent_state_get(
+        &self,
+        Extension(parts): Extension<axum::http::request::Parts>,
+        Parameters(args): Parameters<ThreadArgs>,
+    ) -> Result<CallToolResult, ErrorData> {
+        let mut uri = format!("/v1/agent-states/{}", text(&args.thread_id));
+        if let Some(last) = args.last {
+            uri.push_str(&format!("?last={last}"));
+        }
+        self.call(&parts, Method::GET, uri, None).await
+    }
+
+    #[tool(
+        description = "Append messages to a conversation, creating it when it does not exist yet. \
+                       Messages: {role: human|ai|system|tool, content}. Appends are atomic: \
+                       concurrent appends never lose a message."
+    )]
+    async fn agent_state_append(
+        &self,
+        Extension(parts): Extension<axum::http::request::Parts>,
+        Parameters(args): Parameters<AppendArgs>,
+    ) -> Result<CallToolResult, ErrorData> {
+        let thread = text(&args.thread_id);
+        let uri = format!("/v1/agent-states/{thread}/messages");
+        let body = json!({"messages": args.messages});
+        let (status, answer) = self
+            .request(&parts, Method::POST, uri.clone(), Some(body.clone()))
+            .await?;
+        if status.as_u16() != 404 {
+            let content = vec![Content::text(answer.to_string())];
+            return Ok(if status.is_success() {
+                CallToolResult::success(content)
+            } else {
+                CallToolResult::error(content)
+            });
+        }
+        let create = json!({"thread_id": args.thread_id, "messages": args.messages});
+        self.call(
+            &parts,
+            Method::POST,
+            "/v1/agent-states".into(),
+            Some(create),
+        )
+        .await
+    }
+
+    #[tool(
+        description = "Propose an action that a human must confirm before it runs (send an email, \
+                       pay, delete). Answers a token; the action is confirmed exactly once with \
+                       pending_action_confirm, or expires after ttl_seconds."
+    )]
+    async fn pending_action_create(
+        &self,
+        Extension(parts): Extension<axum::http::request::Parts>,
+        Parameters(args): Parameters<CreateActionArgs>,
+    ) -> Result<CallToolResult, ErrorData> {
+        let mut body = json!({"intent_name": args.intent_name});
+        if let Some(entities) = args.entities {
+            body["entities"] = Value::Object(entities);
+        }
+        if let Some(summary) = args.summary {
+            body["summary"] = Value::String(summary);
+        }
+        if let Some(ttl) = args.ttl_seconds {
+            body["ttl_seconds"] = json!(ttl);
+        }
+        self.call(
+            &parts,
+            Method::POST,
+            "/v1/pending-actions".into(),
+            Some(body),
+        )
+        .await
+    }
+
+    #[tool(
+        description = "Confirm a pending action by its token. Succeeds once: a second confirm is \
+                       a tool error (already_confirmed), so the action never runs twice."
+    )]
+    async fn pending_action_confirm(
+        &self,
+        Extension(parts): Extension<axum::http::request::Parts>,
+        Parameters(args): Parameters<TokenArgs>,
+    ) -> Result<CallToolResult, ErrorData> {
+        let uri = format!("/v1/pending-actions/{}/confirm", text(&args.token));
+        self.call(&parts, Method::POST, uri, None).await
+    }
+
+    #[tool(
+        description = "Take a named lock so that only one agent or worker does something at a \
+                       time. Answers lock_token (to release it) and fencing_token (pass it to \
+                       writes so that a stale holder is refused). Held by another: tool error \
+                       lock_held with retry_after_ms."
+    )]
+    async fn lock_acquire(
+        &self,
+        Extension(parts): Extension<axum::http::request::Parts>,
+        Parameters(args): Parameters<AcquireArgs>,
+    ) -> Result<CallToolResult, ErrorData> {
+        let mut body = json!({"ttl_ms": args.ttl_ms});
+        if let Some(owner) = args.owner {
+            body["owner"] = Value::String(owner);
+        }
+        if let Some(wait) = args.wait_ms {
+            body["wait_ms"] = json!(wait);
+        }
+        let uri = format!("/v1/locks/{}", text(&args.name));
+        self.call(&parts, Method::POST, uri, Some(body)).await
+    }
+
+    #[tool(
+        description = "Release a lock with the lock_token lock_acquire returned. A token that no \
+                       longer holds the lock is a tool error lock_lost."
+    )]
+    async fn lock_release(
+        &self,
+        Extension(parts): Extension<axum::http::request::Parts>,
+        Parameters(args): Parameters<ReleaseArgs>,
+    ) -> Result<CallToolResult, ErrorData> {
+        let uri = format!("/v1/locks/{}", text(&args.name));
+        let mut parts = parts;
+        let token = HeaderValue::from_str(&args.lock_token)
+            .map_err(|_| ErrorData::invalid_params("lock_token is not a header value", None))?;
+        parts.headers.insert("lock-token", token);
+        let mut request = Request::builder().method(Method::DELETE).uri(uri);
+        for name in [header::AUTHORIZATION.as_str(), "lock-token"] {
+            if let Some(value) = parts.headers.get(name) {
+                request = request.header(name, value);
+            }
+        }
+        let request = request
+            .body(Body::empty())
+            .map_err(|e| ErrorData::invalid_params(e.to_string(), None))?;
+        let response = self
+            .api
+            .clone()
+            .oneshot(request)
+            .await
+            .map_err(|e| ErrorData::internal_error(e.to_string(), None))?;
+        let status = response.status();
+        let bytes = axum::body::to_bytes(response.into_body(), 1 << 20)
+            .await
+            .map_err(|e| ErrorData::internal_error(e.to_string(), None))?;
+        Ok(if status.is_success() {
+            CallToolResult::success(vec![Content::text(json!({"released": true}).to_string())])
+        } else {
+            CallToolResult::error(vec![Content::text(
+                String::from_utf8_lossy(&bytes).into_owned(),
+            )])
+        })
+    }
+
+    #[tool(
+        description = "Check (and count) a request against a rate limit on key: at most limit \
+                       requests per window_ms. Answers allowed (true or false) and, when denied, \
+                       retry_after_ms. A denial is a normal answer, not an error."
+    )]
+    async fn rate_limit_check(
+        &self,
+        Extension(parts): Extension<axum::http::request::Parts>,
+        Parameters(args): Parameters<RateLimitArgs>,
+    ) -> Result<CallToolResult, ErrorData> {
+        let rule = json!({
+            "algorithm": args.algorithm.as_deref().unwrap_or("sliding_window"),
+            "limit": args.limit,
+            "window_ms": args.window_ms,
+        });
+        let mut body = json!({"rules": [rule]});
+        if let Some(cost) = args.cost {
+            body["cost"] = json!(cost);
+        }
+        let uri = format!("/v1/rate-limits/{}/check", text(&args.key));
+        self.call(&parts, Method::POST, uri, Some(body)).await
+    }
+}
+
+#[tool_handler(router = self.tool_router)]
+impl ServerHandler for Tools {
+    fn get_info(&self) -> ServerConfig {
+        ServerConfig::new(ServerCapabilities::builder().enable_tools().build())
+            .with_server_info(Implementation::new(
+                "statekeeper",
+                env!("CARGO_PKG_VERSION"),
+            ))
+            .with_instructions(
+                "statekeeper: short-lived state for agents. A JSON cache by namespace and key, \
+             conversation state, actions a human confirms exactly once, locks and rate limits. \
+             Every tool acts as the API key of this connection's Authorization header, within \
+             its tenant.",
+            )
+    }
+}
