@@ -118,8 +118,7 @@ impl ItemPath for ReservationPath {
 
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
-#[schema(example = json!({"event_id": "req-8f2c", "metric": "tokens", "amount": 1532,
-    "at": "2026-11-26T10:00:00Z"}))]
+#[schema(example = json!({"event_id": "req-8f2c", "metric": "tokens", "amount": 1532}))]
 pub struct EventRequest {
     /// Counted once per subject within `usage.dedup_window_seconds`: a retried POST is safe.
     #[schema(pattern = "^[A-Za-z0-9._:@-]{1,256}$")]

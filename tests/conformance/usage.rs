@@ -317,7 +317,51 @@ async fn expired_reservations_return(stores: &Stores) {
     );
 }
 
+/// Amounts at the ceiling (2^53 - 1): totals saturate there, and no more than it is held at
+/// once, budget or not; nothing overflows into an error.
+async fn huge_amounts_saturate(stores: &Stores) {
+    let now = now_us();
+    let max = statekeeper::domain::usage::MAX_AMOUNT;
+    for id in ["big-1", "big-2"] {
+        let counted = stores
+            .usage
+            .record(&t1(), &subject("gus"), &event(id, max, now), LIMITS)
+            .await
+            .unwrap();
+        assert!(counted);
+    }
+    assert_eq!(totals(stores, "gus", Period::Day, now).await, max);
+    let budgets = &stores.budgets;
+    let (who, what) = (subject("gus"), metric("tokens"));
+    let first = budgets
+        .reserve(&t1(), &who, &what, &new_id(), max, 60_000, now)
+        .await
+        .unwrap();
+    assert!(matches!(
+        first,
+        Reserved::Granted {
+            remaining: None,
+            ..
+        }
+    ));
+    let second = budgets
+        .reserve(&t1(), &who, &what, &new_id(), 1, 60_000, now)
+        .await
+        .unwrap();
+    assert_eq!(second, Reserved::Exceeded { remaining: 0 });
+    let rule = BudgetRule {
+        limit: max,
+        period: Period::Day,
+    };
+    let status = budgets.set(&t1(), &who, &what, rule, now).await.unwrap();
+    assert_eq!(
+        (status.used, status.reserved, status.remaining()),
+        (max, max, 0)
+    );
+}
+
 crate::store_conformance!(
+    huge_amounts_saturate,
     events_count_once_under_a_race,
     totals_per_day_and_metric,
     racing_reservations_never_overshoot,

@@ -22,8 +22,8 @@ use crate::{
     domain::{
         ids::Tenant,
         usage::{
-            BudgetRule, BudgetStatus, Committed, MetricName, Period, ReservationId, Reserved,
-            Subject, Total, UsageEvent, UsageLimits, fits,
+            BudgetRule, BudgetStatus, Committed, MAX_AMOUNT, MetricName, Period, ReservationId,
+            Reserved, Subject, Total, UsageEvent, UsageLimits, fits,
         },
     },
     store::{BudgetStore, StoreResult, UsageStore, signals::signal_key},
@@ -152,7 +152,7 @@ impl SubjectUsage {
         ] {
             let key = (period.as_str(), period.bucket(at_us), metric.to_string());
             let (total, expires) = self.totals.entry(key).or_insert((0, 0));
-            *total = total.saturating_add(amount);
+            *total = total.saturating_add(amount).min(MAX_AMOUNT);
             *expires = now + keep_ms * 1000;
         }
     }
@@ -342,6 +342,13 @@ impl BudgetStore for MemoryUsage {
             {
                 return Reserved::Exceeded {
                     remaining: status.remaining(),
+                };
+            }
+            // More than 2^53 - 1 held at once: the service's ceiling, budget or not.
+            let held = state.reserved.get(metric.as_str()).copied().unwrap_or(0);
+            if held.saturating_add(amount) > MAX_AMOUNT {
+                return Reserved::Exceeded {
+                    remaining: MAX_AMOUNT - held,
                 };
             }
             let expires_at_us = now + ttl_ms * 1000;

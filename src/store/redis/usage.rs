@@ -53,7 +53,13 @@ impl RedisUsage {
     pub fn new(redis: RedisPool) -> Self {
         Self {
             redis,
-            record: Script::new("usage_record", include_str!("scripts/usage_record.lua")),
+            record: Script::new(
+                "usage_record",
+                concat!(
+                    include_str!("scripts/budget_common.lua"),
+                    include_str!("scripts/usage_record.lua")
+                ),
+            ),
             status: budget_script!("status"),
             set: budget_script!("set"),
             reserve: budget_script!("reserve"),

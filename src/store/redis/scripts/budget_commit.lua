@@ -13,8 +13,8 @@ if amount > reserved then
     return {-1, reserved}
 end
 take(ARGV[2])
-redis.call('HINCRBY', KEYS[3], ARGV[1], ARGV[3])
+add_total(KEYS[3], ARGV[1], ARGV[3])
 redis.call('PEXPIRE', KEYS[3], ARGV[4])
-redis.call('HINCRBY', KEYS[4], ARGV[1], ARGV[3])
+add_total(KEYS[4], ARGV[1], ARGV[3])
 redis.call('PEXPIRE', KEYS[4], ARGV[5])
 return {1, reserved - amount}

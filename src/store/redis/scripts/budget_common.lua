@@ -3,6 +3,20 @@
 -- totals, the metric's reservation expiries (sorted set: id by expiry in µs).
 -- Amounts stay below 2^53, exact in Lua's numbers.
 
+-- Totals and the sum of live reservations stay at most 2^53 - 1: exact in Lua's numbers and in
+-- every JSON reader, and far from HINCRBY's overflow.
+local MAX = 9007199254740991
+
+-- Adds `amount` to the metric's total in `key`, saturating at MAX.
+local function add_total(key, metric, amount)
+    local current = tonumber(redis.call('HGET', key, metric) or '0')
+    if current + tonumber(amount) > MAX then
+        redis.call('HSET', key, metric, string.format('%d', MAX))
+    else
+        redis.call('HINCRBY', key, metric, amount)
+    end
+end
+
 local function now_us()
     local t = redis.call('TIME')
     return tonumber(t[1]) * 1000000 + tonumber(t[2])

@@ -5,6 +5,10 @@ local now = now_us()
 local amount = tonumber(ARGV[3])
 local reserved = reserved_sum(now)
 local limit, _, used = budget(ARGV[1])
+if reserved + amount > MAX then
+    -- More than 2^53 - 1 held at once: the service's ceiling, budget or not.
+    return {0, MAX - reserved}
+end
 local remaining = -1
 if limit then
     remaining = limit - used - reserved
