@@ -46,14 +46,24 @@ pub fn service(
     use rmcp::transport::streamable_http_server::{
         StreamableHttpServerConfig, StreamableHttpService, session::local::LocalSessionManager,
     };
-    // statekeeper sits behind its own listener and API keys: any Host may reach it, as any
-    // may reach its REST routes.
-    let config = StreamableHttpServerConfig::default().with_allowed_hosts(Vec::<String>::new());
+    // Any `Host` may reach `/mcp`, as any may reach the REST routes: statekeeper is a service
+    // behind its own listener and API keys, not a tool on a developer's machine.
+    let config = StreamableHttpServerConfig::default().disable_allowed_hosts();
     StreamableHttpService::new(
         move || Ok(Tools::new(api.clone())),
         LocalSessionManager::default().into(),
         config,
     )
+}
+
+/// A tool's result: `answer` as JSON text, marked an error unless `success`.
+fn answered(success: bool, answer: Value) -> CallToolResult {
+    let content = vec![Content::text(answer.to_string())];
+    if success {
+        CallToolResult::success(content)
+    } else {
+        CallToolResult::error(content)
+    }
 }
 
 fn text(value: &str) -> String {
@@ -188,25 +198,25 @@ impl Tools {
         uri: String,
         body: Option<Value>,
     ) -> Result<CallToolResult, ErrorData> {
-        let (status, answer) = self.request(parts, method, uri, body).await?;
-        let content = Content::text(answer.to_string());
-        Ok(if status.is_success() {
-            CallToolResult::success(vec![content])
-        } else {
-            CallToolResult::error(vec![content])
-        })
+        let (status, answer) = self.request(parts, method, uri, body, &[]).await?;
+        Ok(answered(status.is_success(), answer))
     }
 
+    /// The REST answer's status and body (JSON, or `{"status"}` when it has none).
     async fn request(
         &self,
         parts: &axum::http::request::Parts,
         method: Method,
         uri: String,
         body: Option<Value>,
+        headers: &[(&'static str, HeaderValue)],
     ) -> Result<(axum::http::StatusCode, Value), ErrorData> {
         let mut request = Request::builder().method(method).uri(uri);
         if let Some(auth) = parts.headers.get(header::AUTHORIZATION) {
             request = request.header(header::AUTHORIZATION, auth);
+        }
+        for (name, value) in headers {
+            request = request.header(*name, value);
         }
         let body = match body {
             Some(body) => {
@@ -259,19 +269,17 @@ impl Tools {
             uri.push_str(&format!("?ttl_seconds={ttl}"));
         }
         let (status, answer) = self
-            .request(&parts, Method::PUT, uri, Some(args.value))
+            .request(&parts, Method::PUT, uri, Some(args.value), &[])
             .await?;
-        let content = if status.is_success() {
-            json!({"stored": true})
-        } else {
-            answer
-        };
-        let content = vec![Content::text(content.to_string())];
-        Ok(if status.is_success() {
-            CallToolResult::success(content)
-        } else {
-            CallToolResult::error(content)
-        })
+        let stored = status.is_success();
+        Ok(answered(
+            stored,
+            if stored {
+                json!({"stored": true})
+            } else {
+                answer
+            },
+        ))
     }
 
     #[tool(
@@ -325,15 +333,11 @@ impl Tools {
         Parameters(args): Parameters<KeyArgs>,
     ) -> Result<CallToolResult, ErrorData> {
         let uri = format!("/v1/cache/{}/{}", text(&args.namespace), text(&args.key));
-        let (status, answer) = self.request(&parts, Method::HEAD, uri, None).await?;
+        let (status, answer) = self.request(&parts, Method::HEAD, uri, None, &[]).await?;
         Ok(match status.as_u16() {
-            200 => {
-                CallToolResult::success(vec![Content::text(json!({"exists": true}).to_string())])
-            }
-            404 => {
-                CallToolResult::success(vec![Content::text(json!({"exists": false}).to_string())])
-            }
-            _ => CallToolResult::error(vec![Content::text(answer.to_string())]),
+            200 => answered(true, json!({"exists": true})),
+            404 => answered(true, json!({"exists": false})),
+            _ => answered(false, answer),
         })
     }
 
@@ -391,15 +395,10 @@ impl Tools {
         let uri = format!("/v1/agent-states/{thread}/messages");
         let body = json!({"messages": args.messages});
         let (status, answer) = self
-            .request(&parts, Method::POST, uri.clone(), Some(body.clone()))
+            .request(&parts, Method::POST, uri, Some(body), &[])
             .await?;
         if status.as_u16() != 404 {
-            let content = vec![Content::text(answer.to_string())];
-            return Ok(if status.is_success() {
-                CallToolResult::success(content)
-            } else {
-                CallToolResult::error(content)
-            });
+            return Ok(answered(status.is_success(), answer));
         }
         let create = json!({"thread_id": args.thread_id, "messages": args.messages});
         self.call(
@@ -485,36 +484,20 @@ impl Tools {
         Parameters(args): Parameters<ReleaseArgs>,
     ) -> Result<CallToolResult, ErrorData> {
         let uri = format!("/v1/locks/{}", text(&args.name));
-        let mut parts = parts;
         let token = HeaderValue::from_str(&args.lock_token)
             .map_err(|_| ErrorData::invalid_params("lock_token is not a header value", None))?;
-        parts.headers.insert("lock-token", token);
-        let mut request = Request::builder().method(Method::DELETE).uri(uri);
-        for name in [header::AUTHORIZATION.as_str(), "lock-token"] {
-            if let Some(value) = parts.headers.get(name) {
-                request = request.header(name, value);
-            }
-        }
-        let request = request
-            .body(Body::empty())
-            .map_err(|e| ErrorData::invalid_params(e.to_string(), None))?;
-        let response = self
-            .api
-            .clone()
-            .oneshot(request)
-            .await
-            .map_err(|e| ErrorData::internal_error(e.to_string(), None))?;
-        let status = response.status();
-        let bytes = axum::body::to_bytes(response.into_body(), 1 << 20)
-            .await
-            .map_err(|e| ErrorData::internal_error(e.to_string(), None))?;
-        Ok(if status.is_success() {
-            CallToolResult::success(vec![Content::text(json!({"released": true}).to_string())])
-        } else {
-            CallToolResult::error(vec![Content::text(
-                String::from_utf8_lossy(&bytes).into_owned(),
-            )])
-        })
+        let (status, answer) = self
+            .request(&parts, Method::DELETE, uri, None, &[("lock-token", token)])
+            .await?;
+        let released = status.is_success();
+        Ok(answered(
+            released,
+            if released {
+                json!({"released": true})
+            } else {
+                answer
+            },
+        ))
     }
 
     #[tool(
