@@ -244,6 +244,8 @@ SK = "statekeeper (redis)"
 SKM = "statekeeper (memory)"
 # The same service on Redis with metrics.enabled = false: the cost of metrics, on GET and PUT.
 SKN = "statekeeper (redis, no metrics)"
+# On Redis with the near cache on namespace "bench" (bench/near.toml): cache GET only.
+SKNEAR = "statekeeper (redis, near cache)"
 WEBDIS = "Webdis"
 FASTAPI = "FastAPI + redis-py"
 CEILING = "bare axum (ceiling)"
@@ -272,7 +274,7 @@ def measure(procs, duration, entries, conns, threads, rounds, only):
         ["redis-server", "--port", str(redis_port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"],
         redis_port,
     )
-    ports = {name: free_port() for name in (SK, SKN, SKM, WEBDIS, FASTAPI, CEILING)}
+    ports = {name: free_port() for name in (SK, SKN, SKNEAR, SKM, WEBDIS, FASTAPI, CEILING)}
     sk_env = lambda port, mode: {  # noqa: E731
         "STATEKEEPER__SERVER__PORT": str(port),
         "STATEKEEPER__BACKEND__MODE": mode,
@@ -287,6 +289,8 @@ def measure(procs, duration, entries, conns, threads, rounds, only):
     pids[SKM] = procs.start(SKM, [binary], ports[SKM], env=sk_env(ports[SKM], "memory"), cwd=ROOT).pid
     no_metrics = {**sk_env(ports[SKN], "redis"), "STATEKEEPER__METRICS__ENABLED": "false"}
     pids[SKN] = procs.start(SKN, [binary], ports[SKN], env=no_metrics, cwd=ROOT).pid
+    near_cmd = [binary, "serve", "--config", str(BENCH / "near.toml")]
+    pids[SKNEAR] = procs.start(SKNEAR, near_cmd, ports[SKNEAR], env=sk_env(ports[SKNEAR], "redis"), cwd=ROOT).pid
     webdis_conf = Path(tempfile.mkdtemp()) / "webdis.json"
     webdis_conf.write_text(json.dumps({
         "redis_host": "127.0.0.1", "redis_port": redis_port, "http_host": "127.0.0.1",
@@ -334,6 +338,8 @@ def measure(procs, duration, entries, conns, threads, rounds, only):
             return None
         if name == SKN and workload not in ("get", "put"):
             return None
+        if name == SKNEAR and workload != "get":
+            return None
         if name == CEILING:
             return run_wrk(f"{base}/v1/cache/bench/k", duration, conns, threads) if workload == "get" else None
         if workload == "get":
@@ -373,7 +379,7 @@ def measure(procs, duration, entries, conns, threads, rounds, only):
         for label, workload in WORKLOADS:
             if only and workload not in only:
                 continue
-            for name in (SK, SKN, SKM, WEBDIS, FASTAPI, CEILING):
+            for name in (SK, SKN, SKNEAR, SKM, WEBDIS, FASTAPI, CEILING):
                 cpu_before, redis_before = cpu_seconds(pids[name]), cpu_seconds(redis_proc.pid)
                 outcome = cell(name, workload)
                 if not outcome:
@@ -456,7 +462,7 @@ def report(results, memory, duration, entries, conns, threads, cores, quick, rou
         "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for label, _ in WORKLOADS:
-        for name in (SK, SKN, SKM, WEBDIS, FASTAPI, CEILING, REDIS):
+        for name in (SK, SKN, SKNEAR, SKM, WEBDIS, FASTAPI, CEILING, REDIS):
             runs = results.get((label, name))
             if not runs:
                 continue
@@ -532,6 +538,11 @@ def report(results, memory, duration, entries, conns, threads, cores, quick, rou
         r = ratio(label, SK, SKN)
         if r is not None:
             checks.append((f"{label}: metrics cost < 5% of rps ({(1 - r) * 100:.1f}%)", r > 0.95))
+    r = ratio(get, SKNEAR, WEBDIS)
+    if r is not None:
+        checks.append((f"near-cached GET ≥ 1.5× Webdis ({r:.2f}×)", r >= 1.5))
+        m = ratio(get, SKNEAR, SKM)
+        checks.append((f"near-cached GET ≥ 90% of the memory backend ({m * 100:.0f}%)", m >= 0.9))
     r = ratio(get, SKM, CEILING)
     if r is not None:
         checks.append((f"memory cache GET ≥ 70% of the ceiling ({r * 100:.0f}%)", r >= 0.7))

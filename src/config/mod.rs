@@ -389,6 +389,32 @@ pub struct CacheSettings {
     pub max_value_bytes: usize,
     /// Most keys in one `_mget` or `_mset` (422 beyond).
     pub max_batch_keys: usize,
+    /// Namespaces whose reads are near-cached in this process (Redis modes only).
+    pub near: Vec<NearCacheSettings>,
+}
+
+/// One namespace whose repeated reads are served from this process while Redis has not
+/// invalidated the key (`store::redis::near`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NearCacheSettings {
+    pub namespace: String,
+    /// Most values kept for the namespace (the oldest go first).
+    #[serde(default = "NearCacheSettings::default_entries")]
+    pub max_entries: usize,
+    /// Most bytes kept for the namespace.
+    #[serde(default = "NearCacheSettings::default_bytes")]
+    pub max_bytes: usize,
+}
+
+impl NearCacheSettings {
+    fn default_entries() -> usize {
+        10_000
+    }
+
+    fn default_bytes() -> usize {
+        64 << 20
+    }
 }
 
 impl Default for CacheSettings {
@@ -397,6 +423,7 @@ impl Default for CacheSettings {
             default_ttl_seconds: 3600,
             max_value_bytes: 512 * 1024,
             max_batch_keys: 1000,
+            near: Vec::new(),
         }
     }
 }

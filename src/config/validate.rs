@@ -203,6 +203,21 @@ impl Settings {
                 ));
             }
         }
+        for near in &self.cache.near {
+            if crate::domain::ids::Namespace::parse(near.namespace.clone()).is_err()
+                || near.max_entries == 0
+                || near.max_bytes == 0
+            {
+                return Err(SettingsError::new(
+                    "cache.near",
+                    format!(
+                        "{:?}: a namespace of 1-256 [A-Za-z0-9._:@-], max_entries and max_bytes \
+                         above 0",
+                        near.namespace
+                    ),
+                ));
+            }
+        }
         let ratio = self.health.redis_memory_warn_ratio;
         if !(ratio > 0.0 && ratio <= 1.0) {
             return Err(SettingsError::new(

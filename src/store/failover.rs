@@ -397,7 +397,7 @@ impl Failover {
         );
         failover.pool = Some(pool.clone());
         failover.metrics = metrics.backend.clone();
-        let redis = super::redis::stores(&pool);
+        let redis = super::redis::stores_with(&pool, settings);
         let fallback = |capability| memory.as_ref().filter(|_| serves(capability));
         // Usage (journalled) and local budgets share one memory store, so that a commit while
         // degraded counts in the same totals and the same journal.

@@ -16,6 +16,7 @@ mod hardening;
 mod locks;
 mod mcp;
 mod metrics;
+mod near_cache;
 mod openapi;
 mod outages;
 mod pending_actions;

@@ -9,6 +9,7 @@ pub mod cache;
 pub mod keys;
 pub mod listen;
 pub mod lock;
+pub mod near;
 pub mod pending_action;
 pub mod pool;
 pub mod queue;
@@ -22,6 +23,16 @@ use std::sync::Arc;
 
 pub use self::pool::RedisPool;
 use super::Stores;
+
+/// The stores of `stores`, with the near cache of `cache.near` in front of the cache.
+pub fn stores_with(pool: &RedisPool, settings: &crate::config::Settings) -> Stores {
+    let mut stores = stores(pool);
+    if let Some(near) = near::NearCache::start(pool, &settings.cache.near) {
+        let keys = pool.keys().clone();
+        stores.cache = Arc::new(near::NearCached::new(stores.cache, near, keys));
+    }
+    stores
+}
 
 /// One store per capability, all on `pool`.
 pub fn stores(pool: &RedisPool) -> Stores {

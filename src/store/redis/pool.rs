@@ -263,6 +263,37 @@ impl RedisPool {
             .map_err(|e| StoreError::Unavailable(format!("cannot connect to Redis: {e}")))
     }
 
+    /// A RESP3 connection of its own, outside the pool (the near cache's tracking connection,
+    /// whose invalidations arrive as pushes through `config`'s push sender).
+    pub async fn dedicated_resp3(
+        &self,
+        config: AsyncConnectionConfig,
+    ) -> Result<MultiplexedConnection, StoreError> {
+        let info = self.client.get_connection_info().clone();
+        let resp3 = info
+            .redis_settings()
+            .clone()
+            .set_protocol(redis::ProtocolVersion::RESP3);
+        let client = redis::Client::open(info.set_redis_settings(resp3))
+            .map_err(|e| StoreError::Unavailable(format!("cannot connect to Redis: {e}")))?;
+        let config = config
+            .set_connection_timeout(Some(self.connect))
+            .set_response_timeout(None);
+        client
+            .get_multiplexed_async_connection_with_config(&config)
+            .await
+            .map_err(|e| StoreError::Unavailable(format!("cannot connect to Redis: {e}")))
+    }
+
+    /// A pipeline on a connection of one's own, within the deadline.
+    pub async fn timeout_query<T: FromRedisValue>(
+        &self,
+        connection: &mut MultiplexedConnection,
+        pipe: &redis::Pipeline,
+    ) -> Result<T, RedisError> {
+        self.within_deadline(pipe.query_async(connection)).await
+    }
+
     /// Runs one command.
     pub async fn query<T: FromRedisValue>(&self, cmd: &redis::Cmd) -> Result<T, StoreError> {
         let operation = match cmd.args_iter().next() {

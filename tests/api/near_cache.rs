@@ -1,0 +1,186 @@
+//! The near cache (`[[cache.near]]`): repeated reads served from the process, a write through
+//! another instance seen within the documented bound (measured over 10,000 writes), and a lost
+//! tracking connection that never leaves a changed value served.
+
+use std::time::{Duration, Instant};
+
+use statekeeper::config::{BackendMode, NearCacheSettings, Settings};
+
+use crate::common::{RedisServer, TestApp, settings, spawn_app};
+
+/// The staleness bound the README states: a write through another instance is seen by a
+/// near-cached read at most this long after the write answered.
+const STALENESS_BOUND: Duration = Duration::from_millis(250);
+
+fn near(redis: &RedisServer) -> Settings {
+    let mut settings = settings(BackendMode::Redis, Some(redis));
+    settings.cache.near = vec![NearCacheSettings {
+        namespace: "hot".into(),
+        max_entries: 1000,
+        max_bytes: 1 << 20,
+    }];
+    settings
+}
+
+fn gets(redis: &RedisServer) -> u64 {
+    let stats: String = redis::cmd("INFO")
+        .arg("commandstats")
+        .query(&mut redis.connection())
+        .unwrap();
+    stats
+        .lines()
+        .find_map(|line| line.strip_prefix("cmdstat_get:calls="))
+        .and_then(|rest| rest.split(',').next())
+        .map_or(0, |calls| calls.parse().unwrap())
+}
+
+async fn read(app: &TestApp, key: &str) -> String {
+    let reply = app.get(&format!("/v1/cache/hot/{key}")).await;
+    assert_eq!(reply.status, 200, "{}", reply.text());
+    reply.text()
+}
+
+/// Waits until the near cache's tracking connection is up (it is named in `CLIENT LIST`).
+async fn tracking_connections(redis: &RedisServer) -> Vec<String> {
+    let clients: String = redis::cmd("CLIENT")
+        .arg("LIST")
+        .query(&mut redis.connection())
+        .unwrap();
+    clients
+        .lines()
+        .filter(|c| c.contains("name=statekeeper-near-cache"))
+        .filter_map(|c| {
+            c.split(' ')
+                .find_map(|f| f.strip_prefix("id="))
+                .map(String::from)
+        })
+        .collect()
+}
+
+async fn wait_for_tracking(redis: &RedisServer, count: usize) -> Vec<String> {
+    let started = Instant::now();
+    loop {
+        let ids = tracking_connections(redis).await;
+        if ids.len() == count {
+            return ids;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(5),
+            "tracking never came up"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn repeated_reads_are_served_locally_and_writes_invalidate() {
+    let Some(redis) = RedisServer::start() else {
+        return;
+    };
+    let a = spawn_app(near(&redis)).await;
+    let b = spawn_app(settings(BackendMode::Redis, Some(&redis))).await;
+    wait_for_tracking(&redis, 1).await;
+    assert_eq!(a.put_raw("/v1/cache/hot/k", "1").await.status, 204);
+    let before = gets(&redis);
+    for _ in 0..5 {
+        assert_eq!(read(&a, "k").await, "1");
+    }
+    assert_eq!(
+        gets(&redis) - before,
+        1,
+        "one GET reached Redis, four were near"
+    );
+    // A namespace that did not opt in reads Redis every time.
+    assert_eq!(a.put_raw("/v1/cache/cold/k", "1").await.status, 204);
+    let before = gets(&redis);
+    for _ in 0..3 {
+        assert_eq!(a.get("/v1/cache/cold/k").await.status, 200);
+    }
+    assert_eq!(gets(&redis) - before, 3);
+
+    // A write through this instance is seen at once.
+    assert_eq!(a.put_raw("/v1/cache/hot/k", "2").await.status, 204);
+    assert_eq!(read(&a, "k").await, "2");
+    // A delete through another instance: gone once the invalidation arrived.
+    assert_eq!(b.delete("/v1/cache/hot/k").await.status, 204);
+    let started = Instant::now();
+    while a.get("/v1/cache/hot/k").await.status != 404 {
+        assert!(
+            started.elapsed() < STALENESS_BOUND,
+            "the delete was not seen in time"
+        );
+    }
+}
+
+/// 10,000 writes through instance B, each followed by reads through A until A shows it: the
+/// largest time from B's answer to A's fresh read stays within the documented bound.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_write_elsewhere_is_seen_within_the_bound() {
+    let Some(redis) = RedisServer::start() else {
+        return;
+    };
+    let a = spawn_app(near(&redis)).await;
+    let b = spawn_app(settings(BackendMode::Redis, Some(&redis))).await;
+    wait_for_tracking(&redis, 1).await;
+    let mut worst = Duration::ZERO;
+    let mut stale_reads = 0u32;
+    for i in 0..10_000u32 {
+        let value = i.to_string();
+        assert_eq!(b.put_raw("/v1/cache/hot/counter", &value).await.status, 204);
+        let written = Instant::now();
+        loop {
+            let seen = read(&a, "counter").await;
+            if seen == value {
+                break;
+            }
+            stale_reads += 1;
+            assert!(
+                written.elapsed() < STALENESS_BOUND * 4,
+                "write {i} not seen after {:?}",
+                written.elapsed()
+            );
+        }
+        worst = worst.max(written.elapsed());
+    }
+    println!("near cache: worst staleness {worst:?} over 10,000 writes, {stale_reads} stale reads");
+    assert!(worst <= STALENESS_BOUND, "worst staleness {worst:?}");
+}
+
+/// Killing the tracking connection empties the near cache: once it is back, a value changed
+/// meanwhile is read fresh, never the old one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_lost_tracking_connection_never_serves_a_changed_value() {
+    let Some(redis) = RedisServer::start() else {
+        return;
+    };
+    let a = spawn_app(near(&redis)).await;
+    let b = spawn_app(settings(BackendMode::Redis, Some(&redis))).await;
+    let ids = wait_for_tracking(&redis, 1).await;
+    assert_eq!(b.put_raw("/v1/cache/hot/k", "\"old\"").await.status, 204);
+    assert_eq!(read(&a, "k").await, "\"old\"");
+    assert_eq!(read(&a, "k").await, "\"old\"");
+
+    let _: () = redis::cmd("CLIENT")
+        .arg("KILL")
+        .arg("ID")
+        .arg(&ids[0])
+        .query(&mut redis.connection())
+        .unwrap();
+    // Changed while the tracking connection is down: no invalidation can reach A.
+    assert_eq!(b.put_raw("/v1/cache/hot/k", "\"new\"").await.status, 204);
+    let started = Instant::now();
+    loop {
+        let back = tracking_connections(&redis).await;
+        if back.len() == 1 && back[0] != ids[0] {
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(5),
+            "tracking never came back"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    for _ in 0..3 {
+        assert_eq!(read(&a, "k").await, "\"new\"");
+    }
+}
