@@ -511,7 +511,8 @@ pub async fn reserve(
         (status = 200, description = "Recorded", body = CommitBody),
         (status = 400, description = "Invalid subject, metric or id, or malformed JSON"),
         (status = 404, description = "No live reservation (committed, released or expired)"),
-        (status = 422, description = "More than was reserved (nothing changed), or an unknown field"),
+        (status = 409, description = "`exceeds_reservation`, with `reserved`: more than was reserved; nothing changed"),
+        (status = 422, description = "Amount out of range, or an unknown field"),
     ),
 )]
 pub async fn commit(
@@ -534,9 +535,10 @@ pub async fn commit(
                 returned,
             }))
         }
-        Committed::TooMuch { reserved } => Err(ApiError::validation_failed(format!(
-            "amount is more than the {reserved} reserved; nothing was recorded"
-        ))
+        Committed::TooMuch { reserved } => Err(ApiError::conflict(
+            "exceeds_reservation",
+            format!("amount is more than the {reserved} reserved; nothing was recorded"),
+        )
         .with("reserved", reserved)),
         Committed::NotFound => Err(Missing::Reservation.into()),
     }

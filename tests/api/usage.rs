@@ -107,7 +107,7 @@ async fn the_usage_and_budget_routes(app: &TestApp) {
     let id = held.body["reservation_id"].as_str().unwrap();
     let commit = format!("/v1/budgets/ada/tokens/reservations/{id}/commit");
     let too_much = app.post(&commit, json!({"amount": 51})).await;
-    too_much.assert_problem(422, "validation_failed");
+    too_much.assert_problem(409, "exceeds_reservation");
     assert_eq!(too_much.body["reserved"], 50);
     let committed = app.post(&commit, json!({"amount": 20})).await;
     assert_eq!(committed.status, 200, "{}", committed.body);

@@ -358,6 +358,23 @@ async fn huge_amounts_saturate(stores: &Stores) {
         (status.used, status.reserved, status.remaining()),
         (max, max, 0)
     );
+
+    // Huge and zero reservations expire and are released without an error.
+    let (who, what) = (subject("hal"), metric("tokens"));
+    for amount in [max, 0, 7] {
+        budgets
+            .reserve(&t1(), &who, &what, &new_id(), amount, 50, now)
+            .await
+            .unwrap();
+    }
+    tokio::time::sleep(Duration::from_millis(120)).await;
+    let zero = new_id();
+    let after = budgets
+        .reserve(&t1(), &who, &what, &zero, 0, 60_000, now)
+        .await
+        .unwrap();
+    assert!(matches!(after, Reserved::Granted { .. }), "{after:?}");
+    assert!(budgets.release(&t1(), &who, &what, &zero).await.unwrap());
 }
 
 crate::store_conformance!(

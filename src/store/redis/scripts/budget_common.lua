@@ -4,7 +4,9 @@
 -- Amounts stay below 2^53, exact in Lua's numbers.
 
 -- Totals and the sum of live reservations stay at most 2^53 - 1: exact in Lua's numbers and in
--- every JSON reader, and far from HINCRBY's overflow.
+-- every JSON reader, and far from HINCRBY's overflow. Amounts go to Redis commands as the
+-- integer strings they were stored as: Redis turns a Lua number into text that may carry an
+-- exponent, which HINCRBY refuses.
 local MAX = 9007199254740991
 
 -- Adds `amount` to the metric's total in `key`, saturating at MAX.
@@ -15,6 +17,14 @@ local function add_total(key, metric, amount)
     else
         redis.call('HINCRBY', key, metric, amount)
     end
+end
+
+-- The negative of an amount stored as an integer string (Redis refuses "-0").
+local function negated(amount)
+    if amount == '0' then
+        return '0'
+    end
+    return '-' .. amount
 end
 
 local function now_us()
@@ -31,7 +41,7 @@ local function reserved_sum(now)
         local amount = redis.call('HGET', KEYS[2], id)
         if amount then
             redis.call('HDEL', KEYS[2], id)
-            redis.call('HINCRBY', KEYS[2], '~total', -tonumber(amount))
+            redis.call('HINCRBY', KEYS[2], '~total', negated(amount))
         end
     end
     if #expired > 0 then
@@ -47,7 +57,7 @@ local function take(id)
         return nil
     end
     redis.call('HDEL', KEYS[2], id)
-    redis.call('HINCRBY', KEYS[2], '~total', -tonumber(amount))
+    redis.call('HINCRBY', KEYS[2], '~total', negated(amount))
     redis.call('ZREM', KEYS[5], id)
     return tonumber(amount)
 end
