@@ -249,6 +249,8 @@ SKNEAR = "statekeeper (redis, near cache)"
 WEBDIS = "Webdis"
 FASTAPI = "FastAPI + redis-py"
 CEILING = "bare axum (ceiling)"
+# A bare axum handler doing one Redis GET on a shared multiplexed connection: cache GET only.
+CEILING_REDIS = "bare axum → Redis (ceiling)"
 REDIS = "redis-benchmark (limit)"
 WORKLOADS = [
     ("cache GET hit (200 B)", "get"),
@@ -274,7 +276,7 @@ def measure(procs, duration, entries, conns, threads, rounds, only):
         ["redis-server", "--port", str(redis_port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"],
         redis_port,
     )
-    ports = {name: free_port() for name in (SK, SKN, SKNEAR, SKM, WEBDIS, FASTAPI, CEILING)}
+    ports = {name: free_port() for name in (SK, SKN, SKNEAR, SKM, WEBDIS, FASTAPI, CEILING, CEILING_REDIS)}
     sk_env = lambda port, mode: {  # noqa: E731
         "STATEKEEPER__SERVER__PORT": str(port),
         "STATEKEEPER__BACKEND__MODE": mode,
@@ -308,6 +310,10 @@ def measure(procs, duration, entries, conns, threads, rounds, only):
     ).pid
     pids[CEILING] = procs.start(
         CEILING, [str(RELEASE / "examples" / "http_ceiling"), str(ports[CEILING])], ports[CEILING]).pid
+    pids[CEILING_REDIS] = procs.start(
+        CEILING_REDIS,
+        [str(RELEASE / "examples" / "http_ceiling"), str(ports[CEILING_REDIS]), str(redis_port), "bench:webdis:k"],
+        ports[CEILING_REDIS]).pid
 
     # Set-up: the same data in every system.
     sessions = {}
@@ -340,6 +346,8 @@ def measure(procs, duration, entries, conns, threads, rounds, only):
             return None
         if name == SKNEAR and workload != "get":
             return None
+        if name == CEILING_REDIS:
+            return run_wrk(f"{base}/v1/cache/bench/k", duration, conns, threads) if workload == "get" else None
         if name == CEILING:
             return run_wrk(f"{base}/v1/cache/bench/k", duration, conns, threads) if workload == "get" else None
         if workload == "get":
@@ -379,7 +387,7 @@ def measure(procs, duration, entries, conns, threads, rounds, only):
         for label, workload in WORKLOADS:
             if only and workload not in only:
                 continue
-            for name in (SK, SKN, SKNEAR, SKM, WEBDIS, FASTAPI, CEILING):
+            for name in (SK, SKN, SKNEAR, SKM, WEBDIS, FASTAPI, CEILING, CEILING_REDIS):
                 cpu_before, redis_before = cpu_seconds(pids[name]), cpu_seconds(redis_proc.pid)
                 outcome = cell(name, workload)
                 if not outcome:
@@ -462,7 +470,7 @@ def report(results, memory, duration, entries, conns, threads, cores, quick, rou
         "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for label, _ in WORKLOADS:
-        for name in (SK, SKN, SKNEAR, SKM, WEBDIS, FASTAPI, CEILING, REDIS):
+        for name in (SK, SKN, SKNEAR, SKM, WEBDIS, FASTAPI, CEILING, CEILING_REDIS, REDIS):
             runs = results.get((label, name))
             if not runs:
                 continue
@@ -538,6 +546,14 @@ def report(results, memory, duration, entries, conns, threads, cores, quick, rou
         r = ratio(label, SK, SKN)
         if r is not None:
             checks.append((f"{label}: metrics cost < 5% of rps ({(1 - r) * 100:.1f}%)", r > 0.95))
+    r = ratio(get, SK, CEILING_REDIS)
+    if r is not None:
+        checks.append((f"cache GET on Redis ≥ 90% of the bare axum → Redis handler ({r * 100:.0f}%)",
+                       r >= 0.9))
+        cpu = median([p["cpu"] / q["cpu"] for p, q in zip(results[(get, SK)], results[(get, CEILING_REDIS)])
+                      if q.get("cpu")])
+        checks.append((f"cache GET CPU per request ≤ 1.2× the bare axum → Redis handler's ({cpu:.2f}×)",
+                       cpu <= 1.2))
     r = ratio(get, SKNEAR, WEBDIS)
     if r is not None:
         checks.append((f"near-cached GET ≥ 1.5× Webdis ({r:.2f}×)", r >= 1.5))
