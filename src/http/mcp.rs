@@ -66,10 +66,6 @@ fn answered(success: bool, answer: Value) -> CallToolResult {
     }
 }
 
-fn text(value: &str) -> String {
-    url_part(value)
-}
-
 /// A path segment or query value, percent-encoded.
 fn url_part(value: &str) -> String {
     let mut out = String::with_capacity(value.len());
@@ -264,7 +260,11 @@ impl Tools {
         Extension(parts): Extension<axum::http::request::Parts>,
         Parameters(args): Parameters<WriteArgs>,
     ) -> Result<CallToolResult, ErrorData> {
-        let mut uri = format!("/v1/cache/{}/{}", text(&args.namespace), text(&args.key));
+        let mut uri = format!(
+            "/v1/cache/{}/{}",
+            url_part(&args.namespace),
+            url_part(&args.key)
+        );
         if let Some(ttl) = args.ttl_seconds {
             uri.push_str(&format!("?ttl_seconds={ttl}"));
         }
@@ -291,7 +291,11 @@ impl Tools {
         Extension(parts): Extension<axum::http::request::Parts>,
         Parameters(args): Parameters<KeyArgs>,
     ) -> Result<CallToolResult, ErrorData> {
-        let uri = format!("/v1/cache/{}/{}", text(&args.namespace), text(&args.key));
+        let uri = format!(
+            "/v1/cache/{}/{}",
+            url_part(&args.namespace),
+            url_part(&args.key)
+        );
         self.call(&parts, Method::GET, uri, None).await
     }
 
@@ -307,7 +311,7 @@ impl Tools {
     ) -> Result<CallToolResult, ErrorData> {
         let mut uri = format!(
             "/v1/cache/{}?match={}",
-            text(&args.namespace),
+            url_part(&args.namespace),
             url_part(args.pattern.as_deref().unwrap_or("*"))
         );
         if let Some(cursor) = &args.cursor {
@@ -322,7 +326,11 @@ impl Tools {
         Extension(parts): Extension<axum::http::request::Parts>,
         Parameters(args): Parameters<KeyArgs>,
     ) -> Result<CallToolResult, ErrorData> {
-        let uri = format!("/v1/cache/{}/{}", text(&args.namespace), text(&args.key));
+        let uri = format!(
+            "/v1/cache/{}/{}",
+            url_part(&args.namespace),
+            url_part(&args.key)
+        );
         self.call(&parts, Method::DELETE, uri, None).await
     }
 
@@ -332,7 +340,11 @@ impl Tools {
         Extension(parts): Extension<axum::http::request::Parts>,
         Parameters(args): Parameters<KeyArgs>,
     ) -> Result<CallToolResult, ErrorData> {
-        let uri = format!("/v1/cache/{}/{}", text(&args.namespace), text(&args.key));
+        let uri = format!(
+            "/v1/cache/{}/{}",
+            url_part(&args.namespace),
+            url_part(&args.key)
+        );
         let (status, answer) = self.request(&parts, Method::HEAD, uri, None, &[]).await?;
         Ok(match status.as_u16() {
             200 => answered(true, json!({"exists": true})),
@@ -350,7 +362,7 @@ impl Tools {
         Extension(parts): Extension<axum::http::request::Parts>,
         Parameters(args): Parameters<NamespaceArgs>,
     ) -> Result<CallToolResult, ErrorData> {
-        let uri = format!("/v1/cache/{}?match=*", text(&args.namespace));
+        let uri = format!("/v1/cache/{}?match=*", url_part(&args.namespace));
         self.call(&parts, Method::DELETE, uri, None).await
     }
 
@@ -374,7 +386,7 @@ impl Tools {
         Extension(parts): Extension<axum::http::request::Parts>,
         Parameters(args): Parameters<ThreadArgs>,
     ) -> Result<CallToolResult, ErrorData> {
-        let mut uri = format!("/v1/agent-states/{}", text(&args.thread_id));
+        let mut uri = format!("/v1/agent-states/{}", url_part(&args.thread_id));
         if let Some(last) = args.last {
             uri.push_str(&format!("?last={last}"));
         }
@@ -391,7 +403,7 @@ impl Tools {
         Extension(parts): Extension<axum::http::request::Parts>,
         Parameters(args): Parameters<AppendArgs>,
     ) -> Result<CallToolResult, ErrorData> {
-        let thread = text(&args.thread_id);
+        let thread = url_part(&args.thread_id);
         let uri = format!("/v1/agent-states/{thread}/messages");
         let body = json!({"messages": args.messages});
         let (status, answer) = self
@@ -448,7 +460,7 @@ impl Tools {
         Extension(parts): Extension<axum::http::request::Parts>,
         Parameters(args): Parameters<TokenArgs>,
     ) -> Result<CallToolResult, ErrorData> {
-        let uri = format!("/v1/pending-actions/{}/confirm", text(&args.token));
+        let uri = format!("/v1/pending-actions/{}/confirm", url_part(&args.token));
         self.call(&parts, Method::POST, uri, None).await
     }
 
@@ -470,7 +482,7 @@ impl Tools {
         if let Some(wait) = args.wait_ms {
             body["wait_ms"] = json!(wait);
         }
-        let uri = format!("/v1/locks/{}", text(&args.name));
+        let uri = format!("/v1/locks/{}", url_part(&args.name));
         self.call(&parts, Method::POST, uri, Some(body)).await
     }
 
@@ -483,7 +495,7 @@ impl Tools {
         Extension(parts): Extension<axum::http::request::Parts>,
         Parameters(args): Parameters<ReleaseArgs>,
     ) -> Result<CallToolResult, ErrorData> {
-        let uri = format!("/v1/locks/{}", text(&args.name));
+        let uri = format!("/v1/locks/{}", url_part(&args.name));
         let token = HeaderValue::from_str(&args.lock_token)
             .map_err(|_| ErrorData::invalid_params("lock_token is not a header value", None))?;
         let (status, answer) = self
@@ -519,7 +531,7 @@ impl Tools {
         if let Some(cost) = args.cost {
             body["cost"] = json!(cost);
         }
-        let uri = format!("/v1/rate-limits/{}/check", text(&args.key));
+        let uri = format!("/v1/rate-limits/{}/check", url_part(&args.key));
         self.call(&parts, Method::POST, uri, Some(body)).await
     }
 }

@@ -189,17 +189,17 @@ struct Feed {
     last: Option<Order>,
     closing: watch::Receiver<bool>,
     ended: bool,
-    outcomes: Outcomes,
+    counters: StreamCounters,
 }
 
 /// The counters a stream moves, and its place in the subscriber gauge.
-struct Outcomes {
+struct StreamCounters {
     messages: Tally,
     resets: Tally,
     subscribers: prometheus_client::metrics::gauge::Gauge,
 }
 
-impl Drop for Outcomes {
+impl Drop for StreamCounters {
     fn drop(&mut self) {
         self.subscribers.dec();
     }
@@ -233,12 +233,12 @@ fn events(
     subscription: Subscription,
 ) -> impl Stream<Item = Result<SseEvent, Infallible>> + use<> {
     let outcomes = &state.metrics.outcomes;
-    let outcomes = Outcomes {
+    let counters = StreamCounters {
         messages: outcomes.topic_messages.clone(),
         resets: outcomes.topic_resets.clone(),
         subscribers: outcomes.topic_subscribers.clone(),
     };
-    outcomes.subscribers.inc();
+    counters.subscribers.inc();
     let mut pending = VecDeque::new();
     let mut last = match subscription.start {
         Resume::After(order) => Some(order),
@@ -246,7 +246,7 @@ fn events(
     };
     if let Resume::Reset(reason) = subscription.start {
         let earliest = subscription.earliest.as_deref();
-        pending.push_back(reset(reason, earliest, &outcomes.resets));
+        pending.push_back(reset(reason, earliest, &counters.resets));
     }
     for event in &subscription.backlog {
         pending.push_back(message(event));
@@ -254,14 +254,14 @@ fn events(
     }
     // The backlog's messages were read with the subscription: counted as delivered here.
     let backlog = subscription.backlog.len() as u64;
-    outcomes.messages.count_by("delivered", backlog);
+    counters.messages.count_by("delivered", backlog);
     let feed = Feed {
         pending,
         subscription,
         last,
         closing: state.closing.clone(),
         ended: false,
-        outcomes,
+        counters,
     };
     futures_util::stream::unfold(feed, |mut feed| async move {
         if feed.ended {
@@ -282,7 +282,7 @@ fn events(
                         continue;
                     }
                     feed.last = Some(event.order);
-                    feed.outcomes.messages.count("delivered");
+                    feed.counters.messages.count("delivered");
                     return Some((Ok(message(&event)), feed));
                 }
                 Err(error) => {
@@ -291,7 +291,7 @@ fn events(
                         RecvError::Closed => ResetReason::BackendSwitched,
                     };
                     feed.ended = true;
-                    let event = reset(reason, None, &feed.outcomes.resets);
+                    let event = reset(reason, None, &feed.counters.resets);
                     return Some((Ok(event), feed));
                 }
             }

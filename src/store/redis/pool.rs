@@ -254,13 +254,8 @@ impl RedisPool {
     /// A connection of its own, outside the pool and without a response deadline: for a
     /// reader that blocks (`XREAD BLOCK`) and so would hold up every call sharing it.
     pub async fn dedicated(&self) -> Result<MultiplexedConnection, StoreError> {
-        let config = AsyncConnectionConfig::new()
-            .set_connection_timeout(Some(self.connect))
-            .set_response_timeout(None);
-        self.client
-            .get_multiplexed_async_connection_with_config(&config)
+        self.connect_own(&self.client, AsyncConnectionConfig::new())
             .await
-            .map_err(|e| StoreError::Unavailable(format!("cannot connect to Redis: {e}")))
     }
 
     /// A RESP3 connection of its own, outside the pool (the near cache's tracking connection,
@@ -276,6 +271,15 @@ impl RedisPool {
             .set_protocol(redis::ProtocolVersion::RESP3);
         let client = redis::Client::open(info.set_redis_settings(resp3))
             .map_err(|e| StoreError::Unavailable(format!("cannot connect to Redis: {e}")))?;
+        self.connect_own(&client, config).await
+    }
+
+    /// Opens a connection outside the pool: the connect deadline, no response deadline.
+    async fn connect_own(
+        &self,
+        client: &redis::Client,
+        config: AsyncConnectionConfig,
+    ) -> Result<MultiplexedConnection, StoreError> {
         let config = config
             .set_connection_timeout(Some(self.connect))
             .set_response_timeout(None);
