@@ -151,6 +151,9 @@ pub struct BackendMetrics {
     pub switches: Family<SwitchLabels, Counter>,
     /// `outcome`: `up` or `down`.
     pub probes: Tally,
+    /// Items handed from memory to Redis on recovery, by `outcome`: `written`, `deleted`,
+    /// `conflict` (Redis held a later write, which was kept).
+    pub handback: Tally,
     /// 1 for the backend serving now (`redis` or `memory`), 0 for the other.
     pub active: Family<BackendLabels, Gauge>,
     /// 1 for `backend.mode` (`auto`, `redis` or `memory`).
@@ -295,6 +298,9 @@ impl Metrics {
         let redis = RedisMetrics::default();
         let backend = BackendMetrics::default();
         backend.probes.start_at_zero(&["up", "down"]);
+        backend
+            .handback
+            .start_at_zero(&["written", "deleted", "conflict"]);
         for to in ["memory", "redis"] {
             let _ = backend.switches.get_or_create(&SwitchLabels { to });
         }
@@ -327,6 +333,12 @@ impl Metrics {
             "backend_probes",
             "Redis health probes, by outcome (up, down)",
             backend.probes.0.clone(),
+        );
+        r.register(
+            "backend_handback_items",
+            "Items written while degraded and handed to Redis on recovery, by outcome (written, \
+             deleted, conflict)",
+            backend.handback.0.clone(),
         );
         r.register(
             "backend_active",

@@ -275,6 +275,9 @@ pub struct BackendSettings {
     /// served from memory (e.g. `["sessions"]` where a session must never exist on one
     /// instance only).
     pub refuse_while_degraded: Vec<String>,
+    /// Whether what memory took while degraded is written to Redis when it returns
+    /// (`store::handback`), instead of being dropped.
+    pub handback: bool,
 }
 
 impl Default for BackendSettings {
@@ -283,6 +286,7 @@ impl Default for BackendSettings {
             mode: BackendMode::Auto,
             probe_interval_ms: 1_000,
             refuse_while_degraded: Vec::new(),
+            handback: true,
         }
     }
 }

@@ -38,6 +38,12 @@ impl Ttl {
             .and_then(|s| Self::new(s, max))
     }
 
+    /// A lifetime carried over rather than asked for (an item handed from one backend to the
+    /// other): not bounded by a setting, and at least one second.
+    pub fn carried(seconds: u64) -> Self {
+        Self(seconds.max(1))
+    }
+
     pub fn seconds(self) -> u64 {
         self.0
     }

@@ -8,8 +8,9 @@
 //!   and for which a fresh connection cannot PING Redis either, turns the state degraded (a
 //!   reset connection is not an outage: see `Failover::route`). Then each capability does what
 //!   the table says: served from memory, or refused with 503. When the probe sees Redis answer
-//!   again, the memory backend is emptied, so entries written while degraded are gone (they
-//!   were never in Redis) and can never be served by a later outage.
+//!   again, the usage journal is replayed and what memory took is handed to Redis
+//!   ([`super::handback`], unless `backend.handback = false`) before traffic moves back; then
+//!   the memory backend is emptied, so nothing it held can be served by a later outage.
 //!
 //! The probe PINGs Redis every `backend.probe_interval_ms` in both Redis modes, so an outage is
 //! also noticed between requests and `/health` tells the truth. When a request finds Redis down
@@ -34,6 +35,7 @@ use super::{
     Nack, PendingActionStore, PutCondition, QueueStore, RateLimitStore, Replaced, SessionStore,
     SessionUpdate, StoreError, StoreResult, Stores, Subscription, ThreadPage, TopicLimits,
     TopicStore, TtlState, UsageStore, Versioned,
+    handback::{Bulk, HandBack, Item, Note, Pair},
     memory::{self, MemoryBackend},
     redis::{
         RedisPool,
@@ -286,6 +288,9 @@ pub struct Failover {
     degraded_before: Mutex<Duration>,
     /// What memory journalled while degraded, to hand to Redis when it returns.
     replay: Option<Replay>,
+    /// What memory took while degraded, to write to Redis when it returns
+    /// (`backend.handback`); `None` drops it instead.
+    handback: Option<HandBack>,
     metrics: BackendMetrics,
 }
 
@@ -353,6 +358,7 @@ impl Failover {
             recheck: Arc::new(Notify::new()),
             degraded_before: Mutex::new(Duration::ZERO),
             replay: None,
+            handback: None,
             metrics: BackendMetrics::default(),
         }
     }
@@ -409,6 +415,35 @@ impl Failover {
             });
             Arc::new(memory::usage::MemoryUsage::journalled(m, journal.clone()))
         });
+        let memory_cache = fallback(Capability::Cache)
+            .map(|m| Arc::new(memory::cache::MemoryCache::new(m)) as Arc<dyn CacheStore>);
+        let memory_actions = fallback(Capability::PendingActions).map(|m| {
+            Arc::new(memory::pending_action::MemoryPendingActions::new(m))
+                as Arc<dyn PendingActionStore>
+        });
+        let memory_states = fallback(Capability::AgentStates).map(|m| {
+            Arc::new(memory::agent_state::MemoryAgentStates::new(m)) as Arc<dyn AgentStateStore>
+        });
+        let memory_sessions = fallback(Capability::Sessions)
+            .map(|m| Arc::new(memory::session::MemorySessions::new(m)) as Arc<dyn SessionStore>);
+        if settings.backend.mode == BackendMode::Auto && settings.backend.handback {
+            fn pair<S: ?Sized>(memory: &Option<Arc<S>>, redis: &Arc<S>) -> Option<Pair<S>> {
+                memory.as_ref().map(|memory| Pair {
+                    memory: memory.clone(),
+                    redis: redis.clone(),
+                })
+            }
+            failover.handback = Some(HandBack {
+                ledger: Default::default(),
+                cache: pair(&memory_cache, &redis.cache),
+                sessions: pair(&memory_sessions, &redis.sessions),
+                agent_states: pair(&memory_states, &redis.agent_states),
+                pending_actions: pair(&memory_actions, &redis.pending_actions),
+                session_rules: settings.sessions.rules(),
+                tombstone: TombstoneLife::from_setting(settings.pending_actions.tombstone_seconds),
+                counts: failover.metrics.handback.clone(),
+            });
+        }
         let failover = Arc::new(failover);
         tokio::spawn(probe(
             Arc::downgrade(&failover),
@@ -422,26 +457,22 @@ impl Failover {
         let stores = Stores {
             cache: Arc::new(FailoverStore {
                 redis: redis.cache,
-                memory: fallback(Capability::Cache)
-                    .map(|m| Arc::new(memory::cache::MemoryCache::new(m)) as _),
+                memory: memory_cache,
                 failover: failover.clone(),
             }),
             pending_actions: Arc::new(FailoverStore {
                 redis: redis.pending_actions,
-                memory: fallback(Capability::PendingActions)
-                    .map(|m| Arc::new(memory::pending_action::MemoryPendingActions::new(m)) as _),
+                memory: memory_actions,
                 failover: failover.clone(),
             }),
             agent_states: Arc::new(FailoverStore {
                 redis: redis.agent_states,
-                memory: fallback(Capability::AgentStates)
-                    .map(|m| Arc::new(memory::agent_state::MemoryAgentStates::new(m)) as _),
+                memory: memory_states,
                 failover: failover.clone(),
             }),
             sessions: Arc::new(FailoverStore {
                 redis: redis.sessions,
-                memory: fallback(Capability::Sessions)
-                    .map(|m| Arc::new(memory::session::MemorySessions::new(m)) as _),
+                memory: memory_sessions,
                 failover: failover.clone(),
             }),
             locks: Arc::new(FailoverStore {
@@ -663,6 +694,45 @@ impl Failover {
         }
     }
 
+    /// Notes what a call served by memory wrote, for the hand-back.
+    fn note(&self, notes: impl IntoIterator<Item = Note>) {
+        if let Some(handback) = &self.handback {
+            handback.ledger.note(notes);
+        }
+    }
+
+    /// Writes what memory took while degraded to Redis; a failure keeps the rest noted.
+    async fn hand_back(&self) -> StoreResult<()> {
+        let Some(handback) = &self.handback else {
+            return Ok(());
+        };
+        if handback.ledger.is_empty() {
+            return Ok(());
+        }
+        match handback.run().await {
+            Ok(report) => {
+                tracing::info!(
+                    written = report.written,
+                    deleted = report.deleted,
+                    conflicts = report.conflicts,
+                    "what memory took while degraded is now in Redis"
+                );
+                Ok(())
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "handing memory's writes to Redis failed; still degraded");
+                Err(e)
+            }
+        }
+    }
+
+    /// What Redis must take before traffic moves back to it: the usage journal, then the
+    /// hand-back.
+    async fn catch_up(&self) -> StoreResult<()> {
+        self.replay_journal().await?;
+        self.hand_back().await
+    }
+
     /// Returns whether Redis was up until now.
     fn mark_down(&self, why: &str) -> bool {
         let was_up = !self.redis_down.swap(true, Ordering::AcqRel);
@@ -683,10 +753,14 @@ impl Failover {
         was_up
     }
 
-    fn mark_up(&self) {
+    /// Moves traffic back to Redis. Memory is emptied (after the hand-back, when there is
+    /// one), so what it held can never be served by a later outage.
+    async fn mark_up(&self) {
         if self.redis_down.load(Ordering::Acquire) {
-            // Empty memory before traffic returns to Redis, so a request never sees a mix.
-            if let Some(memory) = &self.memory {
+            if self.handback.is_none()
+                && let Some(memory) = &self.memory
+            {
+                // Empty memory before traffic returns to Redis, so a request never sees a mix.
                 memory.clear();
             }
             self.redis_down.store(false, Ordering::Release);
@@ -704,9 +778,28 @@ impl Failover {
             }
             self.count_switch("redis");
             tracing::info!("Redis answers again: traffic is back on Redis");
+            if self.handback.is_some() {
+                // Calls that were given to memory just before the switch finish in memory
+                // (no I/O there); then what they wrote is handed over, and memory emptied.
+                tokio::time::sleep(SETTLE).await;
+                let late = self.catch_up().await;
+                match (&self.memory, late) {
+                    (Some(memory), Ok(())) => memory.clear(),
+                    (_, Err(e)) => tracing::warn!(
+                        error = %e,
+                        "writes that memory took during the switch back are kept for the next \
+                         recovery"
+                    ),
+                    _ => {}
+                }
+            }
         }
     }
 }
+
+/// How long the switch back to Redis waits for calls already given to memory to finish
+/// before their writes are handed over and memory is emptied.
+const SETTLE: Duration = Duration::from_millis(100);
 
 /// The first retry after a failed PING; each further one waits twice as long, up to the
 /// probe interval.
@@ -737,12 +830,12 @@ async fn probe(failover_weak: std::sync::Weak<Failover>, recheck: Arc<Notify>, e
         let outcome = if answered.is_ok() { "up" } else { "down" };
         failover.metrics.probes.count(outcome);
         let answered = match answered {
-            Ok(latency) if failover.is_down() => failover.replay_journal().await.map(|_| latency),
+            Ok(latency) if failover.is_down() => failover.catch_up().await.map(|_| latency),
             other => other,
         };
         match answered {
             Ok(_) => {
-                failover.mark_up();
+                failover.mark_up().await;
                 // What memory took while the replay ran (calls already under way).
                 if failover.replay_journal().await.is_err() {
                     tracing::warn!("usage journalled during the recovery is kept for the next one");
@@ -783,13 +876,15 @@ pub struct FailoverStore<S: ?Sized> {
 /// Implements a store trait for `FailoverStore` by routing each method through
 /// `Failover::route`. `#[repeat(expr)]` says whether a call is safe to make twice (same effect,
 /// same answer); it may look at the arguments. The arguments are references and `Copy` values:
-/// a second call or the memory call copies nothing.
+/// a second call or the memory call copies nothing. `#[note(when => notes)]` names what a call
+/// served by memory wrote, for the hand-back: `when` looks at the call's answer, `notes` are
+/// [`Note`]s built from the arguments.
 macro_rules! route_each_method {
-    ($store:ident { $(#[repeat($repeat:expr)] async fn $name:ident(&self $(, $arg:ident : $ty:ty)*) -> $ret:ty;)* }) => {
+    ($store:ident { $(#[repeat($repeat:expr)] $(#[note($when:expr => $notes:expr)])? async fn $name:ident(&self $(, $arg:ident : $ty:ty)*) -> $ret:ty;)* }) => {
         #[async_trait]
         impl $store for FailoverStore<dyn $store> {
             $(
-                #[allow(clippy::clone_on_copy)]
+                #[allow(clippy::clone_on_copy, clippy::redundant_closure_call)]
                 async fn $name(&self $(, $arg: $ty)*) -> $ret {
                     let repeatable: bool = $repeat;
                     self.failover
@@ -797,7 +892,17 @@ macro_rules! route_each_method {
                             repeatable,
                             || self.redis.$name($(Clone::clone(&$arg)),*),
                             self.memory.as_ref().map(|memory| {
-                                move || memory.$name($($arg),*)
+                                move || async move {
+                                    let answer = memory.$name($($arg),*).await;
+                                    $(
+                                        if let Ok(out) = &answer
+                                            && ($when)(out)
+                                        {
+                                            self.failover.note($notes);
+                                        }
+                                    )?
+                                    answer
+                                }
                             }),
                         )
                         .await
@@ -871,51 +976,99 @@ route_each_method!(TopicStore {
 route_each_method!(CacheStore {
     #[repeat(true)] async fn get(&self, tenant: &Tenant, ns: &Namespace, key: &CacheKey) -> StoreResult<Option<CacheValue>>;
     #[repeat(true)] async fn exists(&self, tenant: &Tenant, ns: &Namespace, key: &CacheKey) -> StoreResult<bool>;
-    #[repeat(condition == PutCondition::Always)] async fn put(&self, tenant: &Tenant, ns: &Namespace, key: &CacheKey, value: &CacheValue, expiry: Expiry, condition: PutCondition) -> StoreResult<bool>;
-    #[repeat(false)] async fn get_and_set(&self, tenant: &Tenant, ns: &Namespace, key: &CacheKey, value: &CacheValue, expiry: Expiry) -> StoreResult<Option<CacheValue>>;
-    #[repeat(false)] async fn get_and_delete(&self, tenant: &Tenant, ns: &Namespace, key: &CacheKey) -> StoreResult<Option<CacheValue>>;
-    #[repeat(false)] async fn delete(&self, tenant: &Tenant, ns: &Namespace, key: &CacheKey) -> StoreResult<bool>;
+    #[repeat(condition == PutCondition::Always)]
+    #[note(|wrote: &bool| *wrote => [Note::cache(tenant, ns, key)])]
+    async fn put(&self, tenant: &Tenant, ns: &Namespace, key: &CacheKey, value: &CacheValue, expiry: Expiry, condition: PutCondition) -> StoreResult<bool>;
+    #[repeat(false)]
+    #[note(|_| true => [Note::cache(tenant, ns, key)])]
+    async fn get_and_set(&self, tenant: &Tenant, ns: &Namespace, key: &CacheKey, value: &CacheValue, expiry: Expiry) -> StoreResult<Option<CacheValue>>;
+    #[repeat(false)]
+    #[note(|_| true => [Note::cache(tenant, ns, key)])]
+    async fn get_and_delete(&self, tenant: &Tenant, ns: &Namespace, key: &CacheKey) -> StoreResult<Option<CacheValue>>;
+    #[repeat(false)]
+    #[note(|_| true => [Note::cache(tenant, ns, key)])]
+    async fn delete(&self, tenant: &Tenant, ns: &Namespace, key: &CacheKey) -> StoreResult<bool>;
     #[repeat(true)] async fn ttl(&self, tenant: &Tenant, ns: &Namespace, key: &CacheKey) -> StoreResult<TtlState>;
-    #[repeat(true)] async fn set_ttl(&self, tenant: &Tenant, ns: &Namespace, key: &CacheKey, ttl: Ttl) -> StoreResult<bool>;
-    #[repeat(false)] async fn incr(&self, tenant: &Tenant, ns: &Namespace, key: &CacheKey, by: Increment, create_expiry: Expiry) -> StoreResult<Result<String, IncrError>>;
-    #[repeat(false)] async fn compare_and_swap(&self, tenant: &Tenant, ns: &Namespace, key: &CacheKey, expected: Option<&serde_json::Value>, value: &CacheValue, expiry: Expiry) -> StoreResult<CasOutcome>;
+    #[repeat(true)]
+    #[note(|wrote: &bool| *wrote => [Note::cache(tenant, ns, key)])]
+    async fn set_ttl(&self, tenant: &Tenant, ns: &Namespace, key: &CacheKey, ttl: Ttl) -> StoreResult<bool>;
+    #[repeat(false)]
+    #[note(|out: &Result<String, IncrError>| out.is_ok() => [Note::cache(tenant, ns, key)])]
+    async fn incr(&self, tenant: &Tenant, ns: &Namespace, key: &CacheKey, by: Increment, create_expiry: Expiry) -> StoreResult<Result<String, IncrError>>;
+    #[repeat(false)]
+    #[note(|out: &CasOutcome| *out == CasOutcome::Swapped => [Note::cache(tenant, ns, key)])]
+    async fn compare_and_swap(&self, tenant: &Tenant, ns: &Namespace, key: &CacheKey, expected: Option<&serde_json::Value>, value: &CacheValue, expiry: Expiry) -> StoreResult<CasOutcome>;
     #[repeat(true)] async fn get_many(&self, tenant: &Tenant, ns: &Namespace, keys: &[CacheKey]) -> StoreResult<Vec<Option<CacheValue>>>;
-    #[repeat(true)] async fn put_many(&self, tenant: &Tenant, ns: &Namespace, entries: &[(CacheKey, CacheValue)], expiry: Expiry) -> StoreResult<()>;
+    #[repeat(true)]
+    #[note(|_| true => entries.iter().map(|(key, _)| Note::cache(tenant, ns, key)))]
+    async fn put_many(&self, tenant: &Tenant, ns: &Namespace, entries: &[(CacheKey, CacheValue)], expiry: Expiry) -> StoreResult<()>;
     #[repeat(true)] async fn list(&self, tenant: &Tenant, ns: &Namespace, pattern: &str, cursor: &ListCursor, limit: usize) -> StoreResult<KeyPage>;
-    #[repeat(false)] async fn delete_matching(&self, tenant: &Tenant, ns: &Namespace, pattern: &str) -> StoreResult<u64>;
+    #[repeat(false)]
+    #[note(|_| true => [Note::Bulk(Bulk::CachePattern(tenant.clone(), ns.clone(), pattern.to_owned()))])]
+    async fn delete_matching(&self, tenant: &Tenant, ns: &Namespace, pattern: &str) -> StoreResult<u64>;
 });
 
 route_each_method!(PendingActionStore {
-    #[repeat(false)] async fn create(&self, tenant: &Tenant, action: &PendingAction, ttl: Ttl) -> StoreResult<bool>;
+    #[repeat(false)]
+    #[note(|created: &bool| *created => [Note::Item(Item::Action(tenant.clone(), action.token.clone()))])]
+    async fn create(&self, tenant: &Tenant, action: &PendingAction, ttl: Ttl) -> StoreResult<bool>;
     #[repeat(true)] async fn get(&self, tenant: &Tenant, token: &ActionToken) -> StoreResult<Option<PendingAction>>;
-    #[repeat(false)] async fn confirm(&self, tenant: &Tenant, token: &ActionToken, at: OffsetDateTime, idempotency_key: Option<&IdempotencyKey>, tombstone: TombstoneLife) -> StoreResult<Confirm>;
-    #[repeat(true)] async fn cancel(&self, tenant: &Tenant, token: &ActionToken, at: OffsetDateTime, tombstone: TombstoneLife) -> StoreResult<Cancel>;
+    #[repeat(false)]
+    #[note(|out: &Confirm| matches!(out, Confirm::Confirmed(_)) => [Note::Item(Item::Action(tenant.clone(), token.clone()))])]
+    async fn confirm(&self, tenant: &Tenant, token: &ActionToken, at: OffsetDateTime, idempotency_key: Option<&IdempotencyKey>, tombstone: TombstoneLife) -> StoreResult<Confirm>;
+    #[repeat(true)]
+    #[note(|out: &Cancel| matches!(out, Cancel::Cancelled) => [Note::Item(Item::Action(tenant.clone(), token.clone()))])]
+    async fn cancel(&self, tenant: &Tenant, token: &ActionToken, at: OffsetDateTime, tombstone: TombstoneLife) -> StoreResult<Cancel>;
 });
 
 route_each_method!(AgentStateStore {
-    #[repeat(false)] async fn create(&self, tenant: &Tenant, state: &NewAgentState) -> StoreResult<Option<AgentState>>;
+    #[repeat(false)]
+    #[note(|out: &Option<AgentState>| out.is_some() => [Note::thread(tenant, &state.thread_id)])]
+    async fn create(&self, tenant: &Tenant, state: &NewAgentState) -> StoreResult<Option<AgentState>>;
     #[repeat(true)] async fn get(&self, tenant: &Tenant, thread: &ThreadId, last_messages: Option<u64>) -> StoreResult<Option<AgentState>>;
     #[repeat(true)] async fn exists(&self, tenant: &Tenant, thread: &ThreadId) -> StoreResult<bool>;
-    #[repeat(false)] async fn replace(&self, tenant: &Tenant, state: &NewAgentState, if_version: Option<u64>) -> StoreResult<Versioned<Replaced>>;
-    #[repeat(false)] async fn delete(&self, tenant: &Tenant, thread: &ThreadId) -> StoreResult<bool>;
-    #[repeat(false)] async fn append(&self, tenant: &Tenant, thread: &ThreadId, messages: &[Message], if_version: Option<u64>) -> StoreResult<Versioned<Appended>>;
-    #[repeat(false)] async fn patch_context(&self, tenant: &Tenant, thread: &ThreadId, patch: &JsonObject, if_version: Option<u64>) -> StoreResult<Versioned<AgentState>>;
-    #[repeat(false)] async fn set_relevance(&self, tenant: &Tenant, thread: &ThreadId, is_relevant: bool, if_version: Option<u64>) -> StoreResult<Versioned<u64>>;
+    #[repeat(false)]
+    #[note(|out: &Versioned<Replaced>| matches!(out, Versioned::Done(_)) => [Note::thread(tenant, &state.thread_id)])]
+    async fn replace(&self, tenant: &Tenant, state: &NewAgentState, if_version: Option<u64>) -> StoreResult<Versioned<Replaced>>;
+    #[repeat(false)]
+    #[note(|_| true => [Note::thread(tenant, thread)])]
+    async fn delete(&self, tenant: &Tenant, thread: &ThreadId) -> StoreResult<bool>;
+    #[repeat(false)]
+    #[note(|out: &Versioned<Appended>| matches!(out, Versioned::Done(_)) => [Note::thread(tenant, thread)])]
+    async fn append(&self, tenant: &Tenant, thread: &ThreadId, messages: &[Message], if_version: Option<u64>) -> StoreResult<Versioned<Appended>>;
+    #[repeat(false)]
+    #[note(|out: &Versioned<AgentState>| matches!(out, Versioned::Done(_)) => [Note::thread(tenant, thread)])]
+    async fn patch_context(&self, tenant: &Tenant, thread: &ThreadId, patch: &JsonObject, if_version: Option<u64>) -> StoreResult<Versioned<AgentState>>;
+    #[repeat(false)]
+    #[note(|out: &Versioned<u64>| matches!(out, Versioned::Done(_)) => [Note::thread(tenant, thread)])]
+    async fn set_relevance(&self, tenant: &Tenant, thread: &ThreadId, is_relevant: bool, if_version: Option<u64>) -> StoreResult<Versioned<u64>>;
     #[repeat(true)] async fn list(&self, tenant: &Tenant, after: Option<&ThreadId>, limit: usize) -> StoreResult<ThreadPage>;
     #[repeat(true)] async fn recent(&self, tenant: &Tenant, limit: usize) -> StoreResult<Vec<RecentState>>;
     #[repeat(true)] async fn ttl(&self, tenant: &Tenant, thread: &ThreadId) -> StoreResult<Option<u64>>;
-    #[repeat(true)] async fn set_ttl(&self, tenant: &Tenant, thread: &ThreadId, ttl: Ttl) -> StoreResult<bool>;
+    #[repeat(true)]
+    #[note(|wrote: &bool| *wrote => [Note::thread(tenant, thread)])]
+    async fn set_ttl(&self, tenant: &Tenant, thread: &ThreadId, ttl: Ttl) -> StoreResult<bool>;
     #[repeat(true)] async fn cleanup_expired(&self, tenant: &Tenant) -> StoreResult<u64>;
 });
 
 route_each_method!(SessionStore {
-    #[repeat(false)] async fn create(&self, tenant: &Tenant, session: &Session, rules: SessionRules) -> StoreResult<()>;
+    #[repeat(false)]
+    #[note(|_| true => [Note::session(tenant, &session.id)])]
+    async fn create(&self, tenant: &Tenant, session: &Session, rules: SessionRules) -> StoreResult<()>;
     #[repeat(true)] async fn get(&self, tenant: &Tenant, id: &SessionId, rules: SessionRules) -> StoreResult<Option<Session>>;
-    #[repeat(false)] async fn update(&self, tenant: &Tenant, id: &SessionId, change: &SessionChange, if_match: Option<u64>, rules: SessionRules) -> StoreResult<SessionUpdate>;
-    #[repeat(false)] async fn rotate(&self, tenant: &Tenant, id: &SessionId, new_id: &SessionId, rules: SessionRules) -> StoreResult<Option<Session>>;
-    #[repeat(false)] async fn delete(&self, tenant: &Tenant, id: &SessionId) -> StoreResult<bool>;
+    #[repeat(false)]
+    #[note(|out: &SessionUpdate| matches!(out, SessionUpdate::Updated(_)) => [Note::session(tenant, id)])]
+    async fn update(&self, tenant: &Tenant, id: &SessionId, change: &SessionChange, if_match: Option<u64>, rules: SessionRules) -> StoreResult<SessionUpdate>;
+    #[repeat(false)]
+    #[note(|out: &Option<Session>| out.is_some() => [Note::session(tenant, id), Note::session(tenant, new_id)])]
+    async fn rotate(&self, tenant: &Tenant, id: &SessionId, new_id: &SessionId, rules: SessionRules) -> StoreResult<Option<Session>>;
+    #[repeat(false)]
+    #[note(|_| true => [Note::session(tenant, id)])]
+    async fn delete(&self, tenant: &Tenant, id: &SessionId) -> StoreResult<bool>;
     #[repeat(true)] async fn list_for_user(&self, tenant: &Tenant, user: &UserId) -> StoreResult<Vec<Session>>;
-    #[repeat(false)] async fn delete_for_user(&self, tenant: &Tenant, user: &UserId) -> StoreResult<u64>;
+    #[repeat(false)]
+    #[note(|_| true => [Note::Bulk(Bulk::UserSessions(tenant.clone(), user.clone()))])]
+    async fn delete_for_user(&self, tenant: &Tenant, user: &UserId) -> StoreResult<u64>;
 });
 
 /// Locks with failover: each call routed like the other capabilities'; a waiter listens to

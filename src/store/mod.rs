@@ -5,6 +5,7 @@
 //! and decides, per call, which one serves it.
 
 pub mod failover;
+pub mod handback;
 pub mod memory;
 pub mod redis;
 pub mod signals;
@@ -230,8 +231,10 @@ pub trait CacheStore: Send + Sync {
 /// expired or unknown token. Another tenant's token is absent for every method.
 #[async_trait]
 pub trait PendingActionStore: Send + Sync {
-    /// Stores a `pending` action under its token for `ttl`; returns false, writing nothing,
-    /// when the token already exists (a record is never overwritten).
+    /// Stores the action under its token for `ttl`, in its status: `pending` for a new token,
+    /// confirmed or cancelled for one handed over from the other backend (in one step, so no
+    /// confirm can come between). Returns false, writing nothing, when the token already
+    /// exists (a record is never overwritten).
     async fn create(&self, tenant: &Tenant, action: &PendingAction, ttl: Ttl) -> StoreResult<bool>;
 
     /// The action with its current status while it or its tombstone lives, else `None`.

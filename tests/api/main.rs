@@ -12,6 +12,7 @@ mod cache_ops;
 mod cli;
 mod connections;
 mod failover;
+mod handback;
 mod hardening;
 mod locks;
 mod mcp;

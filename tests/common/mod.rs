@@ -85,6 +85,12 @@ impl RedisServer {
         panic!("redis-server on port {} did not start", self.port);
     }
 
+    /// Restarts it with other extra arguments, kept for later restarts.
+    pub fn restart_with(&mut self, extra_args: Vec<String>) {
+        self.extra_args = extra_args;
+        self.restart();
+    }
+
     pub fn kill(&mut self) {
         if let Some(mut child) = self.child.take() {
             let _ = child.kill();

@@ -92,7 +92,12 @@ impl PendingActionStore for RedisPendingActions {
                 self.create
                     .key(self.key(tenant, &action.token))
                     .arg(json)
-                    .arg(ttl.seconds()),
+                    .arg(ttl.seconds())
+                    .arg(action.status.as_str())
+                    .arg(match action.confirmed_at.or(action.cancelled_at) {
+                        Some(at) => format_time(at)?,
+                        None => String::new(),
+                    }),
             )
             .await?;
         Ok(created == 1)

@@ -1,0 +1,511 @@
+//! Hand-back: what the memory backend took while Redis was down, written to Redis when it
+//! returns, before traffic moves back (`backend.handback`, on by default in `auto` mode).
+//!
+//! While degraded, every write the memory adapters of the "served from memory" capabilities
+//! acknowledge (cache, sessions, agent states, pending actions) notes the item it touched in a
+//! [`Ledger`]: the item's identity and when, never a copy of it. On recovery each noted item's
+//! *final* memory state is handed to Redis through the Redis adapter's own atomic operations:
+//!
+//! - present in memory: written to Redis with its remaining lifetime; absent (deleted, or
+//!   expired while degraded): deleted in Redis, so a delete made while degraded holds;
+//! - bulk deletes (`DELETE` by pattern, "sign out everywhere") are replayed first, in order,
+//!   since memory could not see Redis's items they were meant to remove;
+//! - **conflicts** (another instance wrote the item in Redis meanwhile): where the item carries
+//!   a write time, the later write wins and a Redis win is counted and logged. Sessions compare
+//!   `last_activity_at`, agent states `updated_at`. An agent state in both places keeps Redis's
+//!   messages and gets the messages memory took appended after them, in order; its context,
+//!   metadata and relevance are the later writer's. A pending action keeps exactly-once: a
+//!   token confirmed (or cancelled) in memory is written to Redis already confirmed (or
+//!   cancelled) in one step, and where Redis holds the token too the two outcomes are merged by
+//!   the confirm and cancel scripts, so no token can be confirmed twice. Cache values carry no
+//!   write time in Redis (a plain string, so a GET stays one command): the value written while
+//!   degraded wins;
+//! - agent states take a full TTL from the hand-back (every write to a thread renews it); cache
+//!   values, sessions and pending actions keep their remaining lifetime.
+//!
+//! A failure part-way (Redis gone again) keeps what is left in the ledger for the next try; an
+//! item is handed back again only if it was touched again. Redis-only capabilities never reach
+//! memory; usage has its own journal ([`super::failover`]).
+
+use std::{
+    collections::HashMap,
+    sync::{Arc, Mutex},
+    time::Duration,
+};
+
+use time::OffsetDateTime;
+
+use super::{
+    AgentStateStore, CacheStore, PendingActionStore, PutCondition, SessionStore, StoreError,
+    StoreResult, TtlState, Versioned,
+};
+use crate::{
+    domain::{
+        agent_state::{AgentState, NewAgentState, ThreadId},
+        ids::{CacheKey, Namespace, Tenant},
+        pending_action::{ActionStatus, ActionToken, Cancel, Confirm, TombstoneLife},
+        session::{SessionId, SessionRules, UserId},
+        ttl::{Expiry, Ttl},
+    },
+    metrics::Tally,
+};
+
+/// One item a degraded write touched.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum Item {
+    Cache(Tenant, Namespace, CacheKey),
+    Session(Tenant, SessionId),
+    Thread(Tenant, ThreadId),
+    Action(Tenant, ActionToken),
+}
+
+/// A delete of items memory could not see, replayed as it was made.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Bulk {
+    CachePattern(Tenant, Namespace, String),
+    UserSessions(Tenant, UserId),
+}
+
+#[derive(Default)]
+struct Noted {
+    /// When each item was last touched.
+    items: HashMap<Item, OffsetDateTime>,
+    bulk: Vec<(Bulk, OffsetDateTime)>,
+}
+
+/// What one call served by memory wrote.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Note {
+    Item(Item),
+    Bulk(Bulk),
+}
+
+impl Note {
+    pub fn cache(tenant: &Tenant, ns: &Namespace, key: &CacheKey) -> Self {
+        Self::Item(Item::Cache(tenant.clone(), ns.clone(), key.clone()))
+    }
+
+    pub fn session(tenant: &Tenant, id: &SessionId) -> Self {
+        Self::Item(Item::Session(tenant.clone(), id.clone()))
+    }
+
+    pub fn thread(tenant: &Tenant, thread: &ThreadId) -> Self {
+        Self::Item(Item::Thread(tenant.clone(), thread.clone()))
+    }
+}
+
+/// The items touched while degraded. One entry per item, however often it was written: its
+/// size is bounded by what memory holds plus the deletes made while degraded.
+#[derive(Default)]
+pub struct Ledger {
+    noted: Mutex<Noted>,
+}
+
+impl Ledger {
+    pub fn note(&self, notes: impl IntoIterator<Item = Note>) {
+        let at = OffsetDateTime::now_utc();
+        let mut noted = self.lock();
+        for note in notes {
+            match note {
+                Note::Item(item) => {
+                    noted.items.insert(item, at);
+                }
+                Note::Bulk(bulk) => noted.bulk.push((bulk, at)),
+            }
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        let noted = self.lock();
+        noted.items.is_empty() && noted.bulk.is_empty()
+    }
+
+    fn take(&self) -> Noted {
+        std::mem::take(&mut *self.lock())
+    }
+
+    /// Puts back what a failed hand-back did not get to; a later touch of an item wins.
+    fn put_back(&self, rest: Noted) {
+        let mut noted = self.lock();
+        for (item, at) in rest.items {
+            noted.items.entry(item).or_insert(at);
+        }
+        let mut bulk = rest.bulk;
+        bulk.append(&mut noted.bulk);
+        noted.bulk = bulk;
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Noted> {
+        self.noted.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+/// What one hand-back did.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Report {
+    /// Items written to Redis from memory.
+    pub written: u64,
+    /// Items deleted in Redis (deleted or expired while degraded), bulk deletes included.
+    pub deleted: u64,
+    /// Items where Redis held a later write, which won.
+    pub conflicts: u64,
+}
+
+/// A pair of stores of one capability: the memory fallback and Redis.
+pub struct Pair<S: ?Sized> {
+    pub memory: Arc<S>,
+    pub redis: Arc<S>,
+}
+
+/// Everything the hand-back reads from and writes to.
+pub struct HandBack {
+    pub ledger: Arc<Ledger>,
+    pub cache: Option<Pair<dyn CacheStore>>,
+    pub sessions: Option<Pair<dyn SessionStore>>,
+    pub agent_states: Option<Pair<dyn AgentStateStore>>,
+    pub pending_actions: Option<Pair<dyn PendingActionStore>>,
+    pub session_rules: SessionRules,
+    pub tombstone: TombstoneLife,
+    /// `outcome`: written, deleted, conflict.
+    pub counts: Tally,
+}
+
+/// Optimistic retries of one agent-state merge against concurrent writers.
+const MERGE_ATTEMPTS: usize = 8;
+
+impl HandBack {
+    /// Hands every noted item to Redis. On the first failure the rest is kept for next time.
+    pub async fn run(&self) -> StoreResult<Report> {
+        let mut noted = self.ledger.take();
+        let mut report = Report::default();
+        while !noted.bulk.is_empty() {
+            let (bulk, at) = noted.bulk.remove(0);
+            if let Err(e) = self.replay_bulk(&bulk, at, &mut report).await {
+                noted.bulk.insert(0, (bulk, at));
+                self.ledger.put_back(noted);
+                return Err(e);
+            }
+        }
+        let items: Vec<(Item, OffsetDateTime)> = noted.items.drain().collect();
+        let mut items = items.into_iter();
+        while let Some((item, at)) = items.next() {
+            if let Err(e) = self.hand_item(&item, at, &mut report).await {
+                noted.items.insert(item, at);
+                noted.items.extend(items);
+                self.ledger.put_back(noted);
+                return Err(e);
+            }
+        }
+        for (outcome, n) in [
+            ("written", report.written),
+            ("deleted", report.deleted),
+            ("conflict", report.conflicts),
+        ] {
+            self.counts.count_by(outcome, n);
+        }
+        Ok(report)
+    }
+
+    async fn replay_bulk(
+        &self,
+        bulk: &Bulk,
+        at: OffsetDateTime,
+        report: &mut Report,
+    ) -> StoreResult<()> {
+        match bulk {
+            Bulk::CachePattern(tenant, ns, pattern) => {
+                if let Some(pair) = &self.cache {
+                    report.deleted += pair.redis.delete_matching(tenant, ns, pattern).await?;
+                }
+            }
+            Bulk::UserSessions(tenant, user) => {
+                let Some(pair) = &self.sessions else {
+                    return Ok(());
+                };
+                for session in pair.redis.list_for_user(tenant, user).await? {
+                    if session.last_activity_at_ms > millis(at) {
+                        conflict(report, "session", session.id.as_str());
+                    } else if pair.redis.delete(tenant, &session.id).await? {
+                        report.deleted += 1;
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    async fn hand_item(
+        &self,
+        item: &Item,
+        at: OffsetDateTime,
+        report: &mut Report,
+    ) -> StoreResult<()> {
+        match item {
+            Item::Cache(tenant, ns, key) => {
+                let Some(pair) = &self.cache else {
+                    return Ok(());
+                };
+                let value = pair.memory.get(tenant, ns, key).await?;
+                let ttl = pair.memory.ttl(tenant, ns, key).await?;
+                match (value, ttl) {
+                    (Some(value), TtlState::Persistent | TtlState::Expires(_)) => {
+                        let expiry = match ttl {
+                            TtlState::Expires(seconds) => Expiry::After(Ttl::carried(seconds)),
+                            _ => Expiry::Never,
+                        };
+                        pair.redis
+                            .put(tenant, ns, key, &value, expiry, PutCondition::Always)
+                            .await?;
+                        report.written += 1;
+                    }
+                    _ => {
+                        pair.redis.delete(tenant, ns, key).await?;
+                        report.deleted += 1;
+                    }
+                }
+            }
+            Item::Session(tenant, id) => {
+                let Some(pair) = &self.sessions else {
+                    return Ok(());
+                };
+                let rules = SessionRules {
+                    rolling: false,
+                    ..self.session_rules
+                };
+                let ours = pair.memory.get(tenant, id, rules).await?;
+                let theirs = pair.redis.get(tenant, id, rules).await?;
+                let written_at = ours.as_ref().map_or(millis(at), |s| s.last_activity_at_ms);
+                if let Some(theirs) = &theirs
+                    && theirs.last_activity_at_ms > written_at
+                {
+                    conflict(report, "session", id.as_str());
+                    return Ok(());
+                }
+                if theirs.is_some() {
+                    pair.redis.delete(tenant, id).await?;
+                }
+                match ours {
+                    Some(session) => {
+                        pair.redis
+                            .create(tenant, &session, self.session_rules)
+                            .await?;
+                        report.written += 1;
+                    }
+                    None if theirs.is_some() => report.deleted += 1,
+                    None => {}
+                }
+            }
+            Item::Thread(tenant, thread) => {
+                let Some(pair) = &self.agent_states else {
+                    return Ok(());
+                };
+                match pair.memory.get(tenant, thread, None).await? {
+                    Some(ours) => self.hand_thread(pair, tenant, thread, ours, report).await?,
+                    None => match pair.redis.get(tenant, thread, Some(0)).await? {
+                        Some(theirs) if theirs.updated_at > at => {
+                            conflict(report, "agent state", thread.as_str());
+                        }
+                        Some(_) => {
+                            pair.redis.delete(tenant, thread).await?;
+                            report.deleted += 1;
+                        }
+                        None => {}
+                    },
+                }
+            }
+            Item::Action(tenant, token) => {
+                let Some(pair) = &self.pending_actions else {
+                    return Ok(());
+                };
+                self.hand_action(pair, tenant, token, report).await?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Writes a thread memory holds: created whole where Redis has none, else merged into
+    /// Redis's by a versioned replace (Redis's messages, then memory's).
+    async fn hand_thread(
+        &self,
+        pair: &Pair<dyn AgentStateStore>,
+        tenant: &Tenant,
+        thread: &ThreadId,
+        ours: AgentState,
+        report: &mut Report,
+    ) -> StoreResult<()> {
+        let ttl_seconds = (ours.expires_at - ours.updated_at)
+            .whole_seconds()
+            .max(1)
+            .unsigned_abs();
+        for _ in 0..MERGE_ATTEMPTS {
+            let Some(theirs) = pair.redis.get(tenant, thread, None).await? else {
+                let state = NewAgentState {
+                    thread_id: thread.clone(),
+                    messages: ours.messages.clone(),
+                    context: ours.context.clone(),
+                    metadata: ours.metadata.clone(),
+                    is_relevant: ours.is_relevant,
+                    ttl_seconds,
+                };
+                if pair.redis.create(tenant, &state).await?.is_some() {
+                    report.written += 1;
+                    return Ok(());
+                }
+                // Created by someone else between the read and the create: merge into it.
+                continue;
+            };
+            let redis_later = theirs.updated_at > ours.updated_at;
+            let later = if redis_later { &theirs } else { &ours };
+            let mut messages = theirs.messages.clone();
+            messages.extend(ours.messages.iter().cloned());
+            let state = NewAgentState {
+                thread_id: thread.clone(),
+                messages,
+                context: later.context.clone(),
+                metadata: later.metadata.clone(),
+                is_relevant: later.is_relevant,
+                ttl_seconds,
+            };
+            match pair
+                .redis
+                .replace(tenant, &state, Some(theirs.version))
+                .await?
+            {
+                Versioned::Done(_) => {
+                    if redis_later {
+                        conflict(report, "agent state", thread.as_str());
+                    }
+                    report.written += 1;
+                    return Ok(());
+                }
+                // Written or deleted by someone else between the read and the replace.
+                Versioned::Stale | Versioned::Missing | Versioned::Contended => continue,
+            }
+        }
+        Err(StoreError::Busy(format!(
+            "agent state {thread}: {MERGE_ATTEMPTS} merges lost to concurrent writers"
+        )))
+    }
+
+    /// Writes a token memory holds: created in its status where Redis has none (one atomic
+    /// step, so no confirm can slip in between); where Redis has it, memory's outcome is
+    /// applied with the confirm or cancel script, which refuses a second outcome.
+    async fn hand_action(
+        &self,
+        pair: &Pair<dyn PendingActionStore>,
+        tenant: &Tenant,
+        token: &ActionToken,
+        report: &mut Report,
+    ) -> StoreResult<()> {
+        let Some(ours) = pair.memory.get(tenant, token).await? else {
+            // Expired while degraded: nothing to hand back (tokens are never deleted).
+            return Ok(());
+        };
+        let now = OffsetDateTime::now_utc();
+        let ends = match (ours.status, ours.confirmed_at.or(ours.cancelled_at)) {
+            (ActionStatus::Pending, _) | (_, None) => ours.expires_at,
+            (_, Some(at)) => {
+                let left = (ours.expires_at - at).max(time::Duration::ZERO);
+                at + self.tombstone.after(left.unsigned_abs())
+            }
+        };
+        let left = (ends - now).max(time::Duration::ZERO).unsigned_abs();
+        if left.is_zero() {
+            return Ok(());
+        }
+        if pair
+            .redis
+            .create(tenant, &ours, Ttl::carried(ceil_seconds(left)))
+            .await?
+        {
+            report.written += 1;
+            return Ok(());
+        }
+        let outcome_clash = match (ours.status, ours.confirmed_at, ours.cancelled_at) {
+            (ActionStatus::Confirmed, Some(at), _) => !matches!(
+                pair.redis
+                    .confirm(tenant, token, at, None, self.tombstone)
+                    .await?,
+                Confirm::Confirmed(_) | Confirm::AlreadyConfirmed | Confirm::Replayed(_)
+            ),
+            (ActionStatus::Cancelled, _, Some(at)) => !matches!(
+                pair.redis.cancel(tenant, token, at, self.tombstone).await?,
+                Cancel::Cancelled | Cancel::AlreadyCancelled
+            ),
+            _ => false,
+        };
+        if outcome_clash {
+            conflict(report, "pending action", token.as_str());
+        } else {
+            report.written += 1;
+        }
+        Ok(())
+    }
+}
+
+fn conflict(report: &mut Report, what: &str, id: &str) {
+    report.conflicts += 1;
+    tracing::warn!(
+        id,
+        "hand-back: Redis holds a later write of this {what}; Redis's is kept"
+    );
+}
+
+fn millis(at: OffsetDateTime) -> i64 {
+    i64::try_from(at.unix_timestamp_nanos() / 1_000_000).unwrap_or(i64::MAX)
+}
+
+fn ceil_seconds(d: Duration) -> u64 {
+    d.as_secs() + u64::from(d.subsec_nanos() > 0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cache(key: &str) -> Item {
+        Item::Cache(
+            Tenant::new("t"),
+            Namespace::parse("ns").unwrap(),
+            CacheKey::parse(key).unwrap(),
+        )
+    }
+
+    #[test]
+    fn a_ledger_keeps_one_entry_per_item_and_bulk_deletes_in_order() {
+        let ledger = Ledger::default();
+        assert!(ledger.is_empty());
+        ledger.note([Note::Item(cache("a")), Note::Item(cache("a"))]);
+        ledger.note([Note::Bulk(Bulk::CachePattern(
+            Tenant::new("t"),
+            Namespace::parse("ns").unwrap(),
+            "x*".into(),
+        ))]);
+        ledger.note([Note::Bulk(Bulk::UserSessions(
+            Tenant::new("t"),
+            UserId::parse("u").unwrap(),
+        ))]);
+        let mut taken = ledger.take();
+        assert!(ledger.is_empty());
+        assert_eq!(taken.items.len(), 1);
+        assert!(matches!(taken.bulk[0].0, Bulk::CachePattern(..)));
+
+        // A failed hand-back puts back what it did not get to, before what came meanwhile; an
+        // item touched again meanwhile keeps its later time.
+        taken.bulk.remove(0);
+        let earlier = taken.items[&cache("a")];
+        ledger.note([
+            Note::Item(cache("a")),
+            Note::Bulk(Bulk::CachePattern(
+                Tenant::new("t"),
+                Namespace::parse("ns").unwrap(),
+                "y*".into(),
+            )),
+        ]);
+        ledger.put_back(taken);
+        let again = ledger.take();
+        assert!(again.items[&cache("a")] >= earlier);
+        assert!(matches!(again.bulk[0].0, Bulk::UserSessions(..)));
+        assert!(matches!(&again.bulk[1].0, Bulk::CachePattern(_, _, p) if p == "y*"));
+    }
+}
