@@ -37,6 +37,7 @@ pub mod metrics;
 pub mod server;
 pub mod store;
 pub mod telemetry;
+pub mod transfer;
 
 use std::sync::Arc;
 

@@ -3,7 +3,9 @@
 use std::{path::PathBuf, process::ExitCode};
 
 use clap::{Parser, Subcommand};
-use statekeeper::{Server, config::Settings, http::openapi, shutdown_signal, telemetry};
+use statekeeper::{
+    Server, config::Settings, http::openapi, shutdown_signal, telemetry, transfer::cli,
+};
 
 /// Short-lived state over HTTP, on Redis with an in-memory fallback.
 #[derive(Parser)]
@@ -22,6 +24,26 @@ enum Command {
     Serve,
     /// Print the OpenAPI document as YAML (this is how openapi.yaml is made).
     Openapi,
+    /// Write a backup of Redis's items (cache, sessions, agent states, pending actions) to
+    /// stdout as NDJSON, for every tenant the settings name, or one.
+    Backup {
+        /// Only this tenant's items.
+        #[arg(long)]
+        tenant: Option<String>,
+        /// Only this capability's items (repeatable): cache, sessions, agent_states,
+        /// pending_actions.
+        #[arg(long)]
+        capability: Vec<String>,
+    },
+    /// Restore a backup read from stdin into Redis; prints what it did as JSON.
+    Restore {
+        /// merge (a later write held by Redis wins), replace, or skip-existing.
+        #[arg(long, default_value = "merge")]
+        mode: String,
+        /// Check the file and count its items; write nothing.
+        #[arg(long)]
+        dry_run: bool,
+    },
 }
 
 fn main() -> ExitCode {
@@ -37,7 +59,11 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    telemetry::init(&settings.log);
+    let to_stderr = matches!(
+        cli.command,
+        Some(Command::Backup { .. } | Command::Restore { .. })
+    );
+    telemetry::init(&settings.log, to_stderr);
     let mut builder = tokio::runtime::Builder::new_multi_thread();
     if settings.server.worker_threads > 0 {
         builder.worker_threads(settings.server.worker_threads);
@@ -49,17 +75,43 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
+    let command = cli.command.unwrap_or(Command::Serve);
     runtime.block_on(async {
-        match Server::bind(settings).await {
-            Ok(server) => {
-                server.run(shutdown_signal()).await;
-                ExitCode::SUCCESS
+        let done = match command {
+            Command::Backup { tenant, capability } => {
+                let mut out = std::io::stdout().lock();
+                cli::backup(&settings, tenant.as_deref(), &capability, &mut out)
+                    .await
+                    .map(|count| eprintln!("statekeeper backup: {count} items written"))
             }
-            Err(e) => {
-                tracing::error!("{e}");
-                eprintln!("statekeeper: {e}");
-                ExitCode::FAILURE
+            Command::Restore { mode, dry_run } => {
+                let (mut input, mut out) = (std::io::stdin().lock(), std::io::stdout().lock());
+                cli::restore(&settings, &mode, dry_run, &mut input, &mut out)
+                    .await
+                    .map(|_| ())
+            }
+            Command::Serve | Command::Openapi => return serve(settings).await,
+        };
+        match done {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(failed) => {
+                eprintln!("statekeeper: {}", failed.message);
+                ExitCode::from(failed.code)
             }
         }
     })
+}
+
+async fn serve(settings: Settings) -> ExitCode {
+    match Server::bind(settings).await {
+        Ok(server) => {
+            server.run(shutdown_signal()).await;
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            tracing::error!("{e}");
+            eprintln!("statekeeper: {e}");
+            ExitCode::FAILURE
+        }
+    }
 }

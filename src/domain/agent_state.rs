@@ -324,8 +324,9 @@ pub struct Record {
     pub ttl_seconds: u64,
 }
 
-/// A conversation as the API returns it.
-#[derive(Debug, Clone, PartialEq, Serialize, ToSchema)]
+/// A conversation as the API returns it (and a backup holds it).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
 pub struct AgentState {
     #[schema(value_type = String, example = "thread-42")]
     pub thread_id: String,
@@ -344,6 +345,24 @@ pub struct AgentState {
     pub expires_at: OffsetDateTime,
     pub version: u64,
     pub message_count: u64,
+}
+
+impl Record {
+    /// The record of a thread restored as `state` shows it (from a backup), renewed by later
+    /// writes with `ttl_seconds`.
+    pub fn restored(state: &AgentState, ttl_seconds: u64) -> Self {
+        let ms = |t: OffsetDateTime| (t.unix_timestamp_nanos() / 1_000_000) as i64;
+        Self {
+            context: state.context.clone(),
+            metadata: state.metadata.clone(),
+            is_relevant: state.is_relevant,
+            created_ms: ms(state.created_at),
+            updated_ms: ms(state.updated_at),
+            expires_ms: ms(state.expires_at),
+            version: state.version,
+            ttl_seconds,
+        }
+    }
 }
 
 impl AgentState {

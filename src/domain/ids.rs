@@ -45,6 +45,17 @@ impl Tenant {
         Self(name.into())
     }
 
+    /// A tenant name read from outside the settings (a backup file).
+    pub fn parse(name: &str) -> Result<Self, String> {
+        if valid_tenant_name(name) {
+            Ok(Self(name.into()))
+        } else {
+            Err(format!(
+                "{name:?} is not a tenant name (1-64 of [A-Za-z0-9_-])"
+            ))
+        }
+    }
+
     pub fn as_str(&self) -> &str {
         &self.0
     }

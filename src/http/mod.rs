@@ -1,6 +1,7 @@
 //! The HTTP layer: one module per resource (handlers and their DTOs with OpenAPI annotations),
 //! the extractors, and the middleware stack, built in one function.
 
+pub mod admin;
 pub mod agent_state;
 pub mod cache;
 pub mod extract;
@@ -82,6 +83,7 @@ pub fn router(state: AppState) -> Router {
         .merge(queue::routes())
         .merge(topic::routes())
         .merge(usage::routes())
+        .merge(admin::routes())
         .merge(if settings.metrics.enabled {
             metrics::routes()
         } else {

@@ -14,8 +14,8 @@ use utoipa::{
 };
 
 use super::{
-    AppState, agent_state, cache, cache::CacheLinks, health, lock, metrics, pending_actions, queue,
-    rate_limit, session, session::SessionLinks, topic, usage,
+    AppState, admin, agent_state, cache, cache::CacheLinks, health, lock, metrics, pending_actions,
+    queue, rate_limit, session, session::SessionLinks, topic, usage,
 };
 use crate::error::Problem;
 
@@ -103,6 +103,8 @@ use crate::error::Problem;
         usage::reserve,
         usage::commit,
         usage::release,
+        admin::backup,
+        admin::restore,
     ),
     components(schemas(
         Problem,
@@ -132,6 +134,7 @@ use crate::error::Problem;
                                           subscriber resumes after its Last-Event-ID exactly, or is told with a reset"),
         (name = "usage", description = "Metered amounts per subject and period, each event counted once, and budgets \
                                          held by reservation, which concurrent spenders cannot overshoot"),
+        (name = "admin", description = "Backup and restore of a tenant's items as NDJSON records; API keys with the admin scope"),
     )
 )]
 pub struct ApiDoc;

@@ -31,10 +31,10 @@ use time::OffsetDateTime;
 use tokio::sync::Notify;
 
 use super::{
-    AgentStateStore, Appended, BudgetStore, CacheStore, CasOutcome, KeyPage, Leases, LockStore,
-    Nack, PendingActionStore, PutCondition, QueueStore, RateLimitStore, Replaced, SessionStore,
-    SessionUpdate, StoreError, StoreResult, Stores, Subscription, ThreadPage, TopicLimits,
-    TopicStore, TtlState, UsageStore, Versioned,
+    AgentStateStore, Appended, BudgetStore, CacheStore, CasOutcome, IdPage, KeyPage, Leases,
+    LockStore, Nack, PendingActionStore, PutCondition, QueueStore, RateLimitStore, Replaced,
+    SessionStore, SessionUpdate, StoreError, StoreResult, Stores, Subscription, ThreadPage,
+    TopicLimits, TopicStore, TtlState, UsageStore, Versioned,
     handback::{Bulk, HandBack, Item, Note, Pair},
     memory::{self, MemoryBackend},
     redis::{
@@ -517,6 +517,11 @@ impl Failover {
 
     pub fn mode(&self) -> BackendMode {
         self.mode
+    }
+
+    /// Whether calls are served by memory now (`auto` mode while Redis is down).
+    pub fn is_degraded(&self) -> bool {
+        self.mode == BackendMode::Auto && self.is_down()
     }
 
     fn is_down(&self) -> bool {
@@ -1006,6 +1011,7 @@ route_each_method!(CacheStore {
     #[repeat(false)]
     #[note(|_| true => [Note::Bulk(Bulk::CachePattern(tenant.clone(), ns.clone(), pattern.to_owned()))])]
     async fn delete_matching(&self, tenant: &Tenant, ns: &Namespace, pattern: &str) -> StoreResult<u64>;
+    #[repeat(true)] async fn inventory(&self, tenant: &Tenant, cursor: Option<&str>, limit: usize) -> StoreResult<IdPage>;
 });
 
 route_each_method!(PendingActionStore {
@@ -1019,6 +1025,7 @@ route_each_method!(PendingActionStore {
     #[repeat(true)]
     #[note(|out: &Cancel| matches!(out, Cancel::Cancelled) => [Note::Item(Item::Action(tenant.clone(), token.clone()))])]
     async fn cancel(&self, tenant: &Tenant, token: &ActionToken, at: OffsetDateTime, tombstone: TombstoneLife) -> StoreResult<Cancel>;
+    #[repeat(true)] async fn inventory(&self, tenant: &Tenant, cursor: Option<&str>, limit: usize) -> StoreResult<IdPage>;
 });
 
 route_each_method!(AgentStateStore {
@@ -1049,6 +1056,9 @@ route_each_method!(AgentStateStore {
     #[note(|wrote: &bool| *wrote => [Note::thread(tenant, thread)])]
     async fn set_ttl(&self, tenant: &Tenant, thread: &ThreadId, ttl: Ttl) -> StoreResult<bool>;
     #[repeat(true)] async fn cleanup_expired(&self, tenant: &Tenant) -> StoreResult<u64>;
+    #[repeat(true)]
+    #[note(|wrote: &bool| *wrote => ThreadId::parse(state.thread_id.as_str()).ok().map(|id| Note::thread(tenant, &id)))]
+    async fn restore(&self, tenant: &Tenant, state: &AgentState, ttl_seconds: u64, only_if_absent: bool) -> StoreResult<bool>;
 });
 
 route_each_method!(SessionStore {
@@ -1069,6 +1079,7 @@ route_each_method!(SessionStore {
     #[repeat(false)]
     #[note(|_| true => [Note::Bulk(Bulk::UserSessions(tenant.clone(), user.clone()))])]
     async fn delete_for_user(&self, tenant: &Tenant, user: &UserId) -> StoreResult<u64>;
+    #[repeat(true)] async fn inventory(&self, tenant: &Tenant, cursor: Option<&str>, limit: usize) -> StoreResult<IdPage>;
 });
 
 /// Locks with failover: each call routed like the other capabilities'; a waiter listens to

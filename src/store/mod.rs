@@ -223,6 +223,24 @@ pub trait CacheStore: Send + Sync {
         ns: &Namespace,
         pattern: &str,
     ) -> StoreResult<u64>;
+
+    /// One page of the tenant's live keys in every namespace, as `namespace/key`, for backups.
+    /// `cursor` is the `next` of the previous page (`None` first); keys may repeat across
+    /// pages, as they may with `SCAN`.
+    async fn inventory(
+        &self,
+        tenant: &Tenant,
+        cursor: Option<&str>,
+        limit: usize,
+    ) -> StoreResult<IdPage>;
+}
+
+/// One page of an inventory: ids of one capability and tenant, for backups.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct IdPage {
+    pub ids: Vec<String>,
+    /// Where the next page starts; `None` when the listing is complete.
+    pub next: Option<String>,
 }
 
 /// Pending actions: confirmation tokens that are confirmed by exactly one caller. A token is
@@ -264,6 +282,15 @@ pub trait PendingActionStore: Send + Sync {
         at: OffsetDateTime,
         tombstone: TombstoneLife,
     ) -> StoreResult<Cancel>;
+
+    /// One page of the tenant's tokens (tombstones included), for backups; as
+    /// `CacheStore::inventory`.
+    async fn inventory(
+        &self,
+        tenant: &Tenant,
+        cursor: Option<&str>,
+        limit: usize,
+    ) -> StoreResult<IdPage>;
 }
 
 /// The outcome of a write to an existing agent state that may carry an expected version.
@@ -414,6 +441,18 @@ pub trait AgentStateStore: Send + Sync {
 
     /// Drops the index entries of every expired thread of the tenant; returns how many.
     async fn cleanup_expired(&self, tenant: &Tenant) -> StoreResult<u64>;
+
+    /// Writes a thread exactly as `state` holds it (version, times and messages), living until
+    /// its `expires_at` and renewed by later writes with `ttl_seconds`: a restore from a
+    /// backup. With `only_if_absent` a live thread of that id is left alone. Returns whether it
+    /// wrote; a state whose `expires_at` has passed is never written.
+    async fn restore(
+        &self,
+        tenant: &Tenant,
+        state: &AgentState,
+        ttl_seconds: u64,
+        only_if_absent: bool,
+    ) -> StoreResult<bool>;
 }
 
 /// What a conditional session change found.
@@ -492,6 +531,14 @@ pub trait SessionStore: Send + Sync {
 
     /// Deletes every session of the user in one atomic step; returns how many were live.
     async fn delete_for_user(&self, tenant: &Tenant, user: &UserId) -> StoreResult<u64>;
+
+    /// One page of the tenant's session ids, for backups; as `CacheStore::inventory`.
+    async fn inventory(
+        &self,
+        tenant: &Tenant,
+        cursor: Option<&str>,
+        limit: usize,
+    ) -> StoreResult<IdPage>;
 }
 
 /// Rate limits: decisions for a key against its rules (`domain::rate_limit`). A key's state

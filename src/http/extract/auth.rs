@@ -96,6 +96,17 @@ pub struct Reader(pub Tenant);
 /// A caller allowed to write.
 pub struct Writer(pub Tenant);
 
+/// A caller whose key has the `admin` scope (backup, restore): its tenant.
+pub struct Admin(pub Tenant);
+
+impl FromRequestParts<AppState> for Admin {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
+        state.api_keys.authorize(parts, Scope::Admin).map(Admin)
+    }
+}
+
 impl FromRequestParts<AppState> for Reader {
     type Rejection = ApiError;
 

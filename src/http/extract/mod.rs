@@ -7,7 +7,7 @@ pub mod conditional;
 pub mod json;
 
 pub use self::{
-    auth::{ApiKeys, ItemPath, ReadAt, Reader, WriteAt, Writer},
+    auth::{Admin, ApiKeys, ItemPath, ReadAt, Reader, WriteAt, Writer},
     conditional::{IF_MATCH_PATTERN, IfMatch, IfMatchHeader, etag, if_match_param},
     json::{AppJson, AppPath, AppQuery, Whole, require_json, time_of_us},
 };

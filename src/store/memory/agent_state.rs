@@ -30,7 +30,10 @@ use crate::{
         ids::Tenant,
         ttl::Ttl,
     },
-    store::{AgentStateStore, Appended, Refusal, Replaced, StoreResult, ThreadPage, Versioned},
+    store::{
+        AgentStateStore, Appended, Refusal, Replaced, StoreError, StoreResult, ThreadPage,
+        Versioned,
+    },
 };
 
 pub struct MemoryAgentStates {
@@ -424,5 +427,25 @@ impl AgentStateStore for MemoryAgentStates {
 
     async fn cleanup_expired(&self, tenant: &Tenant) -> StoreResult<u64> {
         Ok(self.with_tenant(tenant, |threads, now| threads.prune(now)))
+    }
+
+    async fn restore(
+        &self,
+        tenant: &Tenant,
+        state: &AgentState,
+        ttl_seconds: u64,
+        only_if_absent: bool,
+    ) -> StoreResult<bool> {
+        let id = ThreadId::parse(state.thread_id.as_str())
+            .map_err(|e| StoreError::Internal(format!("restore: {e}")))?;
+        self.engine.ensure_room()?;
+        let record = Record::restored(state, ttl_seconds);
+        Ok(self.with_tenant(tenant, |threads, now| {
+            if record.expires_ms <= now || (only_if_absent && threads.live(&id, now).is_some()) {
+                return false;
+            }
+            threads.insert(id, Thread::new(record, state.messages.clone()));
+            true
+        }))
     }
 }

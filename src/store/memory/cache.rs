@@ -18,7 +18,7 @@ use crate::{
         ids::{CacheKey, Namespace, Tenant},
         ttl::{Expiry, Ttl},
     },
-    store::{CacheStore, CasOutcome, KeyPage, PutCondition, StoreResult, TtlState},
+    store::{CacheStore, CasOutcome, IdPage, KeyPage, PutCondition, StoreResult, TtlState},
 };
 
 /// Entries a listing page or a pattern-delete batch examines under the engine lock: with the
@@ -316,5 +316,19 @@ impl CacheStore for MemoryCache {
             // Like SCAN + UNLINK on Redis: other requests run between batches.
             tokio::task::yield_now().await;
         }
+    }
+
+    async fn inventory(
+        &self,
+        tenant: &Tenant,
+        cursor: Option<&str>,
+        limit: usize,
+    ) -> StoreResult<IdPage> {
+        Ok(super::prefixed_inventory(
+            &self.engine,
+            tenant,
+            cursor,
+            limit,
+        ))
     }
 }

@@ -110,3 +110,39 @@ impl MemoryBackend {
         }
     }
 }
+
+/// Keys an inventory page examines per call at most (it may then be short, or empty, and
+/// still carry a cursor).
+pub(crate) const INVENTORY_EXAMINED: usize = 10_000;
+
+/// One inventory page of an engine keyed `{tenant}/{id}`: the tenant's ids after `cursor` (the
+/// last id of the previous page).
+pub(crate) fn prefixed_inventory<K, V>(
+    engine: &Engine<K, V>,
+    tenant: &crate::domain::ids::Tenant,
+    cursor: Option<&str>,
+    limit: usize,
+) -> super::IdPage
+where
+    K: Ord + Clone + Weigh + Send + Sync + 'static + From<String> + std::ops::Deref<Target = str>,
+    V: Weigh + Send + Sync + 'static,
+{
+    use std::ops::Bound;
+    let prefix = format!("{tenant}/");
+    // `0` follows `/`: the first key past every one of this tenant's.
+    let end = K::from(format!("{tenant}0"));
+    let start = match cursor {
+        Some(after) => Bound::Excluded(K::from(format!("{prefix}{after}"))),
+        None => Bound::Included(K::from(prefix.clone())),
+    };
+    let (page, resume) = engine.scan(
+        (start, Bound::Excluded(end)),
+        limit,
+        INVENTORY_EXAMINED,
+        |k, _| Some(k[prefix.len()..].to_string()),
+    );
+    super::IdPage {
+        ids: page.into_iter().map(|(_, id)| id).collect(),
+        next: resume.map(|last| last[prefix.len()..].to_string()),
+    }
+}

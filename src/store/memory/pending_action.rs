@@ -21,7 +21,7 @@ use crate::{
         },
         ttl::Ttl,
     },
-    store::{PendingActionStore, StoreResult},
+    store::{IdPage, PendingActionStore, StoreResult},
 };
 
 /// One token: the action with its status, and the winning confirm's idempotency key.
@@ -152,5 +152,19 @@ impl PendingActionStore for MemoryPendingActions {
                 ActionStatus::Cancelled => Cancel::AlreadyCancelled,
             }
         }))
+    }
+
+    async fn inventory(
+        &self,
+        tenant: &Tenant,
+        cursor: Option<&str>,
+        limit: usize,
+    ) -> StoreResult<IdPage> {
+        Ok(super::prefixed_inventory(
+            &self.engine,
+            tenant,
+            cursor,
+            limit,
+        ))
     }
 }

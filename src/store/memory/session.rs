@@ -5,7 +5,7 @@
 //! it is only a hint for finding the entry (a stale pointer leads to an entry without the
 //! session, which reads as absent), so it may lag behind without ever reviving a session.
 
-use std::{collections::BTreeMap, time::Duration};
+use std::{collections::BTreeMap, ops::Bound, time::Duration};
 
 use async_trait::async_trait;
 use tokio::time::Instant;
@@ -21,7 +21,7 @@ use crate::{
             Session, SessionChange, SessionId, SessionRules, UserId, now_ms, sort_for_listing,
         },
     },
-    store::{SessionStore, SessionUpdate, StoreResult},
+    store::{IdPage, SessionStore, SessionUpdate, StoreResult},
 };
 
 /// A session and the monotonic instant it expires at.
@@ -266,5 +266,35 @@ impl SessionStore for MemorySessions {
             self.unpoint(tenant, id);
         }
         Ok(removed.len() as u64)
+    }
+
+    async fn inventory(
+        &self,
+        tenant: &Tenant,
+        cursor: Option<&str>,
+        limit: usize,
+    ) -> StoreResult<IdPage> {
+        // Session ids are UUIDs: the nil UUID sorts before every one.
+        let first = |raw: &str| SessionId::parse(raw).ok();
+        let start = match cursor.and_then(first) {
+            Some(after) => Bound::Excluded((tenant.clone(), after)),
+            None => match first("00000000-0000-0000-0000-000000000000") {
+                Some(nil) => Bound::Included((tenant.clone(), nil)),
+                None => Bound::Unbounded,
+            },
+        };
+        let (page, resume) = self.owner.scan(
+            (start, Bound::Unbounded),
+            limit,
+            super::INVENTORY_EXAMINED,
+            |(t, id), _| (t == tenant).then(|| id.to_string()),
+        );
+        let next = resume
+            .filter(|(t, _)| t == tenant)
+            .map(|(_, id)| id.to_string());
+        Ok(IdPage {
+            ids: page.into_iter().map(|(_, id)| id).collect(),
+            next,
+        })
     }
 }

@@ -70,6 +70,7 @@ pub struct RedisAgentStates {
     recent: Script,
     list: Script,
     cleanup: Script,
+    restore: Script,
 }
 
 impl RedisAgentStates {
@@ -83,6 +84,7 @@ impl RedisAgentStates {
             recent: script!("recent"),
             list: script!("list"),
             cleanup: script!("cleanup"),
+            restore: script!("restore"),
         }
     }
 
@@ -495,5 +497,38 @@ impl AgentStateStore for RedisAgentStates {
         }
         invocation.arg(now_ms());
         self.redis.script(&invocation).await
+    }
+
+    async fn restore(
+        &self,
+        tenant: &Tenant,
+        state: &AgentState,
+        ttl_seconds: u64,
+        only_if_absent: bool,
+    ) -> StoreResult<bool> {
+        let thread = ThreadId::parse(state.thread_id.as_str())
+            .map_err(|e| StoreError::Internal(format!("restore: {e}")))?;
+        let record = crate::domain::agent_state::Record::restored(state, ttl_seconds);
+        let mut invocation = self.restore.prepare_invoke();
+        for key in self.thread_keys(tenant, &thread) {
+            invocation.key(key);
+        }
+        invocation
+            .arg(flag(only_if_absent))
+            .arg(now_ms())
+            .arg(record.created_ms)
+            .arg(record.updated_ms)
+            .arg(record.expires_ms)
+            .arg(record.version)
+            .arg(ttl_seconds)
+            .arg(thread.as_str())
+            .arg(json_text(&record.context)?)
+            .arg(json_text(&record.metadata)?)
+            .arg(flag(record.is_relevant));
+        for message in &state.messages {
+            invocation.arg(json_text(message)?);
+        }
+        let written: u8 = self.redis.script(&invocation).await?;
+        Ok(written == 1)
     }
 }

@@ -15,7 +15,9 @@ use crate::{
         ids::{CacheKey, Namespace, Tenant},
         ttl::{Expiry, Ttl},
     },
-    store::{CacheStore, CasOutcome, KeyPage, PutCondition, StoreError, StoreResult, TtlState},
+    store::{
+        CacheStore, CasOutcome, IdPage, KeyPage, PutCondition, StoreError, StoreResult, TtlState,
+    },
 };
 
 static INCR: LazyLock<Script> =
@@ -372,5 +374,20 @@ impl CacheStore for RedisCache {
             }
             cursor = next;
         }
+    }
+
+    async fn inventory(
+        &self,
+        tenant: &Tenant,
+        cursor: Option<&str>,
+        limit: usize,
+    ) -> StoreResult<IdPage> {
+        // `{<namespace>}:<key>` after the tenant's prefix.
+        let prefix = self.redis.keys().cache_tenant(tenant);
+        super::scan_ids(&self.redis, &prefix, cursor, limit, |rest| {
+            let (ns, key) = rest.strip_prefix('{')?.split_once("}:")?;
+            Some(format!("{ns}/{key}"))
+        })
+        .await
     }
 }

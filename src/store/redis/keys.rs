@@ -39,13 +39,23 @@ impl Keys {
 
     /// The literal start of every key of one namespace.
     pub fn cache_namespace(&self, tenant: &Tenant, ns: &Namespace) -> String {
-        format!("{}:{tenant}:cache:{{{ns}}}:", self.prefix)
+        format!("{}{{{ns}}}:", self.cache_tenant(tenant))
+    }
+
+    /// The literal start of every cache key of a tenant.
+    pub fn cache_tenant(&self, tenant: &Tenant) -> String {
+        format!("{}:{tenant}:cache:", self.prefix)
     }
 
     /// A pending action's hash: `{prefix}:{tenant}:pending_action:{token}`. Its scripts touch
     /// this one key only, so it needs no hash tag.
     pub fn pending_action(&self, tenant: &Tenant, token: &ActionToken) -> String {
-        format!("{}:{tenant}:pending_action:{token}", self.prefix)
+        format!("{}{token}", self.pending_actions(tenant))
+    }
+
+    /// The literal start of every pending-action key of a tenant.
+    pub fn pending_actions(&self, tenant: &Tenant) -> String {
+        format!("{}:{tenant}:pending_action:", self.prefix)
     }
 
     /// The literal start of every agent-state key of a tenant:

@@ -50,3 +50,43 @@ pub fn stores(pool: &RedisPool) -> Stores {
         budgets: usage,
     }
 }
+
+/// Escapes `SCAN MATCH`'s glob characters in a literal key prefix.
+fn glob_literal(prefix: &str) -> String {
+    let mut out = String::with_capacity(prefix.len());
+    for c in prefix.chars() {
+        if matches!(c, '*' | '?' | '[' | ']' | '\\') {
+            out.push('\\');
+        }
+        out.push(c);
+    }
+    out
+}
+
+/// One `SCAN` page of the keys that start with `prefix`, mapped to ids by `id` (keys it maps to
+/// `None` are skipped), for inventories. `cursor` is the previous page's `next`.
+pub(crate) async fn scan_ids(
+    redis: &RedisPool,
+    prefix: &str,
+    cursor: Option<&str>,
+    count: usize,
+    id: impl Fn(&str) -> Option<String>,
+) -> super::StoreResult<super::IdPage> {
+    let (next, keys): (String, Vec<String>) = redis
+        .query(
+            redis::cmd("SCAN")
+                .arg(cursor.unwrap_or("0"))
+                .arg("MATCH")
+                .arg(format!("{}*", glob_literal(prefix)))
+                .arg("COUNT")
+                .arg(count),
+        )
+        .await?;
+    Ok(super::IdPage {
+        ids: keys
+            .iter()
+            .filter_map(|k| k.strip_prefix(prefix).and_then(&id))
+            .collect(),
+        next: (next != "0").then_some(next),
+    })
+}

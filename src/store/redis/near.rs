@@ -41,7 +41,9 @@ use crate::{
         ids::{CacheKey, Namespace, Tenant},
         ttl::{Expiry, Ttl},
     },
-    store::{CacheStore, CasOutcome, KeyPage, PutCondition, StoreError, StoreResult, TtlState},
+    store::{
+        CacheStore, CasOutcome, IdPage, KeyPage, PutCondition, StoreError, StoreResult, TtlState,
+    },
 };
 
 /// One opted-in namespace's bounds.
@@ -538,5 +540,14 @@ impl CacheStore for NearCached {
         let result = self.inner.delete_matching(tenant, ns, pattern).await;
         self.forget_namespace(ns);
         result
+    }
+
+    async fn inventory(
+        &self,
+        tenant: &Tenant,
+        cursor: Option<&str>,
+        limit: usize,
+    ) -> StoreResult<IdPage> {
+        self.inner.inventory(tenant, cursor, limit).await
     }
 }

@@ -18,7 +18,7 @@ use crate::{
         },
         ttl::Ttl,
     },
-    store::{PendingActionStore, StoreError, StoreResult},
+    store::{IdPage, PendingActionStore, StoreError, StoreResult},
 };
 
 pub struct RedisPendingActions {
@@ -187,5 +187,18 @@ impl PendingActionStore for RedisPendingActions {
             "missing" => Ok(Cancel::NotFound),
             other => Err(unexpected(format!("cancel script answered {other:?}"))),
         }
+    }
+
+    async fn inventory(
+        &self,
+        tenant: &Tenant,
+        cursor: Option<&str>,
+        limit: usize,
+    ) -> StoreResult<IdPage> {
+        let prefix = self.redis.keys().pending_actions(tenant);
+        super::scan_ids(&self.redis, &prefix, cursor, limit, |token| {
+            Some(token.to_string())
+        })
+        .await
     }
 }

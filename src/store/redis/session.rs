@@ -18,7 +18,7 @@ use crate::{
             Session, SessionChange, SessionId, SessionRules, UserId, now_ms, sort_for_listing,
         },
     },
-    store::{SessionStore, SessionUpdate, StoreError, StoreResult},
+    store::{IdPage, SessionStore, SessionUpdate, StoreError, StoreResult},
 };
 
 pub struct RedisSessions {
@@ -240,6 +240,20 @@ impl SessionStore for RedisSessions {
             .arg(keys.session_prefix(tenant));
         let deleted: u64 = self.redis.script(&invocation).await?;
         Ok(deleted)
+    }
+
+    async fn inventory(
+        &self,
+        tenant: &Tenant,
+        cursor: Option<&str>,
+        limit: usize,
+    ) -> StoreResult<IdPage> {
+        // Session hashes and user indexes share the prefix; indexes start with `user:`.
+        let prefix = self.redis.keys().session_prefix(tenant);
+        super::scan_ids(&self.redis, &prefix, cursor, limit, |rest| {
+            (!rest.starts_with("user:")).then(|| rest.to_string())
+        })
+        .await
     }
 }
 

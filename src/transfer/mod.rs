@@ -1,0 +1,690 @@
+//! Backup and restore: statekeeper's state as records ([`format`]) that leave one backend and
+//! enter another, through the stores' own operations.
+//!
+//! What is backed up: cache values, sessions, agent states and pending actions (tombstones
+//! included), each with its remaining lifetime. Not backed up, by design: rate-limit windows
+//! (seconds-long counters that start over harmlessly), locks (a lease does not survive a
+//! restore; fencing tokens are derived from Redis `TIME`, so they keep rising on a new Redis
+//! anyway), job queues, topics, usage totals and budgets (not yet: see the README).
+//!
+//! Restore:
+//! - reads and checks the whole file first (format, checksum, every record, tenancy), so a
+//!   truncated or changed file writes nothing;
+//! - re-bases lifetimes to the restore time: an item lives until the backup's `created_at` plus
+//!   its `ttl_ms`, and an item whose time has passed is skipped (`expired`);
+//! - `merge` (default): an item the backend holds with a later write (a session's
+//!   `last_activity_at`, an agent state's `updated_at`) is kept (`conflicts`); otherwise the
+//!   file's item is written. `replace`: the file's item is written over what the backend holds.
+//!   `skip-existing`: only items the backend does not hold are written. In every mode a pending
+//!   action is never overwritten (exactly once): a token the backend holds only takes the
+//!   file's confirm or cancel when it is still pending;
+//! - is idempotent: an item that already equals the file's is `unchanged`, so a second run of
+//!   the same file writes nothing.
+
+pub mod cli;
+pub mod format;
+
+use std::{collections::HashSet, time::Duration};
+
+use futures_util::{StreamExt, stream};
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value, value::RawValue};
+use time::OffsetDateTime;
+use tokio::sync::mpsc;
+
+use self::format::{Backup, Record};
+use crate::{
+    config::Settings,
+    domain::{
+        agent_state::{AgentState, ThreadId},
+        cache::{CacheValue, json_equal},
+        ids::{CacheKey, Namespace, Tenant},
+        pending_action::{
+            ActionStatus, ActionToken, Cancel, Confirm, PendingAction, TombstoneLife,
+        },
+        session::{Session, SessionId, SessionRules, UserId},
+        ttl::{Expiry, Ttl},
+    },
+    store::{PutCondition, StoreError, StoreResult, Stores, TtlState, failover::Capability},
+};
+
+/// The capabilities a backup holds, in the order it writes them.
+pub const CAPABILITIES: [Capability; 4] = [
+    Capability::Cache,
+    Capability::Sessions,
+    Capability::AgentStates,
+    Capability::PendingActions,
+];
+
+/// Ids listed per inventory call.
+const PAGE: usize = 500;
+/// Items written at once during a restore (one connection pipelines them).
+const IN_FLIGHT: usize = 64;
+
+/// How a restore treats items the backend already holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Mode {
+    #[default]
+    Merge,
+    Replace,
+    SkipExisting,
+}
+
+impl std::str::FromStr for Mode {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<Self, String> {
+        match text {
+            "merge" => Ok(Self::Merge),
+            "replace" => Ok(Self::Replace),
+            "skip-existing" => Ok(Self::SkipExisting),
+            other => Err(format!(
+                "mode {other:?}: expected merge, replace or skip-existing"
+            )),
+        }
+    }
+}
+
+/// What a restore did (or, in a dry run, found in the file).
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq, Serialize, utoipa::ToSchema)]
+pub struct Report {
+    /// Items in the file.
+    pub read: u64,
+    pub written: u64,
+    /// Items the backend already held exactly so.
+    pub unchanged: u64,
+    /// Items the backend held that this mode leaves alone.
+    pub skipped: u64,
+    /// Items whose lifetime ended before the restore.
+    pub expired: u64,
+    /// Items the backend held with a later write, which was kept.
+    pub conflicts: u64,
+}
+
+/// A session as a record holds it: its API shape, plus the idle TTL renewals use and a
+/// `context` that is `null` once deleted.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SessionValue {
+    session_id: String,
+    user_id: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    workspace_id: Option<String>,
+    data: Map<String, Value>,
+    context: Option<Map<String, Value>>,
+    #[serde(with = "time::serde::rfc3339")]
+    created_at: OffsetDateTime,
+    #[serde(with = "time::serde::rfc3339")]
+    last_activity_at: OffsetDateTime,
+    #[serde(with = "time::serde::rfc3339")]
+    expires_at: OffsetDateTime,
+    ttl_seconds: u64,
+    version: u64,
+}
+
+/// One record, checked and typed.
+#[derive(Debug, Clone)]
+enum Item {
+    Cache {
+        tenant: Tenant,
+        ns: Namespace,
+        key: CacheKey,
+        value: CacheValue,
+        /// When it expires; `None`: never.
+        until: Option<OffsetDateTime>,
+    },
+    Session(Tenant, Box<Session>),
+    Thread(Tenant, Box<AgentState>),
+    Action(Tenant, Box<PendingAction>),
+}
+
+/// What happened to one item.
+enum Outcome {
+    Written,
+    Unchanged,
+    Skipped,
+    Expired,
+    Conflict,
+}
+
+/// A backup file, checked and ready to restore.
+pub struct Checked {
+    items: Vec<Item>,
+}
+
+impl Checked {
+    pub fn len(&self) -> usize {
+        self.items.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.items.is_empty()
+    }
+}
+
+/// Backup and restore over a set of stores.
+pub struct Transfer {
+    stores: Stores,
+    rules: SessionRules,
+    tombstone: TombstoneLife,
+    max_value_bytes: usize,
+}
+
+fn millis(at: OffsetDateTime) -> i64 {
+    i64::try_from(at.unix_timestamp_nanos() / 1_000_000).unwrap_or(i64::MAX)
+}
+
+fn from_millis(ms: i64) -> OffsetDateTime {
+    OffsetDateTime::from_unix_timestamp_nanos(i128::from(ms) * 1_000_000)
+        .unwrap_or(OffsetDateTime::UNIX_EPOCH)
+}
+
+/// Milliseconds from now until `until`, if it is still ahead.
+fn left_ms(until: OffsetDateTime, now: OffsetDateTime) -> Option<u64> {
+    let ms = (until - now).whole_milliseconds();
+    (ms > 0).then(|| u64::try_from(ms).unwrap_or(u64::MAX))
+}
+
+fn raw(value: &impl Serialize) -> StoreResult<Box<RawValue>> {
+    serde_json::value::to_raw_value(value).map_err(|e| StoreError::Internal(format!("backup: {e}")))
+}
+
+/// A TTL in whole seconds, rounded up, for `ms` left.
+fn ttl_for(ms: u64) -> Ttl {
+    Ttl::carried(ms.div_ceil(1000))
+}
+
+impl Transfer {
+    pub fn new(stores: Stores, settings: &Settings) -> Self {
+        Self {
+            stores,
+            rules: SessionRules {
+                rolling: false,
+                ..settings.sessions.rules()
+            },
+            tombstone: TombstoneLife::from_setting(settings.pending_actions.tombstone_seconds),
+            max_value_bytes: settings.cache.max_value_bytes,
+        }
+    }
+
+    /// Sends every live item of `tenant` in `capabilities` to `out`, each once. Stops early,
+    /// without error, when `out` is closed.
+    pub async fn export(
+        &self,
+        tenant: &Tenant,
+        capabilities: &[Capability],
+        out: &mpsc::Sender<Record>,
+    ) -> StoreResult<()> {
+        for capability in capabilities {
+            let mut seen = HashSet::new();
+            let mut cursor: Option<String> = None;
+            loop {
+                let page = self
+                    .inventory(*capability, tenant, cursor.as_deref())
+                    .await?;
+                for id in page.ids {
+                    if !seen.insert(id.clone()) {
+                        continue;
+                    }
+                    let Some(record) = self.record(*capability, tenant, &id).await? else {
+                        continue;
+                    };
+                    if out.send(record).await.is_err() {
+                        return Ok(());
+                    }
+                }
+                match page.next {
+                    Some(next) => cursor = Some(next),
+                    None => break,
+                }
+            }
+        }
+        Ok(())
+    }
+
+    async fn inventory(
+        &self,
+        capability: Capability,
+        tenant: &Tenant,
+        cursor: Option<&str>,
+    ) -> StoreResult<crate::store::IdPage> {
+        let s = &self.stores;
+        match capability {
+            Capability::Cache => s.cache.inventory(tenant, cursor, PAGE).await,
+            Capability::Sessions => s.sessions.inventory(tenant, cursor, PAGE).await,
+            Capability::PendingActions => s.pending_actions.inventory(tenant, cursor, PAGE).await,
+            Capability::AgentStates => {
+                let after = cursor.and_then(|c| ThreadId::parse(c).ok());
+                let page = s.agent_states.list(tenant, after.as_ref(), PAGE).await?;
+                let next = page
+                    .more
+                    .then(|| page.thread_ids.last().map(ToString::to_string))
+                    .flatten();
+                Ok(crate::store::IdPage {
+                    ids: page.thread_ids.iter().map(ToString::to_string).collect(),
+                    next,
+                })
+            }
+            _ => Ok(Default::default()),
+        }
+    }
+
+    /// The record of one item, `None` when it is gone (expired since it was listed).
+    async fn record(
+        &self,
+        capability: Capability,
+        tenant: &Tenant,
+        id: &str,
+    ) -> StoreResult<Option<Record>> {
+        let now = OffsetDateTime::now_utc();
+        let s = &self.stores;
+        let record = |value, ttl_ms, version| Record {
+            capability: capability.name().to_string(),
+            tenant: tenant.to_string(),
+            id: id.to_string(),
+            value,
+            ttl_ms,
+            version,
+        };
+        Ok(match capability {
+            Capability::Cache => {
+                let Some((ns, key)) = id.split_once('/').and_then(|(ns, key)| {
+                    Some((Namespace::parse(ns).ok()?, CacheKey::parse(key).ok()?))
+                }) else {
+                    return Ok(None);
+                };
+                let Some(value) = s.cache.get(tenant, &ns, &key).await? else {
+                    return Ok(None);
+                };
+                let ttl_ms = match s.cache.ttl(tenant, &ns, &key).await? {
+                    TtlState::Missing => return Ok(None),
+                    TtlState::Persistent => None,
+                    TtlState::Expires(seconds) => Some(seconds.saturating_mul(1000)),
+                };
+                // JSON allows a newline only between tokens: a space says the same on one line.
+                let text = String::from_utf8_lossy(value.bytes()).replace(['\n', '\r'], " ");
+                let value = RawValue::from_string(text)
+                    .map_err(|e| StoreError::Internal(format!("backup of {id}: {e}")))?;
+                Some(record(value, ttl_ms, None))
+            }
+            Capability::Sessions => {
+                let Ok(sid) = SessionId::parse(id) else {
+                    return Ok(None);
+                };
+                let Some(session) = s.sessions.get(tenant, &sid, self.rules).await? else {
+                    return Ok(None);
+                };
+                let value = SessionValue {
+                    session_id: session.id.to_string(),
+                    user_id: session.user_id.to_string(),
+                    workspace_id: session.workspace_id.as_ref().map(ToString::to_string),
+                    data: session.data.clone(),
+                    context: session.context.clone(),
+                    created_at: from_millis(session.created_at_ms),
+                    last_activity_at: from_millis(session.last_activity_at_ms),
+                    expires_at: from_millis(session.expires_at_ms),
+                    ttl_seconds: session.ttl_seconds,
+                    version: session.version,
+                };
+                let Some(ttl_ms) = left_ms(from_millis(session.expires_at_ms), now) else {
+                    return Ok(None);
+                };
+                Some(record(raw(&value)?, Some(ttl_ms), Some(session.version)))
+            }
+            Capability::AgentStates => {
+                let Ok(thread) = ThreadId::parse(id) else {
+                    return Ok(None);
+                };
+                let Some(state) = s.agent_states.get(tenant, &thread, None).await? else {
+                    return Ok(None);
+                };
+                let Some(ttl_ms) = left_ms(state.expires_at, now) else {
+                    return Ok(None);
+                };
+                Some(record(raw(&state)?, Some(ttl_ms), Some(state.version)))
+            }
+            Capability::PendingActions => {
+                let Ok(token) = ActionToken::parse(id) else {
+                    return Ok(None);
+                };
+                let Some(action) = s.pending_actions.get(tenant, &token).await? else {
+                    return Ok(None);
+                };
+                let Some(ttl_ms) = left_ms(self.action_ends(&action), now) else {
+                    return Ok(None);
+                };
+                Some(record(raw(&action)?, Some(ttl_ms), None))
+            }
+            _ => None,
+        })
+    }
+
+    /// When a token's record ends: its expiry while pending, its tombstone's end once final
+    /// (the rule both adapters apply when they resolve it).
+    fn action_ends(&self, action: &PendingAction) -> OffsetDateTime {
+        match action.confirmed_at.or(action.cancelled_at) {
+            Some(at) if action.status != ActionStatus::Pending => {
+                let left = (action.expires_at - at).max(time::Duration::ZERO);
+                at + self.tombstone.after(left.unsigned_abs())
+            }
+            _ => action.expires_at,
+        }
+    }
+
+    /// Checks every record of `backup` before anything is written: a known capability, valid
+    /// ids, a value of the capability's shape, and (with `tenant`) only that tenant's items.
+    pub fn check(&self, backup: &Backup, tenant: Option<&Tenant>) -> Result<Checked, String> {
+        let created = backup.header.created_at;
+        let mut items = Vec::with_capacity(backup.records.len());
+        for (index, record) in backup.records.iter().enumerate() {
+            // The header is line 1.
+            let line = index + 2;
+            let item = self
+                .item(record, created)
+                .map_err(|why| format!("line {line}: {why}"))?;
+            if let Some(tenant) = tenant
+                && record.tenant != tenant.as_str()
+            {
+                return Err(format!(
+                    "line {line}: an item of tenant {:?}; this API key restores tenant {:?} only",
+                    record.tenant,
+                    tenant.as_str()
+                ));
+            }
+            items.push(item);
+        }
+        Ok(Checked { items })
+    }
+
+    fn item(&self, record: &Record, created: OffsetDateTime) -> Result<Item, String> {
+        let tenant = Tenant::parse(&record.tenant).map_err(|e| format!("tenant: {e}"))?;
+        let value = record.value.get();
+        let shape = |e: serde_json::Error| format!("value: {e}");
+        let capability = Capability::from_name(&record.capability)
+            .filter(|c| CAPABILITIES.contains(c))
+            .ok_or_else(|| {
+                format!(
+                    "capability {:?} is not one a backup holds (cache, sessions, agent_states, \
+                     pending_actions)",
+                    record.capability
+                )
+            })?;
+        match capability {
+            Capability::Cache => {
+                let (ns, key) = record
+                    .id
+                    .split_once('/')
+                    .ok_or("a cache id is namespace/key")?;
+                let ns = Namespace::parse(ns).map_err(|e| e.to_string())?;
+                let key = CacheKey::parse(key).map_err(|e| e.to_string())?;
+                let value = CacheValue::parse(
+                    bytes::Bytes::copy_from_slice(value.as_bytes()),
+                    self.max_value_bytes,
+                )
+                .map_err(|e| format!("value: {e}"))?;
+                let until = record.ttl_ms.map(|ms| created + Duration::from_millis(ms));
+                Ok(Item::Cache {
+                    tenant,
+                    ns,
+                    key,
+                    value,
+                    until,
+                })
+            }
+            Capability::Sessions => {
+                let v: SessionValue = serde_json::from_str(value).map_err(shape)?;
+                let id = SessionId::parse(&v.session_id).map_err(|e| e.to_string())?;
+                if id.as_str() != record.id {
+                    return Err("the id differs from the value's session_id".into());
+                }
+                let user = |raw: &str| UserId::parse(raw).map_err(|e| e.to_string());
+                Ok(Item::Session(
+                    tenant,
+                    Box::new(Session {
+                        id,
+                        user_id: user(&v.user_id)?,
+                        workspace_id: v.workspace_id.as_deref().map(user).transpose()?,
+                        data: v.data,
+                        context: v.context,
+                        created_at_ms: millis(v.created_at),
+                        last_activity_at_ms: millis(v.last_activity_at),
+                        expires_at_ms: millis(v.expires_at),
+                        ttl_seconds: v.ttl_seconds.max(1),
+                        version: v.version,
+                    }),
+                ))
+            }
+            Capability::AgentStates => {
+                let state: AgentState = serde_json::from_str(value).map_err(shape)?;
+                ThreadId::parse(&state.thread_id).map_err(|e| e.to_string())?;
+                if state.thread_id != record.id {
+                    return Err("the id differs from the value's thread_id".into());
+                }
+                if state.message_count != state.messages.len() as u64 {
+                    return Err("message_count differs from the messages held".into());
+                }
+                Ok(Item::Thread(tenant, Box::new(state)))
+            }
+            Capability::PendingActions => {
+                let action: PendingAction = serde_json::from_str(value).map_err(shape)?;
+                if action.token.as_str() != record.id {
+                    return Err("the id differs from the value's token".into());
+                }
+                Ok(Item::Action(tenant, Box::new(action)))
+            }
+            _ => Err("not a capability a backup holds".into()),
+        }
+    }
+
+    /// Writes every checked item (up to `IN_FLIGHT` at once) and reports what it did;
+    /// `progress` is called with the count done every 10,000 items. With `dry_run` nothing is
+    /// read or written: the report counts the file's items and the expired ones.
+    pub async fn restore(
+        &self,
+        checked: Checked,
+        mode: Mode,
+        dry_run: bool,
+        progress: impl Fn(u64),
+    ) -> StoreResult<Report> {
+        let mut report = Report {
+            read: checked.items.len() as u64,
+            ..Report::default()
+        };
+        if dry_run {
+            let now = OffsetDateTime::now_utc();
+            report.expired = checked
+                .items
+                .iter()
+                .filter(|item| self.expired(item, now))
+                .count() as u64;
+            return Ok(report);
+        }
+        let mut outcomes = stream::iter(checked.items)
+            .map(|item| async move { self.write(item, mode).await })
+            .buffer_unordered(IN_FLIGHT);
+        let mut done = 0u64;
+        while let Some(outcome) = outcomes.next().await {
+            match outcome? {
+                Outcome::Written => report.written += 1,
+                Outcome::Unchanged => report.unchanged += 1,
+                Outcome::Skipped => report.skipped += 1,
+                Outcome::Expired => report.expired += 1,
+                Outcome::Conflict => report.conflicts += 1,
+            }
+            done += 1;
+            if done.is_multiple_of(10_000) {
+                progress(done);
+            }
+        }
+        Ok(report)
+    }
+
+    fn expired(&self, item: &Item, now: OffsetDateTime) -> bool {
+        let until = match item {
+            Item::Cache { until, .. } => *until,
+            Item::Session(_, session) => Some(from_millis(session.expires_at_ms)),
+            Item::Thread(_, state) => Some(state.expires_at),
+            Item::Action(_, action) => Some(self.action_ends(action)),
+        };
+        until.is_some_and(|until| until <= now)
+    }
+
+    async fn write(&self, item: Item, mode: Mode) -> StoreResult<Outcome> {
+        let now = OffsetDateTime::now_utc();
+        if self.expired(&item, now) {
+            return Ok(Outcome::Expired);
+        }
+        let s = &self.stores;
+        match item {
+            Item::Cache {
+                tenant,
+                ns,
+                key,
+                value,
+                until,
+            } => {
+                let expiry = match until.and_then(|until| left_ms(until, now)) {
+                    Some(ms) => Expiry::After(ttl_for(ms)),
+                    None => Expiry::Never,
+                };
+                if mode == Mode::SkipExisting {
+                    let wrote = s
+                        .cache
+                        .put(&tenant, &ns, &key, &value, expiry, PutCondition::IfAbsent)
+                        .await?;
+                    return Ok(if wrote {
+                        Outcome::Written
+                    } else {
+                        Outcome::Skipped
+                    });
+                }
+                if let Some(held) = s.cache.get(&tenant, &ns, &key).await?
+                    && same_json(&held, &value)
+                    && same_expiry(s.cache.ttl(&tenant, &ns, &key).await?, expiry)
+                {
+                    return Ok(Outcome::Unchanged);
+                }
+                s.cache
+                    .put(&tenant, &ns, &key, &value, expiry, PutCondition::Always)
+                    .await?;
+                Ok(Outcome::Written)
+            }
+            Item::Session(tenant, session) => {
+                let held = s.sessions.get(&tenant, &session.id, self.rules).await?;
+                if let Some(held) = &held {
+                    if *held == *session {
+                        return Ok(Outcome::Unchanged);
+                    }
+                    match mode {
+                        Mode::SkipExisting => return Ok(Outcome::Skipped),
+                        Mode::Merge if held.last_activity_at_ms > session.last_activity_at_ms => {
+                            return Ok(Outcome::Conflict);
+                        }
+                        _ => {
+                            s.sessions.delete(&tenant, &session.id).await?;
+                        }
+                    }
+                }
+                s.sessions.create(&tenant, &session, self.rules).await?;
+                Ok(Outcome::Written)
+            }
+            Item::Thread(tenant, state) => {
+                let thread = ThreadId::parse(&state.thread_id)
+                    .map_err(|e| StoreError::Internal(e.to_string()))?;
+                let ttl_seconds = (state.expires_at - state.updated_at)
+                    .whole_seconds()
+                    .max(1)
+                    .unsigned_abs();
+                let held = s.agent_states.get(&tenant, &thread, Some(0)).await?;
+                if let Some(held) = &held {
+                    if held.version == state.version
+                        && held.updated_at == state.updated_at
+                        && held.message_count == state.message_count
+                    {
+                        return Ok(Outcome::Unchanged);
+                    }
+                    match mode {
+                        Mode::SkipExisting => return Ok(Outcome::Skipped),
+                        Mode::Merge if held.updated_at > state.updated_at => {
+                            return Ok(Outcome::Conflict);
+                        }
+                        _ => {}
+                    }
+                }
+                let only_if_absent = mode == Mode::SkipExisting;
+                let wrote = s
+                    .agent_states
+                    .restore(&tenant, &state, ttl_seconds, only_if_absent)
+                    .await?;
+                Ok(if wrote {
+                    Outcome::Written
+                } else {
+                    Outcome::Skipped
+                })
+            }
+            Item::Action(tenant, action) => {
+                let Some(left) = left_ms(self.action_ends(&action), now) else {
+                    return Ok(Outcome::Expired);
+                };
+                if s.pending_actions
+                    .create(&tenant, &action, ttl_for(left))
+                    .await?
+                {
+                    return Ok(Outcome::Written);
+                }
+                let held = s.pending_actions.get(&tenant, &action.token).await?;
+                if held.as_ref() == Some(&*action) {
+                    return Ok(Outcome::Unchanged);
+                }
+                if mode == Mode::SkipExisting {
+                    return Ok(Outcome::Skipped);
+                }
+                // A token is never overwritten: only a pending one takes the file's outcome.
+                let token = &action.token;
+                let applied = match (action.status, action.confirmed_at, action.cancelled_at) {
+                    (ActionStatus::Confirmed, Some(at), _) => matches!(
+                        s.pending_actions
+                            .confirm(&tenant, token, at, None, self.tombstone)
+                            .await?,
+                        Confirm::Confirmed(_)
+                    ),
+                    (ActionStatus::Cancelled, _, Some(at)) => matches!(
+                        s.pending_actions
+                            .cancel(&tenant, token, at, self.tombstone)
+                            .await?,
+                        Cancel::Cancelled
+                    ),
+                    _ => false,
+                };
+                Ok(if applied {
+                    Outcome::Written
+                } else {
+                    Outcome::Conflict
+                })
+            }
+        }
+    }
+}
+
+fn same_json(held: &CacheValue, value: &CacheValue) -> bool {
+    if held.bytes() == value.bytes() {
+        return true;
+    }
+    match (
+        serde_json::from_slice::<Value>(held.bytes()),
+        serde_json::from_slice::<Value>(value.bytes()),
+    ) {
+        (Ok(a), Ok(b)) => json_equal(&a, &b),
+        _ => false,
+    }
+}
+
+/// Whether a held TTL is the one a restore would write (whole seconds, within one).
+fn same_expiry(held: TtlState, expiry: Expiry) -> bool {
+    match (held, expiry) {
+        (TtlState::Persistent, Expiry::Never) => true,
+        (TtlState::Expires(held), Expiry::After(ttl)) => held.abs_diff(ttl.seconds()) <= 1,
+        _ => false,
+    }
+}
