@@ -6,6 +6,7 @@ mod common;
 
 mod agent_states;
 mod auth;
+mod backup;
 mod bad_input;
 mod cache;
 mod cache_ops;

@@ -1,0 +1,496 @@
+//! Backup and restore: over the admin routes on every backend, and with the binary's `backup`
+//! and `restore` commands against Redis.
+
+use std::{
+    collections::BTreeMap,
+    io::Write,
+    process::{Command, Stdio},
+};
+
+use reqwest::Method;
+use serde_json::{Value, json};
+use statekeeper::{
+    config::{ApiKeySettings, BackendMode, Scope},
+    transfer::format,
+};
+
+use crate::common::{Backend, RedisServer, TestApp, settings, spawn_app};
+
+const BIN: &str = env!("CARGO_BIN_EXE_statekeeper");
+
+async fn ok(app: &TestApp, method: Method, path: &str, body: Value) -> Value {
+    let reply = app.send(app.request(method, path).json(&body)).await;
+    assert!(
+        (200..300).contains(&reply.status),
+        "{path}: {} {}",
+        reply.status,
+        reply.body
+    );
+    reply.body
+}
+
+/// Items of every kind the backup holds, with and without lifetimes.
+async fn fill(app: &TestApp) {
+    for i in 0..20 {
+        let ttl = if i % 2 == 0 { "?ttl_seconds=300" } else { "" };
+        let put = app
+            .put_raw(
+                &format!("/v1/cache/ns-{}/k-{i}{ttl}", i % 2),
+                &format!("{{\"n\":{i}}}"),
+            )
+            .await;
+        assert_eq!(put.status, 204);
+    }
+    // Kept as its text: a number no float holds, and spacing.
+    let put = app
+        .put_raw(
+            "/v1/cache/raw/big",
+            "[12345678901234567890123456789, {\"a\" : 1}]",
+        )
+        .await;
+    assert_eq!(put.status, 204);
+    for i in 0..8 {
+        let body =
+            json!({"user_id": format!("user-{}", i % 3), "data": {"i": i}, "context": {"pr": i}});
+        let created = ok(app, Method::POST, "/v1/sessions", body).await;
+        if i == 0 {
+            let id = created["session_id"].as_str().unwrap();
+            let gone = app.delete(&format!("/v1/sessions/{id}/context")).await;
+            assert_eq!(gone.status, 204);
+        }
+    }
+    for t in 0..5 {
+        let body = json!({"thread_id": format!("th-{t}"), "context": {"t": t}, "metadata": {"m": 1},
+                          "messages": [{"role": "human", "content": "hi"}]});
+        ok(app, Method::POST, "/v1/agent-states", body).await;
+        let body = json!({"messages": [{"role": "ai", "content": format!("answer {t}")}]});
+        ok(
+            app,
+            Method::POST,
+            &format!("/v1/agent-states/th-{t}/messages"),
+            body,
+        )
+        .await;
+    }
+    for i in 0..6 {
+        let body = json!({"intent_name": "deploy", "entities": {"i": i}});
+        let created = ok(app, Method::POST, "/v1/pending-actions", body).await;
+        let token = created["token"].as_str().unwrap();
+        match i % 3 {
+            1 => {
+                ok(
+                    app,
+                    Method::POST,
+                    &format!("/v1/pending-actions/{token}/confirm"),
+                    json!({}),
+                )
+                .await;
+            }
+            2 => {
+                ok(
+                    app,
+                    Method::POST,
+                    &format!("/v1/pending-actions/{token}/cancel"),
+                    json!({}),
+                )
+                .await;
+            }
+            _ => {}
+        }
+    }
+}
+
+async fn backup(app: &TestApp) -> Vec<u8> {
+    let response = app
+        .client
+        .get(app.url("/v1/admin/backup"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    assert_eq!(response.headers()["content-type"], "application/x-ndjson");
+    response.bytes().await.unwrap().to_vec()
+}
+
+async fn restore(app: &TestApp, query: &str, file: &[u8]) -> crate::common::Reply {
+    app.send(
+        app.request(Method::POST, &format!("/v1/admin/restore{query}"))
+            .header("content-type", "application/x-ndjson")
+            .body(file.to_vec()),
+    )
+    .await
+}
+
+/// The records of a backup by (capability, id): value and version, with `ttl_ms`.
+fn records(file: &[u8]) -> BTreeMap<(String, String), (Value, Option<u64>, Option<u64>)> {
+    format::read(file)
+        .unwrap()
+        .records
+        .into_iter()
+        .map(|r| {
+            let value: Value = serde_json::from_str(r.value.get()).unwrap();
+            ((r.capability, r.id), (value, r.version, r.ttl_ms))
+        })
+        .collect()
+}
+
+/// Same records, lifetimes within a second.
+fn assert_same(a: &[u8], b: &[u8]) {
+    let (a, b) = (records(a), records(b));
+    assert_eq!(
+        a.keys().collect::<Vec<_>>(),
+        b.keys().collect::<Vec<_>>(),
+        "the same items"
+    );
+    for (id, (value, version, ttl)) in &a {
+        let (other_value, other_version, other_ttl) = &b[id];
+        assert_eq!(value, other_value, "{id:?}");
+        assert_eq!(version, other_version, "{id:?}");
+        match (ttl, other_ttl) {
+            (Some(x), Some(y)) => assert!(x.abs_diff(*y) <= 1000, "{id:?}: ttl {x} vs {y}"),
+            (x, y) => assert_eq!(x, y, "{id:?}"),
+        }
+    }
+}
+
+/// A second service on the same backend with nothing in it: a new memory backend, or the same
+/// Redis emptied.
+async fn emptied(backend: &Backend, app: TestApp) -> TestApp {
+    match &backend.redis {
+        None => {
+            drop(app);
+            backend.app(|_| {}).await
+        }
+        Some(redis) => {
+            redis::cmd("FLUSHALL")
+                .query::<()>(&mut redis.connection())
+                .unwrap();
+            app
+        }
+    }
+}
+
+async fn backup_flush_restore_backup(backend: Backend) {
+    let app = backend.app(|_| {}).await;
+    fill(&app).await;
+    let first = backup(&app).await;
+    let items = records(&first);
+    let count = |capability: &str| items.keys().filter(|(c, _)| c == capability).count();
+    assert_eq!(
+        (
+            count("cache"),
+            count("sessions"),
+            count("agent_states"),
+            count("pending_actions")
+        ),
+        (21, 8, 5, 6),
+        "{}",
+        String::from_utf8_lossy(&first)
+    );
+    assert_eq!(
+        items[&("cache".to_string(), "raw/big".to_string())].0,
+        serde_json::from_str::<Value>("[12345678901234567890123456789, {\"a\": 1}]").unwrap()
+    );
+    let text = String::from_utf8(first.clone()).unwrap();
+    assert!(
+        text.contains("12345678901234567890123456789"),
+        "big numbers keep their digits"
+    );
+
+    let app = emptied(&backend, app).await;
+    assert_eq!(app.status("/v1/cache/ns-0/k-0").await, 404);
+    let report = restore(&app, "", &first).await;
+    assert_eq!(report.status, 200, "{}", report.body);
+    assert_eq!(report.body["read"], 40);
+    assert_eq!(report.body["written"], 40, "{}", report.body);
+
+    let second = backup(&app).await;
+    assert_same(&first, &second);
+    // Restored items behave: a restored pending token still confirms once, a confirmed one
+    // never again, and a restored thread takes appends after its messages.
+    let (_, thread) = app.get_json("/v1/agent-states/th-3").await;
+    assert_eq!(thread["messages"][1]["content"], "answer 3");
+    assert_eq!(thread["version"], 2);
+    let appended = ok(
+        &app,
+        Method::POST,
+        "/v1/agent-states/th-3/messages",
+        json!({"messages": [{"role": "human", "content": "again"}]}),
+    )
+    .await;
+    assert_eq!(appended["version"], 3, "{appended}");
+    for ((capability, token), (value, _, _)) in &items {
+        if capability != "pending_actions" {
+            continue;
+        }
+        let confirm = app
+            .send(app.request(
+                Method::POST,
+                &format!("/v1/pending-actions/{token}/confirm"),
+            ))
+            .await;
+        match value["status"].as_str().unwrap() {
+            "pending" => assert_eq!(confirm.status, 200, "{}", confirm.body),
+            "confirmed" => confirm.assert_problem(409, "already_confirmed"),
+            _ => confirm.assert_problem(409, "already_cancelled"),
+        }
+    }
+
+    // A second run of the same file writes nothing (the confirms above are the backend's own
+    // later writes and are kept).
+    let again = restore(&app, "", &first).await;
+    assert_eq!(again.status, 200);
+    assert_eq!(again.body["written"], 0, "{}", again.body);
+    assert_eq!(again.body["read"], 40);
+}
+
+async fn broken_files_change_nothing(backend: Backend) {
+    let app = backend.app(|_| {}).await;
+    fill(&app).await;
+    let file = backup(&app).await;
+    let app = emptied(&backend, app).await;
+    let text = String::from_utf8(file.clone()).unwrap();
+    let lines: Vec<&str> = text.lines().collect();
+
+    let truncated = format!("{}\n", lines[..lines.len() - 1].join("\n"));
+    let tampered = text.replacen("{\"n\":4}", "{\"n\":5}", 1);
+    assert_ne!(tampered, text);
+    let edited = text.replacen("\"user_id\":\"user-1\"", "\"user_id\":\"user-9\"", 1);
+    let other_tenant = {
+        // A well-formed file of another tenant (its own checksum).
+        let at = time::OffsetDateTime::now_utc();
+        let (mut encoder, mut out) = format::Encoder::start(at);
+        out.extend(encoder.record(&format::Record {
+            capability: "cache".into(),
+            tenant: "other".into(),
+            id: "ns/k".into(),
+            value: serde_json::value::RawValue::from_string("1".into()).unwrap(),
+            ttl_ms: None,
+            version: None,
+        }));
+        out.extend(encoder.finish());
+        out
+    };
+    let bad_record = {
+        let at = time::OffsetDateTime::now_utc();
+        let (mut encoder, mut out) = format::Encoder::start(at);
+        out.extend(encoder.record(&format::Record {
+            capability: "cache".into(),
+            tenant: "default".into(),
+            id: "ns/k".into(),
+            value: serde_json::value::RawValue::from_string("1".into()).unwrap(),
+            ttl_ms: None,
+            version: None,
+        }));
+        out.extend(encoder.record(&format::Record {
+            capability: "locks".into(),
+            tenant: "default".into(),
+            id: "l".into(),
+            value: serde_json::value::RawValue::from_string("{}".into()).unwrap(),
+            ttl_ms: None,
+            version: None,
+        }));
+        out.extend(encoder.finish());
+        out
+    };
+    for (file, says) in [
+        (truncated.as_bytes(), "truncated"),
+        (tampered.as_bytes(), "checksum"),
+        (edited.as_bytes(), "checksum"),
+        (&other_tenant[..], "tenant"),
+        (&bad_record[..], "line 3"),
+        (b"not a backup\n".as_slice(), "header"),
+    ] {
+        let reply = restore(&app, "", file).await;
+        reply.assert_problem(422, "validation_failed");
+        assert!(
+            reply.body["detail"].as_str().unwrap().contains(says),
+            "{}",
+            reply.body
+        );
+    }
+    // Nothing was written, the good first record of `bad_record` included.
+    assert_eq!(app.status("/v1/cache/ns/k").await, 404);
+    let after = records(&backup(&app).await);
+    assert!(after.is_empty(), "{after:?}");
+
+    let reply = restore(&app, "?mode=sometimes", &file).await;
+    reply.assert_problem(400, "invalid_request");
+    let dry = restore(&app, "?dry_run=true", &file).await;
+    assert_eq!(
+        (
+            dry.status,
+            dry.body["read"].clone(),
+            dry.body["written"].clone()
+        ),
+        (200, json!(40), json!(0))
+    );
+    assert!(
+        records(&backup(&app).await).is_empty(),
+        "a dry run writes nothing"
+    );
+}
+
+async fn modes_decide_what_a_held_item_becomes(backend: Backend) {
+    let app = backend.app(|_| {}).await;
+    fill(&app).await;
+    let file = backup(&app).await;
+    // Later writes in the backend after the backup.
+    ok(
+        &app,
+        Method::POST,
+        "/v1/agent-states/th-1/messages",
+        json!({"messages": [{"role": "human", "content": "later"}]}),
+    )
+    .await;
+    assert_eq!(
+        app.put_raw("/v1/cache/ns-1/k-1", "\"later\"").await.status,
+        204
+    );
+
+    let skip = restore(&app, "?mode=skip-existing", &file).await;
+    assert_eq!(skip.body["written"], 0, "{}", skip.body);
+    assert_eq!(app.get_json("/v1/cache/ns-1/k-1").await.1, json!("later"));
+
+    let merge = restore(&app, "?mode=merge", &file).await;
+    assert_eq!(
+        merge.body["conflicts"], 1,
+        "the later thread is kept: {}",
+        merge.body
+    );
+    assert_eq!(
+        merge.body["written"], 1,
+        "the cache value has no write time: {}",
+        merge.body
+    );
+    assert_eq!(
+        app.get_json("/v1/agent-states/th-1").await.1["message_count"],
+        3
+    );
+    assert_eq!(app.get_json("/v1/cache/ns-1/k-1").await.1, json!({"n": 1}));
+
+    let replace = restore(&app, "?mode=replace", &file).await;
+    assert_eq!(replace.body["written"], 1, "{}", replace.body);
+    assert_eq!(
+        app.get_json("/v1/agent-states/th-1").await.1["message_count"],
+        2
+    );
+}
+
+crate::on_each_backend!(
+    backup_flush_restore_backup,
+    broken_files_change_nothing,
+    modes_decide_what_a_held_item_becomes
+);
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn admin_routes_need_the_admin_scope_and_stay_in_their_tenant() {
+    let key = |secret: &str, tenant: &str, scopes: Vec<Scope>| ApiKeySettings {
+        sha256: hex::encode(<sha2::Sha256 as sha2::Digest>::digest(secret.as_bytes())),
+        tenant: tenant.into(),
+        scopes,
+    };
+    let mut s = settings(BackendMode::Memory, None);
+    s.auth.keys = vec![
+        key("writer-a", "a", vec![Scope::Read, Scope::Write]),
+        key("admin-a", "a", vec![Scope::Admin]),
+        key("admin-b", "b", vec![Scope::Admin]),
+    ];
+    let app = spawn_app(s).await;
+    let as_key = |key: &str, method: Method, path: &str| app.request(method, path).bearer_auth(key);
+    let put = app
+        .send(
+            as_key("writer-a", Method::PUT, "/v1/cache/ns/k")
+                .header("content-type", "application/json")
+                .body("1"),
+        )
+        .await;
+    assert_eq!(put.status, 204);
+    let denied = app
+        .send(as_key("writer-a", Method::GET, "/v1/admin/backup"))
+        .await;
+    denied.assert_problem(403, "forbidden");
+    let file_a = app
+        .send(as_key("admin-a", Method::GET, "/v1/admin/backup"))
+        .await;
+    assert_eq!(file_a.status, 200);
+    assert_eq!(records(&file_a.bytes).len(), 1);
+    let file_b = app
+        .send(as_key("admin-b", Method::GET, "/v1/admin/backup"))
+        .await;
+    assert!(
+        records(&file_b.bytes).is_empty(),
+        "tenant b sees none of a's items"
+    );
+    let foreign = app
+        .send(as_key("admin-b", Method::POST, "/v1/admin/restore").body(file_a.bytes.to_vec()))
+        .await;
+    foreign.assert_problem(422, "validation_failed");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_binary_backs_up_and_restores_redis() {
+    let Some(redis) = RedisServer::start() else {
+        return;
+    };
+    let app = spawn_app(settings(BackendMode::Redis, Some(&redis))).await;
+    fill(&app).await;
+    let port = redis.port.to_string();
+    let command = |args: &[&str]| {
+        let mut c = Command::new(BIN);
+        c.args(args)
+            .env("STATEKEEPER__REDIS__PORT", &port)
+            .env("STATEKEEPER__BACKEND__MODE", "redis")
+            .env_remove("REDIS_URL")
+            .current_dir(env!("CARGO_MANIFEST_DIR"));
+        c
+    };
+    let out = command(&["backup"]).output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let file = out.stdout;
+    assert_same(&file, &backup(&app).await);
+    let only = command(&["backup", "--capability", "sessions"])
+        .output()
+        .unwrap();
+    assert_eq!(records(&only.stdout).len(), 8);
+
+    redis::cmd("FLUSHALL")
+        .query::<()>(&mut redis.connection())
+        .unwrap();
+    let restore_with = |args: &[&str], input: &[u8]| {
+        let mut child = command(args)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        child.stdin.take().unwrap().write_all(input).unwrap();
+        child.wait_with_output().unwrap()
+    };
+    let mut cut = file.clone();
+    cut.truncate(file.len() - 20);
+    let refused = restore_with(&["restore"], &cut);
+    assert_eq!(refused.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&refused.stderr).contains("truncated"));
+    assert!(records(&backup(&app).await).is_empty(), "nothing written");
+
+    let out = restore_with(&["restore", "--mode", "merge"], &file);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let report: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(report["written"], 40, "{report}");
+    assert_same(&file, &backup(&app).await);
+    let out = restore_with(&["restore"], &file);
+    let report: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(
+        (report["written"].clone(), report["unchanged"].clone()),
+        (json!(0), json!(40))
+    );
+}
