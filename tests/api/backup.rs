@@ -121,8 +121,10 @@ async fn restore(app: &TestApp, query: &str, file: &[u8]) -> crate::common::Repl
     .await
 }
 
-/// The records of a backup by (capability, id): value and version, with `ttl_ms`.
-fn records(file: &[u8]) -> BTreeMap<(String, String), (Value, Option<u64>, Option<u64>)> {
+/// A backup's records by (capability, id): value, version and `ttl_ms`.
+type Records = BTreeMap<(String, String), (Value, Option<u64>, Option<u64>)>;
+
+fn records(file: &[u8]) -> Records {
     format::read(file)
         .unwrap()
         .records
