@@ -44,6 +44,12 @@ enum Command {
         #[arg(long)]
         dry_run: bool,
     },
+    /// Remove the index entries of expired agent states and sessions in Redis, for every
+    /// tenant the settings name, or one; prints what it removed.
+    Cleanup {
+        #[arg(long)]
+        tenant: Option<String>,
+    },
 }
 
 fn main() -> ExitCode {
@@ -89,6 +95,10 @@ fn main() -> ExitCode {
                 cli::restore(&settings, &mode, dry_run, &mut input, &mut out)
                     .await
                     .map(|_| ())
+            }
+            Command::Cleanup { tenant } => {
+                let mut out = std::io::stdout().lock();
+                cli::cleanup(&settings, tenant.as_deref(), &mut out).await
             }
             Command::Serve | Command::Openapi => return serve(settings).await,
         };

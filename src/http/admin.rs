@@ -21,13 +21,14 @@ use super::{
 use crate::{
     error::{ApiError, ApiResult},
     store::failover::Capability,
-    transfer::{CAPABILITIES, Mode, Report, Transfer, format},
+    transfer::{CAPABILITIES, Cleaned, Mode, Report, Transfer, format},
 };
 
 pub fn routes() -> Router<AppState> {
     Router::new()
         .route("/v1/admin/backup", get(backup))
         .route("/v1/admin/restore", post(restore))
+        .route("/v1/admin/cleanup", post(cleanup))
 }
 
 const NDJSON: &str = "application/x-ndjson";
@@ -199,4 +200,22 @@ pub async fn restore(
     }
     let report = transfer.restore(checked, mode, dry_run, |_| {}).await?;
     Ok(Json(report))
+}
+
+/// Removes the index entries of the key's tenant's expired agent states and sessions (the
+/// clean-ups the seed services ran by hand); everything else expires by itself.
+#[utoipa::path(
+    post, path = "/v1/admin/cleanup", tag = "admin", operation_id = "admin_cleanup",
+    responses(
+        (status = 200, description = "What was removed", body = Cleaned,
+         example = json!({"agent_state_index_entries": 3, "session_index_entries": 12})),
+        (status = 403, description = "The key lacks the admin scope"),
+    ),
+)]
+pub async fn cleanup(
+    State(state): State<AppState>,
+    Admin(tenant): Admin,
+) -> ApiResult<Json<Cleaned>> {
+    let transfer = Transfer::new(state.stores.clone(), &state.settings);
+    Ok(Json(transfer.cleanup(&tenant).await?))
 }

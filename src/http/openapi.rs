@@ -105,6 +105,7 @@ use crate::error::Problem;
         usage::release,
         admin::backup,
         admin::restore,
+        admin::cleanup,
     ),
     components(schemas(
         Problem,
@@ -134,7 +135,7 @@ use crate::error::Problem;
                                           subscriber resumes after its Last-Event-ID exactly, or is told with a reset"),
         (name = "usage", description = "Metered amounts per subject and period, each event counted once, and budgets \
                                          held by reservation, which concurrent spenders cannot overshoot"),
-        (name = "admin", description = "Backup and restore of a tenant's items as NDJSON records; API keys with the admin scope"),
+        (name = "admin", description = "Backup and restore of a tenant's items as NDJSON records, and clean-ups; API keys with the admin scope"),
     )
 )]
 pub struct ApiDoc;

@@ -1080,6 +1080,7 @@ route_each_method!(SessionStore {
     #[note(|_| true => [Note::Bulk(Bulk::UserSessions(tenant.clone(), user.clone()))])]
     async fn delete_for_user(&self, tenant: &Tenant, user: &UserId) -> StoreResult<u64>;
     #[repeat(true)] async fn inventory(&self, tenant: &Tenant, cursor: Option<&str>, limit: usize) -> StoreResult<IdPage>;
+    #[repeat(true)] async fn cleanup_expired(&self, tenant: &Tenant) -> StoreResult<u64>;
 });
 
 /// Locks with failover: each call routed like the other capabilities'; a waiter listens to

@@ -532,6 +532,10 @@ pub trait SessionStore: Send + Sync {
     /// Deletes every session of the user in one atomic step; returns how many were live.
     async fn delete_for_user(&self, tenant: &Tenant, user: &UserId) -> StoreResult<u64>;
 
+    /// Drops the index entries of the tenant's expired sessions from every user's index (a
+    /// listing drops a user's own as it goes); returns how many.
+    async fn cleanup_expired(&self, tenant: &Tenant) -> StoreResult<u64>;
+
     /// One page of the tenant's session ids, for backups; as `CacheStore::inventory`.
     async fn inventory(
         &self,

@@ -1,4 +1,4 @@
-//! `statekeeper backup` and `statekeeper restore`: the same records as the admin routes, read
+//! `statekeeper backup`, `restore` and `cleanup`: the same records and clean-ups as the admin routes, read
 //! from and written to the Redis the settings name (the memory backend lives inside a running
 //! service, so in `memory` mode the admin routes are the way).
 
@@ -152,4 +152,24 @@ pub async fn restore(
     let text = serde_json::to_string(&report).map_err(backend)?;
     writeln!(out, "{text}").map_err(backend)?;
     Ok(report)
+}
+
+/// Runs the clean-ups for `tenant` (or every tenant the settings know); prints one JSON line
+/// per tenant to `out`.
+pub async fn cleanup(
+    settings: &Settings,
+    tenant: Option<&str>,
+    out: &mut impl Write,
+) -> Result<(), Failed> {
+    let tenants = match tenant {
+        Some(name) => vec![Tenant::parse(name).map_err(bad)?],
+        None => known_tenants(settings),
+    };
+    let transfer = transfer(settings)?;
+    for tenant in tenants {
+        let cleaned = transfer.cleanup(&tenant).await.map_err(backend)?;
+        let line = serde_json::json!({"tenant": tenant.as_str(), "cleaned": cleaned});
+        writeln!(out, "{line}").map_err(backend)?;
+    }
+    Ok(())
 }

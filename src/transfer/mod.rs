@@ -102,6 +102,15 @@ pub struct Report {
     pub conflicts: u64,
 }
 
+/// What a clean-up removed.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq, Serialize, utoipa::ToSchema)]
+pub struct Cleaned {
+    /// Index entries of expired agent states (the tenant's recent, ids and expiry indexes).
+    pub agent_state_index_entries: u64,
+    /// Ids of expired sessions in users' indexes.
+    pub session_index_entries: u64,
+}
+
 /// A session as a record holds it: its API shape, plus the idle TTL renewals use and a
 /// `context` that is `null` once deleted.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -206,6 +215,16 @@ impl Transfer {
             tombstone: TombstoneLife::from_setting(settings.pending_actions.tombstone_seconds),
             max_value_bytes: settings.cache.max_value_bytes,
         }
+    }
+
+    /// The clean-ups the seed services ran by hand, for one tenant: index entries of expired
+    /// agent states and sessions. (Everything else expires by itself: cache values, tokens,
+    /// lock records 24 h after their lease, rate-limit windows, queue dedup keys.)
+    pub async fn cleanup(&self, tenant: &Tenant) -> StoreResult<Cleaned> {
+        Ok(Cleaned {
+            agent_state_index_entries: self.stores.agent_states.cleanup_expired(tenant).await?,
+            session_index_entries: self.stores.sessions.cleanup_expired(tenant).await?,
+        })
     }
 
     /// Sends every live item of `tenant` in `capabilities` to `out`, each once. Stops early,

@@ -379,7 +379,38 @@ async fn modes_decide_what_a_held_item_becomes(backend: Backend) {
     );
 }
 
+async fn cleanup_removes_expired_index_entries(backend: Backend) {
+    let app = backend.app(|_| {}).await;
+    // One long-lived item beside the short ones keeps each index alive.
+    for ttl in [3600, 1, 1, 1] {
+        let body = json!({"user_id": "u", "ttl_seconds": ttl});
+        ok(&app, Method::POST, "/v1/sessions", body).await;
+    }
+    for (t, ttl) in [3600, 1, 1].into_iter().enumerate() {
+        let body = json!({"thread_id": format!("c-{t}"), "ttl_seconds": ttl});
+        ok(&app, Method::POST, "/v1/agent-states", body).await;
+    }
+    tokio::time::sleep(std::time::Duration::from_millis(1300)).await;
+    let cleaned = ok(&app, Method::POST, "/v1/admin/cleanup", json!(null)).await;
+    assert_eq!(
+        cleaned,
+        json!({"agent_state_index_entries": 2, "session_index_entries": 3})
+    );
+    let again = ok(&app, Method::POST, "/v1/admin/cleanup", json!(null)).await;
+    assert_eq!(
+        again,
+        json!({"agent_state_index_entries": 0, "session_index_entries": 0})
+    );
+    let (_, listed) = app.get_json("/v1/users/u/sessions").await;
+    assert_eq!(
+        listed["sessions"].as_array().map(Vec::len),
+        Some(1),
+        "{listed}"
+    );
+}
+
 crate::on_each_backend!(
+    cleanup_removes_expired_index_entries,
     backup_flush_restore_backup,
     broken_files_change_nothing,
     modes_decide_what_a_held_item_becomes
@@ -495,4 +526,14 @@ async fn the_binary_backs_up_and_restores_redis() {
         (report["written"].clone(), report["unchanged"].clone()),
         (json!(0), json!(40))
     );
+
+    let out = command(&["cleanup"]).output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let line: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(line["tenant"], "default");
+    assert_eq!(line["cleaned"]["session_index_entries"], 0, "{line}");
 }

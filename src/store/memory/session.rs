@@ -97,6 +97,24 @@ impl MemorySessions {
             })
     }
 
+    /// Drops the user's expired sessions; returns how many.
+    fn prune(&self, tenant: &Tenant, user: &UserId) -> u64 {
+        self.by_user
+            .update(&(tenant.clone(), user.clone()), |slot| {
+                let Some(entry) = slot.as_mut() else {
+                    return 0;
+                };
+                let now = Instant::now();
+                let before = entry.value.len();
+                entry.value.retain(|_, live| live.deadline > now);
+                let dropped = before - entry.value.len();
+                if entry.value.is_empty() {
+                    *slot = None;
+                }
+                dropped as u64
+            })
+    }
+
     /// Points the session's id at its user until the session's latest possible expiry, so the
     /// pointer outlives the session (`max_lifetime_ms` is fixed per process, and memory does
     /// not outlive the process).
@@ -296,5 +314,29 @@ impl SessionStore for MemorySessions {
             ids: page.into_iter().map(|(_, id)| id).collect(),
             next,
         })
+    }
+
+    async fn cleanup_expired(&self, tenant: &Tenant) -> StoreResult<u64> {
+        let mut removed = 0;
+        let mut after: Option<(Tenant, UserId)> = None;
+        loop {
+            let start = match after.take() {
+                Some(key) => Bound::Excluded(key),
+                None => Bound::Unbounded,
+            };
+            let (users, resume) = self.by_user.scan(
+                (start, Bound::Unbounded),
+                500,
+                super::INVENTORY_EXAMINED,
+                |(t, user), _| (t == tenant).then(|| user.clone()),
+            );
+            for (_, user) in users {
+                removed += self.prune(tenant, &user);
+            }
+            match resume {
+                Some(key) if key.0 <= *tenant => after = Some(key),
+                _ => return Ok(removed),
+            }
+        }
     }
 }

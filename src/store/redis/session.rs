@@ -29,6 +29,7 @@ pub struct RedisSessions {
     delete: Script,
     list: Script,
     delete_user: Script,
+    cleanup: Script,
 }
 
 impl RedisSessions {
@@ -49,6 +50,10 @@ impl RedisSessions {
             delete_user: Script::new(
                 "session_delete_user",
                 include_str!("scripts/session_delete_user.lua"),
+            ),
+            cleanup: Script::new(
+                "session_cleanup",
+                include_str!("scripts/session_cleanup.lua"),
             ),
         }
     }
@@ -254,6 +259,34 @@ impl SessionStore for RedisSessions {
             (!rest.starts_with("user:")).then(|| rest.to_string())
         })
         .await
+    }
+
+    async fn cleanup_expired(&self, tenant: &Tenant) -> StoreResult<u64> {
+        let keys = self.redis.keys();
+        let (indexes, sessions) = (
+            keys.session_user_prefix(tenant),
+            keys.session_prefix(tenant),
+        );
+        let mut removed = 0;
+        let mut cursor: Option<String> = None;
+        loop {
+            let page = super::scan_ids(&self.redis, &indexes, cursor.as_deref(), 500, |user| {
+                Some(user.to_string())
+            })
+            .await?;
+            for user in page.ids {
+                let mut invocation = self.cleanup.prepare_invoke();
+                invocation
+                    .key(format!("{indexes}{user}"))
+                    .arg(sessions.as_str());
+                let n: u64 = self.redis.script(&invocation).await?;
+                removed += n;
+            }
+            match page.next {
+                Some(next) => cursor = Some(next),
+                None => return Ok(removed),
+            }
+        }
     }
 }
 
