@@ -96,6 +96,9 @@ pub struct LockInfo {
     pub expires_at_us: Option<u64>,
     /// The last fencing token granted (0: none known).
     pub fencing_token: u64,
+    /// The highest token granted or accepted by a fence check: what a backup keeps, so that
+    /// a stale token stays refused after a restore.
+    pub high_water: u64,
 }
 
 /// What a fence check answered.
@@ -181,6 +184,7 @@ impl LockState {
             owner: holder.and_then(|h| h.owner.clone()),
             expires_at_us: holder.map(|h| h.expires_at_us),
             fencing_token: self.fence,
+            high_water: self.fence.max(self.checked),
         }
     }
 

@@ -20,8 +20,7 @@ use super::{
 };
 use crate::{
     error::{ApiError, ApiResult},
-    store::failover::Capability,
-    transfer::{CAPABILITIES, Cleaned, Mode, Report, Transfer, format},
+    transfer::{Cleaned, Mode, Report, Transfer, format},
 };
 
 pub fn routes() -> Router<AppState> {
@@ -58,7 +57,7 @@ fn not_while_degraded(state: &AppState, what: &str) -> ApiResult<()> {
 #[into_params(parameter_in = Query)]
 pub struct BackupQuery {
     /// Comma-separated capabilities to include (default: all of cache, sessions,
-    /// agent_states, pending_actions).
+    /// agent_states, pending_actions, locks).
     #[param(example = "cache,sessions")]
     capabilities: Option<String>,
 }
@@ -81,22 +80,9 @@ pub async fn backup(
     Admin(tenant): Admin,
     AppQuery(query): AppQuery<BackupQuery>,
 ) -> ApiResult<Response> {
-    let capabilities = match query.capabilities.as_deref() {
-        None | Some("") => CAPABILITIES.to_vec(),
-        Some(list) => list
-            .split(',')
-            .map(|name| {
-                Capability::from_name(name.trim())
-                    .filter(|c| CAPABILITIES.contains(c))
-                    .ok_or_else(|| {
-                        ApiError::invalid_request(format!(
-                            "capability {name:?}: expected cache, sessions, agent_states or \
-                             pending_actions"
-                        ))
-                    })
-            })
-            .collect::<ApiResult<_>>()?,
-    };
+    let names = query.capabilities.as_deref().unwrap_or_default();
+    let capabilities = crate::transfer::capabilities(names.split(',').filter(|n| !n.is_empty()))
+        .map_err(ApiError::invalid_request)?;
     not_while_degraded(&state, "backup")?;
     let (lines_tx, lines_rx) = mpsc::channel::<Result<Bytes, std::io::Error>>(64);
     let transfer = Transfer::new(state.stores.clone(), &state.settings);

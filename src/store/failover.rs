@@ -1165,6 +1165,22 @@ impl LockStore for FailoverStore<dyn LockStore> {
             .await
     }
 
+    async fn inventory(
+        &self,
+        tenant: &Tenant,
+        cursor: Option<&str>,
+        limit: usize,
+    ) -> StoreResult<IdPage> {
+        let memory = self.memory.as_ref();
+        self.failover
+            .route(
+                true,
+                || self.redis.inventory(tenant, cursor, limit),
+                memory.map(|m| move || m.inventory(tenant, cursor, limit)),
+            )
+            .await
+    }
+
     fn release_signal(&self, tenant: &Tenant, name: &LockName) -> Arc<Notify> {
         match &self.memory {
             Some(memory) if self.failover.is_down() => memory.release_signal(tenant, name),

@@ -605,6 +605,15 @@ pub trait LockStore: Send + Sync {
 
     /// Notified (`notify_waiters`) when the lock may have been released.
     fn release_signal(&self, tenant: &Tenant, name: &LockName) -> Arc<tokio::sync::Notify>;
+
+    /// One page of the tenant's lock names (records kept for their fencing marks included),
+    /// for backups; as `CacheStore::inventory`.
+    async fn inventory(
+        &self,
+        tenant: &Tenant,
+        cursor: Option<&str>,
+        limit: usize,
+    ) -> StoreResult<IdPage>;
 }
 
 /// How often a waiter tries again although no signal woke it: a bound on what a missed

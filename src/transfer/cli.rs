@@ -7,11 +7,11 @@ use std::io::{Read, Write};
 use time::OffsetDateTime;
 use tokio::sync::mpsc;
 
-use super::{CAPABILITIES, Mode, Transfer, format};
+use super::{Mode, Transfer, format};
 use crate::{
     config::{BackendMode, Settings},
     domain::ids::Tenant,
-    store::{failover::Capability, redis},
+    store::redis,
 };
 
 /// A failure of a command: its message and exit code (2: bad input, 1: the backend).
@@ -75,23 +75,7 @@ pub async fn backup(
         Some(name) => vec![Tenant::parse(name).map_err(bad)?],
         None => known_tenants(settings),
     };
-    let capabilities = if capabilities.is_empty() {
-        CAPABILITIES.to_vec()
-    } else {
-        capabilities
-            .iter()
-            .map(|name| {
-                Capability::from_name(name)
-                    .filter(|c| CAPABILITIES.contains(c))
-                    .ok_or_else(|| {
-                        bad(format!(
-                            "--capability {name:?}: expected cache, sessions, agent_states or \
-                             pending_actions"
-                        ))
-                    })
-            })
-            .collect::<Result<_, _>>()?
-    };
+    let capabilities = super::capabilities(capabilities.iter().map(String::as_str)).map_err(bad)?;
     let transfer = transfer(settings)?;
     let (mut encoder, header) = format::Encoder::start(OffsetDateTime::now_utc());
     let write = |out: &mut dyn Write, bytes: &[u8]| out.write_all(bytes).map_err(backend);

@@ -2,10 +2,11 @@
 //! enter another, through the stores' own operations.
 //!
 //! What is backed up: cache values, sessions, agent states and pending actions (tombstones
-//! included), each with its remaining lifetime. Not backed up, by design: rate-limit windows
-//! (seconds-long counters that start over harmlessly), locks (a lease does not survive a
-//! restore; fencing tokens are derived from Redis `TIME`, so they keep rising on a new Redis
-//! anyway), job queues, topics, usage totals and budgets (not yet: see the README).
+//! included), each with its remaining lifetime, and each lock's fencing mark (the highest token
+//! granted or checked; restored as the higher of both sides, so a stale token stays refused).
+//! Not backed up: lock leases (a holder's token means nothing on another backend), rate-limit
+//! windows (seconds-long counters that start over harmlessly), and job queues, topics, usage
+//! totals and budgets (not yet: see the README).
 //!
 //! Restore:
 //! - reads and checks the whole file first (format, checksum, every record, tenancy), so a
@@ -39,6 +40,7 @@ use crate::{
         agent_state::{AgentState, ThreadId},
         cache::{CacheValue, json_equal},
         ids::{CacheKey, Namespace, Tenant},
+        lock::{FenceCheck, LockName},
         pending_action::{
             ActionStatus, ActionToken, Cancel, Confirm, PendingAction, TombstoneLife,
         },
@@ -49,12 +51,43 @@ use crate::{
 };
 
 /// The capabilities a backup holds, in the order it writes them.
-pub const CAPABILITIES: [Capability; 4] = [
+pub const CAPABILITIES: [Capability; 5] = [
     Capability::Cache,
     Capability::Sessions,
     Capability::AgentStates,
     Capability::PendingActions,
+    Capability::Locks,
 ];
+
+/// The capabilities `names` name (trimmed); none names every one a backup holds.
+pub fn capabilities<'a>(names: impl Iterator<Item = &'a str>) -> Result<Vec<Capability>, String> {
+    let chosen = names
+        .map(|name| {
+            Capability::from_name(name.trim())
+                .filter(|c| CAPABILITIES.contains(c))
+                .ok_or_else(|| {
+                    format!(
+                        "capability {name:?}: expected one of cache, sessions, agent_states, \
+                         pending_actions, locks"
+                    )
+                })
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(if chosen.is_empty() {
+        CAPABILITIES.to_vec()
+    } else {
+        chosen
+    })
+}
+
+/// A lock as a record holds it: the highest fencing token it granted or a fence check
+/// accepted. A lease is not restored (its holder's token means nothing on another backend);
+/// the mark is, so that a stale token stays refused.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct LockValue {
+    fencing_token: u64,
+}
 
 /// Ids listed per inventory call.
 const PAGE: usize = 500;
@@ -146,6 +179,7 @@ enum Item {
     Session(Tenant, Box<Session>),
     Thread(Tenant, Box<AgentState>),
     Action(Tenant, Box<PendingAction>),
+    Lock(Tenant, LockName, u64),
 }
 
 /// What happened to one item.
@@ -273,6 +307,7 @@ impl Transfer {
             Capability::Cache => s.cache.inventory(tenant, cursor, PAGE).await,
             Capability::Sessions => s.sessions.inventory(tenant, cursor, PAGE).await,
             Capability::PendingActions => s.pending_actions.inventory(tenant, cursor, PAGE).await,
+            Capability::Locks => s.locks.inventory(tenant, cursor, PAGE).await,
             Capability::AgentStates => {
                 let after = cursor.and_then(|c| ThreadId::parse(c).ok());
                 let page = s.agent_states.list(tenant, after.as_ref(), PAGE).await?;
@@ -375,6 +410,19 @@ impl Transfer {
                 };
                 Some(record(raw(&action)?, Some(ttl_ms), None))
             }
+            Capability::Locks => {
+                let Ok(name) = LockName::parse(id) else {
+                    return Ok(None);
+                };
+                let info = s.locks.get(tenant, &name).await?;
+                let value = LockValue {
+                    fencing_token: info.high_water,
+                };
+                if info.high_water == 0 {
+                    return Ok(None);
+                }
+                Some(record(raw(&value)?, None, None))
+            }
             _ => None,
         })
     }
@@ -425,7 +473,7 @@ impl Transfer {
             .ok_or_else(|| {
                 format!(
                     "capability {:?} is not one a backup holds (cache, sessions, agent_states, \
-                     pending_actions)",
+                     pending_actions, locks)",
                     record.capability
                 )
             })?;
@@ -492,6 +540,11 @@ impl Transfer {
                 }
                 Ok(Item::Action(tenant, Box::new(action)))
             }
+            Capability::Locks => {
+                let name = LockName::parse(record.id.as_str()).map_err(|e| e.to_string())?;
+                let v: LockValue = serde_json::from_str(value).map_err(shape)?;
+                Ok(Item::Lock(tenant, name, v.fencing_token))
+            }
             _ => Err("not a capability a backup holds".into()),
         }
     }
@@ -545,6 +598,7 @@ impl Transfer {
             Item::Session(_, session) => Some(from_millis(session.expires_at_ms)),
             Item::Thread(_, state) => Some(state.expires_at),
             Item::Action(_, action) => Some(self.action_ends(action)),
+            Item::Lock(..) => None,
         };
         until.is_some_and(|until| until <= now)
     }
@@ -680,6 +734,16 @@ impl Transfer {
                     Outcome::Written
                 } else {
                     Outcome::Conflict
+                })
+            }
+            Item::Lock(tenant, name, mark) => {
+                // The higher mark of both sides is kept, whatever the mode.
+                if s.locks.get(&tenant, &name).await?.high_water >= mark {
+                    return Ok(Outcome::Unchanged);
+                }
+                Ok(match s.locks.check_fence(&tenant, &name, mark).await? {
+                    FenceCheck::Accepted => Outcome::Written,
+                    FenceCheck::Stale { .. } => Outcome::Unchanged,
                 })
             }
         }

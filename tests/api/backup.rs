@@ -100,6 +100,21 @@ async fn fill(app: &TestApp) {
     }
 }
 
+/// Locks: one released and granted again (its first token is stale), one held.
+async fn lock_up(app: &TestApp) -> u64 {
+    let first = ok(app, Method::POST, "/v1/locks/l-1", json!({"ttl_ms": 60000})).await;
+    let release = app
+        .send(
+            app.request(Method::DELETE, "/v1/locks/l-1")
+                .header("lock-token", first["lock_token"].as_str().unwrap()),
+        )
+        .await;
+    assert_eq!(release.status, 204, "{}", release.body);
+    ok(app, Method::POST, "/v1/locks/l-1", json!({"ttl_ms": 60000})).await;
+    ok(app, Method::POST, "/v1/locks/l-2", json!({"ttl_ms": 60000})).await;
+    first["fencing_token"].as_u64().unwrap()
+}
+
 async fn backup(app: &TestApp) -> Vec<u8> {
     let response = app
         .client
@@ -175,6 +190,7 @@ async fn emptied(backend: &Backend, app: TestApp) -> TestApp {
 async fn backup_flush_restore_backup(backend: Backend) {
     let app = backend.app(|_| {}).await;
     fill(&app).await;
+    let stale = lock_up(&app).await;
     let first = backup(&app).await;
     let items = records(&first);
     let count = |capability: &str| items.keys().filter(|(c, _)| c == capability).count();
@@ -203,11 +219,25 @@ async fn backup_flush_restore_backup(backend: Backend) {
     assert_eq!(app.status("/v1/cache/ns-0/k-0").await, 404);
     let report = restore(&app, "", &first).await;
     assert_eq!(report.status, 200, "{}", report.body);
-    assert_eq!(report.body["read"], 40);
-    assert_eq!(report.body["written"], 40, "{}", report.body);
+    assert_eq!(report.body["read"], 42);
+    assert_eq!(report.body["written"], 42, "{}", report.body);
 
     let second = backup(&app).await;
     assert_same(&first, &second);
+    // Leases are not restored, fencing marks are: the first holder's token stays stale, and
+    // the next grant goes past every token granted before the backup.
+    let check = app
+        .send(
+            app.request(Method::POST, "/v1/fences/l-1/check")
+                .json(&json!({"fencing_token": stale})),
+        )
+        .await;
+    check.assert_problem(409, "stale_fencing_token");
+    let mark = items[&("locks".to_string(), "l-1".to_string())].0["fencing_token"]
+        .as_u64()
+        .unwrap();
+    let granted = ok(&app, Method::POST, "/v1/locks/l-1", json!({"ttl_ms": 1000})).await;
+    assert!(granted["fencing_token"].as_u64().unwrap() > mark);
     // Restored items behave: a restored pending token still confirms once, a confirmed one
     // never again, and a restored thread takes appends after its messages.
     let (_, thread) = app.get_json("/v1/agent-states/th-3").await;
@@ -243,7 +273,7 @@ async fn backup_flush_restore_backup(backend: Backend) {
     let again = restore(&app, "", &first).await;
     assert_eq!(again.status, 200);
     assert_eq!(again.body["written"], 0, "{}", again.body);
-    assert_eq!(again.body["read"], 40);
+    assert_eq!(again.body["read"], 42);
 }
 
 async fn broken_files_change_nothing(backend: Backend) {

@@ -19,7 +19,7 @@ use crate::{
         lock::{Acquire, Acquired, FenceCheck, LockInfo, LockName, LockState, LockToken},
     },
     store::{
-        LockStore, StoreResult,
+        IdPage, LockStore, StoreResult,
         signals::{Signals, signal_key},
     },
 };
@@ -122,5 +122,19 @@ impl LockStore for MemoryLocks {
 
     fn release_signal(&self, tenant: &Tenant, name: &LockName) -> Arc<Notify> {
         self.signals.watch(&signal_key(tenant, name))
+    }
+
+    async fn inventory(
+        &self,
+        tenant: &Tenant,
+        cursor: Option<&str>,
+        limit: usize,
+    ) -> StoreResult<IdPage> {
+        Ok(super::prefixed_inventory(
+            &self.engine,
+            tenant,
+            cursor,
+            limit,
+        ))
     }
 }

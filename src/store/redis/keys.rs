@@ -109,7 +109,12 @@ impl Keys {
     /// A lock's hash: `{prefix}:{tenant}:lock:{<tenant>/<name>}` (holder, fencing counter,
     /// highest checked token), tagged by the lock itself.
     pub fn lock(&self, tenant: &Tenant, name: &LockName) -> String {
-        format!("{}:{tenant}:lock:{{{tenant}/{name}}}", self.prefix)
+        format!("{}{{{tenant}/{name}}}", self.locks(tenant))
+    }
+
+    /// The literal start of every lock key of a tenant.
+    pub fn locks(&self, tenant: &Tenant) -> String {
+        format!("{}:{tenant}:lock:", self.prefix)
     }
 
     /// The channel every release is published on, as `<tenant>/<name>`: each instance

@@ -22,7 +22,7 @@ use crate::{
         },
     },
     store::{
-        LockStore, StoreError, StoreResult,
+        IdPage, LockStore, StoreError, StoreResult,
         signals::{Signals, signal_key},
     },
 };
@@ -127,13 +127,14 @@ impl LockStore for RedisLocks {
 
     async fn get(&self, tenant: &Tenant, name: &LockName) -> StoreResult<LockInfo> {
         let call = self.info.key(self.key(tenant, name));
-        let (held, owner, expires, fence): (i64, String, i64, i64) =
+        let (held, owner, expires, fence, high): (i64, String, i64, i64, i64) =
             self.redis.script(&call).await?;
         Ok(LockInfo {
             held: held == 1,
             owner: (!owner.is_empty()).then_some(owner),
             expires_at_us: (held == 1).then(|| figure(expires)).transpose()?,
             fencing_token: figure(fence)?,
+            high_water: figure(high)?,
         })
     }
 
@@ -157,5 +158,19 @@ impl LockStore for RedisLocks {
 
     fn release_signal(&self, tenant: &Tenant, name: &LockName) -> Arc<Notify> {
         self.signals.watch(&signal_key(tenant, name))
+    }
+
+    async fn inventory(
+        &self,
+        tenant: &Tenant,
+        cursor: Option<&str>,
+        limit: usize,
+    ) -> StoreResult<IdPage> {
+        // `{<tenant>/<name>}` after the tenant's prefix.
+        let prefix = format!("{}{{{tenant}/", self.redis.keys().locks(tenant));
+        super::scan_ids(&self.redis, &prefix, cursor, limit, |rest| {
+            rest.strip_suffix('}').map(str::to_string)
+        })
+        .await
     }
 }
