@@ -91,7 +91,7 @@ struct LockValue {
 
 /// Ids listed per inventory call.
 const PAGE: usize = 500;
-/// Items written at once during a restore (one connection pipelines them).
+/// Items read at once during a backup, and written at once during a restore.
 const IN_FLIGHT: usize = 64;
 
 /// How a restore treats items the backend already holds.
@@ -276,11 +276,18 @@ impl Transfer {
                 let page = self
                     .inventory(*capability, tenant, cursor.as_deref())
                     .await?;
-                for id in page.ids {
-                    if !seen.insert(id.clone()) {
-                        continue;
-                    }
-                    let Some(record) = self.record(*capability, tenant, &id).await? else {
+                let fresh: Vec<String> = page
+                    .ids
+                    .into_iter()
+                    .filter(|id| seen.insert(id.clone()))
+                    .collect();
+                // Read up to `IN_FLIGHT` items at once (one connection pipelines them), in order.
+                let capability = *capability;
+                let mut records = stream::iter(fresh)
+                    .map(|id| async move { self.record(capability, tenant, &id).await })
+                    .buffered(IN_FLIGHT);
+                while let Some(record) = records.next().await {
+                    let Some(record) = record? else {
                         continue;
                     };
                     if out.send(record).await.is_err() {
