@@ -25,13 +25,14 @@ enum Command {
     /// Print the OpenAPI document as YAML (this is how openapi.yaml is made).
     Openapi,
     /// Write a backup of Redis's items (cache, sessions, agent states, pending actions, lock
-    /// fencing marks) to stdout as NDJSON, for every tenant the settings name, or one.
+    /// fencing marks, unfinished jobs) to stdout as NDJSON, for every tenant the settings
+    /// name, or one.
     Backup {
         /// Only this tenant's items.
         #[arg(long)]
         tenant: Option<String>,
         /// Only this capability's items (repeatable): cache, sessions, agent_states,
-        /// pending_actions, locks.
+        /// pending_actions, locks, queues.
         #[arg(long)]
         capability: Vec<String>,
     },

@@ -106,8 +106,10 @@ pub struct NewJob {
     pub dedup_window_ms: u64,
 }
 
-/// One job and where it is.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// One job and where it is. (Serialised as a backup holds it: `payload` is the JSON text the
+/// caller sent, and a lease token is never written out.)
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct Job {
     pub id: String,
     pub payload: String,
@@ -119,6 +121,7 @@ pub struct Job {
     pub enqueued_at_us: u64,
     /// Delayed: when it becomes ready; leased: when the lease ends; done or dead: when.
     pub at_us: u64,
+    #[serde(skip)]
     pub lease_token: Option<String>,
     pub last_error: Option<String>,
     /// Enqueue order within the queue (FIFO within a priority).
@@ -178,6 +181,65 @@ fn dedup_bytes(key: &str) -> usize {
 impl QueueState {
     pub fn is_empty(&self) -> bool {
         self.jobs.is_empty() && self.dedup.is_empty()
+    }
+
+    /// The ids of every job not yet done, for backups.
+    pub fn unfinished(&self) -> impl Iterator<Item = &str> {
+        self.jobs
+            .values()
+            .filter(|job| job.state != JobState::Done)
+            .map(|job| job.id.as_str())
+    }
+
+    /// Writes `job` as a backup holds it (a restore): same id, payload, priority, attempts,
+    /// back-off, last error and place in the order. A leased job goes back to ready (its lease
+    /// means nothing after a restore; the attempt it used still counts); a done job is not
+    /// written. With `only_if_absent` an existing job of that id is left alone. Returns whether
+    /// it wrote.
+    pub fn restore(&mut self, job: &Job, only_if_absent: bool, now: u64) -> bool {
+        self.promote(now);
+        if job.state == JobState::Done || (only_if_absent && self.jobs.contains_key(&job.id)) {
+            return false;
+        }
+        self.forget(&job.id);
+        let mut job = job.clone();
+        job.lease_token = None;
+        if job.state == JobState::Leased {
+            job.state = JobState::Ready;
+        }
+        self.seq = self.seq.max(job.seq);
+        self.bytes += job_bytes(&job);
+        let (id, state, at) = (job.id.clone(), job.state, job.at_us);
+        self.jobs.insert(id.clone(), job);
+        match state {
+            JobState::Delayed => {
+                self.delayed.insert((at, id));
+            }
+            JobState::Dead => {
+                self.dead.insert((at, id));
+            }
+            _ => self.make_ready(&id),
+        }
+        true
+    }
+
+    /// Removes a job and its place in every set.
+    fn forget(&mut self, id: &str) {
+        let Some(job) = self.jobs.remove(id) else {
+            return;
+        };
+        self.bytes = self.bytes.saturating_sub(job_bytes(&job));
+        let key = (job.at_us, id.to_string());
+        self.ready
+            .remove(&(MAX_PRIORITY - job.priority, job.seq, id.to_string()));
+        for set in [
+            &mut self.delayed,
+            &mut self.leased,
+            &mut self.dead,
+            &mut self.done,
+        ] {
+            set.remove(&key);
+        }
     }
 
     /// Moves due delays to ready and expired leases to a retry or the dead list; forgets

@@ -1307,6 +1307,30 @@ impl QueueStore for FailoverStore<dyn QueueStore> {
         self.redis_only(true, || redis.purge(tenant, queue)).await
     }
 
+    async fn inventory(
+        &self,
+        tenant: &Tenant,
+        cursor: Option<&str>,
+        limit: usize,
+    ) -> StoreResult<IdPage> {
+        let redis = &self.redis;
+        self.redis_only(true, || redis.inventory(tenant, cursor, limit))
+            .await
+    }
+
+    async fn restore(
+        &self,
+        tenant: &Tenant,
+        queue: &QueueName,
+        job: &Job,
+        only_if_absent: bool,
+    ) -> StoreResult<bool> {
+        // Repeatable: the same job written twice is the same job.
+        let redis = &self.redis;
+        self.redis_only(true, || redis.restore(tenant, queue, job, only_if_absent))
+            .await
+    }
+
     fn enqueue_signal(&self, tenant: &Tenant, queue: &QueueName) -> Arc<Notify> {
         self.redis.enqueue_signal(tenant, queue)
     }

@@ -755,6 +755,25 @@ pub trait QueueStore: Send + Sync {
 
     /// Notified when a job may have been enqueued.
     fn enqueue_signal(&self, tenant: &Tenant, queue: &QueueName) -> Arc<tokio::sync::Notify>;
+
+    /// One page of the tenant's jobs that are not done, as `queue/job_id`, for backups; as
+    /// `CacheStore::inventory`.
+    async fn inventory(
+        &self,
+        tenant: &Tenant,
+        cursor: Option<&str>,
+        limit: usize,
+    ) -> StoreResult<IdPage>;
+
+    /// Writes a job as a backup holds it (`QueueState::restore`: a leased job goes back to
+    /// ready, a done one is not written); returns whether it wrote.
+    async fn restore(
+        &self,
+        tenant: &Tenant,
+        queue: &QueueName,
+        job: &Job,
+        only_if_absent: bool,
+    ) -> StoreResult<bool>;
 }
 
 /// A failed attempt as the worker reports it.

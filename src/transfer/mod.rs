@@ -4,9 +4,11 @@
 //! What is backed up: cache values, sessions, agent states and pending actions (tombstones
 //! included), each with its remaining lifetime, and each lock's fencing mark (the highest token
 //! granted or checked; restored as the higher of both sides, so a stale token stays refused).
+//! Jobs that are not done are backed up as they are; a restore puts a leased one back to ready
+//! (its lease means nothing after a restore; the attempt it used still counts).
 //! Not backed up: lock leases (a holder's token means nothing on another backend), rate-limit
-//! windows (seconds-long counters that start over harmlessly), and job queues, topics, usage
-//! totals and budgets (not yet: see the README).
+//! windows (seconds-long counters that start over harmlessly), done jobs, topics, usage totals
+//! and budgets (see the README).
 //!
 //! Restore:
 //! - reads and checks the whole file first (format, checksum, every record, tenancy), so a
@@ -44,6 +46,7 @@ use crate::{
         pending_action::{
             ActionStatus, ActionToken, Cancel, Confirm, PendingAction, TombstoneLife,
         },
+        queue::{Job, JobId, JobState, QueueName},
         session::{Session, SessionId, SessionRules, UserId},
         ttl::{Expiry, Ttl},
     },
@@ -51,12 +54,13 @@ use crate::{
 };
 
 /// The capabilities a backup holds, in the order it writes them.
-pub const CAPABILITIES: [Capability; 5] = [
+pub const CAPABILITIES: [Capability; 6] = [
     Capability::Cache,
     Capability::Sessions,
     Capability::AgentStates,
     Capability::PendingActions,
     Capability::Locks,
+    Capability::Queues,
 ];
 
 /// The capabilities `names` name (trimmed); none names every one a backup holds.
@@ -68,7 +72,7 @@ pub fn capabilities<'a>(names: impl Iterator<Item = &'a str>) -> Result<Vec<Capa
                 .ok_or_else(|| {
                     format!(
                         "capability {name:?}: expected one of cache, sessions, agent_states, \
-                         pending_actions, locks"
+                         pending_actions, locks, queues"
                     )
                 })
         })
@@ -180,6 +184,7 @@ enum Item {
     Thread(Tenant, Box<AgentState>),
     Action(Tenant, Box<PendingAction>),
     Lock(Tenant, LockName, u64),
+    Job(Tenant, QueueName, Box<Job>),
 }
 
 /// What happened to one item.
@@ -315,6 +320,7 @@ impl Transfer {
             Capability::Sessions => s.sessions.inventory(tenant, cursor, PAGE).await,
             Capability::PendingActions => s.pending_actions.inventory(tenant, cursor, PAGE).await,
             Capability::Locks => s.locks.inventory(tenant, cursor, PAGE).await,
+            Capability::Queues => s.queues.inventory(tenant, cursor, PAGE).await,
             Capability::AgentStates => {
                 let after = cursor.and_then(|c| ThreadId::parse(c).ok());
                 let page = s.agent_states.list(tenant, after.as_ref(), PAGE).await?;
@@ -430,6 +436,19 @@ impl Transfer {
                 }
                 Some(record(raw(&value)?, None, None))
             }
+            Capability::Queues => {
+                let Some((queue, job)) = id.split_once('/').and_then(|(queue, job)| {
+                    Some((QueueName::parse(queue).ok()?, JobId::parse(job).ok()?))
+                }) else {
+                    return Ok(None);
+                };
+                match s.queues.get(tenant, &queue, &job).await? {
+                    Some(job) if job.state != JobState::Done => {
+                        Some(record(raw(&job)?, None, None))
+                    }
+                    _ => None,
+                }
+            }
             _ => None,
         })
     }
@@ -480,7 +499,7 @@ impl Transfer {
             .ok_or_else(|| {
                 format!(
                     "capability {:?} is not one a backup holds (cache, sessions, agent_states, \
-                     pending_actions, locks)",
+                     pending_actions, locks, queues)",
                     record.capability
                 )
             })?;
@@ -552,6 +571,24 @@ impl Transfer {
                 let v: LockValue = serde_json::from_str(value).map_err(shape)?;
                 Ok(Item::Lock(tenant, name, v.fencing_token))
             }
+            Capability::Queues => {
+                let (queue, id) = record
+                    .id
+                    .split_once('/')
+                    .ok_or("a job id is queue/job_id")?;
+                let queue = QueueName::parse(queue).map_err(|e| e.to_string())?;
+                JobId::parse(id).map_err(|e| e.to_string())?;
+                let job: Job = serde_json::from_str(value).map_err(shape)?;
+                if job.id != id {
+                    return Err("the id differs from the value's id".into());
+                }
+                if job.priority > 9 || job.state == JobState::Done {
+                    return Err("a job's priority is 0-9 and a backup holds no done job".into());
+                }
+                serde_json::from_str::<serde::de::IgnoredAny>(&job.payload)
+                    .map_err(|e| format!("payload: {e}"))?;
+                Ok(Item::Job(tenant, queue, Box::new(job)))
+            }
             _ => Err("not a capability a backup holds".into()),
         }
     }
@@ -605,7 +642,7 @@ impl Transfer {
             Item::Session(_, session) => Some(from_millis(session.expires_at_ms)),
             Item::Thread(_, state) => Some(state.expires_at),
             Item::Action(_, action) => Some(self.action_ends(action)),
-            Item::Lock(..) => None,
+            Item::Lock(..) | Item::Job(..) => None,
         };
         until.is_some_and(|until| until <= now)
     }
@@ -741,6 +778,44 @@ impl Transfer {
                     Outcome::Written
                 } else {
                     Outcome::Conflict
+                })
+            }
+            Item::Job(tenant, queue, job) => {
+                let id = JobId::parse(job.id.as_str())
+                    .map_err(|e| StoreError::Internal(e.to_string()))?;
+                // What the backend holds once this job is written: a lease does not survive.
+                let mut restored = (*job).clone();
+                if restored.state == JobState::Leased {
+                    restored.state = JobState::Ready;
+                }
+                if let Some(held) = s.queues.get(&tenant, &queue, &id).await? {
+                    let held = Job {
+                        lease_token: None,
+                        ..held
+                    };
+                    if held == restored {
+                        return Ok(Outcome::Unchanged);
+                    }
+                    match mode {
+                        Mode::SkipExisting => return Ok(Outcome::Skipped),
+                        // The backend moved the job on (another attempt, or done): kept.
+                        Mode::Merge
+                            if held.attempt > job.attempt || held.state == JobState::Done =>
+                        {
+                            return Ok(Outcome::Conflict);
+                        }
+                        _ => {}
+                    }
+                }
+                let only_if_absent = mode == Mode::SkipExisting;
+                let wrote = s
+                    .queues
+                    .restore(&tenant, &queue, &job, only_if_absent)
+                    .await?;
+                Ok(if wrote {
+                    Outcome::Written
+                } else {
+                    Outcome::Skipped
                 })
             }
             Item::Lock(tenant, name, mark) => {

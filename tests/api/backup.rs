@@ -115,6 +115,45 @@ async fn lock_up(app: &TestApp) -> u64 {
     first["fencing_token"].as_u64().unwrap()
 }
 
+/// Jobs in every state a backup holds: ready (two priorities), delayed, leased and dead; and
+/// one done, which it leaves out.
+async fn queue_up(app: &TestApp) {
+    let enqueue = |body: Value| ok(app, Method::POST, "/v1/queues/q/jobs", body);
+    enqueue(json!({"payload": {"n": "low"}, "priority": 1})).await;
+    enqueue(json!({"payload": {"n": "later"}, "delay_ms": 600000})).await;
+    enqueue(json!({"payload": {"n": "dies"}, "priority": 9, "max_attempts": 1})).await;
+    let lease = |visibility_ms: u64| {
+        ok(
+            app,
+            Method::POST,
+            "/v1/queues/q/lease",
+            json!({"visibility_ms": visibility_ms}),
+        )
+    };
+    let dying = lease(60000).await["jobs"][0].clone();
+    let path = format!(
+        "/v1/queues/q/jobs/{}/nack",
+        dying["job_id"].as_str().unwrap()
+    );
+    let body = json!({"lease_token": dying["lease_token"], "error": "boom"});
+    ok(app, Method::POST, &path, body).await;
+    enqueue(json!({"payload": {"n": "done"}, "priority": 9})).await;
+    let done = lease(60000).await["jobs"][0].clone();
+    let path = format!("/v1/queues/q/jobs/{}/ack", done["job_id"].as_str().unwrap());
+    ok(
+        app,
+        Method::POST,
+        &path,
+        json!({"lease_token": done["lease_token"]}),
+    )
+    .await;
+    enqueue(json!({"payload": {"n": "held"}, "priority": 5})).await;
+    enqueue(json!({"payload": {"n": "high"}, "priority": 8})).await;
+    // Leases the priority-8 job; "held" (priority 5) stays ready.
+    let leased = lease(60000).await;
+    assert_eq!(leased["jobs"][0]["payload"]["n"], "high", "{leased}");
+}
+
 async fn backup(app: &TestApp) -> Vec<u8> {
     let response = app
         .client
@@ -153,7 +192,10 @@ fn records(file: &[u8]) -> Records {
 
 /// Same records, lifetimes within a second.
 fn assert_same(a: &[u8], b: &[u8]) {
-    let (a, b) = (records(a), records(b));
+    assert_same_records(records(a), records(b));
+}
+
+fn assert_same_records(a: Records, b: Records) {
     assert_eq!(
         a.keys().collect::<Vec<_>>(),
         b.keys().collect::<Vec<_>>(),
@@ -191,6 +233,7 @@ async fn backup_flush_restore_backup(backend: Backend) {
     let app = backend.app(|_| {}).await;
     fill(&app).await;
     let stale = lock_up(&app).await;
+    queue_up(&app).await;
     let first = backup(&app).await;
     let items = records(&first);
     let count = |capability: &str| items.keys().filter(|(c, _)| c == capability).count();
@@ -219,11 +262,47 @@ async fn backup_flush_restore_backup(backend: Backend) {
     assert_eq!(app.status("/v1/cache/ns-0/k-0").await, 404);
     let report = restore(&app, "", &first).await;
     assert_eq!(report.status, 200, "{}", report.body);
-    assert_eq!(report.body["read"], 42);
-    assert_eq!(report.body["written"], 42, "{}", report.body);
+    assert_eq!(report.body["read"], 47);
+    assert_eq!(report.body["written"], 47, "{}", report.body);
 
     let second = backup(&app).await;
-    assert_same(&first, &second);
+    // The leased job comes back ready; everything else as it was.
+    let mut expected = records(&first);
+    for (value, _, _) in expected.values_mut() {
+        if value["state"] == "leased" {
+            value["state"] = json!("ready");
+        }
+    }
+    assert_same_records(expected, records(&second));
+    let (_, counts) = app.get_json("/v1/queues/q").await;
+    assert_eq!(
+        (
+            &counts["ready"],
+            &counts["delayed"],
+            &counts["leased"],
+            &counts["dead"]
+        ),
+        (&json!(3), &json!(1), &json!(0), &json!(1)),
+        "{counts}"
+    );
+    // Priority order holds: the job that was leased (priority 8), then 5, then 1.
+    for expected in ["high", "held", "low"] {
+        let leased = ok(
+            &app,
+            Method::POST,
+            "/v1/queues/q/lease",
+            json!({"visibility_ms": 1000}),
+        )
+        .await;
+        assert_eq!(leased["jobs"][0]["payload"]["n"], expected, "{leased}");
+        assert_eq!(
+            leased["jobs"][0]["attempt"],
+            if expected == "high" { 2 } else { 1 }
+        );
+    }
+    let (_, dead) = app.get_json("/v1/queues/q/dead").await;
+    assert_eq!(dead["jobs"][0]["last_error"], "boom", "{dead}");
+
     // Leases are not restored, fencing marks are: the first holder's token stays stale, and
     // the next grant goes past every token granted before the backup.
     let check = app
@@ -273,7 +352,7 @@ async fn backup_flush_restore_backup(backend: Backend) {
     let again = restore(&app, "", &first).await;
     assert_eq!(again.status, 200);
     assert_eq!(again.body["written"], 0, "{}", again.body);
-    assert_eq!(again.body["read"], 42);
+    assert_eq!(again.body["read"], 47);
 }
 
 async fn broken_files_change_nothing(backend: Backend) {

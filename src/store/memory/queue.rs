@@ -2,7 +2,7 @@
 //! `domain::queue::QueueState`, changed under the engine's lock (so each method is atomic). An
 //! enqueue wakes this process's long polls.
 
-use std::sync::Arc;
+use std::{ops::Bound, sync::Arc};
 
 use async_trait::async_trait;
 use tokio::sync::Notify;
@@ -18,7 +18,7 @@ use crate::{
         queue::{Counts, Job, JobId, JobState, NewJob, QueueName, QueueState},
     },
     store::{
-        Leases, Nack, QueueStore, StoreResult,
+        IdPage, Leases, Nack, QueueStore, StoreResult,
         signals::{Signals, signal_key},
     },
 };
@@ -171,5 +171,53 @@ impl QueueStore for MemoryQueues {
 
     fn enqueue_signal(&self, tenant: &Tenant, queue: &QueueName) -> Arc<Notify> {
         self.signals.watch(&signal_key(tenant, queue))
+    }
+
+    async fn inventory(
+        &self,
+        tenant: &Tenant,
+        cursor: Option<&str>,
+        limit: usize,
+    ) -> StoreResult<IdPage> {
+        // A page holds the jobs of up to `limit` queues; the cursor is the last queue's name.
+        let prefix = format!("{tenant}/");
+        let start = match cursor {
+            Some(after) => Bound::Excluded(format!("{prefix}{after}").into()),
+            None => Bound::Included(prefix.as_str().into()),
+        };
+        let end: Box<str> = format!("{tenant}0").into();
+        let (page, resume) = self.engine.scan(
+            (start, Bound::Excluded(end)),
+            limit,
+            super::INVENTORY_EXAMINED,
+            |key, entry| {
+                let queue = &key[prefix.len()..];
+                let ids: Vec<String> = entry
+                    .value
+                    .unfinished()
+                    .map(|id| format!("{queue}/{id}"))
+                    .collect();
+                Some(ids)
+            },
+        );
+        Ok(IdPage {
+            ids: page.into_iter().flat_map(|(_, ids)| ids).collect(),
+            next: resume.map(|last| last[prefix.len()..].to_string()),
+        })
+    }
+
+    async fn restore(
+        &self,
+        tenant: &Tenant,
+        queue: &QueueName,
+        job: &Job,
+        only_if_absent: bool,
+    ) -> StoreResult<bool> {
+        self.engine.ensure_room()?;
+        let wrote = self.update(tenant, queue, |q, now| q.restore(job, only_if_absent, now));
+        if wrote {
+            self.signals.notify(&signal_key(tenant, queue));
+        }
+        Ok(wrote)
     }
 }

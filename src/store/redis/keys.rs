@@ -129,11 +129,16 @@ impl Keys {
     /// `{<tenant>/<queue>}`, so one script updates them together and queues spread over a
     /// Cluster's slots.
     pub fn queue(&self, tenant: &Tenant, queue: &QueueName) -> [String; 7] {
-        let base = format!("{}:{tenant}:queue:{{{tenant}/{queue}}}", self.prefix);
+        let base = format!("{}{{{tenant}/{queue}}}", self.queues(tenant));
         [
             "", ":ready", ":delayed", ":leased", ":dead", ":done", ":meta",
         ]
         .map(|suffix| format!("{base}{suffix}"))
+    }
+
+    /// The literal start of every queue key of a tenant.
+    pub fn queues(&self, tenant: &Tenant) -> String {
+        format!("{}:{tenant}:queue:", self.prefix)
     }
 
     /// A topic's stream: `{prefix}:{tenant}:topic:{<tenant>/<topic>}`.

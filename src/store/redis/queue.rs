@@ -17,7 +17,7 @@ use crate::{
         queue::{Backoff, BackoffKind, Counts, Job, JobId, JobState, Leased, NewJob, QueueName},
     },
     store::{
-        Leases, Nack, QueueStore, StoreError, StoreResult,
+        IdPage, Leases, Nack, QueueStore, StoreError, StoreResult,
         signals::{Signals, signal_key},
     },
 };
@@ -47,6 +47,7 @@ pub struct RedisQueues {
     dead: Script,
     redrive: Script,
     purge: Script,
+    restore: Script,
 }
 
 impl RedisQueues {
@@ -66,6 +67,7 @@ impl RedisQueues {
             dead: script!("dead"),
             redrive: script!("redrive"),
             purge: script!("purge"),
+            restore: script!("restore"),
         }
     }
 
@@ -324,5 +326,61 @@ impl QueueStore for RedisQueues {
 
     fn enqueue_signal(&self, tenant: &Tenant, queue: &QueueName) -> Arc<Notify> {
         self.signals.watch(&signal_key(tenant, queue))
+    }
+
+    async fn inventory(
+        &self,
+        tenant: &Tenant,
+        cursor: Option<&str>,
+        limit: usize,
+    ) -> StoreResult<IdPage> {
+        // Job hashes are `<queue>}:job:<id>` after the tenant's prefix; done jobs are listed
+        // too, and left out when read.
+        let prefix = format!("{}{{{tenant}/", self.redis.keys().queues(tenant));
+        super::scan_ids(&self.redis, &prefix, cursor, limit, |rest| {
+            let (queue, id) = rest.split_once("}:job:")?;
+            Some(format!("{queue}/{id}"))
+        })
+        .await
+    }
+
+    async fn restore(
+        &self,
+        tenant: &Tenant,
+        queue: &QueueName,
+        job: &Job,
+        only_if_absent: bool,
+    ) -> StoreResult<bool> {
+        let mut call = self.call(&self.restore, tenant, queue);
+        let kind = match job.backoff.kind {
+            BackoffKind::Fixed => "fixed",
+            BackoffKind::Exponential => "exponential",
+        };
+        let state = match job.state {
+            JobState::Delayed => "delayed",
+            JobState::Ready => "ready",
+            JobState::Leased => "leased",
+            JobState::Done => "done",
+            JobState::Dead => "dead",
+        };
+        call.arg(job.id.as_str())
+            .arg(if only_if_absent { "1" } else { "0" })
+            .arg(job.payload.as_str())
+            .arg(job.priority)
+            .arg(job.attempt)
+            .arg(job.max_attempts)
+            .arg(kind)
+            .arg(job.backoff.base_ms)
+            .arg(job.backoff.max_ms)
+            .arg(job.enqueued_at_us)
+            .arg(job.seq)
+            .arg(state)
+            .arg(job.at_us)
+            .arg(job.last_error.as_deref().unwrap_or(""));
+        let wrote: u8 = self.redis.script(&call).await?;
+        if wrote == 1 {
+            self.signals.notify(&signal_key(tenant, queue));
+        }
+        Ok(wrote == 1)
     }
 }
