@@ -32,7 +32,7 @@ enum Command {
         #[arg(long)]
         tenant: Option<String>,
         /// Only this capability's items (repeatable): cache, sessions, agent_states,
-        /// pending_actions, locks, queues.
+        /// pending_actions, locks, queues, usage, budgets.
         #[arg(long)]
         capability: Vec<String>,
     },

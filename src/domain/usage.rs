@@ -142,6 +142,13 @@ pub struct UsageLimits {
     pub retention_ms: u64,
 }
 
+/// One bucket of a subject's totals: a day (`2026-11-26`) or a month (`2026-11`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Bucket {
+    pub period: Period,
+    pub name: String,
+}
+
 /// One metric's total in one period.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Total {

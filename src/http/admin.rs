@@ -57,7 +57,7 @@ fn not_while_degraded(state: &AppState, what: &str) -> ApiResult<()> {
 #[into_params(parameter_in = Query)]
 pub struct BackupQuery {
     /// Comma-separated capabilities to include (default: all of cache, sessions,
-    /// agent_states, pending_actions, locks, queues).
+    /// agent_states, pending_actions, locks, queues, usage, budgets).
     #[param(example = "cache,sessions")]
     capabilities: Option<String>,
 }

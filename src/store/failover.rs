@@ -58,8 +58,8 @@ use crate::{
         topic::{NewEvent, Shared, TopicName},
         ttl::{Expiry, Ttl},
         usage::{
-            BudgetRule, BudgetStatus, Committed, MetricName, Period, ReservationId, Reserved,
-            Subject, Total, UsageEvent, UsageLimits,
+            Bucket, BudgetRule, BudgetStatus, Committed, MetricName, Period, ReservationId,
+            Reserved, Subject, Total, UsageEvent, UsageLimits,
         },
     },
     metrics::{BackendLabels, BackendMetrics, Metrics, ModeLabels, StateLabels, SwitchLabels},
@@ -930,6 +930,8 @@ route_each_method!(BudgetStore {
     async fn commit(&self, tenant: &Tenant, subject: &Subject, metric: &MetricName, id: &ReservationId, amount: u64, limits: UsageLimits, now_us: u64) -> StoreResult<Committed>;
     #[repeat(false)]
     async fn release(&self, tenant: &Tenant, subject: &Subject, metric: &MetricName, id: &ReservationId) -> StoreResult<bool>;
+    #[repeat(true)]
+    async fn inventory(&self, tenant: &Tenant, cursor: Option<&str>, limit: usize) -> StoreResult<IdPage>;
 });
 
 /// Usage: events go to memory (journalled) while Redis is down; totals refuse, since memory
@@ -966,6 +968,45 @@ impl UsageStore for FailoverStore<dyn UsageStore> {
         let redis = &self.redis;
         self.redis_only(true, || {
             redis.totals(tenant, subject, metric, period, buckets)
+        })
+        .await
+    }
+
+    async fn inventory(
+        &self,
+        tenant: &Tenant,
+        cursor: Option<&str>,
+        limit: usize,
+    ) -> StoreResult<IdPage> {
+        let redis = &self.redis;
+        self.redis_only(true, || redis.inventory(tenant, cursor, limit))
+            .await
+    }
+
+    async fn bucket(
+        &self,
+        tenant: &Tenant,
+        subject: &Subject,
+        bucket: &Bucket,
+    ) -> StoreResult<Option<(Vec<(String, u64)>, u64)>> {
+        let redis = &self.redis;
+        self.redis_only(true, || redis.bucket(tenant, subject, bucket))
+            .await
+    }
+
+    async fn restore_totals(
+        &self,
+        tenant: &Tenant,
+        subject: &Subject,
+        bucket: &Bucket,
+        totals: &[(String, u64)],
+        ttl_ms: u64,
+        at_least: bool,
+    ) -> StoreResult<u64> {
+        // Repeatable: setting the same totals twice leaves them the same.
+        let redis = &self.redis;
+        self.redis_only(true, || {
+            redis.restore_totals(tenant, subject, bucket, totals, ttl_ms, at_least)
         })
         .await
     }

@@ -26,8 +26,8 @@ use crate::domain::{
     topic::{NewEvent, Resume, Shared, TopicName},
     ttl::{Expiry, Ttl},
     usage::{
-        BudgetRule, BudgetStatus, Committed, MetricName, Period, ReservationId, Reserved, Subject,
-        Total, UsageEvent, UsageLimits,
+        Bucket, BudgetRule, BudgetStatus, Committed, MetricName, Period, ReservationId, Reserved,
+        Subject, Total, UsageEvent, UsageLimits,
     },
 };
 use time::OffsetDateTime;
@@ -881,6 +881,37 @@ pub trait UsageStore: Send + Sync {
         period: Period,
         buckets: &[String],
     ) -> StoreResult<Vec<Total>>;
+
+    /// One page of the tenant's totals buckets, each `subject/period/bucket` (such as
+    /// `user-1/day/2026-11-26`), for backups; as `CacheStore::inventory`.
+    async fn inventory(
+        &self,
+        tenant: &Tenant,
+        cursor: Option<&str>,
+        limit: usize,
+    ) -> StoreResult<IdPage>;
+
+    /// One bucket's totals (metric and amount, in metric order) and the milliseconds it has
+    /// left, for backups; `None` when it holds none.
+    async fn bucket(
+        &self,
+        tenant: &Tenant,
+        subject: &Subject,
+        bucket: &Bucket,
+    ) -> StoreResult<Option<(Vec<(String, u64)>, u64)>>;
+
+    /// Sets one bucket's totals from a backup: each metric to `amount`, or with `at_least` to
+    /// the higher of both; the bucket lives at least `ttl_ms` more. Returns how many totals
+    /// changed.
+    async fn restore_totals(
+        &self,
+        tenant: &Tenant,
+        subject: &Subject,
+        bucket: &Bucket,
+        totals: &[(String, u64)],
+        ttl_ms: u64,
+        at_least: bool,
+    ) -> StoreResult<u64>;
 }
 
 /// Budgets (`domain::usage`): reservations held atomically against a limit per period.
@@ -947,6 +978,15 @@ pub trait BudgetStore: Send + Sync {
         metric: &MetricName,
         id: &ReservationId,
     ) -> StoreResult<bool>;
+
+    /// One page of the tenant's budgets, each `subject/metric`, for backups; as
+    /// `CacheStore::inventory`.
+    async fn inventory(
+        &self,
+        tenant: &Tenant,
+        cursor: Option<&str>,
+        limit: usize,
+    ) -> StoreResult<IdPage>;
 }
 
 /// Every capability's store, as the HTTP layer sees it: failover is already inside.

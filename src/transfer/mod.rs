@@ -6,9 +6,12 @@
 //! granted or checked; restored as the higher of both sides, so a stale token stays refused).
 //! Jobs that are not done are backed up as they are; a restore puts a leased one back to ready
 //! (its lease means nothing after a restore; the attempt it used still counts).
+//! Usage totals are backed up per bucket (a subject's day or month) and restored as the higher
+//! of both sides in `merge` (counts only grow); budgets as their rules.
 //! Not backed up: lock leases (a holder's token means nothing on another backend), rate-limit
-//! windows (seconds-long counters that start over harmlessly), done jobs, topics, usage totals
-//! and budgets (see the README).
+//! windows (seconds-long counters that start over harmlessly), done jobs, live budget
+//! reservations (they return by themselves within their TTL), usage dedup ids, and topics (see
+//! the README).
 //!
 //! Restore:
 //! - reads and checks the whole file first (format, checksum, every record, tenancy), so a
@@ -27,7 +30,10 @@
 pub mod cli;
 pub mod format;
 
-use std::{collections::HashSet, time::Duration};
+use std::{
+    collections::{BTreeMap, HashSet},
+    time::Duration,
+};
 
 use futures_util::{StreamExt, stream};
 use serde::{Deserialize, Serialize};
@@ -49,19 +55,54 @@ use crate::{
         queue::{Job, JobId, JobState, QueueName},
         session::{Session, SessionId, SessionRules, UserId},
         ttl::{Expiry, Ttl},
+        usage::{Bucket, BudgetRule, MAX_AMOUNT, MetricName, Period, Subject},
     },
     store::{PutCondition, StoreError, StoreResult, Stores, TtlState, failover::Capability},
 };
 
 /// The capabilities a backup holds, in the order it writes them.
-pub const CAPABILITIES: [Capability; 6] = [
+pub const CAPABILITIES: [Capability; 8] = [
     Capability::Cache,
     Capability::Sessions,
     Capability::AgentStates,
     Capability::PendingActions,
     Capability::Locks,
     Capability::Queues,
+    Capability::Usage,
+    Capability::Budgets,
 ];
+
+/// A budget as a record holds it: the body of `PUT .../budgets/{metric}`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct BudgetValue {
+    limit: u64,
+    period: Period,
+}
+
+fn period_named(name: &str) -> Option<Period> {
+    match name {
+        "day" => Some(Period::Day),
+        "month" => Some(Period::Month),
+        _ => None,
+    }
+}
+
+/// Whether `bucket` names a bucket of `period`: `2026-11-26` or `2026-11`.
+fn valid_bucket(period: Period, bucket: &str) -> bool {
+    let shape: &[u8] = match period {
+        Period::Day => b"dddd-dd-dd",
+        Period::Month => b"dddd-dd",
+    };
+    bucket.len() == shape.len()
+        && bucket.bytes().zip(shape).all(|(b, s)| {
+            if *s == b'd' {
+                b.is_ascii_digit()
+            } else {
+                b == *s
+            }
+        })
+}
 
 /// The capabilities `names` name (trimmed); none names every one a backup holds.
 pub fn capabilities<'a>(names: impl Iterator<Item = &'a str>) -> Result<Vec<Capability>, String> {
@@ -72,7 +113,7 @@ pub fn capabilities<'a>(names: impl Iterator<Item = &'a str>) -> Result<Vec<Capa
                 .ok_or_else(|| {
                     format!(
                         "capability {name:?}: expected one of cache, sessions, agent_states, \
-                         pending_actions, locks, queues"
+                         pending_actions, locks, queues, usage, budgets"
                     )
                 })
         })
@@ -185,6 +226,14 @@ enum Item {
     Action(Tenant, Box<PendingAction>),
     Lock(Tenant, LockName, u64),
     Job(Tenant, QueueName, Box<Job>),
+    Totals {
+        tenant: Tenant,
+        subject: Subject,
+        bucket: Bucket,
+        totals: Vec<(String, u64)>,
+        until: OffsetDateTime,
+    },
+    Budget(Tenant, Subject, MetricName, BudgetRule),
 }
 
 /// What happened to one item.
@@ -321,6 +370,8 @@ impl Transfer {
             Capability::PendingActions => s.pending_actions.inventory(tenant, cursor, PAGE).await,
             Capability::Locks => s.locks.inventory(tenant, cursor, PAGE).await,
             Capability::Queues => s.queues.inventory(tenant, cursor, PAGE).await,
+            Capability::Usage => s.usage.inventory(tenant, cursor, PAGE).await,
+            Capability::Budgets => s.budgets.inventory(tenant, cursor, PAGE).await,
             Capability::AgentStates => {
                 let after = cursor.and_then(|c| ThreadId::parse(c).ok());
                 let page = s.agent_states.list(tenant, after.as_ref(), PAGE).await?;
@@ -449,6 +500,47 @@ impl Transfer {
                     _ => None,
                 }
             }
+            Capability::Usage => {
+                let mut parts = id.splitn(3, '/');
+                let (Some(subject), Some(period), Some(bucket)) =
+                    (parts.next(), parts.next(), parts.next())
+                else {
+                    return Ok(None);
+                };
+                let (Ok(subject), Some(period)) = (Subject::parse(subject), period_named(period))
+                else {
+                    return Ok(None);
+                };
+                let bucket = Bucket {
+                    period,
+                    name: bucket.to_string(),
+                };
+                let Some((totals, left)) = s.usage.bucket(tenant, &subject, &bucket).await? else {
+                    return Ok(None);
+                };
+                let value: Map<String, Value> = totals
+                    .into_iter()
+                    .map(|(metric, amount)| (metric, Value::from(amount)))
+                    .collect();
+                Some(record(raw(&value)?, Some(left), None))
+            }
+            Capability::Budgets => {
+                let Some((subject, metric)) = id
+                    .split_once('/')
+                    .and_then(|(s, m)| Some((Subject::parse(s).ok()?, MetricName::parse(m).ok()?)))
+                else {
+                    return Ok(None);
+                };
+                let now_us = crate::store::memory::now_us();
+                let Some(status) = s.budgets.get(tenant, &subject, &metric, now_us).await? else {
+                    return Ok(None);
+                };
+                let value = BudgetValue {
+                    limit: status.rule.limit,
+                    period: status.rule.period,
+                };
+                Some(record(raw(&value)?, None, None))
+            }
             _ => None,
         })
     }
@@ -499,7 +591,7 @@ impl Transfer {
             .ok_or_else(|| {
                 format!(
                     "capability {:?} is not one a backup holds (cache, sessions, agent_states, \
-                     pending_actions, locks, queues)",
+                     pending_actions, locks, queues, usage, budgets)",
                     record.capability
                 )
             })?;
@@ -589,6 +681,60 @@ impl Transfer {
                     .map_err(|e| format!("payload: {e}"))?;
                 Ok(Item::Job(tenant, queue, Box::new(job)))
             }
+            Capability::Usage => {
+                let mut parts = record.id.splitn(3, '/');
+                let (Some(subject), Some(period), Some(bucket)) =
+                    (parts.next(), parts.next(), parts.next())
+                else {
+                    return Err("a usage id is subject/period/bucket".into());
+                };
+                let subject = Subject::parse(subject).map_err(|e| e.to_string())?;
+                let period = period_named(period).ok_or("the period is day or month")?;
+                if !valid_bucket(period, bucket) {
+                    return Err(format!("{bucket:?} is not a {} bucket", period.as_str()));
+                }
+                let amounts: BTreeMap<String, u64> = serde_json::from_str(value).map_err(shape)?;
+                let mut totals = Vec::with_capacity(amounts.len());
+                for (metric, amount) in amounts {
+                    MetricName::parse(metric.as_str()).map_err(|e| e.to_string())?;
+                    if amount > MAX_AMOUNT {
+                        return Err(format!("{metric}: at most {MAX_AMOUNT}"));
+                    }
+                    totals.push((metric, amount));
+                }
+                let ttl_ms = record.ttl_ms.ok_or("usage totals carry their ttl_ms")?;
+                Ok(Item::Totals {
+                    tenant,
+                    subject,
+                    bucket: Bucket {
+                        period,
+                        name: bucket.to_string(),
+                    },
+                    totals,
+                    until: created + Duration::from_millis(ttl_ms),
+                })
+            }
+            Capability::Budgets => {
+                let (subject, metric) = record
+                    .id
+                    .split_once('/')
+                    .ok_or("a budget id is subject/metric")?;
+                let subject = Subject::parse(subject).map_err(|e| e.to_string())?;
+                let metric = MetricName::parse(metric).map_err(|e| e.to_string())?;
+                let v: BudgetValue = serde_json::from_str(value).map_err(shape)?;
+                if !(1..=MAX_AMOUNT).contains(&v.limit) {
+                    return Err(format!("limit: 1 to {MAX_AMOUNT}"));
+                }
+                Ok(Item::Budget(
+                    tenant,
+                    subject,
+                    metric,
+                    BudgetRule {
+                        limit: v.limit,
+                        period: v.period,
+                    },
+                ))
+            }
             _ => Err("not a capability a backup holds".into()),
         }
     }
@@ -642,7 +788,8 @@ impl Transfer {
             Item::Session(_, session) => Some(from_millis(session.expires_at_ms)),
             Item::Thread(_, state) => Some(state.expires_at),
             Item::Action(_, action) => Some(self.action_ends(action)),
-            Item::Lock(..) | Item::Job(..) => None,
+            Item::Totals { until, .. } => Some(*until),
+            Item::Lock(..) | Item::Job(..) | Item::Budget(..) => None,
         };
         until.is_some_and(|until| until <= now)
     }
@@ -817,6 +964,45 @@ impl Transfer {
                 } else {
                     Outcome::Skipped
                 })
+            }
+            Item::Totals {
+                tenant,
+                subject,
+                bucket,
+                totals,
+                until,
+            } => {
+                let Some(ttl_ms) = left_ms(until, now) else {
+                    return Ok(Outcome::Expired);
+                };
+                if mode == Mode::SkipExisting
+                    && s.usage.bucket(&tenant, &subject, &bucket).await?.is_some()
+                {
+                    return Ok(Outcome::Skipped);
+                }
+                // Merge keeps the higher of both totals: counts only grow.
+                let at_least = mode == Mode::Merge;
+                let changed = s
+                    .usage
+                    .restore_totals(&tenant, &subject, &bucket, &totals, ttl_ms, at_least)
+                    .await?;
+                Ok(if changed > 0 {
+                    Outcome::Written
+                } else {
+                    Outcome::Unchanged
+                })
+            }
+            Item::Budget(tenant, subject, metric, rule) => {
+                let now_us = crate::store::memory::now_us();
+                match s.budgets.get(&tenant, &subject, &metric, now_us).await? {
+                    Some(held) if held.rule == rule => return Ok(Outcome::Unchanged),
+                    Some(_) if mode == Mode::SkipExisting => return Ok(Outcome::Skipped),
+                    _ => {}
+                }
+                s.budgets
+                    .set(&tenant, &subject, &metric, rule, now_us)
+                    .await?;
+                Ok(Outcome::Written)
             }
             Item::Lock(tenant, name, mark) => {
                 // The higher mark of both sides is kept, whatever the mode.

@@ -154,6 +154,20 @@ async fn queue_up(app: &TestApp) {
     assert_eq!(leased["jobs"][0]["payload"]["n"], "high", "{leased}");
 }
 
+/// Usage of one subject in two metrics (a day and a month bucket) and a budget.
+async fn meter(app: &TestApp) {
+    for (id, metric, amount) in [
+        ("e1", "tokens", 100),
+        ("e2", "tokens", 50),
+        ("e3", "cost", 7),
+    ] {
+        let body = json!({"event_id": id, "metric": metric, "amount": amount});
+        ok(app, Method::POST, "/v1/usage/acct/events", body).await;
+    }
+    let body = json!({"limit": 1000, "period": "day"});
+    ok(app, Method::PUT, "/v1/budgets/acct/tokens", body).await;
+}
+
 async fn backup(app: &TestApp) -> Vec<u8> {
     let response = app
         .client
@@ -234,6 +248,7 @@ async fn backup_flush_restore_backup(backend: Backend) {
     fill(&app).await;
     let stale = lock_up(&app).await;
     queue_up(&app).await;
+    meter(&app).await;
     let first = backup(&app).await;
     let items = records(&first);
     let count = |capability: &str| items.keys().filter(|(c, _)| c == capability).count();
@@ -262,8 +277,8 @@ async fn backup_flush_restore_backup(backend: Backend) {
     assert_eq!(app.status("/v1/cache/ns-0/k-0").await, 404);
     let report = restore(&app, "", &first).await;
     assert_eq!(report.status, 200, "{}", report.body);
-    assert_eq!(report.body["read"], 47);
-    assert_eq!(report.body["written"], 47, "{}", report.body);
+    assert_eq!(report.body["read"], 50);
+    assert_eq!(report.body["written"], 50, "{}", report.body);
 
     let second = backup(&app).await;
     // The leased job comes back ready; everything else as it was.
@@ -300,6 +315,21 @@ async fn backup_flush_restore_backup(backend: Backend) {
             if expected == "high" { 2 } else { 1 }
         );
     }
+    // Totals and the budget hold against each other again: 1000 - 150 tokens left today.
+    let (_, budget) = app.get_json("/v1/budgets/acct/tokens").await;
+    assert_eq!(
+        (&budget["used"], &budget["remaining"]),
+        (&json!(150), &json!(850)),
+        "{budget}"
+    );
+    let (_, totals) = app.get_json("/v1/usage/acct?period=month").await;
+    let amounts: Vec<u64> = totals["totals"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["amount"].as_u64().unwrap())
+        .collect();
+    assert_eq!(amounts, [7, 150], "{totals}");
     let (_, dead) = app.get_json("/v1/queues/q/dead").await;
     assert_eq!(dead["jobs"][0]["last_error"], "boom", "{dead}");
 
@@ -352,7 +382,7 @@ async fn backup_flush_restore_backup(backend: Backend) {
     let again = restore(&app, "", &first).await;
     assert_eq!(again.status, 200);
     assert_eq!(again.body["written"], 0, "{}", again.body);
-    assert_eq!(again.body["read"], 47);
+    assert_eq!(again.body["read"], 50);
 }
 
 async fn broken_files_change_nothing(backend: Backend) {

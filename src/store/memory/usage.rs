@@ -8,6 +8,7 @@
 
 use std::{
     collections::{BTreeMap, BTreeSet, HashMap, VecDeque},
+    ops::Bound,
     sync::{Arc, Mutex},
 };
 
@@ -22,11 +23,11 @@ use crate::{
     domain::{
         ids::Tenant,
         usage::{
-            BudgetRule, BudgetStatus, Committed, MAX_AMOUNT, MetricName, Period, ReservationId,
-            Reserved, Subject, Total, UsageEvent, UsageLimits, fits,
+            Bucket, BudgetRule, BudgetStatus, Committed, MAX_AMOUNT, MetricName, Period,
+            ReservationId, Reserved, Subject, Total, UsageEvent, UsageLimits, fits,
         },
     },
-    store::{BudgetStore, StoreResult, UsageStore, signals::signal_key},
+    store::{BudgetStore, IdPage, StoreResult, UsageStore, signals::signal_key},
 };
 
 /// Events counted in memory while Redis was down, to be counted in Redis when it returns.
@@ -189,6 +190,33 @@ impl MemoryUsage {
         }
     }
 
+    /// One inventory page: `ids` maps each of the tenant's subjects (a page holds up to
+    /// `limit` of them) to its ids; the cursor is the last subject.
+    fn subjects_page(
+        &self,
+        tenant: &Tenant,
+        cursor: Option<&str>,
+        limit: usize,
+        ids: impl Fn(&str, &SubjectUsage) -> Vec<String>,
+    ) -> IdPage {
+        let prefix = format!("{tenant}/");
+        let start = match cursor {
+            Some(after) => Bound::Excluded(format!("{prefix}{after}").into()),
+            None => Bound::Included(prefix.as_str().into()),
+        };
+        let end: Box<str> = format!("{tenant}0").into();
+        let (page, resume) = self.engine.scan(
+            (start, Bound::Excluded(end)),
+            limit,
+            super::INVENTORY_EXAMINED,
+            |key, entry| Some(ids(&key[prefix.len()..], &entry.value)),
+        );
+        IdPage {
+            ids: page.into_iter().flat_map(|(_, ids)| ids).collect(),
+            next: resume.map(|last| last[prefix.len()..].to_string()),
+        }
+    }
+
     fn update<R>(
         &self,
         tenant: &Tenant,
@@ -276,6 +304,77 @@ impl UsageStore for MemoryUsage {
                 }
             }
             totals
+        }))
+    }
+
+    async fn inventory(
+        &self,
+        tenant: &Tenant,
+        cursor: Option<&str>,
+        limit: usize,
+    ) -> StoreResult<IdPage> {
+        let now = now_us();
+        Ok(self.subjects_page(tenant, cursor, limit, |subject, usage| {
+            let mut ids: Vec<String> = usage
+                .totals
+                .iter()
+                .filter(|(_, (_, expires))| *expires > now)
+                .map(|((period, bucket, _), _)| format!("{subject}/{period}/{bucket}"))
+                .collect();
+            ids.dedup();
+            ids
+        }))
+    }
+
+    async fn bucket(
+        &self,
+        tenant: &Tenant,
+        subject: &Subject,
+        bucket: &Bucket,
+    ) -> StoreResult<Option<(Vec<(String, u64)>, u64)>> {
+        let period = bucket.period.as_str();
+        Ok(self.update(tenant, subject, |state, now| {
+            let lower = (period, bucket.name.clone(), String::new());
+            let mut totals = Vec::new();
+            let mut until = 0;
+            for ((p, b, metric), (amount, expires)) in state.totals.range(lower..) {
+                if *p != period || *b != bucket.name {
+                    break;
+                }
+                totals.push((metric.clone(), *amount));
+                until = until.max(*expires);
+            }
+            (!totals.is_empty()).then(|| (totals, until.saturating_sub(now) / 1000))
+        }))
+    }
+
+    async fn restore_totals(
+        &self,
+        tenant: &Tenant,
+        subject: &Subject,
+        bucket: &Bucket,
+        totals: &[(String, u64)],
+        ttl_ms: u64,
+        at_least: bool,
+    ) -> StoreResult<u64> {
+        self.engine.ensure_room()?;
+        Ok(self.update(tenant, subject, |state, now| {
+            let mut changed = 0;
+            for (metric, amount) in totals {
+                let key = (bucket.period.as_str(), bucket.name.clone(), metric.clone());
+                let (held, expires) = state.totals.entry(key).or_insert((0, 0));
+                let amount = if at_least {
+                    (*amount).max(*held)
+                } else {
+                    *amount
+                };
+                if amount != *held {
+                    *held = amount.min(MAX_AMOUNT);
+                    changed += 1;
+                }
+                *expires = (*expires).max(now + ttl_ms.max(1) * 1000);
+            }
+            changed
         }))
     }
 }
@@ -405,6 +504,22 @@ impl BudgetStore for MemoryUsage {
     ) -> StoreResult<bool> {
         Ok(self.update(tenant, subject, |state, _| {
             state.take(metric.as_str(), id.as_str()).is_some()
+        }))
+    }
+
+    async fn inventory(
+        &self,
+        tenant: &Tenant,
+        cursor: Option<&str>,
+        limit: usize,
+    ) -> StoreResult<IdPage> {
+        Ok(self.subjects_page(tenant, cursor, limit, |subject, usage| {
+            let mut metrics: Vec<&String> = usage.budgets.keys().collect();
+            metrics.sort();
+            metrics
+                .into_iter()
+                .map(|metric| format!("{subject}/{metric}"))
+                .collect()
         }))
     }
 }

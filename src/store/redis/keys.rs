@@ -149,7 +149,12 @@ impl Keys {
     /// The base of a subject's usage and budget keys:
     /// `{prefix}:{tenant}:usage:{<tenant>/<subject>}` (see `redis::usage`).
     pub fn usage(&self, tenant: &Tenant, subject: &Subject) -> String {
-        format!("{}:{tenant}:usage:{{{tenant}/{subject}}}", self.prefix)
+        format!("{}{{{tenant}/{subject}}}", self.usages(tenant))
+    }
+
+    /// The literal start of every usage and budget key of a tenant.
+    pub fn usages(&self, tenant: &Tenant) -> String {
+        format!("{}:{tenant}:usage:", self.prefix)
     }
 
     /// The channel every enqueue is published on, as `<tenant>/<queue>`.

@@ -17,11 +17,11 @@ use crate::{
     domain::{
         ids::Tenant,
         usage::{
-            BudgetRule, BudgetStatus, Committed, MetricName, Period, ReservationId, Reserved,
-            Subject, Total, UsageEvent, UsageLimits,
+            Bucket, BudgetRule, BudgetStatus, Committed, MetricName, Period, ReservationId,
+            Reserved, Subject, Total, UsageEvent, UsageLimits,
         },
     },
-    store::{BudgetStore, StoreError, StoreResult, UsageStore},
+    store::{BudgetStore, IdPage, StoreError, StoreResult, UsageStore},
 };
 
 macro_rules! budget_script {
@@ -44,6 +44,7 @@ pub struct RedisUsage {
     reserve: Script,
     commit: Script,
     release: Script,
+    restore: Script,
 }
 
 /// How long a month's totals outlive a day's.
@@ -65,7 +66,13 @@ impl RedisUsage {
             reserve: budget_script!("reserve"),
             commit: budget_script!("commit"),
             release: budget_script!("release"),
+            restore: Script::new("usage_restore", include_str!("scripts/usage_restore.lua")),
         }
+    }
+
+    /// The literal start of every usage key of the tenant: `<subject>}:...` follows.
+    fn tenant_prefix(&self, tenant: &Tenant) -> String {
+        format!("{}{{{tenant}/", self.redis.keys().usages(tenant))
     }
 
     fn base(&self, tenant: &Tenant, subject: &Subject) -> String {
@@ -189,6 +196,58 @@ impl UsageStore for RedisUsage {
             }
         }
         Ok(totals)
+    }
+
+    async fn inventory(
+        &self,
+        tenant: &Tenant,
+        cursor: Option<&str>,
+        limit: usize,
+    ) -> StoreResult<IdPage> {
+        let prefix = self.tenant_prefix(tenant);
+        super::scan_ids(&self.redis, &prefix, cursor, limit, |rest| {
+            let (subject, tail) = rest.split_once("}:")?;
+            let (period, bucket) = tail.split_once(':')?;
+            matches!(period, "day" | "month").then(|| format!("{subject}/{period}/{bucket}"))
+        })
+        .await
+    }
+
+    async fn bucket(
+        &self,
+        tenant: &Tenant,
+        subject: &Subject,
+        bucket: &Bucket,
+    ) -> StoreResult<Option<(Vec<(String, u64)>, u64)>> {
+        let key = Self::totals_key(&self.base(tenant, subject), bucket.period, &bucket.name);
+        let mut pipe = redis::pipe();
+        pipe.cmd("HGETALL").arg(&key).cmd("PTTL").arg(&key);
+        let (mut totals, left): (Vec<(String, u64)>, i64) = self.redis.pipeline(&pipe).await?;
+        if totals.is_empty() || left <= 0 {
+            return Ok(None);
+        }
+        totals.sort();
+        Ok(Some((totals, left.unsigned_abs())))
+    }
+
+    async fn restore_totals(
+        &self,
+        tenant: &Tenant,
+        subject: &Subject,
+        bucket: &Bucket,
+        totals: &[(String, u64)],
+        ttl_ms: u64,
+        at_least: bool,
+    ) -> StoreResult<u64> {
+        let mut call = self.restore.prepare_invoke();
+        let base = self.base(tenant, subject);
+        call.key(Self::totals_key(&base, bucket.period, &bucket.name))
+            .arg(ttl_ms.max(1))
+            .arg(if at_least { "1" } else { "0" });
+        for (metric, amount) in totals {
+            call.arg(metric.as_str()).arg(*amount);
+        }
+        self.redis.script(&call).await
     }
 }
 
@@ -317,5 +376,41 @@ impl BudgetStore for RedisUsage {
         call.arg(metric.as_str()).arg(id.as_str());
         let released: u8 = self.redis.script(&call).await?;
         Ok(released == 1)
+    }
+
+    async fn inventory(
+        &self,
+        tenant: &Tenant,
+        cursor: Option<&str>,
+        limit: usize,
+    ) -> StoreResult<IdPage> {
+        let prefix = self.tenant_prefix(tenant);
+        let page = super::scan_ids(&self.redis, &prefix, cursor, limit, |rest| {
+            rest.strip_suffix("}:budget").map(str::to_string)
+        })
+        .await?;
+        let mut pipe = redis::pipe();
+        for subject in &page.ids {
+            pipe.cmd("HKEYS").arg(format!("{prefix}{subject}}}:budget"));
+        }
+        let metrics: Vec<Vec<String>> = if page.ids.is_empty() {
+            Vec::new()
+        } else {
+            self.redis.pipeline(&pipe).await?
+        };
+        let ids = page
+            .ids
+            .iter()
+            .zip(metrics)
+            .flat_map(|(subject, metrics)| {
+                metrics
+                    .into_iter()
+                    .map(move |metric| format!("{subject}/{metric}"))
+            })
+            .collect();
+        Ok(IdPage {
+            ids,
+            next: page.next,
+        })
     }
 }
