@@ -19,14 +19,7 @@ use crate::common::{Backend, RedisServer, TestApp, settings, spawn_app};
 const BIN: &str = env!("CARGO_BIN_EXE_statekeeper");
 
 async fn ok(app: &TestApp, method: Method, path: &str, body: Value) -> Value {
-    let reply = app.send(app.request(method, path).json(&body)).await;
-    assert!(
-        (200..300).contains(&reply.status),
-        "{path}: {} {}",
-        reply.status,
-        reply.body
-    );
-    reply.body
+    app.ok(method, path, body).await
 }
 
 /// Items of every kind the backup holds, with and without lifetimes.

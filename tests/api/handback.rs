@@ -31,14 +31,7 @@ fn is_degraded(h: &Value) -> bool {
 }
 
 async fn json_ok(app: &TestApp, method: Method, path: &str, body: Value) -> Value {
-    let reply = app.send(app.request(method, path).json(&body)).await;
-    assert!(
-        (200..300).contains(&reply.status),
-        "{path}: {} {}",
-        reply.status,
-        reply.body
-    );
-    reply.body
+    app.ok(method, path, body).await
 }
 
 /// One run of the scenario; `persist` restarts Redis with its old data (append-only file),

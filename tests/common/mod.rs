@@ -355,6 +355,23 @@ impl TestApp {
         self.send(request).await
     }
 
+    /// `call` with a JSON body that must succeed (2xx); the answer's body.
+    pub async fn ok(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: serde_json::Value,
+    ) -> serde_json::Value {
+        let reply = self.call(method, path, Some(body)).await;
+        assert!(
+            (200..300).contains(&reply.status),
+            "{path}: {} {}",
+            reply.status,
+            reply.body
+        );
+        reply.body
+    }
+
     pub async fn get(&self, path: &str) -> Reply {
         self.call(reqwest::Method::GET, path, None).await
     }

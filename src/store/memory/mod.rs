@@ -127,6 +127,23 @@ where
     K: Ord + Clone + Weigh + Send + Sync + 'static + From<String> + std::ops::Deref<Target = str>,
     V: Weigh + Send + Sync + 'static,
 {
+    prefixed_scan(engine, tenant, cursor, limit, |id, _| vec![id.to_string()])
+}
+
+/// One inventory page of an engine keyed `{tenant}/{id}` whose entries each hold several
+/// items (a queue's jobs, a subject's totals): `ids` lists an entry's, from its id and value. A
+/// page covers up to `limit` entries; the cursor is the last entry's id.
+pub(crate) fn prefixed_scan<K, V>(
+    engine: &Engine<K, V>,
+    tenant: &crate::domain::ids::Tenant,
+    cursor: Option<&str>,
+    limit: usize,
+    ids: impl Fn(&str, &V) -> Vec<String>,
+) -> super::IdPage
+where
+    K: Ord + Clone + Weigh + Send + Sync + 'static + From<String> + std::ops::Deref<Target = str>,
+    V: Weigh + Send + Sync + 'static,
+{
     use std::ops::Bound;
     let prefix = format!("{tenant}/");
     // `0` follows `/`: the first key past every one of this tenant's.
@@ -139,10 +156,10 @@ where
         (start, Bound::Excluded(end)),
         limit,
         INVENTORY_EXAMINED,
-        |k, _| Some(k[prefix.len()..].to_string()),
+        |k, entry| Some(ids(&k[prefix.len()..], &entry.value)),
     );
     super::IdPage {
-        ids: page.into_iter().map(|(_, id)| id).collect(),
+        ids: page.into_iter().flat_map(|(_, ids)| ids).collect(),
         next: resume.map(|last| last[prefix.len()..].to_string()),
     }
 }

@@ -2,7 +2,7 @@
 //! `domain::queue::QueueState`, changed under the engine's lock (so each method is atomic). An
 //! enqueue wakes this process's long polls.
 
-use std::{ops::Bound, sync::Arc};
+use std::sync::Arc;
 
 use async_trait::async_trait;
 use tokio::sync::Notify;
@@ -179,31 +179,18 @@ impl QueueStore for MemoryQueues {
         cursor: Option<&str>,
         limit: usize,
     ) -> StoreResult<IdPage> {
-        // A page holds the jobs of up to `limit` queues; the cursor is the last queue's name.
-        let prefix = format!("{tenant}/");
-        let start = match cursor {
-            Some(after) => Bound::Excluded(format!("{prefix}{after}").into()),
-            None => Bound::Included(prefix.as_str().into()),
-        };
-        let end: Box<str> = format!("{tenant}0").into();
-        let (page, resume) = self.engine.scan(
-            (start, Bound::Excluded(end)),
+        Ok(super::prefixed_scan(
+            &self.engine,
+            tenant,
+            cursor,
             limit,
-            super::INVENTORY_EXAMINED,
-            |key, entry| {
-                let queue = &key[prefix.len()..];
-                let ids: Vec<String> = entry
-                    .value
+            |queue, state| {
+                state
                     .unfinished()
                     .map(|id| format!("{queue}/{id}"))
-                    .collect();
-                Some(ids)
+                    .collect()
             },
-        );
-        Ok(IdPage {
-            ids: page.into_iter().flat_map(|(_, ids)| ids).collect(),
-            next: resume.map(|last| last[prefix.len()..].to_string()),
-        })
+        ))
     }
 
     async fn restore(

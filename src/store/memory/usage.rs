@@ -8,7 +8,6 @@
 
 use std::{
     collections::{BTreeMap, BTreeSet, HashMap, VecDeque},
-    ops::Bound,
     sync::{Arc, Mutex},
 };
 
@@ -190,33 +189,6 @@ impl MemoryUsage {
         }
     }
 
-    /// One inventory page: `ids` maps each of the tenant's subjects (a page holds up to
-    /// `limit` of them) to its ids; the cursor is the last subject.
-    fn subjects_page(
-        &self,
-        tenant: &Tenant,
-        cursor: Option<&str>,
-        limit: usize,
-        ids: impl Fn(&str, &SubjectUsage) -> Vec<String>,
-    ) -> IdPage {
-        let prefix = format!("{tenant}/");
-        let start = match cursor {
-            Some(after) => Bound::Excluded(format!("{prefix}{after}").into()),
-            None => Bound::Included(prefix.as_str().into()),
-        };
-        let end: Box<str> = format!("{tenant}0").into();
-        let (page, resume) = self.engine.scan(
-            (start, Bound::Excluded(end)),
-            limit,
-            super::INVENTORY_EXAMINED,
-            |key, entry| Some(ids(&key[prefix.len()..], &entry.value)),
-        );
-        IdPage {
-            ids: page.into_iter().flat_map(|(_, ids)| ids).collect(),
-            next: resume.map(|last| last[prefix.len()..].to_string()),
-        }
-    }
-
     fn update<R>(
         &self,
         tenant: &Tenant,
@@ -314,16 +286,22 @@ impl UsageStore for MemoryUsage {
         limit: usize,
     ) -> StoreResult<IdPage> {
         let now = now_us();
-        Ok(self.subjects_page(tenant, cursor, limit, |subject, usage| {
-            let mut ids: Vec<String> = usage
-                .totals
-                .iter()
-                .filter(|(_, (_, expires))| *expires > now)
-                .map(|((period, bucket, _), _)| format!("{subject}/{period}/{bucket}"))
-                .collect();
-            ids.dedup();
-            ids
-        }))
+        Ok(super::prefixed_scan(
+            &self.engine,
+            tenant,
+            cursor,
+            limit,
+            |subject, usage| {
+                let mut ids: Vec<String> = usage
+                    .totals
+                    .iter()
+                    .filter(|(_, (_, expires))| *expires > now)
+                    .map(|((period, bucket, _), _)| format!("{subject}/{period}/{bucket}"))
+                    .collect();
+                ids.dedup();
+                ids
+            },
+        ))
     }
 
     async fn bucket(
@@ -513,13 +491,19 @@ impl BudgetStore for MemoryUsage {
         cursor: Option<&str>,
         limit: usize,
     ) -> StoreResult<IdPage> {
-        Ok(self.subjects_page(tenant, cursor, limit, |subject, usage| {
-            let mut metrics: Vec<&String> = usage.budgets.keys().collect();
-            metrics.sort();
-            metrics
-                .into_iter()
-                .map(|metric| format!("{subject}/{metric}"))
-                .collect()
-        }))
+        Ok(super::prefixed_scan(
+            &self.engine,
+            tenant,
+            cursor,
+            limit,
+            |subject, usage| {
+                let mut metrics: Vec<&String> = usage.budgets.keys().collect();
+                metrics.sort();
+                metrics
+                    .into_iter()
+                    .map(|metric| format!("{subject}/{metric}"))
+                    .collect()
+            },
+        ))
     }
 }
