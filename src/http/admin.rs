@@ -58,7 +58,10 @@ fn not_while_degraded(state: &AppState, what: &str) -> ApiResult<()> {
 pub struct BackupQuery {
     /// Comma-separated capabilities to include (default: all of cache, sessions,
     /// agent_states, pending_actions, locks, queues, usage, budgets).
-    #[param(example = "cache,sessions")]
+    #[param(
+        pattern = "^((cache|sessions|agent_states|pending_actions|locks|queues|usage|budgets)(,(cache|sessions|agent_states|pending_actions|locks|queues|usage|budgets))*)?$",
+        example = "cache,sessions"
+    )]
     capabilities: Option<String>,
 }
 
