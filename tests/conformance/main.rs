@@ -6,6 +6,7 @@ mod common;
 
 mod agent_states;
 mod cache;
+mod inventories;
 mod locks;
 mod pending_actions;
 mod queues;
