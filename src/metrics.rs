@@ -152,7 +152,8 @@ pub struct BackendMetrics {
     /// `outcome`: `up` or `down`.
     pub probes: Tally,
     /// Items handed from memory to Redis on recovery, by `outcome`: `written`, `deleted`,
-    /// `conflict` (Redis held a later write, which was kept).
+    /// `conflict` (Redis held a later write, which was kept), `failed` (refused for a reason of
+    /// the item's own; logged and dropped).
     pub handback: Tally,
     /// 1 for the backend serving now (`redis` or `memory`), 0 for the other.
     pub active: Family<BackendLabels, Gauge>,
@@ -300,7 +301,7 @@ impl Metrics {
         backend.probes.start_at_zero(&["up", "down"]);
         backend
             .handback
-            .start_at_zero(&["written", "deleted", "conflict"]);
+            .start_at_zero(&["written", "deleted", "conflict", "failed"]);
         for to in ["memory", "redis"] {
             let _ = backend.switches.get_or_create(&SwitchLabels { to });
         }
@@ -337,7 +338,7 @@ impl Metrics {
         r.register(
             "backend_handback_items",
             "Items written while degraded and handed to Redis on recovery, by outcome (written, \
-             deleted, conflict)",
+             deleted, conflict, failed)",
             backend.handback.0.clone(),
         );
         r.register(

@@ -720,6 +720,7 @@ impl Failover {
                     written = report.written,
                     deleted = report.deleted,
                     conflicts = report.conflicts,
+                    failed = report.failed,
                     "what memory took while degraded is now in Redis"
                 );
                 Ok(())

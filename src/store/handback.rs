@@ -149,6 +149,9 @@ pub struct Report {
     pub deleted: u64,
     /// Items where Redis held a later write, which won.
     pub conflicts: u64,
+    /// Items Redis refused for a reason of their own (logged), dropped so that the hand-back
+    /// can finish.
+    pub failed: u64,
 }
 
 /// A pair of stores of one capability: the memory fallback and Redis.
@@ -178,32 +181,53 @@ impl HandBack {
     pub async fn run(&self) -> StoreResult<Report> {
         let mut noted = self.ledger.take();
         let mut report = Report::default();
-        while !noted.bulk.is_empty() {
-            let (bulk, at) = noted.bulk.remove(0);
-            if let Err(e) = self.replay_bulk(&bulk, at, &mut report).await {
-                noted.bulk.insert(0, (bulk, at));
-                self.ledger.put_back(noted);
-                return Err(e);
-            }
-        }
-        let items: Vec<(Item, OffsetDateTime)> = noted.items.drain().collect();
-        let mut items = items.into_iter();
-        while let Some((item, at)) = items.next() {
-            if let Err(e) = self.hand_item(&item, at, &mut report).await {
-                noted.items.insert(item, at);
-                noted.items.extend(items);
-                self.ledger.put_back(noted);
-                return Err(e);
-            }
+        let result = self.hand_over(&mut noted, &mut report).await;
+        if result.is_err() {
+            self.ledger.put_back(noted);
         }
         for (outcome, n) in [
             ("written", report.written),
             ("deleted", report.deleted),
             ("conflict", report.conflicts),
+            ("failed", report.failed),
         ] {
             self.counts.count_by(outcome, n);
         }
-        Ok(report)
+        result.map(|()| report)
+    }
+
+    /// Hands over what `noted` holds, taking out what is done. Stops at the first error that
+    /// says Redis cannot take writes now (gone again, busy, full, refusing): the rest stays in
+    /// `noted`. Any other error is the item's own (Redis answered something unexpected, or
+    /// concurrent writers won every merge): it is logged and counted as failed, and the
+    /// hand-back goes on, so one item can never keep traffic off Redis.
+    async fn hand_over(&self, noted: &mut Noted, report: &mut Report) -> StoreResult<()> {
+        while !noted.bulk.is_empty() {
+            let (bulk, at) = noted.bulk[0].clone();
+            match self.replay_bulk(&bulk, at, report).await {
+                Err(e) if stops(&e) => return Err(e),
+                Err(e) => {
+                    report.failed += 1;
+                    tracing::error!(error = %e, ?bulk, "hand-back: a bulk delete failed; dropped");
+                }
+                Ok(()) => {}
+            }
+            noted.bulk.remove(0);
+        }
+        let items: Vec<(Item, OffsetDateTime)> =
+            noted.items.iter().map(|(i, at)| (i.clone(), *at)).collect();
+        for (item, at) in items {
+            match self.hand_item(&item, at, report).await {
+                Err(e) if stops(&e) => return Err(e),
+                Err(e) => {
+                    report.failed += 1;
+                    tracing::error!(error = %e, ?item, "hand-back: this item failed; dropped");
+                }
+                Ok(()) => {}
+            }
+            noted.items.remove(&item);
+        }
+        Ok(())
     }
 
     async fn replay_bulk(
@@ -382,7 +406,7 @@ impl HandBack {
                 Versioned::Stale | Versioned::Missing | Versioned::Contended => continue,
             }
         }
-        Err(StoreError::Busy(format!(
+        Err(StoreError::Internal(format!(
             "agent state {thread}: {MERGE_ATTEMPTS} merges lost to concurrent writers"
         )))
     }
@@ -443,6 +467,18 @@ impl HandBack {
     }
 }
 
+/// Whether an error says Redis cannot take writes now, so the hand-back must wait.
+fn stops(e: &StoreError) -> bool {
+    matches!(
+        e,
+        StoreError::Unavailable(_)
+            | StoreError::Busy(_)
+            | StoreError::Full(_)
+            | StoreError::Refused(_)
+            | StoreError::Interrupted(_)
+    )
+}
+
 fn conflict(report: &mut Report, what: &str, id: &str) {
     report.conflicts += 1;
     tracing::warn!(
@@ -462,6 +498,76 @@ fn ceil_seconds(d: Duration) -> u64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::store::{Stores, memory::MemoryBackend};
+
+    /// A hand-back from one memory backend to another standing in for Redis (`to`).
+    fn hand_back(from: &Stores, to: &Stores) -> HandBack {
+        HandBack {
+            ledger: Arc::default(),
+            cache: Some(Pair {
+                memory: from.cache.clone(),
+                redis: to.cache.clone(),
+            }),
+            sessions: None,
+            agent_states: None,
+            pending_actions: None,
+            session_rules: SessionRules {
+                rolling: false,
+                max_lifetime_ms: 86_400_000,
+                max_bytes: 1 << 20,
+            },
+            tombstone: TombstoneLife::Remaining,
+            counts: Tally::default(),
+        }
+    }
+
+    fn value(text: &str) -> crate::domain::cache::CacheValue {
+        crate::domain::cache::CacheValue::parse(bytes::Bytes::from(text.to_string()), 1024).unwrap()
+    }
+
+    #[tokio::test]
+    async fn writes_and_deletes_arrive_and_a_full_target_keeps_them_noted() {
+        let (from, to) = (
+            MemoryBackend::new(1 << 20).stores(),
+            MemoryBackend::new(1 << 20).stores(),
+        );
+        let (t, ns) = (Tenant::new("t"), Namespace::parse("ns").unwrap());
+        let (kept, gone) = (
+            CacheKey::parse("kept").unwrap(),
+            CacheKey::parse("gone").unwrap(),
+        );
+        let expiry = Expiry::After(Ttl::carried(60));
+        to.cache
+            .put(&t, &ns, &gone, &value("1"), expiry, PutCondition::Always)
+            .await
+            .unwrap();
+        from.cache
+            .put(&t, &ns, &kept, &value("2"), expiry, PutCondition::Always)
+            .await
+            .unwrap();
+        let back = hand_back(&from, &to);
+        back.ledger
+            .note([Note::cache(&t, &ns, &kept), Note::cache(&t, &ns, &gone)]);
+        let report = back.run().await.unwrap();
+        assert_eq!((report.written, report.deleted, report.failed), (1, 1, 0));
+        assert_eq!(
+            to.cache.get(&t, &ns, &kept).await.unwrap(),
+            Some(value("2"))
+        );
+        assert_eq!(to.cache.get(&t, &ns, &gone).await.unwrap(), None);
+        assert!(matches!(
+            to.cache.ttl(&t, &ns, &kept).await.unwrap(),
+            TtlState::Expires(59..=60)
+        ));
+        assert!(back.ledger.is_empty());
+
+        // A target that cannot take writes (full): the hand-back stops and keeps the item.
+        let full = MemoryBackend::new(0).stores();
+        let back = hand_back(&from, &full);
+        back.ledger.note([Note::cache(&t, &ns, &kept)]);
+        assert!(matches!(back.run().await, Err(StoreError::Full(_))));
+        assert!(!back.ledger.is_empty(), "kept for the next recovery");
+    }
 
     fn cache(key: &str) -> Item {
         Item::Cache(
