@@ -445,23 +445,34 @@ impl HandBack {
             report.written += 1;
             return Ok(());
         }
-        let outcome_clash = match (ours.status, ours.confirmed_at, ours.cancelled_at) {
-            (ActionStatus::Confirmed, Some(at), _) => !matches!(
-                pair.redis
+        // Some(true): memory's outcome applied now; Some(false): Redis had another outcome;
+        // None: nothing to apply (still pending in memory, or Redis had the same outcome).
+        let applied = match (ours.status, ours.confirmed_at, ours.cancelled_at) {
+            (ActionStatus::Confirmed, Some(at), _) => {
+                match pair
+                    .redis
                     .confirm(tenant, token, at, None, self.tombstone)
-                    .await?,
-                Confirm::Confirmed(_) | Confirm::AlreadyConfirmed | Confirm::Replayed(_)
-            ),
-            (ActionStatus::Cancelled, _, Some(at)) => !matches!(
-                pair.redis.cancel(tenant, token, at, self.tombstone).await?,
-                Cancel::Cancelled | Cancel::AlreadyCancelled
-            ),
-            _ => false,
+                    .await?
+                {
+                    Confirm::Confirmed(_) => Some(true),
+                    // NotFound: it expired since the create found it.
+                    Confirm::AlreadyConfirmed | Confirm::Replayed(_) | Confirm::NotFound => None,
+                    Confirm::AlreadyCancelled => Some(false),
+                }
+            }
+            (ActionStatus::Cancelled, _, Some(at)) => {
+                match pair.redis.cancel(tenant, token, at, self.tombstone).await? {
+                    Cancel::Cancelled => Some(true),
+                    Cancel::AlreadyCancelled | Cancel::NotFound => None,
+                    Cancel::AlreadyConfirmed => Some(false),
+                }
+            }
+            _ => None,
         };
-        if outcome_clash {
-            conflict(report, "pending action", token.as_str());
-        } else {
-            report.written += 1;
+        match applied {
+            Some(true) => report.written += 1,
+            Some(false) => conflict(report, "pending action", token.as_str()),
+            None => {}
         }
         Ok(())
     }
