@@ -351,7 +351,7 @@ impl Record {
     /// The record of a thread restored as `state` shows it (from a backup), renewed by later
     /// writes with `ttl_seconds`.
     pub fn restored(state: &AgentState, ttl_seconds: u64) -> Self {
-        let ms = |t: OffsetDateTime| (t.unix_timestamp_nanos() / 1_000_000) as i64;
+        let ms = super::ttl::unix_ms;
         Self {
             context: state.context.clone(),
             metadata: state.metadata.clone(),

@@ -181,6 +181,18 @@ pub struct PendingAction {
 }
 
 impl PendingAction {
+    /// When its record ends: its expiry while pending, its tombstone's end once confirmed or
+    /// cancelled (the rule both adapters apply when they resolve a token).
+    pub fn record_ends(&self, tombstone: TombstoneLife) -> OffsetDateTime {
+        match self.confirmed_at.or(self.cancelled_at) {
+            Some(at) if self.status != ActionStatus::Pending => {
+                let left = (self.expires_at - at).max(time::Duration::ZERO);
+                at + tombstone.after(left.unsigned_abs())
+            }
+            _ => self.expires_at,
+        }
+    }
+
     /// A `pending` action under `token`, created `now`, confirmable for `ttl`.
     pub fn new(token: ActionToken, new: NewPendingAction, now: OffsetDateTime, ttl: Ttl) -> Self {
         Self {

@@ -44,6 +44,11 @@ impl Ttl {
         Self(seconds.max(1))
     }
 
+    /// A carried lifetime for `ms` left, in whole seconds rounded up.
+    pub fn carried_ms(ms: u64) -> Self {
+        Self::carried(ms.div_ceil(1000))
+    }
+
     pub fn seconds(self) -> u64 {
         self.0
     }
@@ -58,6 +63,17 @@ impl Ttl {
 pub enum Expiry {
     After(Ttl),
     Never,
+}
+
+/// A moment as Unix milliseconds, the unit the stores keep times in.
+pub fn unix_ms(at: time::OffsetDateTime) -> i64 {
+    i64::try_from(at.unix_timestamp_nanos() / 1_000_000).unwrap_or(i64::MAX)
+}
+
+/// The moment of `ms` Unix milliseconds.
+pub fn from_unix_ms(ms: i64) -> time::OffsetDateTime {
+    time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(ms) * 1_000_000)
+        .unwrap_or(time::OffsetDateTime::UNIX_EPOCH)
 }
 
 #[cfg(test)]

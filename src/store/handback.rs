@@ -30,7 +30,6 @@
 use std::{
     collections::HashMap,
     sync::{Arc, Mutex},
-    time::Duration,
 };
 
 use time::OffsetDateTime;
@@ -45,7 +44,7 @@ use crate::{
         ids::{CacheKey, Namespace, Tenant},
         pending_action::{ActionStatus, ActionToken, Cancel, Confirm, TombstoneLife},
         session::{SessionId, SessionRules, UserId},
-        ttl::{Expiry, Ttl},
+        ttl::{Expiry, Ttl, unix_ms},
     },
     metrics::Tally,
 };
@@ -247,7 +246,7 @@ impl HandBack {
                     return Ok(());
                 };
                 for session in pair.redis.list_for_user(tenant, user).await? {
-                    if session.last_activity_at_ms > millis(at) {
+                    if session.last_activity_at_ms > unix_ms(at) {
                         conflict(report, "session", session.id.as_str());
                     } else if pair.redis.delete(tenant, &session.id).await? {
                         report.deleted += 1;
@@ -298,7 +297,7 @@ impl HandBack {
                 };
                 let ours = pair.memory.get(tenant, id, rules).await?;
                 let theirs = pair.redis.get(tenant, id, rules).await?;
-                let written_at = ours.as_ref().map_or(millis(at), |s| s.last_activity_at_ms);
+                let written_at = ours.as_ref().map_or(unix_ms(at), |s| s.last_activity_at_ms);
                 if let Some(theirs) = &theirs
                     && theirs.last_activity_at_ms > written_at
                 {
@@ -425,21 +424,16 @@ impl HandBack {
             // Expired while degraded: nothing to hand back (tokens are never deleted).
             return Ok(());
         };
-        let now = OffsetDateTime::now_utc();
-        let ends = match (ours.status, ours.confirmed_at.or(ours.cancelled_at)) {
-            (ActionStatus::Pending, _) | (_, None) => ours.expires_at,
-            (_, Some(at)) => {
-                let left = (ours.expires_at - at).max(time::Duration::ZERO);
-                at + self.tombstone.after(left.unsigned_abs())
-            }
+        let left = ours.record_ends(self.tombstone) - OffsetDateTime::now_utc();
+        let Ok(left) = u64::try_from(left.whole_milliseconds()) else {
+            return Ok(());
         };
-        let left = (ends - now).max(time::Duration::ZERO).unsigned_abs();
-        if left.is_zero() {
+        if left == 0 {
             return Ok(());
         }
         if pair
             .redis
-            .create(tenant, &ours, Ttl::carried(ceil_seconds(left)))
+            .create(tenant, &ours, Ttl::carried_ms(left))
             .await?
         {
             report.written += 1;
@@ -496,14 +490,6 @@ fn conflict(report: &mut Report, what: &str, id: &str) {
         id,
         "hand-back: Redis holds a later write of this {what}; Redis's is kept"
     );
-}
-
-fn millis(at: OffsetDateTime) -> i64 {
-    i64::try_from(at.unix_timestamp_nanos() / 1_000_000).unwrap_or(i64::MAX)
-}
-
-fn ceil_seconds(d: Duration) -> u64 {
-    d.as_secs() + u64::from(d.subsec_nanos() > 0)
 }
 
 #[cfg(test)]

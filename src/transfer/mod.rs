@@ -54,7 +54,7 @@ use crate::{
         },
         queue::{Job, JobId, JobState, QueueName},
         session::{Session, SessionId, SessionRules, UserId},
-        ttl::{Expiry, Ttl},
+        ttl::{Expiry, Ttl, from_unix_ms, unix_ms},
         usage::{Bucket, BudgetRule, MAX_AMOUNT, MetricName, Period, Subject},
     },
     store::{PutCondition, StoreError, StoreResult, Stores, TtlState, failover::Capability},
@@ -268,15 +268,6 @@ pub struct Transfer {
     max_value_bytes: usize,
 }
 
-fn millis(at: OffsetDateTime) -> i64 {
-    i64::try_from(at.unix_timestamp_nanos() / 1_000_000).unwrap_or(i64::MAX)
-}
-
-fn from_millis(ms: i64) -> OffsetDateTime {
-    OffsetDateTime::from_unix_timestamp_nanos(i128::from(ms) * 1_000_000)
-        .unwrap_or(OffsetDateTime::UNIX_EPOCH)
-}
-
 /// Milliseconds from now until `until`, if it is still ahead.
 fn left_ms(until: OffsetDateTime, now: OffsetDateTime) -> Option<u64> {
     let ms = (until - now).whole_milliseconds();
@@ -285,11 +276,6 @@ fn left_ms(until: OffsetDateTime, now: OffsetDateTime) -> Option<u64> {
 
 fn raw(value: &impl Serialize) -> StoreResult<Box<RawValue>> {
     serde_json::value::to_raw_value(value).map_err(|e| StoreError::Internal(format!("backup: {e}")))
-}
-
-/// A TTL in whole seconds, rounded up, for `ms` left.
-fn ttl_for(ms: u64) -> Ttl {
-    Ttl::carried(ms.div_ceil(1000))
 }
 
 impl Transfer {
@@ -439,13 +425,13 @@ impl Transfer {
                     workspace_id: session.workspace_id.as_ref().map(ToString::to_string),
                     data: session.data.clone(),
                     context: session.context.clone(),
-                    created_at: from_millis(session.created_at_ms),
-                    last_activity_at: from_millis(session.last_activity_at_ms),
-                    expires_at: from_millis(session.expires_at_ms),
+                    created_at: from_unix_ms(session.created_at_ms),
+                    last_activity_at: from_unix_ms(session.last_activity_at_ms),
+                    expires_at: from_unix_ms(session.expires_at_ms),
                     ttl_seconds: session.ttl_seconds,
                     version: session.version,
                 };
-                let Some(ttl_ms) = left_ms(from_millis(session.expires_at_ms), now) else {
+                let Some(ttl_ms) = left_ms(from_unix_ms(session.expires_at_ms), now) else {
                     return Ok(None);
                 };
                 Some(record(raw(&value)?, Some(ttl_ms), Some(session.version)))
@@ -469,7 +455,7 @@ impl Transfer {
                 let Some(action) = s.pending_actions.get(tenant, &token).await? else {
                     return Ok(None);
                 };
-                let Some(ttl_ms) = left_ms(self.action_ends(&action), now) else {
+                let Some(ttl_ms) = left_ms(action.record_ends(self.tombstone), now) else {
                     return Ok(None);
                 };
                 Some(record(raw(&action)?, Some(ttl_ms), None))
@@ -543,18 +529,6 @@ impl Transfer {
             }
             _ => None,
         })
-    }
-
-    /// When a token's record ends: its expiry while pending, its tombstone's end once final
-    /// (the rule both adapters apply when they resolve it).
-    fn action_ends(&self, action: &PendingAction) -> OffsetDateTime {
-        match action.confirmed_at.or(action.cancelled_at) {
-            Some(at) if action.status != ActionStatus::Pending => {
-                let left = (action.expires_at - at).max(time::Duration::ZERO);
-                at + self.tombstone.after(left.unsigned_abs())
-            }
-            _ => action.expires_at,
-        }
     }
 
     /// Checks every record of `backup` before anything is written: a known capability, valid
@@ -632,9 +606,9 @@ impl Transfer {
                         workspace_id: v.workspace_id.as_deref().map(user).transpose()?,
                         data: v.data,
                         context: v.context,
-                        created_at_ms: millis(v.created_at),
-                        last_activity_at_ms: millis(v.last_activity_at),
-                        expires_at_ms: millis(v.expires_at),
+                        created_at_ms: unix_ms(v.created_at),
+                        last_activity_at_ms: unix_ms(v.last_activity_at),
+                        expires_at_ms: unix_ms(v.expires_at),
                         ttl_seconds: v.ttl_seconds.max(1),
                         version: v.version,
                     }),
@@ -785,9 +759,9 @@ impl Transfer {
     fn expired(&self, item: &Item, now: OffsetDateTime) -> bool {
         let until = match item {
             Item::Cache { until, .. } => *until,
-            Item::Session(_, session) => Some(from_millis(session.expires_at_ms)),
+            Item::Session(_, session) => Some(from_unix_ms(session.expires_at_ms)),
             Item::Thread(_, state) => Some(state.expires_at),
-            Item::Action(_, action) => Some(self.action_ends(action)),
+            Item::Action(_, action) => Some(action.record_ends(self.tombstone)),
             Item::Totals { until, .. } => Some(*until),
             Item::Lock(..) | Item::Job(..) | Item::Budget(..) => None,
         };
@@ -809,7 +783,7 @@ impl Transfer {
                 until,
             } => {
                 let expiry = match until.and_then(|until| left_ms(until, now)) {
-                    Some(ms) => Expiry::After(ttl_for(ms)),
+                    Some(ms) => Expiry::After(Ttl::carried_ms(ms)),
                     None => Expiry::Never,
                 };
                 if mode == Mode::SkipExisting {
@@ -888,11 +862,11 @@ impl Transfer {
                 })
             }
             Item::Action(tenant, action) => {
-                let Some(left) = left_ms(self.action_ends(&action), now) else {
+                let Some(left) = left_ms(action.record_ends(self.tombstone), now) else {
                     return Ok(Outcome::Expired);
                 };
                 if s.pending_actions
-                    .create(&tenant, &action, ttl_for(left))
+                    .create(&tenant, &action, Ttl::carried_ms(left))
                     .await?
                 {
                     return Ok(Outcome::Written);
