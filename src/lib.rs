@@ -28,6 +28,8 @@
 //! and serves it until a shutdown signal.
 //!
 //! `docs/adding-a-capability.md` lists the places a new capability touches, in order.
+// The cluster connection's futures nest deeply enough to need more than the default 128.
+#![recursion_limit = "256"]
 
 pub mod config;
 pub mod domain;

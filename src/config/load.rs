@@ -106,6 +106,9 @@ fn seed_variables(
         ("REDIS_PASSWORD", "redis.password"),
         ("REDIS_KEY_PREFIX", "redis.key_prefix"),
         ("REDIS_MAX_CONNECTIONS", "redis.max_connections"),
+        ("REDIS_CLUSTER_NODES", "redis.cluster_nodes"),
+        ("REDIS_SENTINEL_MASTER", "redis.sentinel.master_name"),
+        ("REDIS_SENTINEL_NODES", "redis.sentinel.nodes"),
     ];
     for (var, setting) in mapping {
         let own = format!("STATEKEEPER__{}", setting.replace('.', "__").to_uppercase());

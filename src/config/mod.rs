@@ -310,6 +310,52 @@ pub struct RedisSettings {
     /// For `rediss://`: a PEM file of the certificate authorities to trust instead of the
     /// system's (a Redis with a private CA).
     pub tls_ca_file: Option<std::path::PathBuf>,
+    /// Redis Cluster: seed nodes as `redis://host:port` (or `rediss://`), in a list or one
+    /// comma-separated string (`REDIS_CLUSTER_NODES`). When set, the Redis adapter uses the
+    /// redis crate's cluster connection, and `url`, `host`, `port` and `db` are not used;
+    /// `username` and `password` apply to every node.
+    #[serde(deserialize_with = "list_or_commas")]
+    pub cluster_nodes: Vec<String>,
+    /// A master found through Redis Sentinel; `url`, `host` and `port` are then not used.
+    pub sentinel: Option<SentinelSettings>,
+}
+
+/// Where Sentinel names the master: `master_name` as the Sentinels know it, and the Sentinels
+/// as `redis://host:port` (a list, or one comma-separated string: `REDIS_SENTINEL_NODES`).
+/// `redis.username`, `redis.password` and `redis.db` apply to the master.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SentinelSettings {
+    pub master_name: String,
+    #[serde(deserialize_with = "list_or_commas")]
+    pub nodes: Vec<String>,
+}
+
+/// A list of strings from a list, or from one comma-separated string (an environment variable).
+fn list_or_commas<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Either {
+        List(Vec<String>),
+        Commas(String),
+    }
+    Ok(match Either::deserialize(d)? {
+        Either::List(list) => list,
+        Either::Commas(s) => s
+            .split(',')
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+            .map(str::to_string)
+            .collect(),
+    })
+}
+
+/// Which kind of Redis deployment the settings name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RedisTopology {
+    Single,
+    Cluster,
+    Sentinel,
 }
 
 impl Default for RedisSettings {
@@ -326,11 +372,23 @@ impl Default for RedisSettings {
             connect_timeout_ms: 1_000,
             command_timeout_ms: 250,
             tls_ca_file: None,
+            cluster_nodes: Vec::new(),
+            sentinel: None,
         }
     }
 }
 
 impl RedisSettings {
+    pub fn topology(&self) -> RedisTopology {
+        if !self.cluster_nodes.is_empty() {
+            RedisTopology::Cluster
+        } else if self.sentinel.is_some() {
+            RedisTopology::Sentinel
+        } else {
+            RedisTopology::Single
+        }
+    }
+
     /// The connection URL, password included; never log it.
     pub fn connection_url(&self) -> SecretString {
         if let Some(url) = &self.url {
@@ -349,6 +407,14 @@ impl RedisSettings {
 
     /// Where Redis is, without credentials: for logs and health.
     pub fn display_address(&self) -> String {
+        if !self.cluster_nodes.is_empty() {
+            let nodes: Vec<_> = self.cluster_nodes.iter().map(|n| redact_url(n)).collect();
+            return format!("cluster {}", nodes.join(","));
+        }
+        if let Some(sentinel) = &self.sentinel {
+            let nodes: Vec<_> = sentinel.nodes.iter().map(|n| redact_url(n)).collect();
+            return format!("sentinel {} via {}", sentinel.master_name, nodes.join(","));
+        }
         match &self.url {
             Some(url) => redact_url(url.expose_secret()),
             None => format!("redis://{}:{}/{}", self.host, self.port, self.db),

@@ -110,6 +110,7 @@ impl Settings {
                 ));
             }
         }
+        self.validate_topology()?;
         if let Some(path) = &self.redis.tls_ca_file {
             let readable = std::fs::metadata(path).is_ok_and(|m| m.is_file());
             if !readable {
@@ -118,12 +119,19 @@ impl Settings {
                     format!("{} is not a readable file", path.display()),
                 ));
             }
-            if !self
-                .redis
-                .connection_url()
-                .expose_secret()
-                .starts_with("rediss://")
-            {
+            let tls = match self.redis.topology() {
+                crate::config::RedisTopology::Cluster => self
+                    .redis
+                    .cluster_nodes
+                    .iter()
+                    .all(|n| n.starts_with("rediss://")),
+                _ => self
+                    .redis
+                    .connection_url()
+                    .expose_secret()
+                    .starts_with("rediss://"),
+            };
+            if !tls {
                 return Err(SettingsError::new(
                     "redis.tls_ca_file",
                     "applies only to a rediss:// URL (redis.url or REDIS_URL)",
@@ -237,6 +245,57 @@ impl Settings {
                 .map_err(|e| {
                     SettingsError::new("rate_limits.policies", format!("{:?}: {e}", p.name))
                 })?;
+        }
+        Ok(())
+    }
+}
+
+impl Settings {
+    /// A Cluster or a Sentinel set-up, not both; each node an address; no near cache on a
+    /// Cluster (its tracking connection follows one server's invalidations only).
+    fn validate_topology(&self) -> Result<(), SettingsError> {
+        let redis = &self.redis;
+        let address = |setting: &str, node: &str| {
+            if node.starts_with("redis://") || node.starts_with("rediss://") {
+                Ok(())
+            } else {
+                Err(SettingsError::new(
+                    setting,
+                    format!("{node:?} must start with redis:// or rediss://"),
+                ))
+            }
+        };
+        for node in &redis.cluster_nodes {
+            address("redis.cluster_nodes", node)?;
+        }
+        if let Some(sentinel) = &redis.sentinel {
+            if !redis.cluster_nodes.is_empty() {
+                return Err(SettingsError::new(
+                    "redis.sentinel",
+                    "cannot be combined with redis.cluster_nodes",
+                ));
+            }
+            if sentinel.master_name.is_empty() {
+                return Err(SettingsError::new(
+                    "redis.sentinel.master_name",
+                    "must name the master as the Sentinels know it",
+                ));
+            }
+            if sentinel.nodes.is_empty() {
+                return Err(SettingsError::new(
+                    "redis.sentinel.nodes",
+                    "must list at least one Sentinel",
+                ));
+            }
+            for node in &sentinel.nodes {
+                address("redis.sentinel.nodes", node)?;
+            }
+        }
+        if !redis.cluster_nodes.is_empty() && !self.cache.near.is_empty() {
+            return Err(SettingsError::new(
+                "cache.near",
+                "is not available on Redis Cluster (its invalidations come from one server)",
+            ));
         }
         Ok(())
     }

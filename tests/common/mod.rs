@@ -3,6 +3,7 @@
 //! (`on_each_backend!`), and the store conformance macro.
 #![allow(dead_code)]
 
+pub mod cluster;
 pub mod conformance;
 
 use std::{
@@ -114,6 +115,10 @@ impl RedisServer {
             .status()
             .expect("kill runs");
         assert!(status.success());
+    }
+
+    pub fn is_running(&self) -> bool {
+        self.child.is_some()
     }
 
     pub fn url(&self) -> String {
@@ -486,6 +491,16 @@ pub async fn redis_stores() -> Option<StoreHarness> {
         stores: statekeeper::store::redis::stores(&pool),
         redis: Some(redis),
     })
+}
+
+/// The Redis adapters on a Redis Cluster, under a key prefix of their own (`name`), so that
+/// several cases share one cluster.
+pub fn cluster_stores(cluster: &cluster::RedisCluster, name: &str) -> Stores {
+    let mut settings = settings(BackendMode::Redis, None);
+    settings.redis.cluster_nodes = cluster.urls();
+    settings.redis.key_prefix = format!("cf_{name}");
+    let pool = RedisPool::new(&settings.redis).unwrap();
+    statekeeper::store::redis::stores(&pool)
 }
 
 /// Runs `n` copies of a task at once and collects their results.

@@ -321,16 +321,9 @@ impl CacheStore for RedisCache {
             ListCursor::Start | ListCursor::Memory(_) => 0,
         };
         let prefix = self.redis.keys().cache_namespace(tenant, ns);
-        let (next, keys): (u64, Vec<String>) = self
+        let (next, keys) = self
             .redis
-            .query(
-                redis::cmd("SCAN")
-                    .arg(scan_cursor)
-                    .arg("MATCH")
-                    .arg(format!("{prefix}{pattern}"))
-                    .arg("COUNT")
-                    .arg(limit),
-            )
+            .scan_slot(&prefix, scan_cursor, &format!("{prefix}{pattern}"), limit)
             .await?;
         let keys = keys
             .into_iter()
@@ -354,16 +347,9 @@ impl CacheStore for RedisCache {
         let mut cursor = 0u64;
         let mut deleted = 0u64;
         loop {
-            let (next, keys): (u64, Vec<String>) = self
+            let (next, keys) = self
                 .redis
-                .query(
-                    redis::cmd("SCAN")
-                        .arg(cursor)
-                        .arg("MATCH")
-                        .arg(&matching)
-                        .arg("COUNT")
-                        .arg(DELETE_BATCH),
-                )
+                .scan_slot(&matching, cursor, &matching, DELETE_BATCH)
                 .await?;
             if !keys.is_empty() {
                 let n: u64 = self.redis.query(redis::cmd("UNLINK").arg(&keys)).await?;

@@ -6,6 +6,7 @@
 
 pub mod agent_state;
 pub mod cache;
+pub mod connection;
 pub mod keys;
 pub mod listen;
 pub mod lock;
@@ -72,21 +73,13 @@ pub(crate) async fn scan_ids(
     count: usize,
     id: impl Fn(&str) -> Option<String>,
 ) -> super::StoreResult<super::IdPage> {
-    let (next, keys): (String, Vec<String>) = redis
-        .query(
-            redis::cmd("SCAN")
-                .arg(cursor.unwrap_or("0"))
-                .arg("MATCH")
-                .arg(format!("{}*", glob_literal(prefix)))
-                .arg("COUNT")
-                .arg(count),
-        )
-        .await?;
+    let pattern = format!("{}*", glob_literal(prefix));
+    let (next, keys) = redis.scan_all(cursor, &pattern, count).await?;
     Ok(super::IdPage {
         ids: keys
             .iter()
             .filter_map(|k| k.strip_prefix(prefix).and_then(&id))
             .collect(),
-        next: (next != "0").then_some(next),
+        next,
     })
 }

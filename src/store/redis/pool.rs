@@ -23,16 +23,20 @@ use std::{
 use deadpool::managed::{
     self, Metrics as PoolMetrics, PoolError, RecycleResult, TimeoutType, Timeouts,
 };
-use redis::{AsyncConnectionConfig, FromRedisValue, RedisError, aio::MultiplexedConnection};
-use secrecy::ExposeSecret;
+use redis::{
+    AsyncConnectionConfig, FromRedisValue, RedisError,
+    aio::{ConnectionLike, MultiplexedConnection},
+    cluster_routing::{Route, RoutingInfo, SingleNodeRoutingInfo, SlotAddr},
+};
 
 use crate::metrics::{self, ErrorLabels, OperationLabels, RedisMetrics};
 
 type Pool = managed::Pool<Manager>;
 
-/// Opens multiplexed connections for the pool, each numbered in opening order.
+/// Opens connections for the pool (`connection.rs`: one server, a Cluster, or the master
+/// Sentinel names), each numbered in opening order.
 struct Manager {
-    client: redis::Client,
+    topology: Topology,
     config: AsyncConnectionConfig,
     generations: Arc<Generations>,
 }
@@ -55,7 +59,7 @@ impl Generations {
 
 /// One multiplexed connection and its number.
 struct Shared {
-    connection: MultiplexedConnection,
+    connection: Conn,
     generation: u64,
 }
 
@@ -65,10 +69,7 @@ impl managed::Manager for Manager {
 
     async fn create(&self) -> Result<Shared, RedisError> {
         let generation = self.generations.next.fetch_add(1, Ordering::AcqRel);
-        let connection = self
-            .client
-            .get_multiplexed_async_connection_with_config(&self.config)
-            .await?;
+        let connection = self.topology.connect(&self.config).await?;
         Ok(Shared {
             connection,
             generation,
@@ -85,7 +86,11 @@ impl managed::Manager for Manager {
     }
 }
 
-use super::{keys::Keys, script::Invocation};
+use super::{
+    connection::{Conn, Topology},
+    keys::Keys,
+    script::Invocation,
+};
 use crate::{config::RedisSettings, store::StoreError};
 
 /// How much longer than the deadline a checkout may take before it counts as Redis not
@@ -101,7 +106,7 @@ const CONDITION_REPORTED_FOR: Duration = Duration::from_secs(30);
 pub struct RedisPool {
     pool: Pool,
     /// For connections outside the pool (a pub/sub subscriber).
-    client: redis::Client,
+    topology: Topology,
     connect: Duration,
     keys: Keys,
     deadline: Duration,
@@ -174,27 +179,6 @@ pub struct PoolFigures {
     pub waiting: usize,
 }
 
-/// The Redis client for the settings: for `rediss://`, TLS through rustls, trusting
-/// `redis.tls_ca_file` when set and the system's certificate authorities otherwise.
-fn client(settings: &RedisSettings) -> Result<redis::Client, String> {
-    // One process-wide TLS provider; a second install (another pool) is a no-op.
-    let _ = rustls::crypto::ring::default_provider().install_default();
-    let url = settings.connection_url();
-    let invalid = |e: redis::RedisError| format!("invalid Redis address: {e}");
-    match &settings.tls_ca_file {
-        None => redis::Client::open(url.expose_secret()).map_err(invalid),
-        Some(path) => {
-            let pem = std::fs::read(path)
-                .map_err(|e| format!("cannot read redis.tls_ca_file {}: {e}", path.display()))?;
-            let certificates = redis::TlsCertificates {
-                client_tls: None,
-                root_cert: Some(pem),
-            };
-            redis::Client::build_with_tls(url.expose_secret(), certificates).map_err(invalid)
-        }
-    }
-}
-
 impl RedisPool {
     /// Builds the pool; connections are opened lazily, so this succeeds while Redis is down.
     pub fn new(settings: &RedisSettings) -> Result<Self, String> {
@@ -206,11 +190,11 @@ impl RedisPool {
         settings: &RedisSettings,
         metrics: Option<RedisMetrics>,
     ) -> Result<Self, String> {
-        let client = client(settings)?;
+        let topology = Topology::new(settings)?;
         let connect = Duration::from_millis(settings.connect_timeout_ms);
         let generations = Arc::new(Generations::default());
         let manager = Manager {
-            client: client.clone(),
+            topology: topology.clone(),
             generations: generations.clone(),
             // Our own deadline bounds every call; the connection's timeout would only race it.
             config: AsyncConnectionConfig::new()
@@ -229,7 +213,7 @@ impl RedisPool {
             .map_err(|e| format!("cannot configure the Redis pool: {e}"))?;
         Ok(Self {
             pool,
-            client,
+            topology,
             connect,
             keys: Keys::new(&settings.key_prefix),
             deadline: settings.command_timeout(),
@@ -245,54 +229,63 @@ impl RedisPool {
 
     /// A new pub/sub connection of its own (subscribed connections cannot be multiplexed).
     pub async fn pubsub(&self) -> Result<redis::aio::PubSub, StoreError> {
-        tokio::time::timeout(self.connect, self.client.get_async_pubsub())
+        tokio::time::timeout(self.connect, self.topology.pubsub())
             .await
             .map_err(|_| StoreError::Unavailable("pub/sub connect timed out".into()))?
             .map_err(|e| StoreError::Unavailable(e.to_string()))
     }
 
-    /// A connection of its own, outside the pool and without a response deadline: for a
-    /// reader that blocks (`XREAD BLOCK`) and so would hold up every call sharing it.
-    pub async fn dedicated(&self) -> Result<MultiplexedConnection, StoreError> {
-        self.connect_own(&self.client, AsyncConnectionConfig::new())
-            .await
+    /// Whether this is a Redis Cluster.
+    pub fn is_cluster(&self) -> bool {
+        self.topology.is_cluster()
     }
 
-    /// A RESP3 connection of its own, outside the pool (the near cache's tracking connection,
-    /// whose invalidations arrive as pushes through `config`'s push sender).
+    /// A connection of its own, outside the pool and without a response deadline: for a
+    /// reader that blocks (`XREAD BLOCK`) and so would hold up every call sharing it.
+    pub async fn dedicated(&self) -> Result<Conn, StoreError> {
+        let config = AsyncConnectionConfig::new()
+            .set_connection_timeout(Some(self.connect))
+            .set_response_timeout(None);
+        tokio::time::timeout(self.connect * 2, self.topology.connect(&config))
+            .await
+            .map_err(|_| StoreError::Unavailable("connect timed out".into()))?
+            .map_err(|e| StoreError::Unavailable(format!("cannot connect to Redis: {e}")))
+    }
+
+    /// A RESP3 connection of its own to the one server (the near cache's tracking
+    /// connection, whose invalidations arrive as pushes through `config`'s push sender).
+    /// Not on a Cluster, whose invalidations would come from each node.
     pub async fn dedicated_resp3(
         &self,
         config: AsyncConnectionConfig,
     ) -> Result<MultiplexedConnection, StoreError> {
-        let info = self.client.get_connection_info().clone();
+        let unavailable =
+            |e: RedisError| StoreError::Unavailable(format!("cannot connect to Redis: {e}"));
+        let client = self
+            .topology
+            .server()
+            .await
+            .ok_or_else(|| StoreError::Unavailable("no near cache on a Redis Cluster".into()))?
+            .map_err(unavailable)?;
+        let info = client.get_connection_info().clone();
         let resp3 = info
             .redis_settings()
             .clone()
             .set_protocol(redis::ProtocolVersion::RESP3);
-        let client = redis::Client::open(info.set_redis_settings(resp3))
-            .map_err(|e| StoreError::Unavailable(format!("cannot connect to Redis: {e}")))?;
-        self.connect_own(&client, config).await
-    }
-
-    /// Opens a connection outside the pool: the connect deadline, no response deadline.
-    async fn connect_own(
-        &self,
-        client: &redis::Client,
-        config: AsyncConnectionConfig,
-    ) -> Result<MultiplexedConnection, StoreError> {
+        let client = redis::Client::open(info.set_redis_settings(resp3)).map_err(unavailable)?;
         let config = config
             .set_connection_timeout(Some(self.connect))
             .set_response_timeout(None);
         client
             .get_multiplexed_async_connection_with_config(&config)
             .await
-            .map_err(|e| StoreError::Unavailable(format!("cannot connect to Redis: {e}")))
+            .map_err(unavailable)
     }
 
     /// A pipeline on a connection of one's own, within the deadline.
     pub async fn timeout_query<T: FromRedisValue>(
         &self,
-        connection: &mut MultiplexedConnection,
+        connection: &mut (impl ConnectionLike + Send),
         pipe: &redis::Pipeline,
     ) -> Result<T, RedisError> {
         self.within_deadline(pipe.query_async(connection)).await
@@ -308,6 +301,114 @@ impl RedisPool {
         let (mut conn, generation) = self.checkout(operation).await?;
         let result = self.within_deadline(cmd.query_async(&mut conn)).await;
         self.settle(generation, operation, started, result)
+    }
+
+    /// Runs `cmd` where `routing` says (on a Cluster; a single server runs it as it is).
+    async fn routed<T: FromRedisValue>(
+        &self,
+        operation: &'static str,
+        cmd: &redis::Cmd,
+        routing: RoutingInfo,
+    ) -> Result<T, StoreError> {
+        let started = Instant::now();
+        let (mut conn, generation) = self.checkout(operation).await?;
+        let result = self
+            .within_deadline(async {
+                let value = conn.routed(cmd, routing).await?;
+                Ok(redis::from_redis_value(value)?)
+            })
+            .await;
+        self.settle(generation, operation, started, result)
+    }
+
+    /// One `SCAN` page (cursor 0 starts) of the keys matching `pattern`, all of which share
+    /// `slot_key`'s hash tag: on a Cluster, on the master that holds that slot.
+    pub async fn scan_slot(
+        &self,
+        slot_key: &str,
+        cursor: u64,
+        pattern: &str,
+        count: usize,
+    ) -> Result<(u64, Vec<String>), StoreError> {
+        let mut scan = redis::cmd("SCAN");
+        scan.arg(cursor)
+            .arg("MATCH")
+            .arg(pattern)
+            .arg("COUNT")
+            .arg(count);
+        let route = Route::with_key(slot_key, SlotAddr::Master);
+        let routing = RoutingInfo::SingleNode(SingleNodeRoutingInfo::SpecificNode(route));
+        self.routed("SCAN", &scan, routing).await
+    }
+
+    /// One `SCAN` page of every key matching `pattern`, whatever its slot. The cursor is
+    /// SCAN's on a single server; on a Cluster, `<master>:<cursor>` over the masters in
+    /// address order, one after the other (a resharding while a scan runs may repeat or miss
+    /// keys, as a rehash may with SCAN).
+    pub async fn scan_all(
+        &self,
+        cursor: Option<&str>,
+        pattern: &str,
+        count: usize,
+    ) -> Result<(Option<String>, Vec<String>), StoreError> {
+        let mut scan = redis::cmd("SCAN");
+        let more = |next: &str| (next != "0").then(|| next.to_string());
+        if !self.is_cluster() {
+            scan.arg(cursor.unwrap_or("0"))
+                .arg("MATCH")
+                .arg(pattern)
+                .arg("COUNT")
+                .arg(count);
+            let (next, keys): (String, Vec<String>) = self.query(&scan).await?;
+            return Ok((more(&next), keys));
+        }
+        let bad = || StoreError::Internal("a scan cursor this service did not return".into());
+        let (node, at) = match cursor {
+            None => (0, "0"),
+            Some(c) => {
+                let (node, at) = c.split_once(':').ok_or_else(bad)?;
+                (node.parse::<usize>().map_err(|_| bad())?, at)
+            }
+        };
+        let masters = self.masters().await?;
+        let Some((host, port)) = masters.get(node) else {
+            return Ok((None, Vec::new()));
+        };
+        scan.arg(at)
+            .arg("MATCH")
+            .arg(pattern)
+            .arg("COUNT")
+            .arg(count);
+        let routing = RoutingInfo::SingleNode(SingleNodeRoutingInfo::ByAddress {
+            host: host.clone(),
+            port: *port,
+        });
+        let (next, keys): (String, Vec<String>) = self.routed("SCAN", &scan, routing).await?;
+        let next = match more(&next) {
+            Some(at) => Some(format!("{node}:{at}")),
+            None if node + 1 < masters.len() => Some(format!("{}:0", node + 1)),
+            None => None,
+        };
+        Ok((next, keys))
+    }
+
+    /// A Cluster's masters as `(host, port)`, in address order, from `CLUSTER SLOTS`.
+    async fn masters(&self) -> Result<Vec<(String, u16)>, StoreError> {
+        let slots: Vec<Vec<redis::Value>> = self.query(&redis::cmd("CLUSTER").arg("SLOTS")).await?;
+        let mut masters: Vec<(String, u16)> = slots
+            .into_iter()
+            .filter_map(|range| {
+                // [start, end, [host, port, id, ...], replicas...]
+                let node: Vec<redis::Value> =
+                    redis::from_redis_value(range.get(2)?.clone()).ok()?;
+                let host = redis::from_redis_value(node.first()?.clone()).ok()?;
+                let port = redis::from_redis_value(node.get(1)?.clone()).ok()?;
+                Some((host, port))
+            })
+            .collect();
+        masters.sort();
+        masters.dedup();
+        Ok(masters)
     }
 
     /// Runs a pipeline: many commands, one round trip.
@@ -365,6 +466,11 @@ impl RedisPool {
         };
         self.count_error(operation, kind);
         if let Some(refusal) = error.code().and_then(Refusal::of) {
+            if refusal == Refusal::ReadOnly {
+                // A replica now: after a failover (Sentinel, or a managed Redis moving its
+                // address) the next connection opened finds the new master.
+                self.generations.retire_all();
+            }
             *self.last_refusal.lock().unwrap_or_else(|p| p.into_inner()) =
                 Some((refusal, Instant::now()));
             let why = format!("Redis refused the command: {error}");
@@ -396,10 +502,7 @@ impl RedisPool {
 
     /// `connection`, counting a failure as an error of `operation` (`pool_exhausted` when no
     /// connection came free in time).
-    async fn checkout(
-        &self,
-        operation: &'static str,
-    ) -> Result<(MultiplexedConnection, u64), StoreError> {
+    async fn checkout(&self, operation: &'static str) -> Result<(Conn, u64), StoreError> {
         let checked_out = self.connection().await;
         if let Err(e) = &checked_out {
             let kind = match e {
@@ -423,7 +526,7 @@ impl RedisPool {
     /// A pooled connection, within the deadline (plus a margin so that the pool's own wait
     /// timeout, also the deadline, fires first). Waiting for a free connection that never comes
     /// is `Busy`; checking or opening one that does not answer is `Unavailable`.
-    async fn connection(&self) -> Result<(MultiplexedConnection, u64), StoreError> {
+    async fn connection(&self) -> Result<(Conn, u64), StoreError> {
         let checkout = tokio::time::timeout(self.deadline + CHECKOUT_MARGIN, self.pool.get());
         match checkout.await {
             // A clone of the multiplexed connection; the pooled object goes back at once, so
@@ -485,14 +588,18 @@ impl RedisPool {
     /// Server figures for `/health`: latency, version, clients, memory, key count.
     pub async fn info(&self) -> Result<RedisInfo, StoreError> {
         let latency = self.ping().await?;
-        let mut pipe = redis::pipe();
-        pipe.cmd("INFO")
-            .arg("server")
-            .arg("clients")
-            .arg("memory")
-            .arg("stats")
-            .cmd("DBSIZE");
-        let (info, keys): (String, u64) = self.pipeline(&pipe).await?;
+        let mut info = redis::cmd("INFO");
+        info.arg("server").arg("clients").arg("memory").arg("stats");
+        let (info, keys): (String, u64) = if self.is_cluster() {
+            // One master's figures, and the key count summed over the masters.
+            let one = RoutingInfo::SingleNode(SingleNodeRoutingInfo::RandomPrimary);
+            let info = self.routed("INFO", &info, one).await?;
+            (info, self.query(&redis::cmd("DBSIZE")).await?)
+        } else {
+            let mut pipe = redis::pipe();
+            pipe.add_command(info).cmd("DBSIZE");
+            self.pipeline(&pipe).await?
+        };
         let field = |name: &str| {
             info.lines()
                 .find_map(|line| line.strip_prefix(name)?.strip_prefix(':'))

@@ -23,7 +23,9 @@ use std::{
 };
 
 use async_trait::async_trait;
-use redis::{Value, aio::MultiplexedConnection};
+use redis::Value;
+
+use super::connection::Conn;
 use tokio::sync::{Mutex, broadcast};
 
 use super::{RedisPool, script::Script};
@@ -142,7 +144,7 @@ fn event(id: &str, fields: Value) -> StoreResult<Shared> {
 
 /// Broadcasts the stream's messages after `from` until Redis fails or the reader is dropped.
 async fn read(
-    mut connection: MultiplexedConnection,
+    mut connection: Conn,
     key: String,
     mut from: String,
     sender: broadcast::Sender<Shared>,
