@@ -84,7 +84,7 @@ impl Conn {
 pub enum Topology {
     Single(redis::Client),
     Cluster {
-        client: ClusterClient,
+        client: Box<ClusterClient>,
         /// One client per seed node: subscribers connect to the first that answers.
         seeds: Vec<redis::Client>,
     },
@@ -161,7 +161,10 @@ impl Topology {
                         }
                     })
                     .collect::<Result<_, _>>()?;
-                Ok(Self::Cluster { client, seeds })
+                Ok(Self::Cluster {
+                    client: Box::new(client),
+                    seeds,
+                })
             }
             RedisTopology::Sentinel => {
                 let sentinel = settings.sentinel.as_ref().expect("topology is Sentinel");

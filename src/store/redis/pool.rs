@@ -394,7 +394,7 @@ impl RedisPool {
 
     /// A Cluster's masters as `(host, port)`, in address order, from `CLUSTER SLOTS`.
     async fn masters(&self) -> Result<Vec<(String, u16)>, StoreError> {
-        let slots: Vec<Vec<redis::Value>> = self.query(&redis::cmd("CLUSTER").arg("SLOTS")).await?;
+        let slots: Vec<Vec<redis::Value>> = self.query(redis::cmd("CLUSTER").arg("SLOTS")).await?;
         let mut masters: Vec<(String, u16)> = slots
             .into_iter()
             .filter_map(|range| {
