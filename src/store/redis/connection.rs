@@ -82,7 +82,7 @@ impl Conn {
 /// How connections to the deployment are opened.
 #[derive(Clone)]
 pub enum Topology {
-    Single(redis::Client),
+    Single(Box<redis::Client>),
     Cluster {
         client: Box<ClusterClient>,
         /// One client per seed node: subscribers connect to the first that answers.
@@ -119,9 +119,9 @@ impl Topology {
         };
         let password = settings.password.as_ref().map(|p| p.expose_secret());
         match settings.topology() {
-            RedisTopology::Single => Ok(Self::Single(open(
+            RedisTopology::Single => Ok(Self::Single(Box::new(open(
                 settings.connection_url().expose_secret(),
-            )?)),
+            )?))),
             RedisTopology::Cluster => {
                 let nodes = &settings.cluster_nodes;
                 let mut builder = ClusterClientBuilder::new(nodes.iter().map(String::as_str))
@@ -196,7 +196,7 @@ impl Topology {
     /// Sentinels name now. `None` on a Cluster.
     pub async fn server(&self) -> Option<RedisResult<redis::Client>> {
         match self {
-            Self::Single(client) => Some(Ok(client.clone())),
+            Self::Single(client) => Some(Ok((**client).clone())),
             Self::Cluster { .. } => None,
             Self::Sentinel(sentinel) => Some(sentinel.lock().await.async_get_client().await),
         }
