@@ -19,6 +19,24 @@ impl SessionId {
     pub fn random() -> Self {
         Self(uuid::Uuid::new_v4().hyphenated().to_string())
     }
+
+    /// A fresh id with this one's first hex digit, the rest random (118 random bits). A
+    /// rotation draws its new id here, so that the two ids fall in one shard of the Redis
+    /// adapter (`store::redis::keys`) and one script can swap them, on a Cluster too.
+    pub fn random_beside(&self) -> Self {
+        loop {
+            let id = Self::random();
+            if id.group() == self.group() {
+                return id;
+            }
+        }
+    }
+
+    /// The id's first hex digit, 0–15: uniform, as the ids are random.
+    pub fn group(&self) -> u16 {
+        let first = self.0.chars().next().and_then(|c| c.to_digit(16));
+        first.unwrap_or(0) as u16
+    }
 }
 
 super::ids::path_id!(

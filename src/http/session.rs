@@ -528,7 +528,7 @@ pub async fn rotate_session(
     let rotated = state
         .stores
         .sessions
-        .rotate(&tenant, &id, &SessionId::random(), rules)
+        .rotate(&tenant, &id, &id.random_beside(), rules)
         .await?;
     Ok(session_response(
         StatusCode::OK,

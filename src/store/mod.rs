@@ -513,7 +513,8 @@ pub trait SessionStore: Send + Sync {
     ) -> StoreResult<SessionUpdate>;
 
     /// Moves a live session to `new_id` (same content, creation time and expiry) and removes
-    /// the old id in one atomic step, the user index included; `None` when not live.
+    /// the old id in one atomic step, the user index included; `None` when not live. `new_id`
+    /// comes from `id.random_beside()` (the Redis adapter keeps both in one shard).
     async fn rotate(
         &self,
         tenant: &Tenant,
@@ -529,7 +530,9 @@ pub trait SessionStore: Send + Sync {
     /// expired are dropped on the way; they are never listed.
     async fn list_for_user(&self, tenant: &Tenant, user: &UserId) -> StoreResult<Vec<Session>>;
 
-    /// Deletes every session of the user in one atomic step; returns how many were live.
+    /// Deletes every session of the user; returns how many were live. Atomic on memory; on
+    /// Redis one atomic step per shard of the tenant's sessions (`redis::keys::SHARDS`), so a
+    /// session created for the user while it runs may survive it.
     async fn delete_for_user(&self, tenant: &Tenant, user: &UserId) -> StoreResult<u64>;
 
     /// Drops the index entries of the tenant's expired sessions from every user's index (a

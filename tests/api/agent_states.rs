@@ -587,10 +587,9 @@ async fn listing_recent_and_static_routes(backend: Backend) {
         // A state hash removed behind the service's back (evicted, deleted by hand) is never
         // listed again, and its index entries are dropped when met.
         let mut conn = redis.connection();
-        let base = "statekeeper:default:agent_state:{default}:";
         let _: u64 = ::redis::cmd("DEL")
-            .arg(format!("{base}state:t03"))
-            .arg(format!("{base}state:t05"))
+            .arg(state_key("t03"))
+            .arg(state_key("t05"))
             .query(&mut conn)
             .unwrap();
         let (_, recent) = send(&app, Method::GET, "/v1/agent-states/recent?limit=3", None).await;
@@ -611,8 +610,16 @@ async fn listing_recent_and_static_routes(backend: Backend) {
         );
         for index in ["recent", "ids", "expiries"] {
             for id in ["t03", "t05"] {
+                let (keys, tenant, thread) = thread_keys(id);
+                let shard = statekeeper::store::redis::keys::thread_shard(&thread);
+                let [recent, ids, expiries] = keys.agent_state_indexes(&tenant, shard);
+                let key = match index {
+                    "recent" => recent,
+                    "ids" => ids,
+                    _ => expiries,
+                };
                 let score: Option<f64> = ::redis::cmd("ZSCORE")
-                    .arg(format!("{base}index:{index}"))
+                    .arg(key)
                     .arg(id)
                     .query(&mut conn)
                     .unwrap();
@@ -729,10 +736,11 @@ async fn ttl_routes_and_expiry(backend: Backend) {
     );
 
     if let Some(redis) = redis {
-        // Both keys of a thread carry one TTL and the tenant's hash tag.
+        // Both keys of a thread carry one TTL and its shard's hash tag.
         let mut conn = redis.connection();
-        let state_key = "statekeeper:default:agent_state:{default}:state:th";
-        let messages_key = "statekeeper:default:agent_state:{default}:messages:th";
+        let (keys, tenant, th) = thread_keys("th");
+        let state_key = &keys.agent_state(&tenant, &th);
+        let messages_key = &keys.agent_state_messages(&tenant, &th);
         let state_ttl: i64 = redis::cmd("PTTL").arg(state_key).query(&mut conn).unwrap();
         let messages_ttl: i64 = redis::cmd("PTTL")
             .arg(messages_key)
@@ -778,8 +786,10 @@ async fn ttl_routes_and_expiry(backend: Backend) {
             left.is_empty(),
             "every key of an expired thread is gone: {left:?}"
         );
+        let (keys, tenant, short) = thread_keys("short");
+        let shard = statekeeper::store::redis::keys::thread_shard(&short);
         let indexed: Option<f64> = redis::cmd("ZSCORE")
-            .arg("statekeeper:default:agent_state:{default}:index:recent")
+            .arg(&keys.agent_state_indexes(&tenant, shard)[0])
             .arg("short")
             .query(&mut conn)
             .unwrap();
@@ -839,4 +849,24 @@ fn the_documented_cursor_pattern_is_the_one_the_service_parses() {
         cursor["schema"]["pattern"],
         statekeeper::domain::agent_state::ListCursor::PATTERN
     );
+}
+
+/// The key names of a thread of the default tenant under the default prefix.
+fn thread_keys(
+    thread: &str,
+) -> (
+    statekeeper::store::redis::keys::Keys,
+    statekeeper::domain::ids::Tenant,
+    statekeeper::domain::agent_state::ThreadId,
+) {
+    (
+        statekeeper::store::redis::keys::Keys::new("statekeeper"),
+        statekeeper::domain::ids::Tenant::new("default"),
+        statekeeper::domain::agent_state::ThreadId::parse(thread).unwrap(),
+    )
+}
+
+fn state_key(thread: &str) -> String {
+    let (keys, tenant, thread) = thread_keys(thread);
+    keys.agent_state(&tenant, &thread)
 }

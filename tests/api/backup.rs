@@ -513,13 +513,23 @@ async fn modes_decide_what_a_held_item_becomes(backend: Backend) {
 
 async fn cleanup_removes_expired_index_entries(backend: Backend) {
     let app = backend.app(|_| {}).await;
-    // One long-lived item beside the short ones keeps each index alive.
+    // One long-lived item beside the short ones keeps each index alive: for the threads, in
+    // one shard of the Redis adapter's (an index expires with its shard's last thread).
     for ttl in [3600, 1, 1, 1] {
         let body = json!({"user_id": "u", "ttl_seconds": ttl});
         ok(&app, Method::POST, "/v1/sessions", body).await;
     }
-    for (t, ttl) in [3600, 1, 1].into_iter().enumerate() {
-        let body = json!({"thread_id": format!("c-{t}"), "ttl_seconds": ttl});
+    let shard = |id: &str| {
+        let id = statekeeper::domain::agent_state::ThreadId::parse(id).unwrap();
+        statekeeper::store::redis::keys::thread_shard(&id)
+    };
+    let threads: Vec<String> = (0..)
+        .map(|i| format!("c-{i}"))
+        .filter(|id| shard(id) == shard("c-0"))
+        .take(3)
+        .collect();
+    for (thread, ttl) in threads.iter().zip([3600, 1, 1]) {
+        let body = json!({"thread_id": thread, "ttl_seconds": ttl});
         ok(&app, Method::POST, "/v1/agent-states", body).await;
     }
     tokio::time::sleep(std::time::Duration::from_millis(1300)).await;

@@ -236,6 +236,34 @@ macro_rules! on_each_backend {
             let app = backend.app(|_settings| { $(super::$tweak(_settings);)? }).await;
             case(&app).await;
         });
+        /// Every case on one Redis Cluster (mode `redis`), at once, each on a service with a
+        /// key prefix of its own.
+        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+        async fn on_redis_cluster() {
+            let Some(cluster) = $crate::common::cluster::RedisCluster::start() else { return };
+            let mut tasks = Vec::new();
+            let tweak = |_settings: &mut statekeeper::config::Settings| {
+                $($tweak(_settings);)?
+            };
+            $(
+                let mut settings = $crate::common::cluster_settings(&cluster, stringify!($case));
+                tweak(&mut settings);
+                tasks.push((
+                    stringify!($case),
+                    tokio::spawn(async move {
+                        let app = $crate::common::spawn_app(settings).await;
+                        $case(&app).await;
+                    }),
+                ));
+            )*
+            let mut failed = Vec::new();
+            for (name, task) in tasks {
+                if task.await.is_err() {
+                    failed.push(name);
+                }
+            }
+            assert!(failed.is_empty(), "cases that failed on Redis Cluster: {failed:?}");
+        }
     };
     ($($case:ident),* $(,)?) => {
         $crate::on_each_backend!(@modules [$($case),*] (backend, case) { case(backend).await; });
@@ -493,12 +521,18 @@ pub async fn redis_stores() -> Option<StoreHarness> {
     })
 }
 
-/// The Redis adapters on a Redis Cluster, under a key prefix of their own (`name`), so that
-/// several cases share one cluster.
-pub fn cluster_stores(cluster: &cluster::RedisCluster, name: &str) -> Stores {
+/// Test settings for mode `redis` on a Redis Cluster, under a key prefix of their own
+/// (`name`), so that several cases share one cluster.
+pub fn cluster_settings(cluster: &cluster::RedisCluster, name: &str) -> Settings {
     let mut settings = settings(BackendMode::Redis, None);
     settings.redis.cluster_nodes = cluster.urls();
     settings.redis.key_prefix = format!("cf_{name}");
+    settings
+}
+
+/// The Redis adapters on a Redis Cluster, as `cluster_settings`.
+pub fn cluster_stores(cluster: &cluster::RedisCluster, name: &str) -> Stores {
+    let settings = cluster_settings(cluster, name);
     let pool = RedisPool::new(&settings.redis).unwrap();
     statekeeper::store::redis::stores(&pool)
 }

@@ -509,7 +509,10 @@ async fn threads_expire_whole_and_cleanup_drops_their_entries(stores: &Stores) {
             .unwrap(),
         Versioned::Missing
     );
-    assert_eq!(s.cleanup_expired(&t).await.unwrap(), 2);
+    // Two entries to drop, unless their index expired whole with them (on Redis an index
+    // lives as long as its shard's longest-lived thread, and `long` may be in another shard).
+    let dropped = s.cleanup_expired(&t).await.unwrap();
+    assert!(dropped <= 2, "{dropped}");
     assert_eq!(s.cleanup_expired(&t).await.unwrap(), 0);
     let page = s.list(&t, None, 10).await.unwrap();
     assert_eq!(page.thread_ids, [id("long")]);

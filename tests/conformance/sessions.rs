@@ -267,7 +267,7 @@ async fn writes_never_revive_a_deleted_or_expired_session(stores: &Stores) {
         assert_eq!(
             stores
                 .sessions
-                .rotate(&t, id, &SessionId::random(), FIXED)
+                .rotate(&t, id, &id.random_beside(), FIXED)
                 .await
                 .unwrap(),
             None
@@ -286,7 +286,7 @@ async fn writes_never_revive_a_deleted_or_expired_session(stores: &Stores) {
 async fn rotate_moves_the_session_to_a_new_id(stores: &Stores) {
     let t = Tenant::new("t1");
     let s = created(stores, &t, "u1", 60).await;
-    let new_id = SessionId::random();
+    let new_id = s.id.random_beside();
     let rotated = stores
         .sessions
         .rotate(&t, &s.id, &new_id.clone(), FIXED)
@@ -323,7 +323,7 @@ async fn rotate_moves_the_session_to_a_new_id(stores: &Stores) {
     assert_eq!(
         stores
             .sessions
-            .rotate(&t, &s.id, &SessionId::random(), FIXED)
+            .rotate(&t, &s.id, &s.id.random_beside(), FIXED)
             .await
             .unwrap(),
         None
@@ -393,7 +393,7 @@ async fn tenants_are_separate(stores: &Stores) {
     assert_eq!(
         stores
             .sessions
-            .rotate(&b, &s.id, &SessionId::random(), FIXED)
+            .rotate(&b, &s.id, &s.id.random_beside(), FIXED)
             .await
             .unwrap(),
         None
@@ -547,7 +547,7 @@ async fn racing_rotate_and_sign_out_leave_nothing(stores: &Stores) {
                 match i {
                     0 => stores
                         .sessions
-                        .rotate(&t, &id, &SessionId::random(), FIXED)
+                        .rotate(&t, &id, &id.random_beside(), FIXED)
                         .await
                         .unwrap()
                         .is_some(),

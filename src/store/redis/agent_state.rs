@@ -1,6 +1,7 @@
 //! Agent states on Redis.
 //!
-//! Layout, per tenant (all keys carry the tenant's hash tag, see `Keys::agent_states`):
+//! Layout, per shard of a tenant (`keys::SHARDS` of them; a thread's keys and its shard's
+//! indexes carry the shard's hash tag, see `Keys::agent_state_shard`):
 //! - `...:state:{id}` a hash: `context` and `metadata` (JSON text), `relevant`, `created`,
 //!   `updated`, `expires` (ms), `version`, `ttl` (seconds);
 //! - `...:messages:{id}` a list of messages, one JSON string each, oldest first: an append is
@@ -14,7 +15,10 @@
 //! index entries stay. So `recent`, `list` and `cleanup_expired` first drop every entry whose
 //! `expiries` score has passed, and `recent`/`list` also check each entry they return against
 //! its state hash (dropping it if gone, e.g. evicted). Finally the index keys themselves expire
-//! with the tenant's longest-lived thread, so an index never outlives all its threads.
+//! with the shard's longest-lived thread, so an index never outlives all its threads.
+//!
+//! `list`, `recent` and `cleanup_expired` run their script on every shard at once (sharing
+//! one connection: one round trip on a single server) and merge the answers.
 //!
 //! Every method is one round trip (a script by SHA, or a `MULTI` pipeline) except
 //! `patch_context`: the merge patch is applied in Rust (Lua's cjson would turn `[]` into `{}`
@@ -26,7 +30,12 @@ use std::collections::HashMap;
 use async_trait::async_trait;
 use redis::Value;
 
-use super::script::Script;
+use futures_util::future::try_join_all;
+
+use super::{
+    keys::{SHARDS, thread_shard},
+    script::Script,
+};
 
 use super::RedisPool;
 use crate::{
@@ -91,7 +100,7 @@ impl RedisAgentStates {
     /// The five keys a per-thread script takes: state, messages, recent, ids, expiries.
     fn thread_keys(&self, tenant: &Tenant, thread: &ThreadId) -> [String; 5] {
         let keys = self.redis.keys();
-        let [recent, ids, expiries] = keys.agent_state_indexes(tenant);
+        let [recent, ids, expiries] = keys.agent_state_indexes(tenant, thread_shard(thread));
         [
             keys.agent_state(tenant, thread),
             keys.agent_state_messages(tenant, thread),
@@ -432,37 +441,60 @@ impl AgentStateStore for RedisAgentStates {
         limit: usize,
     ) -> StoreResult<ThreadPage> {
         let keys = self.redis.keys();
-        let mut invocation = self.list.prepare_invoke();
-        for key in keys.agent_state_indexes(tenant) {
-            invocation.key(key);
+        let now = now_ms();
+        let pages = try_join_all((0..SHARDS).map(|shard| async move {
+            let mut invocation = self.list.prepare_invoke();
+            for key in keys.agent_state_indexes(tenant, shard) {
+                invocation.key(key);
+            }
+            invocation
+                .arg(now)
+                .arg(after.map(ThreadId::as_str).unwrap_or(""))
+                .arg(limit)
+                .arg(keys.agent_state_prefix(tenant, shard));
+            self.redis.script::<(u64, Vec<String>)>(&invocation).await
+        }))
+        .await?;
+        // Each shard's first `limit` ids after `after`: the merged first `limit` are the page,
+        // and there is more if any shard had more or more than `limit` came back.
+        let mut more = pages.iter().any(|(more, _)| *more == 1);
+        let mut ids: Vec<String> = pages.into_iter().flat_map(|(_, ids)| ids).collect();
+        ids.sort_unstable();
+        if ids.len() > limit {
+            ids.truncate(limit);
+            more = true;
         }
-        invocation
-            .arg(now_ms())
-            .arg(after.map(ThreadId::as_str).unwrap_or(""))
-            .arg(limit)
-            .arg(keys.agent_state_prefix(tenant));
-        let (more, ids): (u64, Vec<String>) = self.redis.script(&invocation).await?;
         Ok(ThreadPage {
             thread_ids: ids
                 .into_iter()
                 .map(|id| ThreadId::parse(id).map_err(|e| StoreError::Internal(e.to_string())))
                 .collect::<StoreResult<_>>()?,
-            more: more == 1,
+            more,
         })
     }
 
     async fn recent(&self, tenant: &Tenant, limit: usize) -> StoreResult<Vec<RecentState>> {
         let keys = self.redis.keys();
-        let mut invocation = self.recent.prepare_invoke();
-        for key in keys.agent_state_indexes(tenant) {
-            invocation.key(key);
-        }
-        invocation
-            .arg(now_ms())
-            .arg(limit)
-            .arg(keys.agent_state_prefix(tenant))
-            .arg(keys.agent_state_messages_prefix(tenant));
-        let rows: Vec<(String, i64, u64, String)> = self.redis.script(&invocation).await?;
+        let now = now_ms();
+        let shards = try_join_all((0..SHARDS).map(|shard| async move {
+            let mut invocation = self.recent.prepare_invoke();
+            for key in keys.agent_state_indexes(tenant, shard) {
+                invocation.key(key);
+            }
+            invocation
+                .arg(now)
+                .arg(limit)
+                .arg(keys.agent_state_prefix(tenant, shard))
+                .arg(keys.agent_state_messages_prefix(tenant, shard));
+            self.redis
+                .script::<Vec<(String, i64, u64, String)>>(&invocation)
+                .await
+        }))
+        .await?;
+        let mut rows: Vec<_> = shards.into_iter().flatten().collect();
+        // Newest first; equal times by id, so the order does not depend on the shards.
+        rows.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
+        rows.truncate(limit);
         Ok(rows
             .into_iter()
             .map(|(id, updated, count, relevant)| {
@@ -491,12 +523,17 @@ impl AgentStateStore for RedisAgentStates {
     }
 
     async fn cleanup_expired(&self, tenant: &Tenant) -> StoreResult<u64> {
-        let mut invocation = self.cleanup.prepare_invoke();
-        for key in self.redis.keys().agent_state_indexes(tenant) {
-            invocation.key(key);
-        }
-        invocation.arg(now_ms());
-        self.redis.script(&invocation).await
+        let now = now_ms();
+        let removed = try_join_all((0..SHARDS).map(|shard| async move {
+            let mut invocation = self.cleanup.prepare_invoke();
+            for key in self.redis.keys().agent_state_indexes(tenant, shard) {
+                invocation.key(key);
+            }
+            invocation.arg(now);
+            self.redis.script::<u64>(&invocation).await
+        }))
+        .await?;
+        Ok(removed.into_iter().sum())
     }
 
     async fn restore(

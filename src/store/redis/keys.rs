@@ -58,39 +58,54 @@ impl Keys {
         format!("{}:{tenant}:pending_action:", self.prefix)
     }
 
-    /// The literal start of every agent-state key of a tenant:
-    /// `{prefix}:{tenant}:agent_state:{<tenant>}:`. The hash tag is the tenant, not the thread:
-    /// the tenant's index sorted sets must be written in the same script as each thread's keys
-    /// for the index never to disagree with the threads, and on Cluster one script may only
-    /// touch one slot. The cost is that one tenant's agent states live on one Cluster shard.
+    /// The literal start of every agent-state key of a tenant.
     pub fn agent_states(&self, tenant: &Tenant) -> String {
-        format!("{}:{tenant}:agent_state:{{{tenant}}}:", self.prefix)
+        format!("{}:{tenant}:agent_state:", self.prefix)
+    }
+
+    /// The literal start of one shard's agent-state keys:
+    /// `{prefix}:{tenant}:agent_state:{<shard tag>}:`. A thread's keys and the indexes of its
+    /// shard (`thread_shard`) share the shard's hash tag, so one script writes a thread and
+    /// indexes it, and a tenant's threads spread over `SHARDS` tags (see `shard_tag`).
+    pub fn agent_state_shard(&self, tenant: &Tenant, shard: u16) -> String {
+        format!(
+            "{}{{{}}}:",
+            self.agent_states(tenant),
+            shard_tag(tenant, shard)
+        )
     }
 
     /// The hash of one thread's record (context, metadata, timestamps, version, TTL).
     pub fn agent_state(&self, tenant: &Tenant, thread: &ThreadId) -> String {
-        format!("{}{}", self.agent_state_prefix(tenant), thread)
+        let shard = thread_shard(thread);
+        format!("{}{}", self.agent_state_prefix(tenant, shard), thread)
     }
 
-    /// The start of every state hash of a tenant; scripts append a thread id.
-    pub fn agent_state_prefix(&self, tenant: &Tenant) -> String {
-        format!("{}state:", self.agent_states(tenant))
+    /// The start of every state hash of a shard; scripts append a thread id.
+    pub fn agent_state_prefix(&self, tenant: &Tenant, shard: u16) -> String {
+        format!("{}state:", self.agent_state_shard(tenant, shard))
     }
 
     /// The list of one thread's messages, each a JSON string, oldest first.
     pub fn agent_state_messages(&self, tenant: &Tenant, thread: &ThreadId) -> String {
-        format!("{}{}", self.agent_state_messages_prefix(tenant), thread)
+        let shard = thread_shard(thread);
+        format!(
+            "{}{}",
+            self.agent_state_messages_prefix(tenant, shard),
+            thread
+        )
     }
 
-    /// The start of every message list of a tenant; scripts append a thread id.
-    pub fn agent_state_messages_prefix(&self, tenant: &Tenant) -> String {
-        format!("{}messages:", self.agent_states(tenant))
+    /// The start of every message list of a shard; scripts append a thread id.
+    pub fn agent_state_messages_prefix(&self, tenant: &Tenant, shard: u16) -> String {
+        format!("{}messages:", self.agent_state_shard(tenant, shard))
     }
 
-    /// The tenant's indexes, in the order the scripts take them: `recent` (score: updated_at
-    /// ms), `ids` (score 0, paged by lex) and `expiries` (score: expires_at ms).
-    pub fn agent_state_indexes(&self, tenant: &Tenant) -> [String; 3] {
-        let base = self.agent_states(tenant);
+    /// A shard's indexes, in the order the scripts take them: `recent` (score: updated_at
+    /// ms), `ids` (score 0, paged by lex) and `expiries` (score: expires_at ms). Listings
+    /// merge the `SHARDS` shards' answers.
+    pub fn agent_state_indexes(&self, tenant: &Tenant, shard: u16) -> [String; 3] {
+        let base = self.agent_state_shard(tenant, shard);
         ["recent", "ids", "expiries"].map(|name| format!("{base}index:{name}"))
     }
 
@@ -162,38 +177,80 @@ impl Keys {
         format!("{}:queue_ready", self.prefix)
     }
 
-    /// A session hash: `{prefix}:{tenant}:session:{<tenant>}:<session_id>`.
+    /// The literal start of every session key of a tenant.
+    pub fn sessions(&self, tenant: &Tenant) -> String {
+        format!("{}:{tenant}:session:", self.prefix)
+    }
+
+    /// A session hash: `{prefix}:{tenant}:session:{<shard tag>}:<session_id>`, in the shard
+    /// of its id (`session_shard`).
     ///
-    /// Every session key of a tenant carries the tenant as its hash tag, with the user indexes
-    /// (`session_user`). Reads and writes by session id do not know the user, yet delete and
-    /// rotate must update the user's index in the same atomic step, and list / sign-out
-    /// everywhere must reach sessions named only inside the index: those scripts build the
-    /// other key names from `session_prefix` / `session_user_prefix`, which is safe on Redis
-    /// Cluster only because all of them hash to the same slot. The trade-off: one tenant's
-    /// sessions all live on one Cluster node (a very large tenant concentrates its session
-    /// load there), in exchange for one round trip and one atomic script per operation. The
-    /// alternative, tagging by user, would need a second key (session id → user) and a second
-    /// round trip on every read by id.
+    /// Reads and writes by session id do not know the user, yet delete and rotate must update
+    /// the user's index in the same atomic step: so each shard keeps its own index per user
+    /// (`session_user`), under the shard's hash tag, and those scripts build the index's name
+    /// from `session_user_prefix`. Listing a user's sessions or signing them out everywhere
+    /// runs one script per shard (each atomic for its shard) and merges. A rotated session's
+    /// new id is drawn in the old one's shard (`SessionId::random_beside`).
     pub fn session(&self, tenant: &Tenant, id: &SessionId) -> String {
-        format!("{}{id}", self.session_prefix(tenant))
+        format!("{}{id}", self.session_prefix(tenant, session_shard(id)))
     }
 
-    /// The literal start of every session hash of a tenant.
-    pub fn session_prefix(&self, tenant: &Tenant) -> String {
-        format!("{}:{tenant}:session:{{{tenant}}}:", self.prefix)
+    /// The literal start of every session hash of a shard.
+    pub fn session_prefix(&self, tenant: &Tenant, shard: u16) -> String {
+        format!("{}{{{}}}:", self.sessions(tenant), shard_tag(tenant, shard))
     }
 
-    /// A user's index, the set of their session ids:
-    /// `{prefix}:{tenant}:session:{<tenant>}:user:<user_id>`. Session ids are UUIDs, so no
+    /// A user's index in one shard, the set of their session ids there:
+    /// `{prefix}:{tenant}:session:{<shard tag>}:user:<user_id>`. Session ids are UUIDs, so no
     /// session hash can start with `user:`.
-    pub fn session_user(&self, tenant: &Tenant, user: &UserId) -> String {
-        format!("{}{user}", self.session_user_prefix(tenant))
+    pub fn session_user(&self, tenant: &Tenant, shard: u16, user: &UserId) -> String {
+        format!("{}{user}", self.session_user_prefix(tenant, shard))
     }
 
-    /// The literal start of every user index of a tenant.
-    pub fn session_user_prefix(&self, tenant: &Tenant) -> String {
-        format!("{}user:", self.session_prefix(tenant))
+    /// The literal start of every user index of a shard.
+    pub fn session_user_prefix(&self, tenant: &Tenant, shard: u16) -> String {
+        format!("{}user:", self.session_prefix(tenant, shard))
     }
+}
+
+/// How many hash tags one tenant's agent states, and its sessions, are spread over. A tenant
+/// is usually the whole deployment, so one tag per tenant would put all of them on one
+/// Cluster shard. Sixteen spreads them over up to sixteen masters while a listing merges
+/// sixteen answers (one round trip: the calls share a connection). Changing it moves keys.
+pub const SHARDS: u16 = 16;
+
+/// A thread's shard: its id's CRC-16, as Redis Cluster hashes keys.
+pub fn thread_shard(thread: &ThreadId) -> u16 {
+    crc16::State::<crc16::XMODEM>::calculate(thread.as_str().as_bytes()) % SHARDS
+}
+
+/// A session's shard: its id's first hex digit (uniform: the ids are random UUIDs), which a
+/// rotation keeps (`SessionId::random_beside`).
+pub fn session_shard(id: &SessionId) -> u16 {
+    id.group() % SHARDS
+}
+
+// A rotation keeps the id's group, so it stays in its shard only if the shards split the 16
+// groups evenly.
+const _: () = assert!(16 % SHARDS == 0);
+
+/// Redis Cluster's slot of a hash tag.
+fn slot(tag: &str) -> u16 {
+    crc16::State::<crc16::XMODEM>::calculate(tag.as_bytes()) % 16384
+}
+
+/// The hash tag of one shard: `<tenant>/<shard>.<n>` with the smallest `n` whose slot lies in
+/// the shard's `1/SHARDS` of the slot space. So a tenant's shards sit at evenly spaced slots,
+/// and a Cluster whose masters own equal contiguous slot ranges (what `redis-cli --cluster
+/// create` makes) holds `SHARDS / masters` of them each, give or take one, whatever the
+/// tenant's name. About `SHARDS` CRC-16s of a few bytes: cheaper than a map lookup's lock.
+fn shard_tag(tenant: &Tenant, shard: u16) -> String {
+    let width = 16384 / SHARDS;
+    let wanted = shard * width..(shard + 1) * width;
+    (0..1_000_000u32)
+        .map(|n| format!("{tenant}/{shard}.{n}"))
+        .find(|tag| wanted.contains(&slot(tag)))
+        .unwrap_or_else(|| format!("{tenant}/{shard}"))
 }
 
 #[cfg(test)]
@@ -219,36 +276,51 @@ mod tests {
     }
 
     #[test]
-    fn agent_state_keys_share_the_tenant_tag() {
+    fn a_threads_keys_share_its_shards_tag() {
         let keys = Keys::new("sk");
         let t = Tenant::new("acme");
         let id = ThreadId::parse("th:1").unwrap();
+        let shard = thread_shard(&id);
+        let tag = shard_tag(&t, shard);
         assert_eq!(
             keys.agent_state(&t, &id),
-            "sk:acme:agent_state:{acme}:state:th:1"
+            format!("sk:acme:agent_state:{{{tag}}}:state:th:1")
         );
         assert_eq!(
             keys.agent_state_messages(&t, &id),
-            "sk:acme:agent_state:{acme}:messages:th:1"
+            format!("sk:acme:agent_state:{{{tag}}}:messages:th:1")
         );
         assert_eq!(
-            keys.agent_state_indexes(&t)[0],
-            "sk:acme:agent_state:{acme}:index:recent"
+            keys.agent_state_indexes(&t, shard)[0],
+            format!("sk:acme:agent_state:{{{tag}}}:index:recent")
         );
     }
 
     #[test]
-    fn session_keys_share_the_tenant_tag() {
+    fn a_sessions_keys_share_its_shards_tag() {
         let keys = Keys::new("sk");
         let t = Tenant::new("acme");
         let id = SessionId::parse("0e6c3d4a-1b2c-4d5e-8f90-123456789abc").unwrap();
+        assert_eq!(session_shard(&id), 0);
+        let tag = shard_tag(&t, 0);
         assert_eq!(
             keys.session(&t, &id),
-            "sk:acme:session:{acme}:0e6c3d4a-1b2c-4d5e-8f90-123456789abc"
+            format!("sk:acme:session:{{{tag}}}:0e6c3d4a-1b2c-4d5e-8f90-123456789abc")
         );
         assert_eq!(
-            keys.session_user(&t, &UserId::parse("u:1").unwrap()),
-            "sk:acme:session:{acme}:user:u:1"
+            keys.session_user(&t, 0, &UserId::parse("u:1").unwrap()),
+            format!("sk:acme:session:{{{tag}}}:user:u:1")
         );
+    }
+
+    #[test]
+    fn shard_tags_sit_in_evenly_spaced_slot_ranges() {
+        for tenant in ["default", "acme", "a-much-longer-tenant-name"] {
+            let t = Tenant::new(tenant);
+            for shard in 0..SHARDS {
+                let s = slot(&shard_tag(&t, shard));
+                assert_eq!(s / (16384 / SHARDS), shard, "{tenant} shard {shard}");
+            }
+        }
     }
 }

@@ -2,7 +2,8 @@
 //! JSON text, `created_at`, `last_activity_at`, `expires_at` in Unix ms, `ttl`, `version`)
 //! whose key expires with the session; each user has a set of their session ids. Every call is
 //! one round trip: `HGETALL` for a plain read, otherwise one Lua script that checks the
-//! session is live and writes in the same atomic step (see `scripts/session_*.lua`). Key
+//! session is live and writes in the same atomic step (see `scripts/session_*.lua`). Listing
+//! a user's sessions and signing them out everywhere run one script per shard, at once. Key
 //! layout and its Cluster trade-off: `keys::Keys::session`.
 
 use std::collections::HashMap;
@@ -10,7 +11,13 @@ use std::collections::HashMap;
 use async_trait::async_trait;
 use serde_json::{Map, Value};
 
-use super::{RedisPool, script::Script};
+use futures_util::future::try_join_all;
+
+use super::{
+    RedisPool,
+    keys::{SHARDS, session_shard},
+    script::Script,
+};
 use crate::{
     domain::{
         ids::Tenant,
@@ -124,7 +131,7 @@ impl SessionStore for RedisSessions {
         let mut invocation = self.create.prepare_invoke();
         invocation
             .key(keys.session(tenant, &session.id))
-            .key(keys.session_user(tenant, &session.user_id))
+            .key(keys.session_user(tenant, session_shard(&session.id), &session.user_id))
             .arg((session.expires_at_ms - now).max(1))
             .arg((session.deadline_cap_ms(rules) - now).max(1))
             .arg(session.id.as_str());
@@ -188,12 +195,17 @@ impl SessionStore for RedisSessions {
         new_id: &SessionId,
         _rules: SessionRules,
     ) -> StoreResult<Option<Session>> {
+        if session_shard(id) != session_shard(new_id) {
+            return Err(StoreError::Internal(
+                "a rotated session's new id must come from SessionId::random_beside".into(),
+            ));
+        }
         let keys = self.redis.keys();
         let mut invocation = self.rotate.prepare_invoke();
         invocation
             .key(keys.session(tenant, id))
             .key(keys.session(tenant, new_id))
-            .arg(keys.session_user_prefix(tenant))
+            .arg(keys.session_user_prefix(tenant, session_shard(id)))
             .arg(id.as_str())
             .arg(new_id.as_str())
             .arg(now_ms());
@@ -209,7 +221,7 @@ impl SessionStore for RedisSessions {
         let mut invocation = self.delete.prepare_invoke();
         invocation
             .key(keys.session(tenant, id))
-            .arg(keys.session_user_prefix(tenant))
+            .arg(keys.session_user_prefix(tenant, session_shard(id)))
             .arg(id.as_str());
         let deleted: i64 = self.redis.script(&invocation).await?;
         Ok(deleted == 1)
@@ -217,13 +229,17 @@ impl SessionStore for RedisSessions {
 
     async fn list_for_user(&self, tenant: &Tenant, user: &UserId) -> StoreResult<Vec<Session>> {
         let keys = self.redis.keys();
-        let mut invocation = self.list.prepare_invoke();
-        invocation
-            .key(keys.session_user(tenant, user))
-            .arg(keys.session_prefix(tenant));
-        let records: Vec<Vec<String>> = self.redis.script(&invocation).await?;
-        let mut sessions = records
+        let shards = try_join_all((0..SHARDS).map(|shard| async move {
+            let mut invocation = self.list.prepare_invoke();
+            invocation
+                .key(keys.session_user(tenant, shard, user))
+                .arg(keys.session_prefix(tenant, shard));
+            self.redis.script::<Vec<Vec<String>>>(&invocation).await
+        }))
+        .await?;
+        let mut sessions = shards
             .into_iter()
+            .flatten()
             .map(|record| {
                 let (id, pairs) = record
                     .split_first()
@@ -239,12 +255,15 @@ impl SessionStore for RedisSessions {
 
     async fn delete_for_user(&self, tenant: &Tenant, user: &UserId) -> StoreResult<u64> {
         let keys = self.redis.keys();
-        let mut invocation = self.delete_user.prepare_invoke();
-        invocation
-            .key(keys.session_user(tenant, user))
-            .arg(keys.session_prefix(tenant));
-        let deleted: u64 = self.redis.script(&invocation).await?;
-        Ok(deleted)
+        let deleted = try_join_all((0..SHARDS).map(|shard| async move {
+            let mut invocation = self.delete_user.prepare_invoke();
+            invocation
+                .key(keys.session_user(tenant, shard, user))
+                .arg(keys.session_prefix(tenant, shard));
+            self.redis.script::<u64>(&invocation).await
+        }))
+        .await?;
+        Ok(deleted.into_iter().sum())
     }
 
     async fn inventory(
@@ -253,32 +272,35 @@ impl SessionStore for RedisSessions {
         cursor: Option<&str>,
         limit: usize,
     ) -> StoreResult<IdPage> {
-        // Session hashes and user indexes share the prefix; indexes start with `user:`.
-        let prefix = self.redis.keys().session_prefix(tenant);
+        // `{<shard tag>}:<id>` after the tenant's prefix; user indexes are `{...}:user:<id>`.
+        let prefix = self.redis.keys().sessions(tenant);
         super::scan_ids(&self.redis, &prefix, cursor, limit, |rest| {
-            (!rest.starts_with("user:")).then(|| rest.to_string())
+            let (_, id) = rest.strip_prefix('{')?.split_once("}:")?;
+            (!id.starts_with("user:")).then(|| id.to_string())
         })
         .await
     }
 
     async fn cleanup_expired(&self, tenant: &Tenant) -> StoreResult<u64> {
-        let keys = self.redis.keys();
-        let (indexes, sessions) = (
-            keys.session_user_prefix(tenant),
-            keys.session_prefix(tenant),
-        );
+        let sessions = self.redis.keys().sessions(tenant);
         let mut removed = 0;
         let mut cursor: Option<String> = None;
         loop {
-            let page = super::scan_ids(&self.redis, &indexes, cursor.as_deref(), 500, |user| {
-                Some(user.to_string())
+            // Each user index found, as (its key, its shard's session prefix).
+            let page = super::scan_ids(&self.redis, &sessions, cursor.as_deref(), 500, |rest| {
+                let (tag, user) = rest.strip_prefix('{')?.split_once("}:user:")?;
+                Some(format!("{tag}\n{user}"))
             })
             .await?;
-            for user in page.ids {
+            for found in page.ids {
+                let Some((tag, user)) = found.split_once('\n') else {
+                    continue;
+                };
+                let shard_prefix = format!("{sessions}{{{tag}}}:");
                 let mut invocation = self.cleanup.prepare_invoke();
                 invocation
-                    .key(format!("{indexes}{user}"))
-                    .arg(sessions.as_str());
+                    .key(format!("{shard_prefix}user:{user}"))
+                    .arg(shard_prefix.as_str());
                 let n: u64 = self.redis.script(&invocation).await?;
                 removed += n;
             }
@@ -312,7 +334,7 @@ impl RedisSessions {
             .arg(if_match.map(|v| v.to_string()).unwrap_or_default())
             .arg(args[0])
             .arg(args[1])
-            .arg(keys.session_user_prefix(tenant))
+            .arg(keys.session_user_prefix(tenant, session_shard(id)))
             .arg(rules.max_bytes);
         let reply: Vec<String> = self.redis.script(&invocation).await?;
         match reply.split_first() {
