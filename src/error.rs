@@ -221,6 +221,14 @@ impl From<StoreError> for ApiError {
                 )
                 .retry_after(1)
             }
+            StoreError::NotReplicated(why) => {
+                tracing::warn!(reason = %why, "write not confirmed by the replicas");
+                Self::backend_unavailable(
+                    "the write was made but not confirmed by enough replicas in time, so a \
+                     failover could still lose it; check the state before retrying",
+                )
+                .retry_after(1)
+            }
             StoreError::Refused(why) => {
                 tracing::warn!(reason = %why, "backend refused the call");
                 Self::backend_unavailable(

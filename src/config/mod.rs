@@ -318,6 +318,13 @@ pub struct RedisSettings {
     pub cluster_nodes: Vec<String>,
     /// A master found through Redis Sentinel; `url`, `host` and `port` are then not used.
     pub sentinel: Option<SentinelSettings>,
+    /// When not 0, every write is confirmed with `WAIT` for this many replicas before it is
+    /// answered as done; a write they do not all take within `wait_timeout_ms` is answered
+    /// 503 (it happened on the master, but a failover could lose it). One more round trip
+    /// per write.
+    pub wait_replicas: u32,
+    /// How long `WAIT` waits for the replicas; less than `command_timeout_ms`.
+    pub wait_timeout_ms: u64,
 }
 
 /// Where Sentinel names the master: `master_name` as the Sentinels know it, and the Sentinels
@@ -374,6 +381,8 @@ impl Default for RedisSettings {
             tls_ca_file: None,
             cluster_nodes: Vec::new(),
             sentinel: None,
+            wait_replicas: 0,
+            wait_timeout_ms: 100,
         }
     }
 }

@@ -291,6 +291,12 @@ impl Settings {
                 address("redis.sentinel.nodes", node)?;
             }
         }
+        if redis.wait_replicas > 0 && redis.wait_timeout_ms >= redis.command_timeout_ms {
+            return Err(SettingsError::new(
+                "redis.wait_timeout_ms",
+                "must be less than redis.command_timeout_ms (the write and its WAIT share it)",
+            ));
+        }
         if !redis.cluster_nodes.is_empty() && !self.cache.near.is_empty() {
             return Err(SettingsError::new(
                 "cache.near",

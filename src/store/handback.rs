@@ -481,6 +481,7 @@ fn stops(e: &StoreError) -> bool {
             | StoreError::Full(_)
             | StoreError::Refused(_)
             | StoreError::Interrupted(_)
+            | StoreError::NotReplicated(_)
     )
 }
 

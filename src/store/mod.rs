@@ -57,6 +57,10 @@ pub enum StoreError {
     /// answers: the call may or may not have taken effect.
     #[error("call interrupted: {0}")]
     Interrupted(String),
+    /// The write was made on the master, but fewer replicas than `redis.wait_replicas` took it
+    /// within `redis.wait_timeout_ms`: a failover now could lose it.
+    #[error("write not replicated: {0}")]
+    NotReplicated(String),
     /// The backend answered something this code does not expect: a bug, logged and turned
     /// into an opaque 500.
     #[error("unexpected backend reply: {0}")]

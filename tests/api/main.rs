@@ -11,6 +11,7 @@ mod bad_input;
 mod cache;
 mod cache_ops;
 mod cli;
+mod cluster;
 mod connections;
 mod failover;
 mod handback;

@@ -12,6 +12,8 @@ use super::{RedisServer, free_port};
 /// A Redis Cluster of `masters` masters with `replicas` replicas each.
 pub struct RedisCluster {
     pub nodes: Vec<RedisServer>,
+    /// Replicas per master.
+    replicas: usize,
     _dir: tempfile::TempDir,
 }
 
@@ -36,6 +38,13 @@ impl RedisCluster {
                 bus.to_string(),
                 "--cluster-node-timeout".into(),
                 "1000".into(),
+                // A replica takes over however long its link was quiet (an idle test cluster
+                // otherwise counts as too stale to fail over).
+                "--cluster-replica-validity-factor".into(),
+                "0".into(),
+                // Replicas sync at once, not after the default 5 s wait for more of them.
+                "--repl-diskless-sync-delay".into(),
+                "0".into(),
                 "--dir".into(),
                 dir.path().display().to_string(),
             ])?;
@@ -56,12 +65,17 @@ impl RedisCluster {
             "redis-cli --cluster create failed: {}",
             String::from_utf8_lossy(&output.stdout)
         );
-        let cluster = Self { nodes, _dir: dir };
+        let cluster = Self {
+            nodes,
+            replicas,
+            _dir: dir,
+        };
         cluster.wait_ok();
         Some(cluster)
     }
 
-    /// Waits until every running node reports `cluster_state:ok` and knows every slot.
+    /// Waits until every running node reports `cluster_state:ok` and knows every slot, and
+    /// every replica is in sync with its master.
     pub fn wait_ok(&self) {
         let started = Instant::now();
         'wait: while started.elapsed() < Duration::from_secs(30) {
@@ -198,6 +212,29 @@ impl SentinelSetup {
         };
         setup.wait_master(setup.master.port);
         Some(setup)
+    }
+
+    /// Waits until the replica has everything the master wrote (equal replication offsets).
+    pub fn wait_replica_in_sync(&self) {
+        let offset = |server: &RedisServer, field: &str| -> Option<u64> {
+            let info: String = redis::cmd("INFO")
+                .arg("replication")
+                .query(&mut server.connection())
+                .ok()?;
+            info.lines()
+                .find_map(|l| l.strip_prefix(field))
+                .and_then(|v| v.trim().parse().ok())
+        };
+        let started = Instant::now();
+        while started.elapsed() < Duration::from_secs(10) {
+            let master = offset(&self.master, "master_repl_offset:");
+            let replica = offset(&self.replica, "slave_repl_offset:");
+            if master.is_some() && master == replica {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        panic!("the replica did not catch up with the master within 10 s");
     }
 
     /// The Sentinel URLs for `redis.sentinel.nodes`.

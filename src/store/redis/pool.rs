@@ -114,6 +114,8 @@ pub struct RedisPool {
     last_refusal: Arc<Mutex<Option<(Refusal, Instant)>>>,
     /// `None` when `metrics.enabled` is false: nothing is measured.
     metrics: Option<RedisMetrics>,
+    /// `redis.wait_replicas` (when not 0) and `redis.wait_timeout_ms`.
+    wait: Option<(u32, Duration)>,
 }
 
 /// Why a Redis that answers refused a command.
@@ -220,6 +222,12 @@ impl RedisPool {
             generations,
             last_refusal: Arc::default(),
             metrics,
+            wait: (settings.wait_replicas > 0).then(|| {
+                (
+                    settings.wait_replicas,
+                    Duration::from_millis(settings.wait_timeout_ms),
+                )
+            }),
         })
     }
 
@@ -299,8 +307,22 @@ impl RedisPool {
         };
         let started = Instant::now();
         let (mut conn, generation) = self.checkout(operation).await?;
-        let result = self.within_deadline(cmd.query_async(&mut conn)).await;
-        self.settle(generation, operation, started, result)
+        let mut args = cmd.args_iter();
+        let writes = match args.next() {
+            Some(redis::Arg::Simple(name)) => !reads_only(name),
+            _ => true,
+        };
+        let key = match args.next() {
+            Some(redis::Arg::Simple(key)) => Some(key),
+            _ => None,
+        };
+        let result = self
+            .within_deadline(async {
+                let value = cmd.query_async(&mut conn).await?;
+                self.replicated(&mut conn, writes, key, value).await
+            })
+            .await;
+        self.confirmed(self.settle(generation, operation, started, result))
     }
 
     /// Runs `cmd` where `routing` says (on a Cluster; a single server runs it as it is).
@@ -418,8 +440,23 @@ impl RedisPool {
     ) -> Result<T, StoreError> {
         let started = Instant::now();
         let (mut conn, generation) = self.checkout("pipeline").await?;
-        let result = self.within_deadline(pipe.query_async(&mut conn)).await;
-        self.settle(generation, "pipeline", started, result)
+        // The first command's key: a pipeline's writes share one hash tag.
+        let mut first = pipe.cmd_iter().next().map(|cmd| cmd.args_iter());
+        let writes = match first.as_mut().and_then(Iterator::next) {
+            Some(redis::Arg::Simple(name)) => !reads_only(name),
+            _ => true,
+        };
+        let key = match first.as_mut().and_then(Iterator::next) {
+            Some(redis::Arg::Simple(key)) => Some(key),
+            _ => None,
+        };
+        let result = self
+            .within_deadline(async {
+                let value = pipe.query_async(&mut conn).await?;
+                self.replicated(&mut conn, writes, key, value).await
+            })
+            .await;
+        self.confirmed(self.settle(generation, "pipeline", started, result))
     }
 
     /// Runs a script by SHA (loading it on the first `NOSCRIPT`).
@@ -429,10 +466,56 @@ impl RedisPool {
     ) -> Result<T, StoreError> {
         let started = Instant::now();
         let (mut conn, generation) = self.checkout(invocation.name()).await?;
+        let key = invocation.first_key();
         let result = self
-            .within_deadline(invocation.inner().invoke_async(&mut conn))
+            .within_deadline(async {
+                let value = invocation.inner().invoke_async(&mut conn).await?;
+                self.replicated(&mut conn, true, key, value).await
+            })
             .await;
-        self.settle(generation, invocation.name(), started, result)
+        self.confirmed(self.settle(generation, invocation.name(), started, result))
+    }
+
+    /// With `redis.wait_replicas` set and a call that `writes`: `WAIT` on the connection (on a
+    /// Cluster, on the master of `key`'s slot) for that many replicas to hold the write, and
+    /// how many did. Otherwise nothing is asked.
+    async fn replicated<T>(
+        &self,
+        conn: &mut Conn,
+        writes: bool,
+        key: Option<&[u8]>,
+        value: T,
+    ) -> Result<(T, Option<u64>), RedisError> {
+        let Some((replicas, timeout)) = self.wait.filter(|_| writes) else {
+            return Ok((value, None));
+        };
+        let mut wait = redis::cmd("WAIT");
+        wait.arg(replicas).arg(timeout.as_millis() as u64);
+        let routing = match key {
+            Some(key) => {
+                SingleNodeRoutingInfo::SpecificNode(Route::with_key(key, SlotAddr::Master))
+            }
+            None => SingleNodeRoutingInfo::RandomPrimary,
+        };
+        let acked = conn.routed(&wait, RoutingInfo::SingleNode(routing)).await?;
+        Ok((value, Some(redis::from_redis_value(acked)?)))
+    }
+
+    /// The value of a call `replicated` confirmed, or `NotReplicated` when fewer replicas than
+    /// `redis.wait_replicas` took the write in time: it happened on the master, but a failover
+    /// now could lose it.
+    fn confirmed<T>(&self, settled: Result<(T, Option<u64>), StoreError>) -> Result<T, StoreError> {
+        let (value, acked) = settled?;
+        match (acked, self.wait) {
+            (Some(acked), Some((wanted, timeout))) if acked < u64::from(wanted) => {
+                self.count_error("WAIT", "not_replicated");
+                Err(StoreError::NotReplicated(format!(
+                    "the write reached {acked} of {wanted} replicas within {} ms",
+                    timeout.as_millis()
+                )))
+            }
+            _ => Ok(value),
+        }
     }
 
     /// Records the call's duration, and sorts its error: connection trouble retires the
@@ -627,6 +710,39 @@ impl RedisPool {
             waiting: status.waiting,
         }
     }
+}
+
+/// Whether a command only reads (no `WAIT` after it).
+fn reads_only(name: &[u8]) -> bool {
+    const READS: &[&[u8]] = &[
+        b"GET",
+        b"MGET",
+        b"HGET",
+        b"HGETALL",
+        b"HMGET",
+        b"EXISTS",
+        b"PTTL",
+        b"TTL",
+        b"TYPE",
+        b"LLEN",
+        b"LRANGE",
+        b"ZRANGE",
+        b"ZSCORE",
+        b"ZCARD",
+        b"SMEMBERS",
+        b"SCARD",
+        b"STRLEN",
+        b"SCAN",
+        b"XRANGE",
+        b"XREVRANGE",
+        b"XLEN",
+        b"INFO",
+        b"PING",
+        b"DBSIZE",
+        b"CLUSTER",
+        b"TIME",
+    ];
+    READS.iter().any(|read| read.eq_ignore_ascii_case(name))
 }
 
 /// Whether an error means the connection (or Redis) failed, rather than Redis answering.

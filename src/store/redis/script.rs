@@ -21,6 +21,7 @@ impl Script {
         Invocation {
             name: self.name,
             inner: self.inner.prepare_invoke(),
+            first_key: None,
         }
     }
 
@@ -35,12 +36,21 @@ impl Script {
 pub struct Invocation<'a> {
     name: &'static str,
     inner: redis::ScriptInvocation<'a>,
+    /// Where a Cluster routes the call (every key shares its slot), for a `WAIT` after it.
+    first_key: Option<Vec<u8>>,
 }
 
 impl<'a> Invocation<'a> {
     pub fn key<T: ToRedisArgs>(&mut self, key: T) -> &mut Self {
+        if self.first_key.is_none() {
+            self.first_key = key.to_redis_args().into_iter().next();
+        }
         self.inner.key(key);
         self
+    }
+
+    pub fn first_key(&self) -> Option<&[u8]> {
+        self.first_key.as_deref()
     }
 
     pub fn arg<T: ToRedisArgs>(&mut self, arg: T) -> &mut Self {
