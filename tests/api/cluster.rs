@@ -240,7 +240,7 @@ async fn a_master_killed_under_load_loses_no_acknowledged_write() {
     let recovered = recovered.unwrap_or_else(|| {
         panic!("writes to the dead master's slots succeed again; the last answer: {last}")
     });
-    let acked = acked.lock().unwrap();
+    let acked = std::mem::take(&mut *acked.lock().unwrap());
     eprintln!(
         "master killed under load: {} writes acknowledged ({} before the kill), {} answered \
          503 of {} answers; writes to its slots succeeded again after {:?}",
