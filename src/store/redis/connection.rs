@@ -84,7 +84,11 @@ impl Conn {
 pub enum Topology {
     Single(Box<redis::Client>),
     Cluster {
+        /// Each node's answer bounded by the command deadline, so that opening a connection
+        /// does not hang on a node that accepts but never answers (a stopped master).
         client: Box<ClusterClient>,
+        /// No response deadline: for readers that block (`XREAD BLOCK`).
+        blocking: Box<ClusterClient>,
         /// One client per seed node: subscribers connect to the first that answers.
         seeds: Vec<redis::Client>,
     },
@@ -124,22 +128,29 @@ impl Topology {
             )?))),
             RedisTopology::Cluster => {
                 let nodes = &settings.cluster_nodes;
-                let mut builder = ClusterClientBuilder::new(nodes.iter().map(String::as_str))
-                    .connection_timeout(std::time::Duration::from_millis(
-                        settings.connect_timeout_ms,
-                    ))
+                let build = |answer_within: Option<std::time::Duration>| {
+                    let mut builder = ClusterClientBuilder::new(nodes.iter().map(String::as_str))
+                        .connection_timeout(std::time::Duration::from_millis(
+                            settings.connect_timeout_ms,
+                        ));
+                    if let Some(within) = answer_within {
+                        builder = builder.response_timeout(within);
+                    }
                     // Each call's own deadline (`pool.rs`) bounds it, retries included.
-                    .overall_response_timeout(None);
-                if let Some(user) = &settings.username {
-                    builder = builder.username(user);
-                }
-                if let Some(password) = password {
-                    builder = builder.password(password);
-                }
-                if let Some(certs) = &certificates {
-                    builder = builder.certs(certs.clone());
-                }
-                let client = builder.build().map_err(invalid)?;
+                    builder = builder.overall_response_timeout(None);
+                    if let Some(user) = &settings.username {
+                        builder = builder.username(user);
+                    }
+                    if let Some(password) = password {
+                        builder = builder.password(password);
+                    }
+                    if let Some(certs) = &certificates {
+                        builder = builder.certs(certs.clone());
+                    }
+                    builder.build().map_err(invalid)
+                };
+                let client = build(Some(settings.command_timeout()))?;
+                let blocking = build(None)?;
                 let seeds = nodes
                     .iter()
                     .map(|node| {
@@ -163,6 +174,7 @@ impl Topology {
                     .collect::<Result<_, _>>()?;
                 Ok(Self::Cluster {
                     client: Box::new(client),
+                    blocking: Box::new(blocking),
                     seeds,
                 })
             }
@@ -202,11 +214,22 @@ impl Topology {
         }
     }
 
-    /// A new connection with `config`'s timeouts (a Cluster's are the client's own: none for
-    /// responses, the connect timeout for connecting).
-    pub async fn connect(&self, config: &AsyncConnectionConfig) -> RedisResult<Conn> {
+    /// A new connection with `config`'s timeouts; on a Cluster, the client's own, and no
+    /// response deadline if `blocking`.
+    pub async fn connect(
+        &self,
+        config: &AsyncConnectionConfig,
+        blocking: bool,
+    ) -> RedisResult<Conn> {
         match self {
-            Self::Cluster { client, .. } => Ok(Conn::Cluster(client.get_async_connection().await?)),
+            Self::Cluster {
+                client,
+                blocking: b,
+                ..
+            } => {
+                let client = if blocking { b } else { client };
+                Ok(Conn::Cluster(client.get_async_connection().await?))
+            }
             _ => {
                 let client = self.server().await.expect("not a Cluster")?;
                 Ok(Conn::Single(

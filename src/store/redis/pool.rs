@@ -26,7 +26,10 @@ use deadpool::managed::{
 use redis::{
     AsyncConnectionConfig, FromRedisValue, RedisError,
     aio::{ConnectionLike, MultiplexedConnection},
-    cluster_routing::{Route, RoutingInfo, SingleNodeRoutingInfo, SlotAddr},
+    cluster_routing::{
+        MultipleNodeRoutingInfo, ResponsePolicy, Route, RoutingInfo, SingleNodeRoutingInfo,
+        SlotAddr,
+    },
 };
 
 use crate::metrics::{self, ErrorLabels, OperationLabels, RedisMetrics};
@@ -69,7 +72,7 @@ impl managed::Manager for Manager {
 
     async fn create(&self) -> Result<Shared, RedisError> {
         let generation = self.generations.next.fetch_add(1, Ordering::AcqRel);
-        let connection = self.topology.connect(&self.config).await?;
+        let connection = self.topology.connect(&self.config, false).await?;
         Ok(Shared {
             connection,
             generation,
@@ -207,7 +210,8 @@ impl RedisPool {
             .max_size(settings.max_connections)
             .timeouts(Timeouts {
                 wait: Some(settings.command_timeout()),
-                create: Some(connect),
+                // A Cluster connection waits up to the connect timeout for its slowest node.
+                create: Some(connect * 2),
                 recycle: Some(settings.command_timeout()),
             })
             .runtime(deadpool::Runtime::Tokio1)
@@ -254,7 +258,7 @@ impl RedisPool {
         let config = AsyncConnectionConfig::new()
             .set_connection_timeout(Some(self.connect))
             .set_response_timeout(None);
-        tokio::time::timeout(self.connect * 2, self.topology.connect(&config))
+        tokio::time::timeout(self.connect * 2, self.topology.connect(&config, true))
             .await
             .map_err(|_| StoreError::Unavailable("connect timed out".into()))?
             .map_err(|e| StoreError::Unavailable(format!("cannot connect to Redis: {e}")))
@@ -610,7 +614,14 @@ impl RedisPool {
     /// timeout, also the deadline, fires first). Waiting for a free connection that never comes
     /// is `Busy`; checking or opening one that does not answer is `Unavailable`.
     async fn connection(&self) -> Result<(Conn, u64), StoreError> {
-        let checkout = tokio::time::timeout(self.deadline + CHECKOUT_MARGIN, self.pool.get());
+        // Opening a Cluster connection opens one to each node; while a node accepts but does
+        // not answer (a stopped master) that takes the connect timeout, so a checkout may
+        // wait that much longer.
+        let window = match self.is_cluster() {
+            true => self.deadline + self.connect * 2 + CHECKOUT_MARGIN,
+            false => self.deadline + CHECKOUT_MARGIN,
+        };
+        let checkout = tokio::time::timeout(window, self.pool.get());
         match checkout.await {
             // A clone of the multiplexed connection; the pooled object goes back at once, so
             // concurrent calls share (and pipeline on) the pool's connections.
@@ -652,7 +663,18 @@ impl RedisPool {
     /// A `PING`: what the failover probe and readiness use.
     pub async fn ping(&self) -> Result<Duration, StoreError> {
         let started = Instant::now();
-        let pong: String = self.query(&redis::cmd("PING")).await?;
+        let ping = redis::cmd("PING");
+        let pong: String = if self.is_cluster() {
+            // Every master that serves slots (not the replicas, nor a failed master its
+            // replica has replaced).
+            let masters = RoutingInfo::MultiNode((
+                MultipleNodeRoutingInfo::AllMasters,
+                Some(ResponsePolicy::AllSucceeded),
+            ));
+            self.routed("PING", &ping, masters).await?
+        } else {
+            self.query(&ping).await?
+        };
         if pong != "PONG" {
             return Err(StoreError::Internal(format!("PING answered {pong:?}")));
         }
