@@ -51,6 +51,10 @@ enum Command {
         #[arg(long)]
         tenant: Option<String>,
     },
+    /// Ask the service running on this machine whether it is ready (`GET /health/ready` on
+    /// its port): exit 0 if it answers 200, 1 otherwise. The container image's healthcheck,
+    /// which has no shell or curl to do it.
+    Healthcheck,
 }
 
 fn main() -> ExitCode {
@@ -66,6 +70,9 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    if let Some(Command::Healthcheck) = cli.command {
+        return healthcheck(&settings);
+    }
     let to_stderr = matches!(
         cli.command,
         Some(Command::Backup { .. } | Command::Restore { .. })
@@ -101,7 +108,9 @@ fn main() -> ExitCode {
                 let mut out = std::io::stdout().lock();
                 cli::cleanup(&settings, tenant.as_deref(), &mut out).await
             }
-            Command::Serve | Command::Openapi => return serve(settings).await,
+            Command::Serve | Command::Openapi | Command::Healthcheck => {
+                return serve(settings).await;
+            }
         };
         match done {
             Ok(()) => ExitCode::SUCCESS,
@@ -122,6 +131,39 @@ async fn serve(settings: Settings) -> ExitCode {
         Err(e) => {
             tracing::error!("{e}");
             eprintln!("statekeeper: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// `GET /health/ready` on the service's own port (on loopback when it listens on every
+/// address), within two seconds.
+fn healthcheck(settings: &Settings) -> ExitCode {
+    use std::io::{Read, Write};
+    let host = match settings.server.host.as_str() {
+        "0.0.0.0" | "::" | "" => "127.0.0.1",
+        host => host,
+    };
+    let within = std::time::Duration::from_secs(2);
+    let ready = (|| -> std::io::Result<bool> {
+        let address = std::net::ToSocketAddrs::to_socket_addrs(&(host, settings.server.port))?
+            .next()
+            .ok_or_else(|| std::io::Error::other("no address"))?;
+        let mut stream = std::net::TcpStream::connect_timeout(&address, within)?;
+        stream.set_read_timeout(Some(within))?;
+        stream.write_all(b"GET /health/ready HTTP/1.0\r\nHost: localhost\r\n\r\n")?;
+        let mut head = [0u8; 12];
+        stream.read_exact(&mut head)?;
+        Ok(head.starts_with(b"HTTP/1.") && &head[8..12] == b" 200")
+    })();
+    match ready {
+        Ok(true) => ExitCode::SUCCESS,
+        Ok(false) => {
+            eprintln!("statekeeper healthcheck: not ready");
+            ExitCode::FAILURE
+        }
+        Err(e) => {
+            eprintln!("statekeeper healthcheck: {e}");
             ExitCode::FAILURE
         }
     }

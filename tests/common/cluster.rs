@@ -174,13 +174,22 @@ pub const SENTINEL_MASTER: &str = "mymaster";
 
 impl SentinelSetup {
     pub fn start() -> Option<Self> {
-        let master = RedisServer::start()?;
-        let replica = RedisServer::start_with(vec![
+        // Their own directory: a replica's sync writes an RDB file there, which any later
+        // redis-server started in the same directory would load.
+        let dir = tempfile::tempdir().expect("temp dir");
+        let in_dir = |name: &str| {
+            let own = dir.path().join(name);
+            std::fs::create_dir(&own).unwrap();
+            vec!["--dir".to_string(), own.display().to_string()]
+        };
+        let master = RedisServer::start_with(in_dir("master"))?;
+        let mut replica_args = in_dir("replica");
+        replica_args.extend([
             "--replicaof".into(),
             "127.0.0.1".into(),
             master.port.to_string(),
-        ])?;
-        let dir = tempfile::tempdir().expect("temp dir");
+        ]);
+        let replica = RedisServer::start_with(replica_args)?;
         let mut sentinels = Vec::new();
         for _ in 0..3 {
             let port = free_port();

@@ -17,8 +17,8 @@
 //! its state hash (dropping it if gone, e.g. evicted). Finally the index keys themselves expire
 //! with the shard's longest-lived thread, so an index never outlives all its threads.
 //!
-//! `list`, `recent` and `cleanup_expired` run their script on every shard at once (sharing
-//! one connection: one round trip on a single server) and merge the answers.
+//! `list`, `recent` and `cleanup_expired` run their script on every shard at once and merge
+//! the answers.
 //!
 //! Every method is one round trip (a script by SHA, or a `MULTI` pipeline) except
 //! `patch_context`: the merge patch is applied in Rust (Lua's cjson would turn `[]` into `{}`
@@ -492,8 +492,9 @@ impl AgentStateStore for RedisAgentStates {
         }))
         .await?;
         let mut rows: Vec<_> = shards.into_iter().flatten().collect();
-        // Newest first; equal times by id, so the order does not depend on the shards.
-        rows.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
+        // Newest first, equal times by id from last to first: the order one sorted set's
+        // ZREVRANGE gives (and the memory adapter's), whatever the shards.
+        rows.sort_by(|a, b| (b.1, &b.0).cmp(&(a.1, &a.0)));
         rows.truncate(limit);
         Ok(rows
             .into_iter()

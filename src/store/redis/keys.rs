@@ -216,7 +216,7 @@ impl Keys {
 /// How many hash tags one tenant's agent states, and its sessions, are spread over. A tenant
 /// is usually the whole deployment, so one tag per tenant would put all of them on one
 /// Cluster shard. Sixteen spreads them over up to sixteen masters while a listing merges
-/// sixteen answers (one round trip: the calls share a connection). Changing it moves keys.
+/// sixteen answers (sixteen calls sent at once). Changing it moves keys.
 pub const SHARDS: u16 = 16;
 
 /// A thread's shard: its id's CRC-16, as Redis Cluster hashes keys.
