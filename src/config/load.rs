@@ -193,6 +193,58 @@ mod tests {
     }
 
     #[test]
+    fn cluster_and_sentinel_come_from_lists_or_commas() {
+        let s = load(
+            None,
+            &[("REDIS_CLUSTER_NODES", "redis://a:7000, redis://b:7001,")],
+        )
+        .unwrap();
+        assert_eq!(s.redis.cluster_nodes, ["redis://a:7000", "redis://b:7001"]);
+        assert_eq!(s.redis.topology(), RedisTopology::Cluster);
+        let s = load(
+            Some("[redis.sentinel]\nmaster_name = \"m\"\nnodes = [\"redis://s:26379\"]\n"),
+            &[],
+        )
+        .unwrap();
+        assert_eq!(s.redis.topology(), RedisTopology::Sentinel);
+        let s = load(
+            None,
+            &[
+                ("REDIS_SENTINEL_MASTER", "m"),
+                ("REDIS_SENTINEL_NODES", "redis://s1:26379,redis://s2:26379"),
+            ],
+        )
+        .unwrap();
+        assert_eq!(s.redis.sentinel.unwrap().nodes.len(), 2);
+        let refused = |vars: &[(&str, &str)], setting: &str| {
+            assert_eq!(load(None, vars).unwrap_err().setting, setting, "{vars:?}");
+        };
+        refused(&[("REDIS_CLUSTER_NODES", "a:7000")], "redis.cluster_nodes");
+        refused(
+            &[
+                ("REDIS_CLUSTER_NODES", "redis://a:7000"),
+                ("REDIS_SENTINEL_MASTER", "m"),
+                ("REDIS_SENTINEL_NODES", "redis://s:26379"),
+            ],
+            "redis.sentinel",
+        );
+        refused(
+            &[("REDIS_SENTINEL_MASTER", "m"), ("REDIS_SENTINEL_NODES", "")],
+            "redis.sentinel.nodes",
+        );
+        refused(
+            &[
+                ("STATEKEEPER__REDIS__WAIT_REPLICAS", "1"),
+                ("STATEKEEPER__REDIS__WAIT_TIMEOUT_MS", "250"),
+            ],
+            "redis.wait_timeout_ms",
+        );
+        let near = "[[cache.near]]\nnamespace = \"flags\"\n";
+        let err = load(Some(near), &[("REDIS_CLUSTER_NODES", "redis://a:7000")]).unwrap_err();
+        assert_eq!(err.setting, "cache.near");
+    }
+
+    #[test]
     fn redis_enabled_false_means_memory() {
         let s = load(None, &[("REDIS_ENABLED", "false")]).unwrap();
         assert_eq!(s.backend.mode, BackendMode::Memory);

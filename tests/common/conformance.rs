@@ -4,7 +4,8 @@
 //! A case is an `async fn case(stores: &Stores)` in the invoking test file:
 //! `store_conformance!(case_a, case_b);`. Cases run on a multi-threaded runtime, so races
 //! inside a case are real. On a Redis Cluster, one test per file starts a 3-master cluster and
-//! runs every case of the file on it at once, each under a key prefix of its own.
+//! runs every case of the file on it at once, each under a key prefix of its own; and likewise
+//! on a Sentinel-managed master.
 
 #[macro_export]
 macro_rules! store_conformance {
@@ -45,6 +46,25 @@ macro_rules! store_conformance {
                 }
             }
             assert!(failed.is_empty(), "cases that failed on Redis Cluster: {failed:?}");
+        }
+        #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+        async fn redis_sentinel_adapter() {
+            let Some(setup) = $crate::common::cluster::SentinelSetup::start() else { return };
+            let mut tasks = Vec::new();
+            $(
+                let stores = $crate::common::sentinel_stores(&setup, stringify!($case));
+                tasks.push((
+                    stringify!($case),
+                    tokio::spawn(async move { $case(&stores).await }),
+                ));
+            )*
+            let mut failed = Vec::new();
+            for (name, task) in tasks {
+                if task.await.is_err() {
+                    failed.push(name);
+                }
+            }
+            assert!(failed.is_empty(), "cases that failed behind Sentinel: {failed:?}");
         }
     };
 }

@@ -537,6 +537,18 @@ pub fn cluster_stores(cluster: &cluster::RedisCluster, name: &str) -> Stores {
     statekeeper::store::redis::stores(&pool)
 }
 
+/// The Redis adapters on the master a Sentinel set-up names, as `cluster_stores`.
+pub fn sentinel_stores(setup: &cluster::SentinelSetup, name: &str) -> Stores {
+    let mut settings = settings(BackendMode::Redis, None);
+    settings.redis.sentinel = Some(statekeeper::config::SentinelSettings {
+        master_name: cluster::SENTINEL_MASTER.into(),
+        nodes: setup.urls(),
+    });
+    settings.redis.key_prefix = format!("cf_{name}");
+    let pool = RedisPool::new(&settings.redis).unwrap();
+    statekeeper::store::redis::stores(&pool)
+}
+
 /// Runs `n` copies of a task at once and collects their results.
 pub async fn race<T, F, Fut>(n: usize, task: F) -> Vec<T>
 where
