@@ -535,7 +535,7 @@ pub trait SessionStore: Send + Sync {
     async fn list_for_user(&self, tenant: &Tenant, user: &UserId) -> StoreResult<Vec<Session>>;
 
     /// Deletes every session of the user; returns how many were live. Atomic on memory; on
-    /// Redis one atomic step per shard of the tenant's sessions (`redis::keys::SHARDS`), so a
+    /// Redis one atomic step per shard of the tenant's sessions (`redis::keys::CLUSTER_SHARDS` on a Cluster), so a
     /// session created for the user while it runs may survive it.
     async fn delete_for_user(&self, tenant: &Tenant, user: &UserId) -> StoreResult<u64>;
 

@@ -611,7 +611,7 @@ async fn listing_recent_and_static_routes(backend: Backend) {
         for index in ["recent", "ids", "expiries"] {
             for id in ["t03", "t05"] {
                 let (keys, tenant, thread) = thread_keys(id);
-                let shard = statekeeper::store::redis::keys::thread_shard(&thread);
+                let shard = keys.thread_shard(&thread);
                 let [recent, ids, expiries] = keys.agent_state_indexes(&tenant, shard);
                 let key = match index {
                     "recent" => recent,
@@ -736,7 +736,7 @@ async fn ttl_routes_and_expiry(backend: Backend) {
     );
 
     if let Some(redis) = redis {
-        // Both keys of a thread carry one TTL and its shard's hash tag.
+        // Both keys of a thread carry one TTL and the tenant's hash tag (one server: one shard).
         let mut conn = redis.connection();
         let (keys, tenant, th) = thread_keys("th");
         let state_key = &keys.agent_state(&tenant, &th);
@@ -787,7 +787,7 @@ async fn ttl_routes_and_expiry(backend: Backend) {
             "every key of an expired thread is gone: {left:?}"
         );
         let (keys, tenant, short) = thread_keys("short");
-        let shard = statekeeper::store::redis::keys::thread_shard(&short);
+        let shard = keys.thread_shard(&short);
         let indexed: Option<f64> = redis::cmd("ZSCORE")
             .arg(&keys.agent_state_indexes(&tenant, shard)[0])
             .arg("short")

@@ -514,14 +514,15 @@ async fn modes_decide_what_a_held_item_becomes(backend: Backend) {
 async fn cleanup_removes_expired_index_entries(backend: Backend) {
     let app = backend.app(|_| {}).await;
     // One long-lived item beside the short ones keeps each index alive: for the threads, in
-    // one shard of the Redis adapter's (an index expires with its shard's last thread).
+    // one shard of the Redis adapter's on a Cluster (an index expires with its shard's last
+    // thread; one server has one shard).
     for ttl in [3600, 1, 1, 1] {
         let body = json!({"user_id": "u", "ttl_seconds": ttl});
         ok(&app, Method::POST, "/v1/sessions", body).await;
     }
     let shard = |id: &str| {
         let id = statekeeper::domain::agent_state::ThreadId::parse(id).unwrap();
-        statekeeper::store::redis::keys::thread_shard(&id)
+        statekeeper::store::redis::keys::Keys::for_cluster("statekeeper").thread_shard(&id)
     };
     let threads: Vec<String> = (0..)
         .map(|i| format!("c-{i}"))

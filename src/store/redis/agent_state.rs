@@ -1,7 +1,8 @@
 //! Agent states on Redis.
 //!
-//! Layout, per shard of a tenant (`keys::SHARDS` of them; a thread's keys and its shard's
-//! indexes carry the shard's hash tag, see `Keys::agent_state_shard`):
+//! Layout, per shard of a tenant (`Keys::shards`: 16 on a Cluster, 1 on one server; a
+//! thread's keys and its shard's indexes carry the shard's hash tag, see
+//! `Keys::agent_state_shard`):
 //! - `...:state:{id}` a hash: `context` and `metadata` (JSON text), `relevant`, `created`,
 //!   `updated`, `expires` (ms), `version`, `ttl` (seconds);
 //! - `...:messages:{id}` a list of messages, one JSON string each, oldest first: an append is
@@ -32,10 +33,7 @@ use redis::Value;
 
 use futures_util::future::try_join_all;
 
-use super::{
-    keys::{SHARDS, thread_shard},
-    script::Script,
-};
+use super::script::Script;
 
 use super::RedisPool;
 use crate::{
@@ -100,7 +98,7 @@ impl RedisAgentStates {
     /// The five keys a per-thread script takes: state, messages, recent, ids, expiries.
     fn thread_keys(&self, tenant: &Tenant, thread: &ThreadId) -> [String; 5] {
         let keys = self.redis.keys();
-        let [recent, ids, expiries] = keys.agent_state_indexes(tenant, thread_shard(thread));
+        let [recent, ids, expiries] = keys.agent_state_indexes(tenant, keys.thread_shard(thread));
         [
             keys.agent_state(tenant, thread),
             keys.agent_state_messages(tenant, thread),
@@ -442,7 +440,7 @@ impl AgentStateStore for RedisAgentStates {
     ) -> StoreResult<ThreadPage> {
         let keys = self.redis.keys();
         let now = now_ms();
-        let pages = try_join_all((0..SHARDS).map(|shard| async move {
+        let pages = try_join_all((0..self.redis.keys().shards()).map(|shard| async move {
             let mut invocation = self.list.prepare_invoke();
             for key in keys.agent_state_indexes(tenant, shard) {
                 invocation.key(key);
@@ -476,7 +474,7 @@ impl AgentStateStore for RedisAgentStates {
     async fn recent(&self, tenant: &Tenant, limit: usize) -> StoreResult<Vec<RecentState>> {
         let keys = self.redis.keys();
         let now = now_ms();
-        let shards = try_join_all((0..SHARDS).map(|shard| async move {
+        let shards = try_join_all((0..self.redis.keys().shards()).map(|shard| async move {
             let mut invocation = self.recent.prepare_invoke();
             for key in keys.agent_state_indexes(tenant, shard) {
                 invocation.key(key);
@@ -525,7 +523,7 @@ impl AgentStateStore for RedisAgentStates {
 
     async fn cleanup_expired(&self, tenant: &Tenant) -> StoreResult<u64> {
         let now = now_ms();
-        let removed = try_join_all((0..SHARDS).map(|shard| async move {
+        let removed = try_join_all((0..self.redis.keys().shards()).map(|shard| async move {
             let mut invocation = self.cleanup.prepare_invoke();
             for key in self.redis.keys().agent_state_indexes(tenant, shard) {
                 invocation.key(key);

@@ -19,14 +19,53 @@ use crate::domain::{
 #[derive(Debug, Clone)]
 pub struct Keys {
     prefix: Arc<str>,
+    /// Shards of a tenant's agent states and sessions: `CLUSTER_SHARDS` on a Cluster, 1 on
+    /// one server (see `CLUSTER_SHARDS`).
+    shards: u16,
 }
 
 use std::sync::Arc;
 
 impl Keys {
+    /// The keys of one server (or a Sentinel-managed master): one shard per tenant.
     pub fn new(prefix: &str) -> Self {
+        Self::sharded(prefix, 1)
+    }
+
+    /// The keys of a Redis Cluster: `CLUSTER_SHARDS` shards per tenant.
+    pub fn for_cluster(prefix: &str) -> Self {
+        Self::sharded(prefix, CLUSTER_SHARDS)
+    }
+
+    fn sharded(prefix: &str, shards: u16) -> Self {
         Self {
             prefix: prefix.into(),
+            shards,
+        }
+    }
+
+    /// How many shards a tenant's agent states and sessions are spread over.
+    pub fn shards(&self) -> u16 {
+        self.shards
+    }
+
+    /// A thread's shard: its id's CRC-16 (as Redis Cluster hashes keys), modulo `shards`.
+    pub fn thread_shard(&self, thread: &ThreadId) -> u16 {
+        crc16::State::<crc16::XMODEM>::calculate(thread.as_str().as_bytes()) % self.shards
+    }
+
+    /// A session's shard: its id's first hex digit (uniform: the ids are random UUIDs), which
+    /// a rotation keeps (`SessionId::random_beside`), modulo `shards`.
+    pub fn session_shard(&self, id: &SessionId) -> u16 {
+        id.group() % self.shards
+    }
+
+    /// The hash tag of one shard of `tenant`: the tenant itself when there is one shard (the
+    /// layout of earlier versions), else `shard_tag`.
+    fn tag(&self, tenant: &Tenant, shard: u16) -> String {
+        match self.shards {
+            1 => tenant.to_string(),
+            shards => shard_tag(tenant, shard, shards),
         }
     }
 
@@ -66,18 +105,19 @@ impl Keys {
     /// The literal start of one shard's agent-state keys:
     /// `{prefix}:{tenant}:agent_state:{<shard tag>}:`. A thread's keys and the indexes of its
     /// shard (`thread_shard`) share the shard's hash tag, so one script writes a thread and
-    /// indexes it, and a tenant's threads spread over `SHARDS` tags (see `shard_tag`).
+    /// indexes it, and on a Cluster a tenant's threads spread over `CLUSTER_SHARDS` tags (see
+    /// `shard_tag`).
     pub fn agent_state_shard(&self, tenant: &Tenant, shard: u16) -> String {
         format!(
             "{}{{{}}}:",
             self.agent_states(tenant),
-            shard_tag(tenant, shard)
+            self.tag(tenant, shard)
         )
     }
 
     /// The hash of one thread's record (context, metadata, timestamps, version, TTL).
     pub fn agent_state(&self, tenant: &Tenant, thread: &ThreadId) -> String {
-        let shard = thread_shard(thread);
+        let shard = self.thread_shard(thread);
         format!("{}{}", self.agent_state_prefix(tenant, shard), thread)
     }
 
@@ -88,7 +128,7 @@ impl Keys {
 
     /// The list of one thread's messages, each a JSON string, oldest first.
     pub fn agent_state_messages(&self, tenant: &Tenant, thread: &ThreadId) -> String {
-        let shard = thread_shard(thread);
+        let shard = self.thread_shard(thread);
         format!(
             "{}{}",
             self.agent_state_messages_prefix(tenant, shard),
@@ -103,7 +143,7 @@ impl Keys {
 
     /// A shard's indexes, in the order the scripts take them: `recent` (score: updated_at
     /// ms), `ids` (score 0, paged by lex) and `expiries` (score: expires_at ms). Listings
-    /// merge the `SHARDS` shards' answers.
+    /// merge the shards' answers.
     pub fn agent_state_indexes(&self, tenant: &Tenant, shard: u16) -> [String; 3] {
         let base = self.agent_state_shard(tenant, shard);
         ["recent", "ids", "expiries"].map(|name| format!("{base}index:{name}"))
@@ -192,12 +232,15 @@ impl Keys {
     /// runs one script per shard (each atomic for its shard) and merges. A rotated session's
     /// new id is drawn in the old one's shard (`SessionId::random_beside`).
     pub fn session(&self, tenant: &Tenant, id: &SessionId) -> String {
-        format!("{}{id}", self.session_prefix(tenant, session_shard(id)))
+        format!(
+            "{}{id}",
+            self.session_prefix(tenant, self.session_shard(id))
+        )
     }
 
     /// The literal start of every session hash of a shard.
     pub fn session_prefix(&self, tenant: &Tenant, shard: u16) -> String {
-        format!("{}{{{}}}:", self.sessions(tenant), shard_tag(tenant, shard))
+        format!("{}{{{}}}:", self.sessions(tenant), self.tag(tenant, shard))
     }
 
     /// A user's index in one shard, the set of their session ids there:
@@ -213,39 +256,32 @@ impl Keys {
     }
 }
 
-/// How many hash tags one tenant's agent states, and its sessions, are spread over. A tenant
-/// is usually the whole deployment, so one tag per tenant would put all of them on one
-/// Cluster shard. Sixteen spreads them over up to sixteen masters while a listing merges
-/// sixteen answers (sixteen calls sent at once). Changing it moves keys.
-pub const SHARDS: u16 = 16;
-
-/// A thread's shard: its id's CRC-16, as Redis Cluster hashes keys.
-pub fn thread_shard(thread: &ThreadId) -> u16 {
-    crc16::State::<crc16::XMODEM>::calculate(thread.as_str().as_bytes()) % SHARDS
-}
-
-/// A session's shard: its id's first hex digit (uniform: the ids are random UUIDs), which a
-/// rotation keeps (`SessionId::random_beside`).
-pub fn session_shard(id: &SessionId) -> u16 {
-    id.group() % SHARDS
-}
+/// How many hash tags one tenant's agent states, and its sessions, are spread over on a Redis
+/// Cluster. A tenant is usually the whole deployment, so one tag per tenant would put all of
+/// them on one Cluster shard. Sixteen spreads them over up to sixteen masters while a listing
+/// merges sixteen answers (sixteen calls sent at once). On one server there is nothing to
+/// spread, and sixteen shards cut the throughput of a recent-threads listing by about ten
+/// times (measured: README), so there it is 1: the layout of earlier versions. Changing it
+/// moves keys.
+pub const CLUSTER_SHARDS: u16 = 16;
 
 // A rotation keeps the id's group, so it stays in its shard only if the shards split the 16
 // groups evenly.
-const _: () = assert!(16 % SHARDS == 0);
+const _: () = assert!(16 % CLUSTER_SHARDS == 0);
 
 /// Redis Cluster's slot of a hash tag.
 fn slot(tag: &str) -> u16 {
     crc16::State::<crc16::XMODEM>::calculate(tag.as_bytes()) % 16384
 }
 
-/// The hash tag of one shard: `<tenant>/<shard>.<n>` with the smallest `n` whose slot lies in
-/// the shard's `1/SHARDS` of the slot space. So a tenant's shards sit at evenly spaced slots,
-/// and a Cluster whose masters own equal contiguous slot ranges (what `redis-cli --cluster
-/// create` makes) holds `SHARDS / masters` of them each, give or take one, whatever the
-/// tenant's name. About `SHARDS` CRC-16s of a few bytes: cheaper than a map lookup's lock.
-fn shard_tag(tenant: &Tenant, shard: u16) -> String {
-    let width = 16384 / SHARDS;
+/// The hash tag of one of `shards` shards: `<tenant>/<shard>.<n>` with the smallest `n` whose
+/// slot lies in the shard's `1/shards` of the slot space. So a tenant's shards sit at evenly
+/// spaced slots, and a Cluster whose masters own equal contiguous slot ranges (what
+/// `redis-cli --cluster create` makes) holds `shards / masters` of them each, give or take
+/// one, whatever the tenant's name. About `shards` CRC-16s of a few bytes: cheaper than a map
+/// lookup's lock.
+fn shard_tag(tenant: &Tenant, shard: u16, shards: u16) -> String {
+    let width = 16384 / shards;
     let wanted = shard * width..(shard + 1) * width;
     (0..1_000_000u32)
         .map(|n| format!("{tenant}/{shard}.{n}"))
@@ -276,12 +312,33 @@ mod tests {
     }
 
     #[test]
-    fn a_threads_keys_share_its_shards_tag() {
+    fn one_server_keeps_one_tag_per_tenant() {
         let keys = Keys::new("sk");
         let t = Tenant::new("acme");
         let id = ThreadId::parse("th:1").unwrap();
-        let shard = thread_shard(&id);
-        let tag = shard_tag(&t, shard);
+        assert_eq!(keys.thread_shard(&id), 0);
+        assert_eq!(
+            keys.agent_state(&t, &id),
+            "sk:acme:agent_state:{acme}:state:th:1"
+        );
+        assert_eq!(
+            keys.agent_state_indexes(&t, 0)[0],
+            "sk:acme:agent_state:{acme}:index:recent"
+        );
+        let session = SessionId::parse("9e6c3d4a-1b2c-4d5e-8f90-123456789abc").unwrap();
+        assert_eq!(
+            keys.session(&t, &session),
+            "sk:acme:session:{acme}:9e6c3d4a-1b2c-4d5e-8f90-123456789abc"
+        );
+    }
+
+    #[test]
+    fn on_a_cluster_a_threads_keys_share_its_shards_tag() {
+        let keys = Keys::for_cluster("sk");
+        let t = Tenant::new("acme");
+        let id = ThreadId::parse("th:1").unwrap();
+        let shard = keys.thread_shard(&id);
+        let tag = shard_tag(&t, shard, CLUSTER_SHARDS);
         assert_eq!(
             keys.agent_state(&t, &id),
             format!("sk:acme:agent_state:{{{tag}}}:state:th:1")
@@ -297,12 +354,12 @@ mod tests {
     }
 
     #[test]
-    fn a_sessions_keys_share_its_shards_tag() {
-        let keys = Keys::new("sk");
+    fn on_a_cluster_a_sessions_keys_share_its_shards_tag() {
+        let keys = Keys::for_cluster("sk");
         let t = Tenant::new("acme");
         let id = SessionId::parse("0e6c3d4a-1b2c-4d5e-8f90-123456789abc").unwrap();
-        assert_eq!(session_shard(&id), 0);
-        let tag = shard_tag(&t, 0);
+        assert_eq!(keys.session_shard(&id), 0);
+        let tag = shard_tag(&t, 0, CLUSTER_SHARDS);
         assert_eq!(
             keys.session(&t, &id),
             format!("sk:acme:session:{{{tag}}}:0e6c3d4a-1b2c-4d5e-8f90-123456789abc")
@@ -317,9 +374,13 @@ mod tests {
     fn shard_tags_sit_in_evenly_spaced_slot_ranges() {
         for tenant in ["default", "acme", "a-much-longer-tenant-name"] {
             let t = Tenant::new(tenant);
-            for shard in 0..SHARDS {
-                let s = slot(&shard_tag(&t, shard));
-                assert_eq!(s / (16384 / SHARDS), shard, "{tenant} shard {shard}");
+            for shard in 0..CLUSTER_SHARDS {
+                let s = slot(&shard_tag(&t, shard, CLUSTER_SHARDS));
+                assert_eq!(
+                    s / (16384 / CLUSTER_SHARDS),
+                    shard,
+                    "{tenant} shard {shard}"
+                );
             }
         }
     }

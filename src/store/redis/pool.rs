@@ -221,7 +221,10 @@ impl RedisPool {
             pool,
             topology,
             connect,
-            keys: Keys::new(&settings.key_prefix),
+            keys: match settings.topology() {
+                crate::config::RedisTopology::Cluster => Keys::for_cluster(&settings.key_prefix),
+                _ => Keys::new(&settings.key_prefix),
+            },
             deadline: settings.command_timeout(),
             generations,
             last_refusal: Arc::default(),

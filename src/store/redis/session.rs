@@ -13,11 +13,7 @@ use serde_json::{Map, Value};
 
 use futures_util::future::try_join_all;
 
-use super::{
-    RedisPool,
-    keys::{SHARDS, session_shard},
-    script::Script,
-};
+use super::{RedisPool, script::Script};
 use crate::{
     domain::{
         ids::Tenant,
@@ -131,7 +127,7 @@ impl SessionStore for RedisSessions {
         let mut invocation = self.create.prepare_invoke();
         invocation
             .key(keys.session(tenant, &session.id))
-            .key(keys.session_user(tenant, session_shard(&session.id), &session.user_id))
+            .key(keys.session_user(tenant, keys.session_shard(&session.id), &session.user_id))
             .arg((session.expires_at_ms - now).max(1))
             .arg((session.deadline_cap_ms(rules) - now).max(1))
             .arg(session.id.as_str());
@@ -195,17 +191,17 @@ impl SessionStore for RedisSessions {
         new_id: &SessionId,
         _rules: SessionRules,
     ) -> StoreResult<Option<Session>> {
-        if session_shard(id) != session_shard(new_id) {
+        let keys = self.redis.keys();
+        if keys.session_shard(id) != keys.session_shard(new_id) {
             return Err(StoreError::Internal(
                 "a rotated session's new id must come from SessionId::random_beside".into(),
             ));
         }
-        let keys = self.redis.keys();
         let mut invocation = self.rotate.prepare_invoke();
         invocation
             .key(keys.session(tenant, id))
             .key(keys.session(tenant, new_id))
-            .arg(keys.session_user_prefix(tenant, session_shard(id)))
+            .arg(keys.session_user_prefix(tenant, keys.session_shard(id)))
             .arg(id.as_str())
             .arg(new_id.as_str())
             .arg(now_ms());
@@ -221,7 +217,7 @@ impl SessionStore for RedisSessions {
         let mut invocation = self.delete.prepare_invoke();
         invocation
             .key(keys.session(tenant, id))
-            .arg(keys.session_user_prefix(tenant, session_shard(id)))
+            .arg(keys.session_user_prefix(tenant, keys.session_shard(id)))
             .arg(id.as_str());
         let deleted: i64 = self.redis.script(&invocation).await?;
         Ok(deleted == 1)
@@ -229,7 +225,7 @@ impl SessionStore for RedisSessions {
 
     async fn list_for_user(&self, tenant: &Tenant, user: &UserId) -> StoreResult<Vec<Session>> {
         let keys = self.redis.keys();
-        let shards = try_join_all((0..SHARDS).map(|shard| async move {
+        let shards = try_join_all((0..keys.shards()).map(|shard| async move {
             let mut invocation = self.list.prepare_invoke();
             invocation
                 .key(keys.session_user(tenant, shard, user))
@@ -255,7 +251,7 @@ impl SessionStore for RedisSessions {
 
     async fn delete_for_user(&self, tenant: &Tenant, user: &UserId) -> StoreResult<u64> {
         let keys = self.redis.keys();
-        let deleted = try_join_all((0..SHARDS).map(|shard| async move {
+        let deleted = try_join_all((0..keys.shards()).map(|shard| async move {
             let mut invocation = self.delete_user.prepare_invoke();
             invocation
                 .key(keys.session_user(tenant, shard, user))
@@ -334,7 +330,7 @@ impl RedisSessions {
             .arg(if_match.map(|v| v.to_string()).unwrap_or_default())
             .arg(args[0])
             .arg(args[1])
-            .arg(keys.session_user_prefix(tenant, session_shard(id)))
+            .arg(keys.session_user_prefix(tenant, keys.session_shard(id)))
             .arg(rules.max_bytes);
         let reply: Vec<String> = self.redis.script(&invocation).await?;
         match reply.split_first() {

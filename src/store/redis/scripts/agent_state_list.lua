@@ -4,7 +4,7 @@
 -- thread exactly once, unlike SCAN, which may repeat keys. Expired entries are pruned first,
 -- entries whose state hash is gone anyway when met. Returns {more (1 | 0), {id, ...}}.
 local now, after, limit, state_prefix = tonumber(ARGV[1]), ARGV[2], tonumber(ARGV[3]), ARGV[4]
-prune_expired(KEYS[1], KEYS[2], KEYS[3], now)
+local removed = prune_expired(KEYS[1], KEYS[2], KEYS[3], now)
 local from = '-'
 if after ~= '' then
   from = '(' .. after
@@ -20,6 +20,7 @@ while #out < limit do
       out[#out + 1] = id
     else
       unindex(KEYS[1], KEYS[2], KEYS[3], id)
+      removed = removed + 1
     end
   end
   from = '(' .. batch[#batch]
@@ -34,7 +35,11 @@ while more == 0 do
     more = 1
   else
     unindex(KEYS[1], KEYS[2], KEYS[3], following[1])
+    removed = removed + 1
   end
 end
-arm_indexes(KEYS[1], KEYS[2], KEYS[3], now)
+-- Only a removal can shorten the indexes' lifetime; a read that removed nothing writes nothing.
+if removed > 0 then
+  arm_indexes(KEYS[1], KEYS[2], KEYS[3], now)
+end
 return {more, out}

@@ -4,7 +4,7 @@
 -- the service's back, evicted) is pruned when met. Returns {{id, updated ms, message count,
 -- is_relevant}, ...}.
 local now, limit, state_prefix, messages_prefix = tonumber(ARGV[1]), tonumber(ARGV[2]), ARGV[3], ARGV[4]
-prune_expired(KEYS[1], KEYS[2], KEYS[3], now)
+local removed = prune_expired(KEYS[1], KEYS[2], KEYS[3], now)
 local out, start = {}, 0
 while #out < limit do
   local batch = redis.call('ZREVRANGE', KEYS[1], start, start + limit - 1)
@@ -17,11 +17,15 @@ while #out < limit do
     if fields[1] == false then
       unindex(KEYS[1], KEYS[2], KEYS[3], id)
       dropped = dropped + 1
+      removed = removed + 1
     elseif #out < limit then
       out[#out + 1] = {id, tonumber(fields[1]), redis.call('LLEN', messages_prefix .. id), fields[2]}
     end
   end
   start = start + #batch - dropped
 end
-arm_indexes(KEYS[1], KEYS[2], KEYS[3], now)
+-- Only a removal can shorten the indexes' lifetime; a read that removed nothing writes nothing.
+if removed > 0 then
+  arm_indexes(KEYS[1], KEYS[2], KEYS[3], now)
+end
 return out
