@@ -6,11 +6,14 @@
 //! checkout. When a call fails with a connection error or misses its deadline, every connection
 //! opened so far is retired (a reset such as `CLIENT KILL TYPE normal` closes them all at once),
 //! so the next checkout opens a fresh connection: that is what lets the failover tell a reset
-//! connection from a Redis that is down.
+//! connection from a Redis that is down. A pooled connection is one server's multiplexed
+//! connection or a Redis Cluster connection (`connection.rs`); a `READONLY` answer also retires
+//! them all, so that after a Sentinel failover the next one opens to the new master.
 //!
 //! Error replies are sorted by kind here, once: connection trouble is `Unavailable`, `OOM` is
 //! `Full`, `READONLY`/`LOADING`/`MASTERDOWN`/`BUSY`/`TRYAGAIN`/`CLUSTERDOWN` are `Refused`, and
-//! the last refusal is remembered for `/health`.
+//! the last refusal is remembered for `/health`. With `redis.wait_replicas`, a write is
+//! followed by `WAIT` on its master, and too few replicas is `NotReplicated`.
 
 use std::{
     sync::{
