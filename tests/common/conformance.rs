@@ -34,18 +34,9 @@ macro_rules! store_conformance {
             let mut tasks = Vec::new();
             $(
                 let stores = $crate::common::cluster_stores(&cluster, stringify!($case));
-                tasks.push((
-                    stringify!($case),
-                    tokio::spawn(async move { $case(&stores).await }),
-                ));
+                tasks.push((stringify!($case), tokio::spawn(async move { $case(&stores).await })));
             )*
-            let mut failed = Vec::new();
-            for (name, task) in tasks {
-                if task.await.is_err() {
-                    failed.push(name);
-                }
-            }
-            assert!(failed.is_empty(), "cases that failed on Redis Cluster: {failed:?}");
+            $crate::common::all_passed("on Redis Cluster", tasks).await;
         }
         #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
         async fn redis_sentinel_adapter() {
@@ -53,18 +44,9 @@ macro_rules! store_conformance {
             let mut tasks = Vec::new();
             $(
                 let stores = $crate::common::sentinel_stores(&setup, stringify!($case));
-                tasks.push((
-                    stringify!($case),
-                    tokio::spawn(async move { $case(&stores).await }),
-                ));
+                tasks.push((stringify!($case), tokio::spawn(async move { $case(&stores).await })));
             )*
-            let mut failed = Vec::new();
-            for (name, task) in tasks {
-                if task.await.is_err() {
-                    failed.push(name);
-                }
-            }
-            assert!(failed.is_empty(), "cases that failed behind Sentinel: {failed:?}");
+            $crate::common::all_passed("behind Sentinel", tasks).await;
         }
     };
 }

@@ -256,13 +256,7 @@ macro_rules! on_each_backend {
                     }),
                 ));
             )*
-            let mut failed = Vec::new();
-            for (name, task) in tasks {
-                if task.await.is_err() {
-                    failed.push(name);
-                }
-            }
-            assert!(failed.is_empty(), "cases that failed on Redis Cluster: {failed:?}");
+            $crate::common::all_passed("on Redis Cluster", tasks).await;
         }
     };
     ($($case:ident),* $(,)?) => {
@@ -547,6 +541,18 @@ pub fn sentinel_stores(setup: &cluster::SentinelSetup, name: &str) -> Stores {
     settings.redis.key_prefix = format!("cf_{name}");
     let pool = RedisPool::new(&settings.redis).unwrap();
     statekeeper::store::redis::stores(&pool)
+}
+
+/// Waits for cases running at once on one shared deployment (`place`) and fails,
+/// naming every case that panicked, if any did.
+pub async fn all_passed(place: &str, tasks: Vec<(&'static str, tokio::task::JoinHandle<()>)>) {
+    let mut failed = Vec::new();
+    for (name, task) in tasks {
+        if task.await.is_err() {
+            failed.push(name);
+        }
+    }
+    assert!(failed.is_empty(), "cases that failed {place}: {failed:?}");
 }
 
 /// Runs `n` copies of a task at once and collects their results.

@@ -31,8 +31,6 @@ use std::collections::HashMap;
 use async_trait::async_trait;
 use redis::Value;
 
-use futures_util::future::try_join_all;
-
 use super::script::Script;
 
 use super::RedisPool;
@@ -440,19 +438,21 @@ impl AgentStateStore for RedisAgentStates {
     ) -> StoreResult<ThreadPage> {
         let keys = self.redis.keys();
         let now = now_ms();
-        let pages = try_join_all((0..self.redis.keys().shards()).map(|shard| async move {
-            let mut invocation = self.list.prepare_invoke();
-            for key in keys.agent_state_indexes(tenant, shard) {
-                invocation.key(key);
-            }
-            invocation
-                .arg(now)
-                .arg(after.map(ThreadId::as_str).unwrap_or(""))
-                .arg(limit)
-                .arg(keys.agent_state_prefix(tenant, shard));
-            self.redis.script::<(u64, Vec<String>)>(&invocation).await
-        }))
-        .await?;
+        let pages = self
+            .redis
+            .per_shard(|shard| async move {
+                let mut invocation = self.list.prepare_invoke();
+                for key in keys.agent_state_indexes(tenant, shard) {
+                    invocation.key(key);
+                }
+                invocation
+                    .arg(now)
+                    .arg(after.map(ThreadId::as_str).unwrap_or(""))
+                    .arg(limit)
+                    .arg(keys.agent_state_prefix(tenant, shard));
+                self.redis.script::<(u64, Vec<String>)>(&invocation).await
+            })
+            .await?;
         // Each shard's first `limit` ids after `after`: the merged first `limit` are the page,
         // and there is more if any shard had more or more than `limit` came back.
         let mut more = pages.iter().any(|(more, _)| *more == 1);
@@ -474,21 +474,23 @@ impl AgentStateStore for RedisAgentStates {
     async fn recent(&self, tenant: &Tenant, limit: usize) -> StoreResult<Vec<RecentState>> {
         let keys = self.redis.keys();
         let now = now_ms();
-        let shards = try_join_all((0..self.redis.keys().shards()).map(|shard| async move {
-            let mut invocation = self.recent.prepare_invoke();
-            for key in keys.agent_state_indexes(tenant, shard) {
-                invocation.key(key);
-            }
-            invocation
-                .arg(now)
-                .arg(limit)
-                .arg(keys.agent_state_prefix(tenant, shard))
-                .arg(keys.agent_state_messages_prefix(tenant, shard));
-            self.redis
-                .script::<Vec<(String, i64, u64, String)>>(&invocation)
-                .await
-        }))
-        .await?;
+        let shards = self
+            .redis
+            .per_shard(|shard| async move {
+                let mut invocation = self.recent.prepare_invoke();
+                for key in keys.agent_state_indexes(tenant, shard) {
+                    invocation.key(key);
+                }
+                invocation
+                    .arg(now)
+                    .arg(limit)
+                    .arg(keys.agent_state_prefix(tenant, shard))
+                    .arg(keys.agent_state_messages_prefix(tenant, shard));
+                self.redis
+                    .script::<Vec<(String, i64, u64, String)>>(&invocation)
+                    .await
+            })
+            .await?;
         let mut rows: Vec<_> = shards.into_iter().flatten().collect();
         // Newest first, equal times by id from last to first: the order one sorted set's
         // ZREVRANGE gives (and the memory adapter's), whatever the shards.
@@ -523,15 +525,17 @@ impl AgentStateStore for RedisAgentStates {
 
     async fn cleanup_expired(&self, tenant: &Tenant) -> StoreResult<u64> {
         let now = now_ms();
-        let removed = try_join_all((0..self.redis.keys().shards()).map(|shard| async move {
-            let mut invocation = self.cleanup.prepare_invoke();
-            for key in self.redis.keys().agent_state_indexes(tenant, shard) {
-                invocation.key(key);
-            }
-            invocation.arg(now);
-            self.redis.script::<u64>(&invocation).await
-        }))
-        .await?;
+        let removed = self
+            .redis
+            .per_shard(|shard| async move {
+                let mut invocation = self.cleanup.prepare_invoke();
+                for key in self.redis.keys().agent_state_indexes(tenant, shard) {
+                    invocation.key(key);
+                }
+                invocation.arg(now);
+                self.redis.script::<u64>(&invocation).await
+            })
+            .await?;
         Ok(removed.into_iter().sum())
     }
 

@@ -253,6 +253,16 @@ impl RedisPool {
             .map_err(|e| StoreError::Unavailable(e.to_string()))
     }
 
+    /// `call` for each shard of a tenant's agent states and sessions (`Keys::shards`: 16 on a
+    /// Cluster, 1 on one server), all at once; the answers in shard order.
+    pub async fn per_shard<T, F, Fut>(&self, call: F) -> Result<Vec<T>, StoreError>
+    where
+        F: Fn(u16) -> Fut,
+        Fut: Future<Output = Result<T, StoreError>>,
+    {
+        futures_util::future::try_join_all((0..self.keys.shards()).map(call)).await
+    }
+
     /// Whether this is a Redis Cluster.
     pub fn is_cluster(&self) -> bool {
         self.topology.is_cluster()

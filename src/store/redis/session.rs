@@ -11,8 +11,6 @@ use std::collections::HashMap;
 use async_trait::async_trait;
 use serde_json::{Map, Value};
 
-use futures_util::future::try_join_all;
-
 use super::{RedisPool, script::Script};
 use crate::{
     domain::{
@@ -225,14 +223,16 @@ impl SessionStore for RedisSessions {
 
     async fn list_for_user(&self, tenant: &Tenant, user: &UserId) -> StoreResult<Vec<Session>> {
         let keys = self.redis.keys();
-        let shards = try_join_all((0..keys.shards()).map(|shard| async move {
-            let mut invocation = self.list.prepare_invoke();
-            invocation
-                .key(keys.session_user(tenant, shard, user))
-                .arg(keys.session_prefix(tenant, shard));
-            self.redis.script::<Vec<Vec<String>>>(&invocation).await
-        }))
-        .await?;
+        let shards = self
+            .redis
+            .per_shard(|shard| async move {
+                let mut invocation = self.list.prepare_invoke();
+                invocation
+                    .key(keys.session_user(tenant, shard, user))
+                    .arg(keys.session_prefix(tenant, shard));
+                self.redis.script::<Vec<Vec<String>>>(&invocation).await
+            })
+            .await?;
         let mut sessions = shards
             .into_iter()
             .flatten()
@@ -251,14 +251,16 @@ impl SessionStore for RedisSessions {
 
     async fn delete_for_user(&self, tenant: &Tenant, user: &UserId) -> StoreResult<u64> {
         let keys = self.redis.keys();
-        let deleted = try_join_all((0..keys.shards()).map(|shard| async move {
-            let mut invocation = self.delete_user.prepare_invoke();
-            invocation
-                .key(keys.session_user(tenant, shard, user))
-                .arg(keys.session_prefix(tenant, shard));
-            self.redis.script::<u64>(&invocation).await
-        }))
-        .await?;
+        let deleted = self
+            .redis
+            .per_shard(|shard| async move {
+                let mut invocation = self.delete_user.prepare_invoke();
+                invocation
+                    .key(keys.session_user(tenant, shard, user))
+                    .arg(keys.session_prefix(tenant, shard));
+                self.redis.script::<u64>(&invocation).await
+            })
+            .await?;
         Ok(deleted.into_iter().sum())
     }
 
