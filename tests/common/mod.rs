@@ -236,27 +236,25 @@ macro_rules! on_each_backend {
             let app = backend.app(|_settings| { $(super::$tweak(_settings);)? }).await;
             case(&app).await;
         });
-        /// Every case on one Redis Cluster (mode `redis`), at once, each on a service with a
-        /// key prefix of its own.
+        /// Every case on one Redis Cluster (mode `redis`), one after the other, each on a
+        /// service with a key prefix of its own.
         #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
         async fn on_redis_cluster() {
             let Some(cluster) = $crate::common::cluster::RedisCluster::start() else { return };
-            let mut tasks = Vec::new();
+            let mut outcomes = Vec::new();
             let tweak = |_settings: &mut statekeeper::config::Settings| {
                 $($tweak(_settings);)?
             };
             $(
                 let mut settings = $crate::common::cluster_settings(&cluster, stringify!($case));
                 tweak(&mut settings);
-                tasks.push((
-                    stringify!($case),
-                    tokio::spawn(async move {
-                        let app = $crate::common::spawn_app(settings).await;
-                        $case(&app).await;
-                    }),
-                ));
+                let run = tokio::spawn(async move {
+                    let app = $crate::common::spawn_app(settings).await;
+                    $case(&app).await;
+                });
+                outcomes.push((stringify!($case), run.await.is_ok()));
             )*
-            $crate::common::all_passed("on Redis Cluster", tasks).await;
+            $crate::common::all_passed("on Redis Cluster", &outcomes);
         }
     };
     ($($case:ident),* $(,)?) => {
@@ -543,15 +541,15 @@ pub fn sentinel_stores(setup: &cluster::SentinelSetup, name: &str) -> Stores {
     statekeeper::store::redis::stores(&pool)
 }
 
-/// Waits for cases running at once on one shared deployment (`place`) and fails,
-/// naming every case that panicked, if any did.
-pub async fn all_passed(place: &str, tasks: Vec<(&'static str, tokio::task::JoinHandle<()>)>) {
-    let mut failed = Vec::new();
-    for (name, task) in tasks {
-        if task.await.is_err() {
-            failed.push(name);
-        }
-    }
+/// Fails, naming every case that panicked, if any did: cases run one after the other on one
+/// shared deployment (`place`), each in a task of its own so that one failing does not hide
+/// the others.
+pub fn all_passed(place: &str, outcomes: &[(&'static str, bool)]) {
+    let failed: Vec<_> = outcomes
+        .iter()
+        .filter(|(_, ok)| !ok)
+        .map(|(name, _)| name)
+        .collect();
     assert!(failed.is_empty(), "cases that failed {place}: {failed:?}");
 }
 

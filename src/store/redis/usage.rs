@@ -389,15 +389,16 @@ impl BudgetStore for RedisUsage {
             rest.strip_suffix("}:budget").map(str::to_string)
         })
         .await?;
-        let mut pipe = redis::pipe();
-        for subject in &page.ids {
-            pipe.cmd("HKEYS").arg(format!("{prefix}{subject}}}:budget"));
-        }
-        let metrics: Vec<Vec<String>> = if page.ids.is_empty() {
-            Vec::new()
-        } else {
-            self.redis.pipeline(&pipe).await?
-        };
+        // One command per subject, all at once: the subjects' budgets have tags of their own,
+        // so on a Cluster they are on different masters (a pipeline may not cross slots).
+        let metrics: Vec<Vec<String>> =
+            futures_util::future::try_join_all(page.ids.iter().map(|subject| {
+                let hkeys = redis::cmd("HKEYS")
+                    .arg(format!("{prefix}{subject}}}:budget"))
+                    .clone();
+                async move { self.redis.query(&hkeys).await }
+            }))
+            .await?;
         let ids = page
             .ids
             .iter()
