@@ -17,6 +17,7 @@ import json
 import os
 import platform
 import re
+import resource
 import socket
 import subprocess
 import sys
@@ -183,6 +184,13 @@ def cpu_seconds(pid):
         except (OSError, IndexError, ValueError):
             pass
     return total / tick
+
+
+def children_cpu_seconds():
+    """User + system CPU of this script's finished children: the load generator of the cell just
+    run (the servers it started are reaped only at the end)."""
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
 
 
 def median(values):
@@ -389,12 +397,14 @@ def measure(procs, duration, entries, conns, threads, rounds, only):
                 continue
             for name in (SK, SKN, SKNEAR, SKM, WEBDIS, FASTAPI, CEILING, CEILING_REDIS):
                 cpu_before, redis_before = cpu_seconds(pids[name]), cpu_seconds(redis_proc.pid)
+                load_before = children_cpu_seconds()
                 outcome = cell(name, workload)
                 if not outcome:
                     continue
                 per_1k = outcome["requests"] / 1000
                 outcome["cpu"] = (cpu_seconds(pids[name]) - cpu_before) * 1000 / per_1k
                 outcome["redis_cpu"] = (cpu_seconds(redis_proc.pid) - redis_before) * 1000 / per_1k
+                outcome["load_cpu"] = (children_cpu_seconds() - load_before) * 1000 / per_1k
                 results.setdefault((label, name), []).append(outcome)
                 print(f"round {round_} {label:30} {name:24} {outcome['rps']:>9.0f} rps  p99 {outcome['p99']:.2f} ms"
                       f"  p99.9 {outcome['p999']:.2f} ms  cpu {outcome['cpu']:.1f} ms/1k  errors {outcome['errors']}",
@@ -517,6 +527,8 @@ def report(results, memory, duration, entries, conns, threads, cores, quick, rou
             lines.append(f"\nMetrics on/off, {label}: rps {spread(label, SK, SKN)}, "
                          f"CPU per request {fmt(cpu)}")
 
+    lines += feasibility(results, med, cores)
+
     per_memory = memory["memory_bytes"] / memory["entries"]
     per_redis = memory["redis_bytes"] / memory["entries"]
     lines += [
@@ -569,6 +581,38 @@ def report(results, memory, duration, entries, conns, threads, cores, quick, rou
     (BENCH / "results" / "latest.md").write_text(text)
     print()
     print(text)
+
+
+def feasibility(results, med, cores):
+    """For each row with a ≥ 10× FastAPI target: the CPU the machine has per 1,000 requests at
+    ten times the reference's rate, against a floor that no HTTP → Redis service built on these
+    crates can go below on this machine: the load generator's CPU per request, Redis's for this
+    row's statekeeper calls, and the bare axum → Redis handler's (one GET, no middleware)."""
+    get = "cache GET hit (200 B)"
+    bare = med(get, CEILING_REDIS, "cpu")
+    if bare is None:
+        return []
+    lines = ["", "## What 10× the reference needs on this machine", "",
+             f"All processes share {cores} cores, so at r requests per second each 1,000 requests can "
+             f"use at most {cores} × 10⁶ / r ms of CPU. The floor adds what this run measured for the "
+             "load generator (wrk) and Redis per 1,000 requests of statekeeper's row, and the bare "
+             "axum → Redis handler's own CPU for a single GET, which any service here must at least "
+             "spend. Redis's CPU per request falls somewhat as its batches grow, so the floor is "
+             "approximate; a floor above the budget means the target is out of reach on this machine "
+             "whatever the service does.", "",
+             "| workload | 10× FastAPI rps | CPU budget ms/1k | wrk ms/1k | Redis ms/1k | bare handler ms/1k "
+             "| floor ms/1k | within reach? |",
+             "|---|---:|---:|---:|---:|---:|---:|---|"]
+    for label, _ in WORKLOADS:
+        reference, load, redis = med(label, FASTAPI, "rps"), med(label, SK, "load_cpu"), med(label, SK, "redis_cpu")
+        if None in (reference, load, redis):
+            continue
+        need = 10 * reference
+        budget = cores * 1e6 / need
+        floor = load + redis + bare
+        lines.append(f"| {label} | {need:.0f} | {budget:.1f} | {load:.1f} | {redis:.1f} | {bare:.1f} | "
+                     f"{floor:.1f} | {'yes' if floor <= budget else 'no'} |")
+    return lines
 
 
 if __name__ == "__main__":

@@ -3,6 +3,8 @@
 # Webdis, a FastAPI + redis-py reference and a bare axum server, in one run on this machine.
 #   bench/run.sh            10 s per cell, 1,000,000 entries for the memory test
 #   bench/run.sh --quick    3 s per cell, 100,000 entries
+#   bench/run.sh --scaling  how costs grow with what is stored (bench/scaling.py; its own options
+#                           follow: --sizes, --items, --rounds, --duration)
 # Other options: --rounds N (interleaved rounds, default 3), --only KEY,... (some workloads),
 # --duration S, --connections N (default 64), --threads N, --entries N.
 # Results: printed and written to bench/results/latest.md.
@@ -28,4 +30,8 @@ if [ ! -x target/bench-venv/bin/uvicorn ]; then
 fi
 
 cargo build --release --locked --bin statekeeper --example http_ceiling --example topic_load
+if [ "${1:-}" = "--scaling" ]; then
+    shift
+    exec python3 bench/scaling.py "$@"
+fi
 exec python3 bench/bench.py "$@"

@@ -31,12 +31,7 @@ use std::{
     time::Duration,
 };
 
-use axum::{
-    Router,
-    body::Body,
-    extract::Request,
-    http::{HeaderValue, header},
-};
+use axum::{Router, body::Body, extract::Request, http::header};
 use hyper::body::{Frame, Incoming, SizeHint};
 use hyper_util::{
     rt::{TokioExecutor, TokioIo, TokioTimer},
@@ -49,7 +44,7 @@ use tokio::{
 };
 use tower::ServiceExt;
 
-use crate::{build_app_closing, config::Settings, error::ApiError};
+use crate::{build_app_closing, config::Settings, error::ApiError, http::request::REQUEST_ID};
 
 /// A bound, not yet serving, instance of the service.
 pub struct Server {
@@ -226,15 +221,10 @@ fn declared_oversize<B>(request: &Request<B>, max: u64) -> Option<axum::response
         .headers()
         .get(REQUEST_ID)
         .cloned()
-        .unwrap_or_else(|| {
-            HeaderValue::from_str(&uuid::Uuid::new_v4().to_string())
-                .expect("a UUID is a valid header value")
-        });
+        .unwrap_or_else(crate::http::request::new_request_id);
     response.headers_mut().insert(REQUEST_ID, request_id);
     Some(response)
 }
-
-const REQUEST_ID: &str = "x-request-id";
 
 /// Counts a request as being served until its response body is done.
 struct InFlight(Arc<AtomicUsize>);

@@ -4,7 +4,7 @@ use std::{
     future::Future,
     pin::Pin,
     task::{Context, Poll},
-    time::Instant,
+    time::{Duration, Instant},
 };
 
 use axum::{
@@ -50,11 +50,21 @@ pub async fn scrape(State(state): State<AppState>) -> Response {
 /// the in-flight gauge. Applied with `Router::layer`, so it runs per route after routing, where
 /// the matched template is known.
 ///
+/// The rest of the middleware stack (request id, trace, timeout, panic guard) sits outside the
+/// router, so a request it cuts short drops this layer's future unanswered. The drop tells the
+/// cases apart: a panic out of the handler (the future was being polled) counts as the 500 the
+/// panic guard answers; a request as old as `server.request_timeout_ms` as the 503 the timeout
+/// answers; anything else as a client that went away (499).
+///
 /// A service of its own rather than `middleware::from_fn`, which boxes every request's future
 /// and clones the inner service (the whole stack below) per request; this layer allocates
 /// nothing per request.
 #[derive(Clone)]
-pub struct TrackLayer(pub HttpMetrics);
+pub struct TrackLayer {
+    pub metrics: HttpMetrics,
+    /// `server.request_timeout_ms`.
+    pub timeout: Duration,
+}
 
 impl<S> Layer<S> for TrackLayer {
     type Service = Track<S>;
@@ -62,7 +72,8 @@ impl<S> Layer<S> for TrackLayer {
     fn layer(&self, inner: S) -> Track<S> {
         Track {
             inner,
-            metrics: self.0.clone(),
+            metrics: self.metrics.clone(),
+            timeout: self.timeout,
         }
     }
 }
@@ -71,6 +82,7 @@ impl<S> Layer<S> for TrackLayer {
 pub struct Track<S> {
     inner: S,
     metrics: HttpMetrics,
+    timeout: Duration,
 }
 
 impl<S, B> Service<Request<B>> for Track<S>
@@ -96,26 +108,38 @@ where
             started: Instant::now(),
             labels: Some(labels),
             metrics: self.metrics.clone(),
+            timeout: self.timeout,
+            polling: false,
         }
     }
 }
 
 pin_project_lite::pin_project! {
-    /// A request's response, counted when it is ready (or as abandoned with status 499 when the
-    /// client went away first and the future is dropped).
+    /// A request's response, counted when it is ready, or when the future is dropped first
+    /// (see `TrackLayer` for the status then).
     pub struct Tracked<F> {
         #[pin]
         inner: F,
         started: Instant,
         labels: Option<RouteLabels>,
         metrics: HttpMetrics,
+        timeout: Duration,
+        // True while `inner` is polled: still true at the drop when the poll panicked.
+        polling: bool,
     }
 
     impl<F> PinnedDrop for Tracked<F> {
         fn drop(this: Pin<&mut Self>) {
             let this = this.project();
             if let Some(labels) = this.labels.take() {
-                this.metrics.record(labels, CLIENT_GONE, *this.started);
+                let status = if *this.polling {
+                    500
+                } else if this.started.elapsed() >= *this.timeout {
+                    503
+                } else {
+                    CLIENT_GONE
+                };
+                this.metrics.record(labels, status, *this.started);
             }
         }
     }
@@ -132,7 +156,10 @@ where
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let this = self.project();
-        let result = std::task::ready!(this.inner.poll(cx));
+        *this.polling = true;
+        let poll = this.inner.poll(cx);
+        *this.polling = false;
+        let result = std::task::ready!(poll);
         if let Some(labels) = this.labels.take() {
             // An error is not an answer axum can send (its services are infallible).
             let status = result.as_ref().map_or(500, |r| r.status().as_u16());

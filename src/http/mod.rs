@@ -13,25 +13,15 @@ pub mod openapi;
 pub mod pending_actions;
 pub mod queue;
 pub mod rate_limit;
+pub mod request;
 pub mod session;
 pub mod topic;
 pub mod usage;
 
 use std::{sync::Arc, time::Duration};
 
-use axum::{
-    BoxError, Router,
-    error_handling::HandleErrorLayer,
-    extract::DefaultBodyLimit,
-    http::{Request, StatusCode},
-    response::Response,
-};
+use axum::{Router, extract::DefaultBodyLimit, http::StatusCode};
 use tower::ServiceBuilder;
-use tower_http::{
-    catch_panic::CatchPanicLayer,
-    request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer},
-    trace::TraceLayer,
-};
 
 use crate::{config::Settings, error::ApiError, store::Stores, store::failover::Failover};
 
@@ -103,72 +93,43 @@ pub fn router(state: AppState) -> Router {
             )
         })
         .with_state(state.clone());
-    let mut routes = middleware(routes, &settings);
+    let mut routes = routes;
     if settings.mcp.enabled {
-        // The tools call the routes above in-process; `/mcp` itself sits in the same stack.
-        let tools = mcp::service(routes.clone());
-        routes = routes.merge(middleware(
-            Router::new().nest_service("/mcp", tools),
-            &settings,
-        ));
+        // The tools call the routes above in-process, through the same middleware.
+        let tools = mcp::service(middleware(routes.clone(), &settings));
+        routes = routes.nest_service("/mcp", tools);
     }
     if settings.metrics.enabled {
-        // Per route, after routing (so the route's template is known) and outside the rest of
-        // the stack, so that timeouts and refusals are counted as answered.
-        routes.layer(metrics::TrackLayer(state.metrics.http.clone()))
-    } else {
-        routes
+        // Per route, after routing, so that the route's template is known.
+        routes = routes.layer(metrics::TrackLayer {
+            metrics: state.metrics.http.clone(),
+            timeout: Duration::from_millis(settings.server.request_timeout_ms),
+        });
     }
+    middleware(routes, &settings)
 }
 
-/// The middleware stack, outermost first: request id (taken from `x-request-id` or made) →
-/// trace span carrying it → echo it on the response → request timeout → body limit → catch
-/// panics as an opaque 500. (A declared `Content-Length` over the body limit is refused before
-/// the router, by `server`.)
+/// The middleware, outermost first: the request layer (`request.rs`: request id, span,
+/// timeout, panics) → body limit. (A declared `Content-Length` over the body limit is refused
+/// before the router, by `server`.)
+///
+/// Around the router, once, rather than with `Router::layer`, which wraps every route in the
+/// stack: each request then cloned the boxed stack and boxed its future at each layer.
 fn middleware(routes: Router, settings: &Settings) -> Router {
-    let timeout = Duration::from_millis(settings.server.request_timeout_ms);
-    routes.layer(
+    Router::new().fallback_service(
         ServiceBuilder::new()
-            .layer(SetRequestIdLayer::x_request_id(MakeRequestUuid))
-            .layer(
-                TraceLayer::new_for_http().make_span_with(|request: &Request<_>| {
-                    let request_id = request
-                        .headers()
-                        .get("x-request-id")
-                        .and_then(|v| v.to_str().ok())
-                        .unwrap_or("");
-                    tracing::info_span!(
-                        "request",
-                        method = %request.method(),
-                        path = %request.uri().path(),
-                        request_id,
-                    )
-                }),
-            )
-            .layer(PropagateRequestIdLayer::x_request_id())
-            .layer(HandleErrorLayer::new(|_: BoxError| async {
-                ApiError::timeout("the request took longer than server.request_timeout_ms")
-            }))
-            .layer(tower::timeout::TimeoutLayer::new(timeout))
+            .layer(request::RequestLayer {
+                timeout: Duration::from_millis(settings.server.request_timeout_ms),
+            })
             .layer(DefaultBodyLimit::max(settings.limits.max_body_bytes))
-            .layer(CatchPanicLayer::custom(panic_response)),
+            .service(routes),
     )
-}
-
-fn panic_response(panic: Box<dyn std::any::Any + Send + 'static>) -> Response {
-    let message = panic
-        .downcast_ref::<&str>()
-        .map(|s| s.to_string())
-        .or_else(|| panic.downcast_ref::<String>().cloned())
-        .unwrap_or_default();
-    tracing::error!(panic = %message, "handler panicked");
-    axum::response::IntoResponse::into_response(ApiError::internal())
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use axum::{body::Body, routing::get};
+    use axum::{body::Body, http::Request, response::Response, routing::get};
     use tower::ServiceExt;
 
     fn stack(routes: Router, timeout_ms: u64) -> Router {
@@ -229,5 +190,64 @@ mod tests {
             .unwrap();
         assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
         assert_eq!(body_json(response).await["code"], "timeout");
+    }
+
+    #[tokio::test]
+    async fn the_request_id_is_taken_or_made_and_echoed() {
+        let app = stack(Router::new().route("/ok", get(|| async { "ok" })), 1000);
+        let given = Request::get("/ok")
+            .header("x-request-id", "req-7")
+            .body(Body::empty())
+            .unwrap();
+        let response = app.clone().oneshot(given).await.unwrap();
+        assert_eq!(response.headers()["x-request-id"], "req-7");
+        let response = app
+            .oneshot(Request::get("/ok").body(Body::empty()).unwrap())
+            .await
+            .unwrap();
+        let made = response.headers()["x-request-id"].to_str().unwrap();
+        assert!(uuid::Uuid::parse_str(made).is_ok(), "{made}");
+    }
+
+    /// The metrics layer sits inside the request layer: a request that layer cuts short still
+    /// counts with the status the caller got.
+    #[tokio::test]
+    async fn timeouts_and_panics_count_with_the_status_answered() {
+        let registry = crate::metrics::Metrics::new();
+        let routes = Router::new()
+            .route(
+                "/slow",
+                get(|| async {
+                    tokio::time::sleep(Duration::from_secs(5)).await;
+                    "late"
+                }),
+            )
+            .route(
+                "/boom",
+                get(|| async {
+                    let internals: Vec<&str> = Vec::new();
+                    internals[0]
+                }),
+            )
+            .layer(metrics::TrackLayer {
+                metrics: registry.http.clone(),
+                timeout: Duration::from_millis(50),
+            });
+        let app = stack(routes, 50);
+        for (path, status) in [("/slow", 503), ("/boom", 500)] {
+            let request = Request::get(path).body(Body::empty()).unwrap();
+            let response = app.clone().oneshot(request).await.unwrap();
+            assert_eq!(response.status().as_u16(), status);
+        }
+        let text = registry.render();
+        for (route, status) in [("/slow", "503"), ("/boom", "500")] {
+            let counted = text.lines().any(|line| {
+                line.starts_with("statekeeper_http_requests_total")
+                    && line.contains(&format!("route=\"{route}\""))
+                    && line.contains(&format!("status=\"{status}\""))
+                    && line.ends_with(" 1")
+            });
+            assert!(counted, "{route} {status} not counted in:\n{text}");
+        }
     }
 }

@@ -376,7 +376,9 @@ async fn takes_and_swaps_race_across_two_instances_on_one_redis() {
     let Some(backend) = crate::common::Backend::on_redis(mode) else {
         return;
     };
-    let apps = std::sync::Arc::new([backend.app(|_| {}).await, backend.app(|_| {}).await]);
+    // The deadline of `racing_settings`, for the same reason.
+    let racing = |s: &mut statekeeper::config::Settings| s.redis.command_timeout_ms = 5_000;
+    let apps = std::sync::Arc::new([backend.app(racing).await, backend.app(racing).await]);
     for round in 0..5 {
         let path = format!("/v1/cache/race/result-{round}");
         let stored = apps[0]

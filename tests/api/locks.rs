@@ -8,7 +8,7 @@ use reqwest::Method;
 use serde_json::{Value, json};
 use statekeeper::config::{BackendMode, LockDegraded};
 
-use crate::common::{RedisServer, Reply, TestApp, settings, spawn_app};
+use crate::common::{RedisServer, Reply, TestApp, racing_settings, settings, spawn_app};
 
 async fn acquire(app: &TestApp, name: &str, body: Value) -> Reply {
     app.post(&format!("/v1/locks/{name}"), body).await
@@ -156,8 +156,8 @@ async fn two_instances_share_one_lock() {
         return;
     };
     let apps = std::sync::Arc::new([
-        spawn_app(settings(BackendMode::Redis, Some(&redis))).await,
-        spawn_app(settings(BackendMode::Redis, Some(&redis))).await,
+        spawn_app(racing_settings(&redis)).await,
+        spawn_app(racing_settings(&redis)).await,
     ]);
     let results = crate::common::race(100, |i| {
         let apps = apps.clone();

@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use crate::common::{RedisServer, TestApp, settings, spawn_app};
+use crate::common::{RedisServer, TestApp, racing_settings, settings, spawn_app};
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 use statekeeper::config::{ApiKeySettings, BackendMode, Scope, Settings};
@@ -493,9 +493,7 @@ mod redis {
     /// machine, where the 250 ms default deadline (pool checkout and connecting included) can
     /// pass before a connection is free; a race measures atomicity, not latency.
     async fn racing_app(redis: &RedisServer) -> TestApp {
-        let mut settings = settings(BackendMode::Redis, Some(redis));
-        settings.redis.command_timeout_ms = 5_000;
-        spawn_app(settings).await
+        spawn_app(racing_settings(redis)).await
     }
 
     #[tokio::test]

@@ -8,7 +8,7 @@ use reqwest::Method;
 use serde_json::{Value, json};
 use statekeeper::config::BackendMode;
 
-use crate::common::{RedisServer, Reply, TestApp, race, settings, spawn_app};
+use crate::common::{RedisServer, Reply, TestApp, race, racing_settings, settings, spawn_app};
 
 async fn event(app: &TestApp, subject: &str, body: Value) -> Reply {
     app.post(&format!("/v1/usage/{subject}/events"), body).await
@@ -187,8 +187,8 @@ async fn budgets_hold_across_two_instances() {
     let Some(redis) = RedisServer::start() else {
         return;
     };
-    let a = Arc::new(spawn_app(settings(BackendMode::Redis, Some(&redis))).await);
-    let b = Arc::new(spawn_app(settings(BackendMode::Redis, Some(&redis))).await);
+    let a = Arc::new(spawn_app(racing_settings(&redis)).await);
+    let b = Arc::new(spawn_app(racing_settings(&redis)).await);
     let put = a
         .call(
             Method::PUT,
@@ -204,7 +204,12 @@ async fn budgets_hold_across_two_instances() {
     .await;
     let granted: Vec<&Reply> = statuses.iter().filter(|r| r.status == 201).collect();
     let refused = statuses.iter().filter(|r| r.status == 409).count();
-    assert_eq!((granted.len(), refused), (100, 400));
+    let other: Vec<_> = statuses
+        .iter()
+        .filter(|r| r.status != 201 && r.status != 409)
+        .map(|r| (r.status, r.body.clone()))
+        .collect();
+    assert_eq!((granted.len(), refused), (100, 400), "{other:?}");
 
     // Commit each for less than reserved (0): all of it returns.
     for reply in granted.iter().take(10) {

@@ -27,27 +27,30 @@ impl RedisCluster {
         let dir = tempfile::tempdir().expect("temp dir");
         let mut nodes = Vec::new();
         for _ in 0..masters * (1 + replicas) {
-            let bus = free_port();
-            let conf = dir.path().join(format!("nodes-{bus}.conf"));
-            let node = RedisServer::start_with(vec![
-                "--cluster-enabled".into(),
-                "yes".into(),
-                "--cluster-config-file".into(),
-                conf.display().to_string(),
-                "--cluster-port".into(),
-                bus.to_string(),
-                "--cluster-node-timeout".into(),
-                "1000".into(),
-                // A replica takes over however long its link was quiet (an idle test cluster
-                // otherwise counts as too stale to fail over).
-                "--cluster-replica-validity-factor".into(),
-                "0".into(),
-                // Replicas sync at once, not after the default 5 s wait for more of them.
-                "--repl-diskless-sync-delay".into(),
-                "0".into(),
-                "--dir".into(),
-                dir.path().display().to_string(),
-            ])?;
+            let dir_path = dir.path().to_path_buf();
+            let node = RedisServer::start_with_args(move || {
+                let bus = free_port();
+                let conf = dir_path.join(format!("nodes-{bus}.conf"));
+                vec![
+                    "--cluster-enabled".into(),
+                    "yes".into(),
+                    "--cluster-config-file".into(),
+                    conf.display().to_string(),
+                    "--cluster-port".into(),
+                    bus.to_string(),
+                    "--cluster-node-timeout".into(),
+                    "1000".into(),
+                    // A replica takes over however long its link was quiet (an idle test
+                    // cluster otherwise counts as too stale to fail over).
+                    "--cluster-replica-validity-factor".into(),
+                    "0".into(),
+                    // Replicas sync at once, not after the default 5 s wait for more of them.
+                    "--repl-diskless-sync-delay".into(),
+                    "0".into(),
+                    "--dir".into(),
+                    dir_path.display().to_string(),
+                ]
+            })?;
             nodes.push(node);
         }
         let mut create = Command::new("redis-cli");

@@ -17,14 +17,14 @@
 
 use std::{
     sync::{
-        Arc, Mutex,
+        Arc, Mutex, RwLock,
         atomic::{AtomicU64, Ordering},
     },
     time::{Duration, Instant},
 };
 
 use deadpool::managed::{
-    self, Metrics as PoolMetrics, PoolError, RecycleResult, TimeoutType, Timeouts,
+    self, Metrics as PoolMetrics, PoolError, QueueMode, RecycleResult, TimeoutType, Timeouts,
 };
 use redis::{
     AsyncConnectionConfig, FromRedisValue, RedisError,
@@ -75,7 +75,10 @@ impl managed::Manager for Manager {
 
     async fn create(&self) -> Result<Shared, RedisError> {
         let generation = self.generations.next.fetch_add(1, Ordering::AcqRel);
-        let connection = self.topology.connect(&self.config, false).await?;
+        // Boxed: opening a Cluster or Sentinel connection is a large future, and the pool's
+        // `get` future (moved on every call, also when an idle connection is at hand) would
+        // otherwise carry its 10 KiB.
+        let connection = Box::pin(self.topology.connect(&self.config, false)).await?;
         Ok(Shared {
             connection,
             generation,
@@ -117,6 +120,11 @@ pub struct RedisPool {
     keys: Keys,
     deadline: Duration,
     generations: Arc<Generations>,
+    /// The connection the pool last handed out, while it is trusted: calls take a clone of it
+    /// without a checkout (the pool's two lock round trips, and its wait timer). Every call
+    /// then shares, and pipelines on, one multiplexed connection; a connection failure retires
+    /// it (`Generations`), and the next call checks a fresh one out of the pool.
+    current: Arc<RwLock<Option<(Conn, u64)>>>,
     last_refusal: Arc<Mutex<Option<(Refusal, Instant)>>>,
     /// `None` when `metrics.enabled` is false: nothing is measured.
     metrics: Option<RedisMetrics>,
@@ -211,6 +219,10 @@ impl RedisPool {
         };
         let pool = Pool::builder(manager)
             .max_size(settings.max_connections)
+            // The most recently used connection first: calls in flight together then share one
+            // connection and go out in one write (FIFO spread them over every connection, one
+            // write and one Redis read each).
+            .queue_mode(QueueMode::Lifo)
             .timeouts(Timeouts {
                 wait: Some(settings.command_timeout()),
                 // A Cluster connection waits up to the connect timeout for its slowest node.
@@ -230,6 +242,7 @@ impl RedisPool {
             },
             deadline: settings.command_timeout(),
             generations,
+            current: Arc::default(),
             last_refusal: Arc::default(),
             metrics,
             wait: (settings.wait_replicas > 0).then(|| {
@@ -517,7 +530,9 @@ impl RedisPool {
             }
             None => SingleNodeRoutingInfo::RandomPrimary,
         };
-        let acked = conn.routed(&wait, RoutingInfo::SingleNode(routing)).await?;
+        // Boxed, like the pool's connection opening: only some deployments wait, and every
+        // call's future would otherwise be sized for it.
+        let acked = Box::pin(conn.routed(&wait, RoutingInfo::SingleNode(routing))).await?;
         Ok((value, Some(redis::from_redis_value(acked)?)))
     }
 
@@ -630,6 +645,19 @@ impl RedisPool {
     /// timeout, also the deadline, fires first). Waiting for a free connection that never comes
     /// is `Busy`; checking or opening one that does not answer is `Unavailable`.
     async fn connection(&self) -> Result<(Conn, u64), StoreError> {
+        let trusted_from = self.generations.trusted_from.load(Ordering::Acquire);
+        if let Some((conn, generation)) = &*self.current.read().unwrap_or_else(|p| p.into_inner())
+            && *generation >= trusted_from
+        {
+            return Ok((conn.clone(), *generation));
+        }
+        let checked_out = self.checked_out().await?;
+        *self.current.write().unwrap_or_else(|p| p.into_inner()) = Some(checked_out.clone());
+        Ok(checked_out)
+    }
+
+    /// A connection from the pool (opened if none is idle).
+    async fn checked_out(&self) -> Result<(Conn, u64), StoreError> {
         // Opening a Cluster connection opens one to each node; while a node accepts but does
         // not answer (a stopped master) that takes the connect timeout, so a checkout may
         // wait that much longer.
