@@ -69,8 +69,8 @@ def main():
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--duration", type=int, default=3)
     args = parser.parse_args()
-    sizes = [int(s) for s in args.sizes.split(",")]
-    items = [int(s) for s in args.items.split(",")]
+    sizes = [int(s) for s in args.sizes.split(",") if s]
+    items = [int(s) for s in args.items.split(",") if s]
 
     procs = bench.Processes()
     rows, memory, listings = [], [], []
@@ -118,9 +118,11 @@ def main():
                         results.setdefault((op, mode), []).append(out)
             for (op, mode), outs in results.items():
                 row = (f"cache {op}", mode, size, *(bench.median([o[k] for o in outs])
-                                                    for k in ("rps", "p99", "cpu", "redis_cpu")))
+                                                    for k in ("rps", "p99", "cpu", "redis_cpu")),
+                       sum(o["errors"] for o in outs))
                 rows.append(row)
-                print(f"  {op} {mode:6} rps {row[3]:.0f}  p99 {row[4]:.2f} ms  cpu {row[5]:.1f} ms/1k", flush=True)
+                print(f"  {op} {mode:6} rps {row[3]:.0f}  p99 {row[4]:.2f} ms  cpu {row[5]:.1f} ms/1k  errors {row[7]}",
+                      flush=True)
 
         # Listings: `items` sessions of one user and as many threads, grown step by step.
         have = 0
@@ -136,10 +138,11 @@ def main():
                         results.setdefault((label, mode), []).append(
                             cell(port, pid, redis_pid, path, args.duration))
             for (label, mode), outs in results.items():
-                row = (label, mode, n, *(bench.median([o[k] for o in outs]) for k in ("rps", "p99", "cpu", "redis_cpu")))
+                row = (label, mode, n, *(bench.median([o[k] for o in outs]) for k in ("rps", "p99", "cpu", "redis_cpu")),
+                       sum(o["errors"] for o in outs))
                 listings.append(row)
-                print(f"  {label} {mode:6} {n:>7,}: rps {row[3]:.0f}  p99 {row[4]:.2f} ms  cpu {row[5]:.1f} ms/1k",
-                      flush=True)
+                print(f"  {label} {mode:6} {n:>7,}: rps {row[3]:.0f}  p99 {row[4]:.2f} ms  cpu {row[5]:.1f} ms/1k"
+                      f"  errors {row[7]}", flush=True)
     finally:
         procs.stop_all()
 
@@ -148,11 +151,13 @@ def main():
 
     lines = ["# Scaling", "",
              f"`bench/run.sh --scaling` ({args.rounds} rounds of {args.duration} s per cell, wrk 2 threads and "
-             "32 connections; medians). Cache rows read or write random keys among the values stored.", "",
-             "| operation | backend | stored | rps | p99 ms | CPU ms/1k | Redis CPU ms/1k |",
-             "|---|---|---:|---:|---:|---:|---:|"]
-    for label, mode, n, rps, p99, cpu, redis_cpu in rows + listings:
-        lines.append(f"| {label} | {mode} | {n:,} | {rps:.0f} | {p99:.2f} | {fmt(cpu)} | {fmt(redis_cpu)} |")
+             "32 connections; medians). Cache rows read or write random keys among the values stored. "
+             "Errors: answers other than 2xx, and wrk's timeouts (2 s), over all rounds; rps counts them too.", "",
+             "| operation | backend | stored | rps | p99 ms | CPU ms/1k | Redis CPU ms/1k | errors |",
+             "|---|---|---:|---:|---:|---:|---:|---:|"]
+    for label, mode, n, rps, p99, cpu, redis_cpu, errors in rows + listings:
+        lines.append(f"| {label} | {mode} | {n:,} | {rps:.0f} | {p99:.2f} | {fmt(cpu)} | {fmt(redis_cpu)} | "
+                     f"{errors} |")
     lines += ["", "| values stored | memory backend B/entry (RSS) | Redis B/entry (`used_memory`) |",
               "|---:|---:|---:|"]
     for size, per in memory:

@@ -17,7 +17,8 @@
 //!   save the exceptions `docs/redis.md` lists) and `store::failover`, the only place that
 //!   decides which backend serves a call, with the degradation table per capability.
 //! - [`http`] is the axum layer: one module per resource, extractors in the house error format
-//!   (`http::extract`: JSON, the tenant, conditional writes) and the middleware stack.
+//!   (`http::extract`: JSON, the tenant, conditional writes) and the middleware (`http::request`:
+//!   request id, span, timeout, panics, in one layer around the router).
 //! - [`error`] maps every error to an RFC 9457 problem document: each store, domain and
 //!   extractor error through one `From` impl, and one `IntoResponse`.
 //! - [`metrics`] holds the Prometheus metrics of one instance (`GET /metrics`).
