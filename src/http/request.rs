@@ -15,7 +15,7 @@ use std::{
     panic::{AssertUnwindSafe, catch_unwind},
     pin::Pin,
     task::{Context, Poll},
-    time::{Duration, Instant},
+    time::Duration,
 };
 
 use axum::{
@@ -94,7 +94,7 @@ where
                 },
             },
             deadline: tokio::time::sleep(self.timeout),
-            started: Instant::now(),
+            timeout: self.timeout,
             id,
         }
     }
@@ -114,7 +114,8 @@ pin_project_lite::pin_project! {
         state: State<F>,
         #[pin]
         deadline: tokio::time::Sleep,
-        started: Instant,
+        // With the deadline, when the request began: no clock read unless a 5xx is logged.
+        timeout: Duration,
         id: HeaderValue,
     }
 }
@@ -134,14 +135,14 @@ where
     type Output = Result<Response, Infallible>;
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        let this = self.project();
+        let mut this = self.project();
         let mut response = match this.state.project() {
             StateProj::Serving { inner } => {
                 match catch_unwind(AssertUnwindSafe(|| inner.poll(cx))) {
                     Ok(Poll::Ready(Ok(response))) => response,
                     Ok(Poll::Ready(Err(never))) => match never {},
                     Err(panic) => panicked(panic.as_ref()),
-                    Ok(Poll::Pending) => match this.deadline.poll(cx) {
+                    Ok(Poll::Pending) => match this.deadline.as_mut().poll(cx) {
                         Poll::Ready(()) => ApiError::timeout(
                             "the request took longer than server.request_timeout_ms",
                         )
@@ -159,9 +160,13 @@ where
         }
         let status = response.status();
         if status.is_server_error() {
+            let left = this
+                .deadline
+                .deadline()
+                .saturating_duration_since(tokio::time::Instant::now());
             tracing::error!(
                 status = status.as_u16(),
-                latency_ms = this.started.elapsed().as_millis() as u64,
+                latency_ms = this.timeout.saturating_sub(left).as_millis() as u64,
                 request_id = this.id.to_str().unwrap_or(""),
                 "response failed"
             );
