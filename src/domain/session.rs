@@ -184,9 +184,62 @@ impl Session {
     }
 }
 
-/// The order of a user's session listing: oldest first, then by id.
+/// Where a session stands in its user's listing: oldest first, then by id.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub struct ListingPlace {
+    pub created_at_ms: i64,
+    pub id: SessionId,
+}
+
+impl Session {
+    pub fn place(&self) -> ListingPlace {
+        ListingPlace {
+            created_at_ms: self.created_at_ms,
+            id: self.id.clone(),
+        }
+    }
+}
+
+/// The listing cursor: the place of the previous page's last session, as
+/// `s.{created_at_ms}.{session_id}`. Callers treat it as opaque. A page resumes strictly after
+/// that place, so every session live through the whole listing appears exactly once, whether
+/// or not the one the cursor names still lives. Every cursor [`SessionCursor::PATTERN`]
+/// allows is one [`SessionCursor::decode`] accepts.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SessionCursor(pub ListingPlace);
+
+impl SessionCursor {
+    /// Every cursor `decode` accepts; the empty cursor (the start) is handled by the route.
+    pub const PATTERN: &'static str =
+        r"^(|s\.[0-9]{1,15}\.[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12})$";
+
+    pub fn encode(&self) -> String {
+        format!("s.{}.{}", self.0.created_at_ms, self.0.id)
+    }
+
+    pub fn decode(raw: &str) -> Option<Self> {
+        let (created, id) = raw.strip_prefix("s.")?.split_once('.')?;
+        if !(1..=15).contains(&created.len()) || !created.bytes().all(|b| b.is_ascii_digit()) {
+            return None;
+        }
+        Some(Self(ListingPlace {
+            created_at_ms: created.parse().ok()?,
+            id: SessionId::parse(id).ok()?,
+        }))
+    }
+}
+
+/// Sorts sessions into listing order.
 pub fn sort_for_listing(sessions: &mut [Session]) {
-    sessions.sort_by(|a, b| (a.created_at_ms, &a.id).cmp(&(b.created_at_ms, &b.id)));
+    sessions.sort_by_cached_key(Session::place);
+}
+
+/// One page of a user's live sessions, in listing order.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct SessionPage {
+    pub sessions: Vec<Session>,
+    /// Whether live sessions follow the last one of this page.
+    pub more: bool,
 }
 
 /// RFC 7396 JSON merge patch of an object by an object: members set to `null` are removed,
@@ -224,6 +277,33 @@ mod tests {
         match v {
             Value::Object(m) => m,
             _ => panic!("not an object"),
+        }
+    }
+
+    #[test]
+    fn a_listing_cursor_round_trips_and_nothing_else_decodes() {
+        let id = SessionId::random();
+        let cursor = SessionCursor(ListingPlace {
+            created_at_ms: 1_764_000_000_123,
+            id: id.clone(),
+        });
+        assert_eq!(SessionCursor::decode(&cursor.encode()), Some(cursor));
+        let nil = "s.0.00000000-0000-0000-0000-000000000000";
+        assert!(SessionCursor::decode(nil).is_some());
+        for bad in [
+            String::new(),
+            "s.".into(),
+            "s.12".into(),
+            "s..".into(),
+            format!("s.-1.{id}"),
+            format!("s.+1.{id}"),
+            format!("s.1234567890123456.{id}"),
+            format!("s.12.{}", id.as_str().to_uppercase()),
+            format!("t.12.{id}"),
+            format!("s.12.{id}x"),
+            "s.12.00000000-0000-0000-0000-00000000000g".into(),
+        ] {
+            assert_eq!(SessionCursor::decode(&bad), None, "{bad:?}");
         }
     }
 

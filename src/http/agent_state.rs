@@ -18,6 +18,7 @@ use super::{
     AppState,
     extract::{
         AppJson, AppQuery, IfMatch, IfMatchHeader, ReadAt, Reader, WriteAt, Writer, etag, id_path,
+        page_limit,
     },
 };
 use crate::{
@@ -219,16 +220,6 @@ fn refused<T>(outcome: Versioned<T>) -> ApiError {
             "If-Match does not name the thread's current version; nothing was written",
         ),
         Versioned::Contended => Conflict::ThreadContended.into(),
-    }
-}
-
-fn limit(requested: Option<usize>, default: usize, max: usize) -> ApiResult<usize> {
-    match requested {
-        None => Ok(default),
-        Some(n) if (1..=max).contains(&n) => Ok(n),
-        Some(_) => Err(ApiError::invalid_request(format!(
-            "limit must be from 1 to {max}"
-        ))),
     }
 }
 
@@ -560,7 +551,7 @@ pub async fn list_states(
     Reader(tenant): Reader,
     AppQuery(query): AppQuery<ListQuery>,
 ) -> ApiResult<Json<ListResponse>> {
-    let limit = limit(query.limit, LIST_DEFAULT, LIST_MAX)?;
+    let limit = page_limit(query.limit, LIST_DEFAULT, LIST_MAX)?;
     let after = match query.cursor.as_deref() {
         None | Some("") => None,
         Some(raw) => Some(
@@ -599,7 +590,7 @@ pub async fn recent_states(
     Reader(tenant): Reader,
     AppQuery(query): AppQuery<RecentQuery>,
 ) -> ApiResult<Json<RecentResponse>> {
-    let limit = limit(query.limit, RECENT_DEFAULT, RECENT_MAX)?;
+    let limit = page_limit(query.limit, RECENT_DEFAULT, RECENT_MAX)?;
     let states = state.stores.agent_states.recent(&tenant, limit).await?;
     Ok(Json(RecentResponse { states }))
 }

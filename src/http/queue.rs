@@ -27,7 +27,10 @@ use utoipa::{IntoParams, ToSchema};
 
 use super::{
     AppState,
-    extract::{AppJson, AppQuery, ItemPath, ReadAt, Whole, WriteAt, id_path, time_of_us as time},
+    extract::{
+        AppJson, AppQuery, ItemPath, ReadAt, Whole, WriteAt, id_path, page_limit,
+        time_of_us as time,
+    },
 };
 use crate::{
     domain::queue::{
@@ -631,10 +634,7 @@ pub async fn dead(
     ReadAt(tenant, queue): ReadAt<QueuePath>,
     AppQuery(query): AppQuery<DeadQuery>,
 ) -> ApiResult<Json<DeadJobs>> {
-    let limit = query.limit.unwrap_or(100);
-    if !(1..=1000).contains(&limit) {
-        return Err(ApiError::invalid_request("limit must be from 1 to 1000"));
-    }
+    let limit = page_limit(query.limit, 100, 1000)?;
     let jobs = state.stores.queues.dead(&tenant, &queue, limit).await?;
     let jobs = jobs.into_iter().map(job_body).collect::<ApiResult<_>>()?;
     Ok(Json(DeadJobs { jobs }))

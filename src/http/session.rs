@@ -14,12 +14,15 @@ use utoipa::{IntoParams, ToSchema};
 
 use super::{
     AppState,
-    extract::{AppJson, IfMatch, IfMatchHeader, ItemPath, ReadAt, WriteAt, Writer, etag, id_path},
+    extract::{
+        AppJson, AppQuery, IfMatch, IfMatchHeader, ItemPath, ReadAt, WriteAt, Writer, etag,
+        id_path, page_limit,
+    },
 };
 use crate::{
     domain::{
         ids::{InvalidId, MAX_ID_BYTES},
-        session::{Session, SessionChange, SessionId, UserId, now_ms},
+        session::{Session, SessionChange, SessionCursor, SessionId, UserId, now_ms},
         ttl::Ttl,
     },
     error::Missing,
@@ -213,10 +216,31 @@ impl From<Session> for SessionBody {
     "last_activity_at": "2026-11-22T04:05:00Z",
     "expires_at": "2026-11-22T05:05:00Z",
     "version": 2
-}]}))]
+}], "next_cursor": null}))]
 pub struct SessionList {
-    /// Live sessions only, oldest first.
+    /// Live sessions only, oldest first (then by id).
     sessions: Vec<SessionBody>,
+    /// Pass as `cursor` for the next page; `null` on the last page.
+    next_cursor: Option<String>,
+}
+
+/// Page size of a user's session listing without `limit`, and the largest accepted.
+const LIST_DEFAULT: usize = 100;
+const LIST_MAX: usize = 1000;
+
+#[derive(Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct ListQuery {
+    /// Page size, 1–1000 (default 100).
+    #[param(minimum = 1, maximum = 1000, example = 100)]
+    limit: Option<usize>,
+    /// `next_cursor` of the previous page; empty or absent for the first page.
+    #[param(
+        pattern = r"^(|s\.[0-9]{1,15}\.[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12})$",
+        example = "s.1764000000123.0e6c3d4a-1b2c-4d5e-8f90-123456789abc"
+    )]
+    cursor: Option<String>,
 }
 
 #[derive(Serialize, ToSchema)]
@@ -536,22 +560,43 @@ pub async fn rotate_session(
     ))
 }
 
-/// A user's live sessions.
+/// A page of a user's live sessions, oldest first. Follow `next_cursor` for the rest: a session
+/// live through the whole listing appears exactly once.
 #[utoipa::path(
     get, path = "/v1/users/{user_id}/sessions", tag = "sessions", operation_id = "session_list_for_user",
-    params(UserPath),
+    params(UserPath, ListQuery),
     responses(
         (status = 200, description = "Live sessions only, oldest first", body = SessionList),
-        (status = 400, description = "Invalid user id"),
+        (status = 400, description = "Invalid user id, limit or cursor"),
     ),
 )]
 pub async fn list_user_sessions(
     State(state): State<AppState>,
     ReadAt(tenant, user): ReadAt<UserPath>,
+    AppQuery(query): AppQuery<ListQuery>,
 ) -> ApiResult<Json<SessionList>> {
-    let sessions = state.stores.sessions.list_for_user(&tenant, &user).await?;
+    let limit = page_limit(query.limit, LIST_DEFAULT, LIST_MAX)?;
+    let after = match query.cursor.as_deref() {
+        None | Some("") => None,
+        Some(raw) => Some(
+            SessionCursor::decode(raw)
+                .ok_or_else(|| ApiError::invalid_request("cursor is not one this service issued"))?
+                .0,
+        ),
+    };
+    let page = state
+        .stores
+        .sessions
+        .list_for_user(&tenant, &user, after.as_ref(), limit)
+        .await?;
+    let next_cursor = page
+        .sessions
+        .last()
+        .filter(|_| page.more)
+        .map(|last| SessionCursor(last.place()).encode());
     Ok(Json(SessionList {
-        sessions: sessions.into_iter().map(SessionBody::from).collect(),
+        sessions: page.sessions.into_iter().map(SessionBody::from).collect(),
+        next_cursor,
     }))
 }
 
@@ -574,4 +619,23 @@ pub async fn delete_user_sessions(
         .delete_for_user(&tenant, &user)
         .await?;
     Ok(Json(DeletedSessions { deleted }))
+}
+
+#[cfg(test)]
+mod tests {
+    use utoipa::OpenApi;
+
+    use super::*;
+    use crate::http::openapi::ApiDoc;
+
+    #[test]
+    fn the_listing_cursor_documents_the_pattern_decode_accepts() {
+        let doc = serde_json::to_value(ApiDoc::openapi()).unwrap();
+        let params = &doc["paths"]["/v1/users/{user_id}/sessions"]["get"]["parameters"];
+        let cursor = params
+            .as_array()
+            .and_then(|all| all.iter().find(|p| p["name"] == "cursor"))
+            .expect("the listing documents a cursor");
+        assert_eq!(cursor["schema"]["pattern"], SessionCursor::PATTERN);
+    }
 }

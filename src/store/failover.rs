@@ -54,7 +54,9 @@ use crate::{
         },
         queue::{Counts, Job, JobId, JobState, NewJob, QueueName},
         rate_limit::{Check, Decision, RateLimitKey},
-        session::{Session, SessionChange, SessionId, SessionRules, UserId},
+        session::{
+            ListingPlace, Session, SessionChange, SessionId, SessionPage, SessionRules, UserId,
+        },
         topic::{NewEvent, Shared, TopicName},
         ttl::{Expiry, Ttl},
         usage::{
@@ -1117,7 +1119,7 @@ route_each_method!(SessionStore {
     #[repeat(false)]
     #[note(|_| true => [Note::session(tenant, id)])]
     async fn delete(&self, tenant: &Tenant, id: &SessionId) -> StoreResult<bool>;
-    #[repeat(true)] async fn list_for_user(&self, tenant: &Tenant, user: &UserId) -> StoreResult<Vec<Session>>;
+    #[repeat(true)] async fn list_for_user(&self, tenant: &Tenant, user: &UserId, after: Option<&ListingPlace>, limit: usize) -> StoreResult<SessionPage>;
     #[repeat(false)]
     #[note(|_| true => [Note::Bulk(Bulk::UserSessions(tenant.clone(), user.clone()))])]
     async fn delete_for_user(&self, tenant: &Tenant, user: &UserId) -> StoreResult<u64>;

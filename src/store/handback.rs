@@ -175,6 +175,9 @@ pub struct HandBack {
 /// Optimistic retries of one agent-state merge against concurrent writers.
 const MERGE_ATTEMPTS: usize = 8;
 
+/// Sessions read per page while handing back a sign-out everywhere.
+const HANDBACK_PAGE: usize = 200;
+
 impl HandBack {
     /// Hands every noted item to Redis. On the first failure the rest is kept for next time.
     pub async fn run(&self) -> StoreResult<Report> {
@@ -245,11 +248,22 @@ impl HandBack {
                 let Some(pair) = &self.sessions else {
                     return Ok(());
                 };
-                for session in pair.redis.list_for_user(tenant, user).await? {
-                    if session.last_activity_at_ms > unix_ms(at) {
-                        conflict(report, "session", session.id.as_str());
-                    } else if pair.redis.delete(tenant, &session.id).await? {
-                        report.deleted += 1;
+                let mut after = None;
+                loop {
+                    let page = pair
+                        .redis
+                        .list_for_user(tenant, user, after.as_ref(), HANDBACK_PAGE)
+                        .await?;
+                    for session in &page.sessions {
+                        if session.last_activity_at_ms > unix_ms(at) {
+                            conflict(report, "session", session.id.as_str());
+                        } else if pair.redis.delete(tenant, &session.id).await? {
+                            report.deleted += 1;
+                        }
+                    }
+                    match page.sessions.last() {
+                        Some(last) if page.more => after = Some(last.place()),
+                        _ => break,
                     }
                 }
             }

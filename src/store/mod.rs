@@ -22,7 +22,7 @@ use crate::domain::{
     pending_action::{ActionToken, Cancel, Confirm, IdempotencyKey, PendingAction, TombstoneLife},
     queue::{Counts, Job, JobId, JobState, Leased, NewJob, QueueName},
     rate_limit::{Check, Decision, RateLimitKey},
-    session::{Session, SessionChange, SessionId, SessionRules, UserId},
+    session::{ListingPlace, Session, SessionChange, SessionId, SessionPage, SessionRules, UserId},
     topic::{NewEvent, Resume, Shared, TopicName},
     ttl::{Expiry, Ttl},
     usage::{
@@ -530,9 +530,17 @@ pub trait SessionStore: Send + Sync {
     /// Removes the session and its index entry; returns whether a live one existed.
     async fn delete(&self, tenant: &Tenant, id: &SessionId) -> StoreResult<bool>;
 
-    /// The user's live sessions, oldest first (then by id). Index entries of sessions that have
-    /// expired are dropped on the way; they are never listed.
-    async fn list_for_user(&self, tenant: &Tenant, user: &UserId) -> StoreResult<Vec<Session>>;
+    /// One page of the user's live sessions in listing order (oldest first, then by id):
+    /// at most `limit`, strictly after `after`. Index entries of sessions that have expired are
+    /// dropped on the way; they are never listed. The cost of a page grows with `limit` and
+    /// with the expired entries it meets, not with how many sessions the user has.
+    async fn list_for_user(
+        &self,
+        tenant: &Tenant,
+        user: &UserId,
+        after: Option<&ListingPlace>,
+        limit: usize,
+    ) -> StoreResult<SessionPage>;
 
     /// Deletes every session of the user; returns how many were live. Atomic on memory; on
     /// Redis one atomic step per shard of the tenant's sessions (`redis::keys::CLUSTER_SHARDS` on a Cluster), so a

@@ -276,7 +276,7 @@ async fn expired_sessions_are_gone_for_every_route(backend: Backend) {
     tokio::time::sleep(Duration::from_millis(1100)).await;
     assert_all_routes_404(&app, &id_of(&s)).await;
     let listed = send(&app, Method::GET, "/v1/users/u-exp/sessions", None, None).await;
-    assert_eq!(listed.body, json!({"sessions": []}));
+    assert_eq!(listed.body, json!({"sessions": [], "next_cursor": null}));
 }
 
 /// Writes racing a logout: every write either lands before the delete or is a 404, and the
@@ -314,7 +314,11 @@ async fn writes_racing_a_delete_never_resurrect(backend: Backend) {
         );
         assert_all_routes_404(&app, &id).await;
         let listed = send(&app, Method::GET, "/v1/users/racer/sessions", None, None).await;
-        assert_eq!(listed.body, json!({"sessions": []}), "round {round}");
+        assert_eq!(
+            listed.body,
+            json!({"sessions": [], "next_cursor": null}),
+            "round {round}"
+        );
     }
 }
 
@@ -354,7 +358,7 @@ async fn rotate_racing_logout_leaves_nothing(backend: Backend) {
         let listed = send(&app, Method::GET, "/v1/users/rotator/sessions", None, None).await;
         assert_eq!(
             listed.body,
-            json!({"sessions": []}),
+            json!({"sessions": [], "next_cursor": null}),
             "round {round}: {replies:?}"
         );
     }
@@ -397,6 +401,46 @@ async fn user_sessions_listing_and_sign_out_everywhere(backend: Backend) {
         "oldest first"
     );
     assert_eq!(listed.body["sessions"][0], *expected[0], "listed in full");
+    assert_eq!(
+        listed.body["next_cursor"],
+        Value::Null,
+        "one page holds them"
+    );
+
+    // In pages of one, following `next_cursor`: the same sessions, in the same order.
+    let mut paged = Vec::new();
+    let mut path = "/v1/users/u:1@x/sessions?limit=1".to_string();
+    loop {
+        let page = send(&app, Method::GET, &path, None, None).await;
+        assert_eq!(page.status, 200);
+        let sessions = page.body["sessions"].as_array().unwrap();
+        assert!(sessions.len() <= 1);
+        paged.extend(sessions.iter().map(id_of));
+        match page.body["next_cursor"].as_str() {
+            Some(cursor) => path = format!("/v1/users/u:1@x/sessions?limit=1&cursor={cursor}"),
+            None => break,
+        }
+    }
+    assert_eq!(paged, ids, "paged as listed");
+    for bad in [
+        "limit=0",
+        "limit=1001",
+        "limit=x",
+        "cursor=t.thread-1",
+        "cursor=s.1.not-an-id",
+        "cursor=s.-1.0e6c3d4a-1b2c-4d5e-8f90-123456789abc",
+        "page=2",
+    ] {
+        send(
+            &app,
+            Method::GET,
+            &format!("/v1/users/u:1@x/sessions?{bad}"),
+            None,
+            None,
+        )
+        .await
+        .assert_problem(400, "invalid_request");
+    }
 
     let signed_out = send(&app, Method::DELETE, "/v1/users/u:1@x/sessions", None, None).await;
     assert_eq!(
@@ -415,7 +459,7 @@ async fn user_sessions_listing_and_sign_out_everywhere(backend: Backend) {
     let again = send(&app, Method::DELETE, "/v1/users/u:1@x/sessions", None, None).await;
     assert_eq!(again.body, json!({"deleted": 0}));
     let listed = send(&app, Method::GET, "/v1/users/u:1@x/sessions", None, None).await;
-    assert_eq!(listed.body, json!({"sessions": []}));
+    assert_eq!(listed.body, json!({"sessions": [], "next_cursor": null}));
     let theirs = send(&app, Method::GET, "/v1/users/u2/sessions", None, None).await;
     assert_eq!(
         theirs.body["sessions"][0]["session_id"],
@@ -737,7 +781,7 @@ async fn sessions_past_the_size_limit_are_refused(backend: Backend) {
         send(&app, Method::GET, "/v1/users/u1/sessions", None, None)
             .await
             .body,
-        json!({"sessions": []})
+        json!({"sessions": [], "next_cursor": null})
     );
     let s = create(
         &app,

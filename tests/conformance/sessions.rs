@@ -6,7 +6,10 @@ use serde_json::{Map, Value, json};
 use statekeeper::{
     domain::{
         ids::Tenant,
-        session::{Session, SessionChange, SessionId, SessionRules, UserId, now_ms},
+        session::{
+            ListingPlace, Session, SessionChange, SessionId, SessionPage, SessionRules, UserId,
+            now_ms,
+        },
         ttl::Ttl,
     },
     store::{SessionUpdate, Stores},
@@ -62,9 +65,116 @@ async fn get(stores: &Stores, t: &Tenant, id: &SessionId) -> Option<Session> {
     stores.sessions.get(t, id, FIXED).await.unwrap()
 }
 
-/// A user's live sessions.
+/// One page of a user's live sessions, checked for the page's own promises.
+async fn page_of(
+    stores: &Stores,
+    t: &Tenant,
+    u: &str,
+    after: Option<&ListingPlace>,
+    limit: usize,
+) -> SessionPage {
+    let page = stores
+        .sessions
+        .list_for_user(t, &user(u), after, limit)
+        .await
+        .unwrap();
+    assert!(
+        page.sessions.len() <= limit,
+        "a page holds at most its limit"
+    );
+    assert!(
+        !page.more || page.sessions.len() == limit,
+        "only a full page says more follow"
+    );
+    let places: Vec<ListingPlace> = page.sessions.iter().map(Session::place).collect();
+    assert!(places.is_sorted(), "a page is in listing order");
+    assert!(after.is_none_or(|a| places.first().is_none_or(|p| p > a)));
+    page
+}
+
+/// A user's live sessions, read in pages of three.
 async fn sessions_of(stores: &Stores, t: &Tenant, u: &str) -> Vec<Session> {
-    stores.sessions.list_for_user(t, &user(u)).await.unwrap()
+    let mut all = Vec::new();
+    let mut after = None;
+    loop {
+        let page = page_of(stores, t, u, after.as_ref(), 3).await;
+        all.extend(page.sessions);
+        match all.last() {
+            Some(last) if page.more => after = Some(last.place()),
+            _ => return all,
+        }
+    }
+}
+
+/// A session of `u` created at `created_ms`, living `ttl_s` from now.
+async fn created_at(stores: &Stores, t: &Tenant, u: &str, created_ms: i64, ttl_s: u64) -> Session {
+    let mut s = session(u, ttl_s);
+    s.created_at_ms = created_ms;
+    s.last_activity_at_ms = created_ms;
+    stores.sessions.create(t, &s, FIXED).await.unwrap();
+    s
+}
+
+/// Pages resume strictly after a place, so a session live through the whole listing is listed
+/// exactly once, in creation order (ties by id), whatever is created, deleted or expires
+/// meanwhile; a cursor naming a deleted session still resumes; a page's cost does not depend
+/// on the sessions before it.
+async fn a_users_listing_pages_in_creation_order_exactly_once(stores: &Stores) {
+    let t = Tenant::new("paging");
+    let base = now_ms() - 60_000;
+    let mut kept = Vec::new();
+    for i in 0..20 {
+        // Pairs share a creation millisecond: the id decides their order.
+        kept.push(created_at(stores, &t, "u1", base + i / 2, 60).await);
+    }
+    let short = created_at(stores, &t, "u1", base + 30, 1).await;
+    let doomed = created_at(stores, &t, "u1", base + 31, 60).await;
+    let late = created_at(stores, &t, "u1", base + 32, 60).await;
+    kept.push(late.clone());
+    created_at(stores, &t, "u2", base, 60).await;
+    kept.sort_by_cached_key(Session::place);
+
+    let first = page_of(stores, &t, "u1", None, 7).await;
+    assert!(first.more);
+    assert_eq!(first.sessions, kept[..7]);
+    // Meanwhile: the page's last session is deleted, one ahead is deleted, one expires, and
+    // an older one is created (it is behind the cursor: not listed by this listing).
+    let cursor = first.sessions[6].place();
+    assert!(
+        stores
+            .sessions
+            .delete(&t, &first.sessions[6].id)
+            .await
+            .unwrap()
+    );
+    assert!(stores.sessions.delete(&t, &doomed.id).await.unwrap());
+    created_at(stores, &t, "u1", base - 1, 60).await;
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    assert_eq!(get(stores, &t, &short.id).await, None);
+
+    let mut rest = Vec::new();
+    let mut after = Some(cursor);
+    loop {
+        let page = page_of(stores, &t, "u1", after.as_ref(), 4).await;
+        rest.extend(page.sessions);
+        match rest.last() {
+            Some(last) if page.more => after = Some(last.place()),
+            _ => break,
+        }
+    }
+    assert_eq!(rest, kept[7..], "the rest, each once, in order");
+    let ids: Vec<&SessionId> = rest.iter().map(|s| &s.id).collect();
+    assert!(!ids.contains(&&short.id) && !ids.contains(&&doomed.id));
+
+    // A page exactly at the end says nothing more follows; a page past the end is empty.
+    let end = page_of(stores, &t, "u1", Some(&kept[kept.len() - 2].place()), 1).await;
+    assert_eq!((end.sessions.len(), end.more), (1, false));
+    let past = page_of(stores, &t, "u1", Some(&late.place()), 5).await;
+    assert_eq!(past, SessionPage::default());
+    assert_eq!(
+        page_of(stores, &t, "nobody", None, 5).await,
+        SessionPage::default()
+    );
 }
 
 /// A write under fixed expiry.
@@ -652,9 +762,93 @@ crate::store_conformance!(
     writes_never_revive_a_deleted_or_expired_session,
     rotate_moves_the_session_to_a_new_id,
     user_index_lists_live_sessions_and_signs_out_everywhere,
+    a_users_listing_pages_in_creation_order_exactly_once,
     tenants_are_separate,
     rolling_reads_renew_up_to_the_lifetime_cap,
     fixed_expiry_reads_change_nothing,
     racing_writes_and_delete_never_resurrect,
     racing_rotate_and_sign_out_leave_nothing,
 );
+
+/// Redis only: a user index left by an earlier version, a plain set of session ids, is turned
+/// into the listing-order index in place by the first script that meets it, keeping its TTL;
+/// an id whose session is gone is dropped on the way.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_an_index_of_an_earlier_version_is_converted_in_place() {
+    let Some(harness) = crate::common::redis_stores().await else {
+        return;
+    };
+    let stores = &harness.stores;
+    let t = Tenant::new("legacy");
+    let base = now_ms() - 10_000;
+    let mut sessions = Vec::new();
+    for i in 0..4 {
+        sessions.push(created_at(stores, &t, "u1", base + i, 60).await);
+    }
+    let keys = statekeeper::store::redis::keys::Keys::new("conformance");
+    let index = keys.session_user(&t, 0, &user("u1"));
+    let mut conn = harness.redis.as_ref().unwrap().connection();
+    let as_set = |conn: &mut redis::Connection| {
+        let _: () = redis::pipe()
+            .del(&index)
+            .sadd(
+                &index,
+                sessions.iter().map(|s| s.id.as_str()).collect::<Vec<_>>(),
+            )
+            .sadd(&index, SessionId::random().as_str())
+            .pexpire(&index, 500_000)
+            .query(conn)
+            .unwrap();
+    };
+
+    as_set(&mut conn);
+    assert!(stores.sessions.delete(&t, &sessions[0].id).await.unwrap());
+    let kind: String = redis::cmd("TYPE").arg(&index).query(&mut conn).unwrap();
+    assert_eq!(kind, "zset");
+    let ttl: i64 = redis::cmd("PTTL").arg(&index).query(&mut conn).unwrap();
+    assert!((400_000..=500_000).contains(&ttl), "the TTL is kept: {ttl}");
+    assert_eq!(sessions_of(stores, &t, "u1").await, sessions[1..]);
+
+    as_set(&mut conn);
+    assert_eq!(
+        sessions_of(stores, &t, "u1").await,
+        sessions[1..],
+        "a listing converts it"
+    );
+    let size: u64 = redis::cmd("ZCARD").arg(&index).query(&mut conn).unwrap();
+    assert_eq!(size, 3, "the id of no session was dropped");
+
+    as_set(&mut conn);
+    let rotated = stores
+        .sessions
+        .rotate(&t, &sessions[1].id, &sessions[1].id.random_beside(), FIXED)
+        .await
+        .unwrap()
+        .unwrap();
+    let listed = sessions_of(stores, &t, "u1").await;
+    assert_eq!(
+        listed[0].id, rotated.id,
+        "a rotation converts it and keeps the place"
+    );
+    assert_eq!(listed[1..], sessions[2..]);
+
+    let _: () = redis::pipe()
+        .del(&index)
+        .sadd(
+            &index,
+            sessions.iter().map(|s| s.id.as_str()).collect::<Vec<_>>(),
+        )
+        .sadd(&index, rotated.id.as_str())
+        .query(&mut conn)
+        .unwrap();
+    assert_eq!(
+        stores
+            .sessions
+            .delete_for_user(&t, &user("u1"))
+            .await
+            .unwrap(),
+        3,
+        "signing out converts it and deletes every live session"
+    );
+    assert!(sessions_of(stores, &t, "u1").await.is_empty());
+}

@@ -83,10 +83,7 @@ pub async fn list_keys(
     AppQuery(query): AppQuery<ListQuery>,
 ) -> ApiResult<Json<KeyList>> {
     let pattern = pattern(query.pattern)?;
-    let limit = query.limit.unwrap_or(100);
-    if !(1..=1000).contains(&limit) {
-        return Err(ApiError::invalid_request("limit must be from 1 to 1000"));
-    }
+    let limit = page_limit(query.limit, 100, 1000)?;
     let cursor = ListCursor::parse(query.cursor.as_deref())
         .map_err(|e| ApiError::invalid_request(e.to_string()))?;
     let page = state

@@ -24,7 +24,7 @@ use utoipa::{IntoParams, ToSchema};
 
 use super::{
     AppState,
-    extract::{AppJson, AppQuery, ItemPath, ReadAt, WriteAt, id_path, require_json},
+    extract::{AppJson, AppQuery, ItemPath, ReadAt, WriteAt, id_path, page_limit, require_json},
 };
 use crate::{
     config::Settings,

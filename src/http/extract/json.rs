@@ -91,3 +91,14 @@ pub fn time_of_us(us: u64) -> Result<time::OffsetDateTime, ApiError> {
     time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(us) * 1000)
         .map_err(|_| ApiError::internal())
 }
+
+/// A listing's `limit` query parameter: `default` when absent, else 1 to `max`.
+pub fn page_limit(requested: Option<usize>, default: usize, max: usize) -> Result<usize, ApiError> {
+    match requested {
+        None => Ok(default),
+        Some(n) if (1..=max).contains(&n) => Ok(n),
+        Some(_) => Err(ApiError::invalid_request(format!(
+            "limit must be from 1 to {max}"
+        ))),
+    }
+}

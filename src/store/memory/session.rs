@@ -4,8 +4,18 @@
 //! everywhere are serialised against each other. A second engine maps a session id to its user;
 //! it is only a hint for finding the entry (a stale pointer leads to an entry without the
 //! session, which reads as absent), so it may lag behind without ever reviving a session.
+//!
+//! A call on one session costs the same whatever the user's session count: each session's own
+//! deadline decides whether it is live, the entry's weight is kept as sessions come and go, and
+//! expired sessions are pruned from the entry only when it has doubled since its last prune
+//! (amortised O(1) per write). The entry expires with the latest deadline any of its sessions
+//! was given, so it never expires before a live session.
 
-use std::{collections::BTreeMap, ops::Bound, time::Duration};
+use std::{
+    collections::{BTreeSet, HashMap},
+    ops::Bound,
+    time::Duration,
+};
 
 use async_trait::async_trait;
 use tokio::time::Instant;
@@ -18,7 +28,8 @@ use crate::{
     domain::{
         ids::Tenant,
         session::{
-            Session, SessionChange, SessionId, SessionRules, UserId, now_ms, sort_for_listing,
+            ListingPlace, Session, SessionChange, SessionId, SessionPage, SessionRules, UserId,
+            now_ms,
         },
     },
     store::{IdPage, SessionStore, SessionUpdate, StoreResult},
@@ -31,24 +42,119 @@ struct Live {
     deadline: Instant,
 }
 
-type UserSessions = BTreeMap<SessionId, Live>;
+impl Live {
+    fn is_live(&self, now: Instant) -> bool {
+        self.deadline > now
+    }
 
-impl Weigh for Live {
+    /// What the session costs in its user's entry: itself, its id twice (map and order) and
+    /// the two nodes.
     fn weight(&self) -> usize {
         let session = &self.session;
         json_weight(&session.data)
             + json_weight(&session.context)
             + session.user_id.weight()
             + session.workspace_id.as_ref().map_or(0, Weigh::weight)
+            + 2 * session.id.weight()
             + 96
+            + 80
     }
+}
+
+/// One user's sessions: by id, and in listing order.
+#[derive(Default)]
+struct UserSessions {
+    by_id: HashMap<SessionId, Live>,
+    order: BTreeSet<ListingPlace>,
+    /// The sum of the sessions' `Live::weight`, kept as they change.
+    weight: usize,
+    /// The latest deadline any session here was given since the last prune.
+    latest: Option<Instant>,
+    /// How many sessions were left by the last prune.
+    pruned_to: usize,
 }
 
 impl Weigh for UserSessions {
     fn weight(&self) -> usize {
-        self.iter()
-            .map(|(id, live)| id.weight() + live.weight() + 48)
-            .sum()
+        self.weight
+    }
+}
+
+/// Sessions an entry may hold beyond twice what its last prune left before it is pruned again.
+const PRUNE_SLACK: usize = 16;
+
+impl UserSessions {
+    /// Adds a session, or replaces the one of the same id.
+    fn insert(&mut self, live: Live) {
+        self.remove(&live.session.id);
+        self.weight += live.weight();
+        self.latest = self.latest.max(Some(live.deadline));
+        self.order.insert(live.session.place());
+        self.by_id.insert(live.session.id.clone(), live);
+    }
+
+    fn remove(&mut self, id: &SessionId) -> Option<Live> {
+        let live = self.by_id.remove(id)?;
+        self.weight -= live.weight();
+        self.order.remove(&live.session.place());
+        Some(live)
+    }
+
+    /// The live session `id`; an expired one is removed on the way.
+    fn live(&mut self, id: &SessionId, now: Instant) -> Option<&mut Live> {
+        if !self.by_id.get(id)?.is_live(now) {
+            self.remove(id);
+            return None;
+        }
+        self.by_id.get_mut(id)
+    }
+
+    /// Drops the expired sessions; returns how many.
+    fn prune(&mut self, now: Instant) -> u64 {
+        let expired: Vec<SessionId> = self
+            .by_id
+            .iter()
+            .filter(|(_, live)| !live.is_live(now))
+            .map(|(id, _)| id.clone())
+            .collect();
+        for id in &expired {
+            self.remove(id);
+        }
+        self.latest = self.by_id.values().map(|live| live.deadline).max();
+        self.pruned_to = self.by_id.len();
+        expired.len() as u64
+    }
+
+    /// Prunes when the entry has doubled since its last prune.
+    fn prune_if_grown(&mut self, now: Instant) {
+        if self.by_id.len() > 2 * self.pruned_to + PRUNE_SLACK {
+            self.prune(now);
+        }
+    }
+
+    /// Up to `limit` live sessions strictly after `after`, and whether a live one follows.
+    /// Expired sessions met on the way are removed.
+    fn page(&mut self, after: Option<&ListingPlace>, limit: usize, now: Instant) -> SessionPage {
+        let mut page = SessionPage::default();
+        let mut expired = Vec::new();
+        let start = after.map_or(Bound::Unbounded, Bound::Excluded);
+        for place in self.order.range((start, Bound::Unbounded)) {
+            let Some(live) = self.by_id.get(&place.id) else {
+                continue;
+            };
+            if !live.is_live(now) {
+                expired.push(place.id.clone());
+            } else if page.sessions.len() == limit {
+                page.more = true;
+                break;
+            } else {
+                page.sessions.push(live.session.clone());
+            }
+        }
+        for id in &expired {
+            self.remove(id);
+        }
+        page
     }
 }
 
@@ -71,48 +177,35 @@ impl MemorySessions {
         })
     }
 
-    /// Runs `change` on the user's live sessions (expired ones already dropped) under the
-    /// engine lock, then stores what is left with the entry expiring with its last session.
+    /// Runs `change` on the user's sessions under the engine lock (it sees `now`, and must
+    /// treat a session past its deadline as absent), then stores what is left, pruned if it
+    /// has grown, with the entry expiring with its latest deadline.
     fn with_user<R>(
         &self,
         tenant: &Tenant,
         user: &UserId,
-        change: impl FnOnce(&mut UserSessions) -> R,
+        change: impl FnOnce(&mut UserSessions, Instant) -> R,
     ) -> R {
         self.by_user
             .update(&(tenant.clone(), user.clone()), |slot| {
                 let now = Instant::now();
                 let mut sessions = slot.take().map(|e| e.value).unwrap_or_default();
-                sessions.retain(|_, live| live.deadline > now);
-                let result = change(&mut sessions);
-                *slot = sessions
-                    .values()
-                    .map(|live| live.deadline)
-                    .max()
-                    .map(|last| Entry {
+                let result = change(&mut sessions, now);
+                sessions.prune_if_grown(now);
+                *slot = match sessions.latest {
+                    Some(last) if !sessions.by_id.is_empty() => Some(Entry {
                         value: sessions,
                         expires_at: Some(last),
-                    });
+                    }),
+                    _ => None,
+                };
                 result
             })
     }
 
     /// Drops the user's expired sessions; returns how many.
     fn prune(&self, tenant: &Tenant, user: &UserId) -> u64 {
-        self.by_user
-            .update(&(tenant.clone(), user.clone()), |slot| {
-                let Some(entry) = slot.as_mut() else {
-                    return 0;
-                };
-                let now = Instant::now();
-                let before = entry.value.len();
-                entry.value.retain(|_, live| live.deadline > now);
-                let dropped = before - entry.value.len();
-                if entry.value.is_empty() {
-                    *slot = None;
-                }
-                dropped as u64
-            })
+        self.with_user(tenant, user, |sessions, now| sessions.prune(now))
     }
 
     /// Points the session's id at its user until the session's latest possible expiry, so the
@@ -159,8 +252,8 @@ impl SessionStore for MemorySessions {
         self.by_user.ensure_room()?;
         let user = session.user_id.clone();
         self.point(tenant, session, rules);
-        self.with_user(tenant, &user, |sessions| {
-            sessions.insert(session.id.clone(), live(session.clone()));
+        self.with_user(tenant, &user, |sessions, _| {
+            sessions.insert(live(session.clone()));
         });
         Ok(())
     }
@@ -174,12 +267,13 @@ impl SessionStore for MemorySessions {
         let Some(user) = self.owner_of(tenant, id) else {
             return Ok(None);
         };
-        Ok(self.with_user(tenant, &user, |sessions| {
-            let entry = sessions.get_mut(id)?;
-            if entry.session.touch(now_ms(), rules) {
-                *entry = live(entry.session.clone());
+        Ok(self.with_user(tenant, &user, |sessions, now| {
+            let entry = sessions.live(id, now)?;
+            let mut session = entry.session.clone();
+            if session.touch(now_ms(), rules) {
+                sessions.insert(live(session.clone()));
             }
-            Some(entry.session.clone())
+            Some(session)
         }))
     }
 
@@ -195,8 +289,8 @@ impl SessionStore for MemorySessions {
         let Some(user) = self.owner_of(tenant, id) else {
             return Ok(SessionUpdate::Missing);
         };
-        Ok(self.with_user(tenant, &user, |sessions| {
-            let Some(entry) = sessions.get_mut(id) else {
+        Ok(self.with_user(tenant, &user, |sessions, now| {
+            let Some(entry) = sessions.live(id, now) else {
                 return SessionUpdate::Missing;
             };
             if let Some(expected) = if_match
@@ -213,7 +307,7 @@ impl SessionStore for MemorySessions {
             if size > rules.max_bytes && size > before {
                 return SessionUpdate::TooLarge { size };
             }
-            *entry = live(session.clone());
+            sessions.insert(live(session.clone()));
             SessionUpdate::Updated(session)
         }))
     }
@@ -229,18 +323,16 @@ impl SessionStore for MemorySessions {
         let Some(user) = self.owner_of(tenant, id) else {
             return Ok(None);
         };
-        let rotated = self.with_user(tenant, &user, |sessions| {
+        let rotated = self.with_user(tenant, &user, |sessions, now| {
+            sessions.live(id, now)?;
             let old = sessions.remove(id)?;
             let mut session = old.session;
             session.id = new_id.clone();
             session.last_activity_at_ms = now_ms();
-            sessions.insert(
-                new_id.clone(),
-                Live {
-                    session: session.clone(),
-                    deadline: old.deadline,
-                },
-            );
+            sessions.insert(Live {
+                session: session.clone(),
+                deadline: old.deadline,
+            });
             Some(session)
         });
         if let Some(session) = &rotated {
@@ -255,35 +347,32 @@ impl SessionStore for MemorySessions {
         let Some(user) = self.owner_of(tenant, id) else {
             return Ok(false);
         };
-        let existed = self.with_user(tenant, &user, |sessions| sessions.remove(id).is_some());
+        let existed = self.with_user(tenant, &user, |sessions, now| {
+            sessions.remove(id).is_some_and(|old| old.is_live(now))
+        });
         self.unpoint(tenant, id);
         Ok(existed)
     }
 
-    async fn list_for_user(&self, tenant: &Tenant, user: &UserId) -> StoreResult<Vec<Session>> {
-        let mut sessions: Vec<Session> =
-            self.by_user.read(&(tenant.clone(), user.clone()), |entry| {
-                let now = Instant::now();
-                entry
-                    .map(|e| {
-                        e.value
-                            .values()
-                            .filter(|live| live.deadline > now)
-                            .map(|live| live.session.clone())
-                            .collect()
-                    })
-                    .unwrap_or_default()
-            });
-        sort_for_listing(&mut sessions);
-        Ok(sessions)
+    async fn list_for_user(
+        &self,
+        tenant: &Tenant,
+        user: &UserId,
+        after: Option<&ListingPlace>,
+        limit: usize,
+    ) -> StoreResult<SessionPage> {
+        Ok(self.with_user(tenant, user, |sessions, now| {
+            sessions.page(after, limit, now)
+        }))
     }
 
     async fn delete_for_user(&self, tenant: &Tenant, user: &UserId) -> StoreResult<u64> {
-        let removed = self.with_user(tenant, user, std::mem::take);
-        for id in removed.keys() {
+        let removed = self.with_user(tenant, user, |sessions, _| std::mem::take(sessions));
+        let now = Instant::now();
+        for id in removed.by_id.keys() {
             self.unpoint(tenant, id);
         }
-        Ok(removed.len() as u64)
+        Ok(removed.by_id.values().filter(|s| s.is_live(now)).count() as u64)
     }
 
     async fn inventory(

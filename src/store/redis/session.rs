@@ -1,10 +1,11 @@
 //! Sessions on Redis. A session is a hash (`user_id`, `workspace_id`, `data` and `context` as
 //! JSON text, `created_at`, `last_activity_at`, `expires_at` in Unix ms, `ttl`, `version`)
-//! whose key expires with the session; each user has a set of their session ids. Every call is
-//! one round trip: `HGETALL` for a plain read, otherwise one Lua script that checks the
-//! session is live and writes in the same atomic step (see `scripts/session_*.lua`). Listing
-//! a user's sessions and signing them out everywhere run one script per shard, at once. Key
-//! layout and its Cluster trade-off: `keys::Keys::session`.
+//! whose key expires with the session; each user has an index of their sessions, a sorted set
+//! kept in listing order (`scripts/session_index.lua`). Every call is one round trip: `HGETALL`
+//! for a plain read, otherwise one Lua script that checks the session is live and writes in
+//! the same atomic step (see `scripts/session_*.lua`). Listing a page of a user's sessions and
+//! signing them out everywhere run one script per shard, at once. Key layout and its Cluster
+//! trade-off: `keys::Keys::session`.
 
 use std::collections::HashMap;
 
@@ -16,7 +17,8 @@ use crate::{
     domain::{
         ids::Tenant,
         session::{
-            Session, SessionChange, SessionId, SessionRules, UserId, now_ms, sort_for_listing,
+            ListingPlace, Session, SessionChange, SessionId, SessionPage, SessionRules, UserId,
+            now_ms,
         },
     },
     store::{IdPage, SessionStore, SessionUpdate, StoreError, StoreResult},
@@ -37,7 +39,7 @@ impl RedisSessions {
     pub fn new(redis: RedisPool) -> Self {
         Self {
             redis,
-            create: Script::new("session_create", include_str!("scripts/session_create.lua")),
+            create: indexed("session_create", include_str!("scripts/session_create.lua")),
             update: Script::new(
                 "session_update",
                 concat!(
@@ -45,19 +47,27 @@ impl RedisSessions {
                     include_str!("scripts/session_update.lua")
                 ),
             ),
-            rotate: Script::new("session_rotate", include_str!("scripts/session_rotate.lua")),
-            delete: Script::new("session_delete", include_str!("scripts/session_delete.lua")),
-            list: Script::new("session_list", include_str!("scripts/session_list.lua")),
-            delete_user: Script::new(
+            rotate: indexed("session_rotate", include_str!("scripts/session_rotate.lua")),
+            delete: indexed("session_delete", include_str!("scripts/session_delete.lua")),
+            list: indexed("session_list", include_str!("scripts/session_list.lua")),
+            delete_user: indexed(
                 "session_delete_user",
                 include_str!("scripts/session_delete_user.lua"),
             ),
-            cleanup: Script::new(
+            cleanup: indexed(
                 "session_cleanup",
                 include_str!("scripts/session_cleanup.lua"),
             ),
         }
     }
+}
+
+/// A script that touches a user's index, with the index's helpers prepended.
+fn indexed(name: &'static str, body: &str) -> Script {
+    Script::new(
+        name,
+        &[include_str!("scripts/session_index.lua"), body].concat(),
+    )
 }
 
 fn to_json(map: &impl serde::Serialize) -> String {
@@ -128,7 +138,9 @@ impl SessionStore for RedisSessions {
             .key(keys.session_user(tenant, keys.session_shard(&session.id), &session.user_id))
             .arg((session.expires_at_ms - now).max(1))
             .arg((session.deadline_cap_ms(rules) - now).max(1))
-            .arg(session.id.as_str());
+            .arg(session.id.as_str())
+            .arg(keys.session_prefix(tenant, keys.session_shard(&session.id)))
+            .arg(session.created_at_ms);
         for (name, value) in fields(session) {
             invocation.arg(name).arg(value);
         }
@@ -202,7 +214,8 @@ impl SessionStore for RedisSessions {
             .arg(keys.session_user_prefix(tenant, keys.session_shard(id)))
             .arg(id.as_str())
             .arg(new_id.as_str())
-            .arg(now_ms());
+            .arg(now_ms())
+            .arg(keys.session_prefix(tenant, keys.session_shard(id)));
         let pairs: Vec<String> = self.redis.script(&invocation).await?;
         if pairs.is_empty() {
             return Ok(None);
@@ -216,26 +229,43 @@ impl SessionStore for RedisSessions {
         invocation
             .key(keys.session(tenant, id))
             .arg(keys.session_user_prefix(tenant, keys.session_shard(id)))
-            .arg(id.as_str());
+            .arg(id.as_str())
+            .arg(keys.session_prefix(tenant, keys.session_shard(id)));
         let deleted: i64 = self.redis.script(&invocation).await?;
         Ok(deleted == 1)
     }
 
-    async fn list_for_user(&self, tenant: &Tenant, user: &UserId) -> StoreResult<Vec<Session>> {
+    async fn list_for_user(
+        &self,
+        tenant: &Tenant,
+        user: &UserId,
+        after: Option<&ListingPlace>,
+        limit: usize,
+    ) -> StoreResult<SessionPage> {
         let keys = self.redis.keys();
-        let shards = self
+        let pages = self
             .redis
             .per_shard(|shard| async move {
                 let mut invocation = self.list.prepare_invoke();
                 invocation
                     .key(keys.session_user(tenant, shard, user))
                     .arg(keys.session_prefix(tenant, shard));
-                self.redis.script::<Vec<Vec<String>>>(&invocation).await
+                match after {
+                    Some(place) => invocation.arg(place.created_at_ms).arg(place.id.as_str()),
+                    None => invocation.arg("").arg(""),
+                };
+                invocation.arg(limit);
+                self.redis
+                    .script::<(u64, Vec<Vec<String>>)>(&invocation)
+                    .await
             })
             .await?;
-        let mut sessions = shards
+        // Each shard's first `limit` after `after`: the merged first `limit` are the page, and
+        // there is more if any shard had more or more than `limit` came back.
+        let mut more = pages.iter().any(|(more, _)| *more == 1);
+        let mut sessions = pages
             .into_iter()
-            .flatten()
+            .flat_map(|(_, records)| records)
             .map(|record| {
                 let (id, pairs) = record
                     .split_first()
@@ -245,8 +275,12 @@ impl SessionStore for RedisSessions {
                 from_pairs(id, pairs)
             })
             .collect::<StoreResult<Vec<_>>>()?;
-        sort_for_listing(&mut sessions);
-        Ok(sessions)
+        sessions.sort_by_cached_key(Session::place);
+        if sessions.len() > limit {
+            sessions.truncate(limit);
+            more = true;
+        }
+        Ok(SessionPage { sessions, more })
     }
 
     async fn delete_for_user(&self, tenant: &Tenant, user: &UserId) -> StoreResult<u64> {
