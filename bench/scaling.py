@@ -132,7 +132,7 @@ def main():
             have = n
             results = {}
             for _ in range(args.rounds):
-                for label, path in (("user's sessions", "/v1/users/scale-user/sessions"),
+                for label, path in (("user's sessions, first page (limit 100)", "/v1/users/scale-user/sessions"),
                                     ("recent threads, limit 10", "/v1/agent-states/recent?limit=10")):
                     for mode, (port, pid, redis_pid) in systems.items():
                         results.setdefault((label, mode), []).append(

@@ -3,6 +3,7 @@
 use std::{
     future::Future,
     pin::Pin,
+    sync::{Arc, OnceLock},
     task::{Context, Poll},
     time::{Duration, Instant},
 };
@@ -17,7 +18,9 @@ use axum::{
 use tower::{Layer, Service};
 
 use super::AppState;
-use crate::metrics::{HttpMetrics, Route, RouteLabels};
+use prometheus_client::metrics::{counter::Counter, histogram::Histogram};
+
+use crate::metrics::{HttpMetrics, ResponseLabels, Route, RouteLabels};
 
 /// OpenMetrics' text format, which Prometheus asks for and reads.
 const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
@@ -59,6 +62,11 @@ pub async fn scrape(State(state): State<AppState>) -> Response {
 /// A service of its own rather than `middleware::from_fn`, which boxes every request's future
 /// and clones the inner service (the whole stack below) per request; this layer allocates
 /// nothing per request.
+///
+/// Each route's layer keeps the metric handles of the first successful answer it counted
+/// (route, method, status): most requests of a route answer alike and are counted through
+/// them, without the metric families' lock and label hashing; any other answer goes through
+/// the families.
 #[derive(Clone)]
 pub struct TrackLayer {
     pub metrics: HttpMetrics,
@@ -72,8 +80,11 @@ impl<S> Layer<S> for TrackLayer {
     fn layer(&self, inner: S) -> Track<S> {
         Track {
             inner,
-            metrics: self.metrics.clone(),
-            timeout: self.timeout,
+            shared: Arc::new(Shared {
+                metrics: self.metrics.clone(),
+                timeout: self.timeout,
+                usual: Default::default(),
+            }),
         }
     }
 }
@@ -81,8 +92,63 @@ impl<S> Layer<S> for TrackLayer {
 #[derive(Clone)]
 pub struct Track<S> {
     inner: S,
+    shared: Arc<Shared>,
+}
+
+/// What one route's layer and its requests share.
+struct Shared {
     metrics: HttpMetrics,
     timeout: Duration,
+    /// By method (`METHODS`).
+    usual: [OnceLock<Usual>; METHODS.len() + 1],
+}
+
+/// The handles of one label set, shared with the families that export them.
+struct Usual {
+    labels: ResponseLabels,
+    duration: Histogram,
+    requests: Counter,
+}
+
+impl Shared {
+    fn record(&self, labels: RouteLabels, status: u16, started: Instant) {
+        let slot = &self.usual[method_index(labels.method)];
+        let usual = match slot.get() {
+            Some(usual) => Some(usual),
+            None if status < 400 => Some(slot.get_or_init(|| {
+                Usual {
+                    duration: self.metrics.duration.get_or_create(&labels).clone(),
+                    requests: self
+                        .metrics
+                        .requests
+                        .get_or_create(&ResponseLabels {
+                            route: labels.route.clone(),
+                            method: labels.method,
+                            status,
+                        })
+                        .clone(),
+                    labels: ResponseLabels {
+                        route: labels.route.clone(),
+                        method: labels.method,
+                        status,
+                    },
+                }
+            })),
+            None => None,
+        };
+        match usual {
+            Some(usual)
+                if usual.labels.status == status
+                    && usual.labels.method == labels.method
+                    && usual.labels.route == labels.route =>
+            {
+                self.metrics.in_flight.dec();
+                usual.duration.observe(started.elapsed().as_secs_f64());
+                usual.requests.inc();
+            }
+            _ => self.metrics.record(labels, status, started),
+        }
+    }
 }
 
 impl<S, B> Service<Request<B>> for Track<S>
@@ -102,13 +168,12 @@ where
             route: Route(request.extensions().get::<MatchedPath>().cloned()),
             method: method_label(request.method()),
         };
-        self.metrics.in_flight.inc();
+        self.shared.metrics.in_flight.inc();
         Tracked {
             inner: self.inner.call(request),
             started: Instant::now(),
             labels: Some(labels),
-            metrics: self.metrics.clone(),
-            timeout: self.timeout,
+            shared: self.shared.clone(),
             polling: false,
         }
     }
@@ -122,8 +187,7 @@ pin_project_lite::pin_project! {
         inner: F,
         started: Instant,
         labels: Option<RouteLabels>,
-        metrics: HttpMetrics,
-        timeout: Duration,
+        shared: Arc<Shared>,
         // True while `inner` is polled: still true at the drop when the poll panicked.
         polling: bool,
     }
@@ -134,12 +198,12 @@ pin_project_lite::pin_project! {
             if let Some(labels) = this.labels.take() {
                 let status = if *this.polling {
                     500
-                } else if this.started.elapsed() >= *this.timeout {
+                } else if this.started.elapsed() >= this.shared.timeout {
                     503
                 } else {
                     CLIENT_GONE
                 };
-                this.metrics.record(labels, status, *this.started);
+                this.shared.record(labels, status, *this.started);
             }
         }
     }
@@ -163,22 +227,35 @@ where
         if let Some(labels) = this.labels.take() {
             // An error is not an answer axum can send (its services are infallible).
             let status = result.as_ref().map_or(500, |r| r.status().as_u16());
-            this.metrics.record(labels, status, *this.started);
+            this.shared.record(labels, status, *this.started);
         }
         Poll::Ready(result)
     }
 }
 
+/// The standard methods, counted by name; any other is `other`.
+const METHODS: [Method; 7] = [
+    Method::GET,
+    Method::HEAD,
+    Method::POST,
+    Method::PUT,
+    Method::PATCH,
+    Method::DELETE,
+    Method::OPTIONS,
+];
+
 /// The method's name when it is a standard one, else `other`.
 fn method_label(method: &Method) -> &'static str {
-    match *method {
-        Method::GET => "GET",
-        Method::HEAD => "HEAD",
-        Method::POST => "POST",
-        Method::PUT => "PUT",
-        Method::PATCH => "PATCH",
-        Method::DELETE => "DELETE",
-        Method::OPTIONS => "OPTIONS",
-        _ => "other",
-    }
+    METHODS
+        .iter()
+        .find(|m| *m == method)
+        .map_or("other", Method::as_str)
+}
+
+/// The place of a method label in `METHODS`; `other` after them.
+fn method_index(label: &str) -> usize {
+    METHODS
+        .iter()
+        .position(|m| m.as_str() == label)
+        .unwrap_or(METHODS.len())
 }
