@@ -44,8 +44,6 @@ pub mod transfer;
 
 use std::sync::Arc;
 
-use axum::Router;
-
 pub use crate::server::Server;
 use crate::{
     config::Settings,
@@ -55,7 +53,7 @@ use crate::{
 
 /// The router with every route and the middleware, on the backend `settings` chooses. Must be
 /// called inside a tokio runtime (the memory engine and the Redis probe spawn tasks).
-pub fn build_app(settings: Settings) -> Result<Router, String> {
+pub fn build_app(settings: Settings) -> Result<http::App, String> {
     build_app_closing(settings, tokio::sync::watch::channel(false).1)
 }
 
@@ -64,7 +62,7 @@ pub fn build_app(settings: Settings) -> Result<Router, String> {
 pub fn build_app_closing(
     settings: Settings,
     closing: tokio::sync::watch::Receiver<bool>,
-) -> Result<Router, String> {
+) -> Result<http::App, String> {
     let mut metrics = crate::metrics::Metrics::new();
     let (stores, failover) = Failover::build(&settings, &mut metrics)?;
     let api_keys = ApiKeys::new(&settings.auth.keys);

@@ -31,7 +31,7 @@ use std::{
     time::Duration,
 };
 
-use axum::{Router, body::Body, extract::Request, http::header};
+use axum::{body::Body, extract::Request, http::header};
 use hyper::body::{Frame, Incoming, SizeHint};
 use hyper_util::{
     rt::{TokioExecutor, TokioIo, TokioTimer},
@@ -44,12 +44,17 @@ use tokio::{
 };
 use tower::ServiceExt;
 
-use crate::{build_app_closing, config::Settings, error::ApiError, http::request::REQUEST_ID};
+use crate::{
+    build_app_closing,
+    config::Settings,
+    error::ApiError,
+    http::{App, request::REQUEST_ID},
+};
 
 /// A bound, not yet serving, instance of the service.
 pub struct Server {
     listener: TcpListener,
-    router: Router,
+    router: App,
     limits: ConnectionLimits,
     /// Tells long-lived responses (topic streams) that shutdown began.
     closing: watch::Sender<bool>,
@@ -148,7 +153,7 @@ const IDLE_CHECK: Duration = Duration::from_millis(20);
 
 async fn serve_connection(
     stream: TcpStream,
-    router: Router,
+    router: App,
     limits: ConnectionLimits,
     mut stopping: watch::Receiver<bool>,
 ) {

@@ -12,7 +12,6 @@
 //! namespace, health), plus agent states, pending actions, locks and rate limits.
 
 use axum::{
-    Router,
     body::Body,
     http::{HeaderValue, Method, Request, header},
 };
@@ -29,16 +28,18 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 use tower::ServiceExt;
 
+use super::App;
+
 /// The MCP server of one session: the REST router it calls, and its tools.
 #[derive(Clone)]
 pub struct Tools {
-    api: Router,
+    api: App,
     tool_router: ToolRouter<Self>,
 }
 
 /// `/mcp`, answering with the tools of `api` (the REST router).
 pub fn service(
-    api: Router,
+    api: App,
 ) -> rmcp::transport::streamable_http_server::StreamableHttpService<
     Tools,
     rmcp::transport::streamable_http_server::session::local::LocalSessionManager,
@@ -178,7 +179,7 @@ pub struct RateLimitArgs {
 }
 
 impl Tools {
-    fn new(api: Router) -> Self {
+    fn new(api: App) -> Self {
         Self {
             api,
             tool_router: Self::tool_router(),

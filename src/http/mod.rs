@@ -21,7 +21,7 @@ pub mod usage;
 use std::{sync::Arc, time::Duration};
 
 use axum::{Router, extract::DefaultBodyLimit, http::StatusCode};
-use tower::ServiceBuilder;
+use tower::Layer;
 
 use crate::{config::Settings, error::ApiError, store::Stores, store::failover::Failover};
 
@@ -59,7 +59,7 @@ pub struct AppContext {
 }
 
 /// Every route, with the middleware stack around it.
-pub fn router(state: AppState) -> Router {
+pub fn router(state: AppState) -> App {
     let settings = state.settings.clone();
     let routes = Router::new()
         .merge(health::routes())
@@ -114,17 +114,18 @@ pub fn router(state: AppState) -> Router {
 /// before the router, by `server`.)
 ///
 /// Around the router, once, rather than with `Router::layer`, which wraps every route in the
-/// stack: each request then cloned the boxed stack and boxed its future at each layer.
-fn middleware(routes: Router, settings: &Settings) -> Router {
-    Router::new().fallback_service(
-        ServiceBuilder::new()
-            .layer(request::RequestLayer {
-                timeout: Duration::from_millis(settings.server.request_timeout_ms),
-            })
-            .layer(DefaultBodyLimit::max(settings.limits.max_body_bytes))
-            .service(routes),
-    )
+/// stack: each request then cloned the boxed stack and boxed its future at each layer. And as a
+/// service of its own type, not nested in an outer `Router`, whose routing (a fallback's boxed
+/// clone and future, its extensions) each request would pay a second time.
+fn middleware(routes: Router, settings: &Settings) -> App {
+    request::RequestLayer {
+        timeout: Duration::from_millis(settings.server.request_timeout_ms),
+    }
+    .layer(DefaultBodyLimit::max(settings.limits.max_body_bytes).layer(routes))
 }
+
+/// The whole service: the router inside the middleware (`middleware`).
+pub type App = request::RequestService<<DefaultBodyLimit as Layer<Router>>::Service>;
 
 #[cfg(test)]
 mod tests {
@@ -132,7 +133,7 @@ mod tests {
     use axum::{body::Body, http::Request, response::Response, routing::get};
     use tower::ServiceExt;
 
-    fn stack(routes: Router, timeout_ms: u64) -> Router {
+    fn stack(routes: Router, timeout_ms: u64) -> App {
         let mut settings = Settings::default();
         settings.server.request_timeout_ms = timeout_ms;
         middleware(routes, &settings)
