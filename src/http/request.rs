@@ -1,5 +1,5 @@
 //! The middleware every request passes, as one layer around the router: its request id (the
-//! caller's `x-request-id`, or a new UUID v4) on the request and echoed on the response; a
+//! caller's `x-request-id`, or a new UUID v4) in the span and echoed on the response; a
 //! `request` span carrying it, method and path; `server.request_timeout_ms` (503 `timeout`);
 //! a panic in a handler answered as an opaque 500 (`internal`) and logged. A 5xx answer is
 //! logged at error level with its latency.
@@ -65,14 +65,11 @@ where
         self.inner.poll_ready(cx)
     }
 
-    fn call(&mut self, mut request: Request<Body>) -> Self::Future {
+    fn call(&mut self, request: Request<Body>) -> Self::Future {
+        // Nothing below reads the id from the request, so a made-up one is not added to it.
         let id = match request.headers().get(REQUEST_ID) {
             Some(id) => id.clone(),
-            None => {
-                let id = new_request_id();
-                request.headers_mut().insert(REQUEST_ID, id.clone());
-                id
-            }
+            None => new_request_id(),
         };
         let span = tracing::info_span!(
             "request",

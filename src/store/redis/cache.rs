@@ -70,8 +70,10 @@ impl CacheStore for RedisCache {
         ns: &Namespace,
         key: &CacheKey,
     ) -> StoreResult<Option<CacheValue>> {
-        self.value(redis::cmd("GET").arg(self.key(tenant, ns, key)))
-            .await
+        let key = self.key(tenant, ns, key);
+        // Sized up front: the command's buffers are then allocated once each.
+        let mut get = redis::Cmd::with_capacity(2, 3 + key.len());
+        self.value(get.arg("GET").arg(key)).await
     }
 
     async fn exists(&self, tenant: &Tenant, ns: &Namespace, key: &CacheKey) -> StoreResult<bool> {
