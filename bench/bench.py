@@ -355,6 +355,8 @@ def measure(procs, duration, entries, conns, threads, rounds, only):
         if name == SKNEAR and workload != "get":
             return None
         if name == CEILING_REDIS:
+            if workload == "put":
+                return run_wrk(f"{base}/v1/cache/bench/put?ttl_seconds=3600", duration, conns, threads, "put.lua", env)
             return run_wrk(f"{base}/v1/cache/bench/k", duration, conns, threads) if workload == "get" else None
         if name == CEILING:
             return run_wrk(f"{base}/v1/cache/bench/k", duration, conns, threads) if workload == "get" else None
@@ -501,8 +503,8 @@ def report(results, memory, duration, entries, conns, threads, cores, quick, rou
     def ratio(label, a, b):
         return median(ratios(label, a, b))
 
-    def spread(label, a, b):
-        values = ratios(label, a, b)
+    def spread(label, a, b, key="rps"):
+        values = ratios(label, a, b, key)
         if not values:
             return "—"
         return f"{median(values):.2f} ({min(values):.2f}–{max(values):.2f})"
@@ -546,10 +548,17 @@ def report(results, memory, duration, entries, conns, threads, cores, quick, rou
     checks = []
     webdis_ratio = ratio(get, SK, WEBDIS)
     if webdis_ratio is not None:
-        sk_p99, webdis_p99 = med(get, SK, "p99"), med(get, WEBDIS, "p99")
         checks.append((f"cache GET ≥ 1.25× Webdis rps ({webdis_ratio:.2f}×)", webdis_ratio >= 1.25))
-        checks.append((f"cache GET p99 ≤ Webdis p99 ({sk_p99:.2f} vs {webdis_p99:.2f} ms)",
-                       sk_p99 <= webdis_p99))
+    # p99 as every other comparison: the ratio within each round, then its median (one round's
+    # stall then moves the median by one place, not the whole column); the medians of the two
+    # columns are given beside it.
+    for label in (get, "cache PUT with TTL"):
+        p99 = ratios(label, SK, WEBDIS, "p99")
+        if p99:
+            checks.append((f"{label}: p99 ≤ Webdis p99 (per round: statekeeper/Webdis "
+                           f"{spread(label, SK, WEBDIS, 'p99')}, lower in {sum(r <= 1 for r in p99)} of "
+                           f"{len(p99)} rounds; medians {med(label, SK, 'p99'):.2f} vs "
+                           f"{med(label, WEBDIS, 'p99'):.2f} ms)", median(p99) <= 1))
     for label, _ in WORKLOADS:
         r = ratio(label, SK, FASTAPI)
         if r is not None:
@@ -558,14 +567,16 @@ def report(results, memory, duration, entries, conns, threads, cores, quick, rou
         r = ratio(label, SK, SKN)
         if r is not None:
             checks.append((f"{label}: metrics cost < 5% of rps ({(1 - r) * 100:.1f}%)", r > 0.95))
-    r = ratio(get, SK, CEILING_REDIS)
-    if r is not None:
-        checks.append((f"cache GET on Redis ≥ 90% of the bare axum → Redis handler ({r * 100:.0f}%)",
-                       r >= 0.9))
-        cpu = median([p["cpu"] / q["cpu"] for p, q in zip(results[(get, SK)], results[(get, CEILING_REDIS)])
-                      if q.get("cpu")])
-        checks.append((f"cache GET CPU per request ≤ 1.2× the bare axum → Redis handler's ({cpu:.2f}×)",
-                       cpu <= 1.2))
+    for label, name in ((get, "cache GET"), ("cache PUT with TTL", "cache PUT")):
+        r = ratio(label, SK, CEILING_REDIS)
+        if r is None:
+            continue
+        checks.append((f"{name} on Redis ≥ 90% of the bare axum → Redis handler "
+                       f"({spread(label, SK, CEILING_REDIS)})", r >= 0.9))
+        cpu = ratios(label, SK, CEILING_REDIS, "cpu")
+        checks.append((f"{name} CPU per request ≤ 1.2× the bare axum → Redis handler's "
+                       f"({spread(label, SK, CEILING_REDIS, 'cpu')})",
+                       median(cpu) <= 1.2 if label == get else None))
     r = ratio(get, SKNEAR, WEBDIS)
     if r is not None:
         checks.append((f"near-cached GET ≥ 1.5× Webdis ({r:.2f}×)", r >= 1.5))
@@ -575,7 +586,8 @@ def report(results, memory, duration, entries, conns, threads, cores, quick, rou
     if r is not None:
         checks.append((f"memory cache GET ≥ 70% of the ceiling ({r * 100:.0f}%)", r >= 0.7))
     checks.append((f"memory bytes/entry ≤ Redis ({per_memory:.0f} vs {per_redis:.0f})", per_memory <= per_redis))
-    lines += [f"- {'met' if ok else 'MISSED'}: {text}" for text, ok in checks]
+    verdict = {True: "met", False: "MISSED", None: "measured (no target)"}
+    lines += [f"- {verdict[ok]}: {text}" for text, ok in checks]
     text = "\n".join(lines) + "\n"
     (BENCH / "results").mkdir(exist_ok=True)
     (BENCH / "results" / "latest.md").write_text(text)

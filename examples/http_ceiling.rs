@@ -2,9 +2,10 @@
 //!
 //! - `http_ceiling PORT`: answers `GET` of any path with a fixed 200-byte JSON body, without
 //!   storage: what statekeeper's memory backend is compared against;
-//! - `http_ceiling PORT REDIS_PORT KEY`: answers `GET` of any path with Redis's `GET KEY`, on one
-//!   shared multiplexed connection (the same crates statekeeper uses): what statekeeper's cache
-//!   GET on Redis is compared against.
+//! - `http_ceiling PORT REDIS_PORT KEY`: answers `GET` of any path with Redis's `GET KEY`, and
+//!   `PUT` of any path with `SET KEY:put <body> EX 3600` (204), on one shared multiplexed
+//!   connection (the same crates statekeeper uses): what statekeeper's cache GET and PUT on
+//!   Redis are compared against. It checks nothing: not the body, not the TTL.
 
 use axum::{
     Router,
@@ -37,6 +38,21 @@ async fn from_redis(State(redis): State<Redis>) -> impl IntoResponse {
     }
 }
 
+async fn to_redis(State(redis): State<Redis>, body: axum::body::Bytes) -> StatusCode {
+    let mut connection = redis.connection.clone();
+    let done: Result<(), _> = redis::cmd("SET")
+        .arg(format!("{}:put", redis.key))
+        .arg(body.as_ref())
+        .arg("EX")
+        .arg(3600)
+        .query_async(&mut connection)
+        .await;
+    match done {
+        Ok(()) => StatusCode::NO_CONTENT,
+        Err(_) => StatusCode::SERVICE_UNAVAILABLE,
+    }
+}
+
 #[tokio::main]
 async fn main() {
     let args: Vec<String> = std::env::args().collect();
@@ -54,7 +70,9 @@ async fn main() {
                 connection,
                 key: key.clone(),
             };
-            Router::new().fallback(get(from_redis)).with_state(state)
+            Router::new()
+                .fallback(get(from_redis).put(to_redis))
+                .with_state(state)
         }
         _ => Router::new().fallback(get(|| async {
             ([(header::CONTENT_TYPE, "application/json")], BODY).into_response()

@@ -168,11 +168,10 @@ async fn serve_connection(
                 Some(refusal) => refusal,
                 None => router.oneshot(request.map(Body::new)).await?,
             };
-            Ok::<_, std::convert::Infallible>(response.map(|body| {
-                Body::new(Guarded {
-                    inner: body,
-                    _guard: guard,
-                })
+            // hyper takes any body type: the guard wraps the body without boxing it again.
+            Ok::<_, std::convert::Infallible>(response.map(|body| Guarded {
+                inner: body,
+                _guard: guard,
             }))
         }
     });

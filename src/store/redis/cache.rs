@@ -93,9 +93,10 @@ impl CacheStore for RedisCache {
         expiry: Expiry,
         condition: PutCondition,
     ) -> StoreResult<bool> {
-        let mut cmd = redis::cmd("SET");
-        cmd.arg(self.key(tenant, ns, key))
-            .arg(value.bytes().as_ref());
+        let key = self.key(tenant, ns, key);
+        // Sized up front (at most SET key value EX n NX): its buffers are allocated once each.
+        let mut cmd = redis::Cmd::with_capacity(6, 32 + key.len() + value.bytes().len());
+        cmd.arg("SET").arg(key).arg(value.bytes().as_ref());
         if let Expiry::After(ttl) = expiry {
             cmd.arg("EX").arg(ttl.seconds());
         }
@@ -121,9 +122,10 @@ impl CacheStore for RedisCache {
         value: &CacheValue,
         expiry: Expiry,
     ) -> StoreResult<Option<CacheValue>> {
-        let mut cmd = redis::cmd("SET");
-        cmd.arg(self.key(tenant, ns, key))
-            .arg(value.bytes().as_ref());
+        let key = self.key(tenant, ns, key);
+        // Sized up front (at most SET key value EX n NX): its buffers are allocated once each.
+        let mut cmd = redis::Cmd::with_capacity(6, 32 + key.len() + value.bytes().len());
+        cmd.arg("SET").arg(key).arg(value.bytes().as_ref());
         if let Expiry::After(ttl) = expiry {
             cmd.arg("EX").arg(ttl.seconds());
         }
