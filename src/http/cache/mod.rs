@@ -14,7 +14,7 @@ use axum::{
     Json, Router,
     body::Bytes,
     extract::State,
-    http::{HeaderMap, HeaderValue, StatusCode, header},
+    http::{HeaderValue, StatusCode, header},
     response::{IntoResponse, Response},
     routing::{get, post},
 };
@@ -24,7 +24,10 @@ use utoipa::{IntoParams, ToSchema};
 
 use super::{
     AppState,
-    extract::{AppJson, AppQuery, ItemPath, ReadAt, WriteAt, id_path, page_limit, require_json},
+    extract::{
+        AppJson, AppQuery, ContentType, ItemPath, ReadAt, WriteAt, id_path, page_limit,
+        require_json_type,
+    },
 };
 use crate::{
     config::Settings,

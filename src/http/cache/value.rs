@@ -61,7 +61,7 @@ pub async fn put_value(
     State(state): State<AppState>,
     WriteAt(tenant, (ns, key)): WriteAt<EntryPath>,
     AppQuery(query): AppQuery<PutQuery>,
-    headers: HeaderMap,
+    ContentType(content_type): ContentType,
     body: Result<Bytes, axum::extract::rejection::BytesRejection>,
 ) -> ApiResult<StatusCode> {
     let settings = &state.settings;
@@ -71,7 +71,7 @@ pub async fn put_value(
         .transpose()
         .map_err(|e| ApiError::invalid_request(e.to_string()))?;
     let expiry = expiry_or_default(ttl, settings);
-    require_json(&headers)?;
+    require_json_type(content_type.as_ref())?;
     let value = CacheValue::parse(body?, settings.cache.max_value_bytes)?;
     let condition = match query.condition {
         None => PutCondition::Always,

@@ -3,7 +3,7 @@
 use axum::{
     body::Bytes,
     extract::{FromRequest, FromRequestParts, Request},
-    http::header,
+    http::{HeaderValue, header},
 };
 
 use crate::error::ApiError;
@@ -44,15 +44,24 @@ pub struct AppPath<T>(pub T);
 pub struct AppQuery<T>(pub T);
 
 /// Refuses a body that is not declared as JSON, for routes that read raw bytes.
-pub fn require_json(parts_headers: &axum::http::HeaderMap) -> Result<(), ApiError> {
-    let is_json = parts_headers
-        .get(header::CONTENT_TYPE)
+pub fn require_json(headers: &axum::http::HeaderMap) -> Result<(), ApiError> {
+    require_json_type(headers.get(header::CONTENT_TYPE))
+}
+
+/// `require_json` on the `Content-Type` alone (see `ContentType`).
+pub fn require_json_type(content_type: Option<&HeaderValue>) -> Result<(), ApiError> {
+    let is_json = content_type
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.split(';').next())
         .map(|mime| {
-            let mime = mime.trim().to_ascii_lowercase();
-            mime == "application/json"
-                || (mime.starts_with("application/") && mime.ends_with("+json"))
+            // Compared without a lowercased copy: this runs per request.
+            let mime = mime.trim().as_bytes();
+            let (prefix, suffix) = (b"application/".as_slice(), b"+json".as_slice());
+            let starts =
+                mime.len() >= prefix.len() && mime[..prefix.len()].eq_ignore_ascii_case(prefix);
+            let ends = mime.len() >= suffix.len()
+                && mime[mime.len() - suffix.len()..].eq_ignore_ascii_case(suffix);
+            mime.eq_ignore_ascii_case(b"application/json") || (starts && ends)
         })
         .unwrap_or(false);
     if is_json {
@@ -61,6 +70,22 @@ pub fn require_json(parts_headers: &axum::http::HeaderMap) -> Result<(), ApiErro
         Err(ApiError::unsupported_media_type(
             "expected Content-Type: application/json",
         ))
+    }
+}
+
+/// The request's `Content-Type`, for a handler that checks it (`require_json_type`) after its
+/// other checks. Unlike the `HeaderMap` extractor it copies no header map: only this value,
+/// which shares the request's bytes.
+pub struct ContentType(pub Option<HeaderValue>);
+
+impl<S: Send + Sync> FromRequestParts<S> for ContentType {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(
+        parts: &mut axum::http::request::Parts,
+        _: &S,
+    ) -> Result<Self, Self::Rejection> {
+        Ok(Self(parts.headers.get(header::CONTENT_TYPE).cloned()))
     }
 }
 
@@ -100,5 +125,28 @@ pub fn page_limit(requested: Option<usize>, default: usize, max: usize) -> Resul
         Some(_) => Err(ApiError::invalid_request(format!(
             "limit must be from 1 to {max}"
         ))),
+    }
+}
+
+#[cfg(test)]
+mod content_type_tests {
+    use super::*;
+
+    #[test]
+    fn json_and_json_suffixed_types_are_accepted_in_any_case() {
+        let check = |raw: &str| require_json_type(Some(&HeaderValue::from_str(raw).unwrap())).is_ok();
+        for json in [
+            "application/json",
+            "Application/JSON; charset=utf-8",
+            " application/json ",
+            "application/merge-patch+json",
+            "APPLICATION/PROBLEM+JSON",
+        ] {
+            assert!(check(json), "{json:?} is JSON");
+        }
+        for other in ["text/json", "application/jsonx", "+json", "", "application/", "json"] {
+            assert!(!check(other), "{other:?} is not JSON");
+        }
+        assert!(require_json_type(None).is_err(), "no Content-Type is not JSON");
     }
 }

@@ -9,7 +9,10 @@ pub mod json;
 pub use self::{
     auth::{Admin, ApiKeys, ItemPath, ReadAt, Reader, WriteAt, Writer},
     conditional::{IF_MATCH_PATTERN, IfMatch, IfMatchHeader, etag, if_match_param},
-    json::{AppJson, AppPath, AppQuery, Whole, page_limit, require_json, time_of_us},
+    json::{
+        AppJson, AppPath, AppQuery, ContentType, Whole, page_limit, require_json,
+        require_json_type, time_of_us,
+    },
 };
 
 pub(crate) use self::auth::id_path;
