@@ -18,7 +18,7 @@ use super::{
     AppState,
     extract::{
         AppJson, AppQuery, IfMatch, IfMatchHeader, ReadAt, Reader, WriteAt, Writer, etag, id_path,
-        page_limit,
+        page_cursor, page_limit,
     },
 };
 use crate::{
@@ -552,14 +552,7 @@ pub async fn list_states(
     AppQuery(query): AppQuery<ListQuery>,
 ) -> ApiResult<Json<ListResponse>> {
     let limit = page_limit(query.limit, LIST_DEFAULT, LIST_MAX)?;
-    let after = match query.cursor.as_deref() {
-        None | Some("") => None,
-        Some(raw) => Some(
-            ListCursor::decode(raw)
-                .ok_or_else(|| ApiError::invalid_request("cursor is not one this service issued"))?
-                .0,
-        ),
-    };
+    let after = page_cursor(query.cursor.as_deref(), ListCursor::decode)?.map(|cursor| cursor.0);
     let page = state
         .stores
         .agent_states

@@ -16,7 +16,7 @@ use super::{
     AppState,
     extract::{
         AppJson, AppQuery, IfMatch, IfMatchHeader, ItemPath, ReadAt, WriteAt, Writer, etag,
-        id_path, page_limit,
+        id_path, page_cursor, page_limit,
     },
 };
 use crate::{
@@ -576,14 +576,7 @@ pub async fn list_user_sessions(
     AppQuery(query): AppQuery<ListQuery>,
 ) -> ApiResult<Json<SessionList>> {
     let limit = page_limit(query.limit, LIST_DEFAULT, LIST_MAX)?;
-    let after = match query.cursor.as_deref() {
-        None | Some("") => None,
-        Some(raw) => Some(
-            SessionCursor::decode(raw)
-                .ok_or_else(|| ApiError::invalid_request("cursor is not one this service issued"))?
-                .0,
-        ),
-    };
+    let after = page_cursor(query.cursor.as_deref(), SessionCursor::decode)?.map(|cursor| cursor.0);
     let page = state
         .stores
         .sessions

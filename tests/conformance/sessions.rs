@@ -65,6 +65,11 @@ async fn get(stores: &Stores, t: &Tenant, id: &SessionId) -> Option<Session> {
     stores.sessions.get(t, id, FIXED).await.unwrap()
 }
 
+/// Signs `u` out everywhere; how many live sessions went.
+async fn sign_out(stores: &Stores, t: &Tenant, u: &str) -> u64 {
+    stores.sessions.delete_for_user(t, &user(u)).await.unwrap()
+}
+
 /// One page of a user's live sessions, checked for the page's own promises.
 async fn page_of(
     stores: &Stores,
@@ -457,38 +462,17 @@ async fn user_index_lists_live_sessions_and_signs_out_everywhere(stores: &Stores
         "expired sessions are never listed"
     );
     assert_eq!(listed.len(), 2);
-    assert_eq!(
-        stores
-            .sessions
-            .delete_for_user(&t, &user("u1"))
-            .await
-            .unwrap(),
-        2
-    );
+    assert_eq!(sign_out(stores, &t, "u1").await, 2);
     assert!(sessions_of(stores, &t, "u1").await.is_empty());
     assert_eq!(get(stores, &t, &a.id).await, None);
     assert_eq!(get(stores, &t, &b.id).await, None);
-    assert_eq!(
-        stores
-            .sessions
-            .delete_for_user(&t, &user("u1"))
-            .await
-            .unwrap(),
-        0
-    );
+    assert_eq!(sign_out(stores, &t, "u1").await, 0);
     assert_eq!(
         sessions_of(stores, &t, "u2").await,
         vec![other],
         "another user's sessions stay"
     );
-    assert_eq!(
-        stores
-            .sessions
-            .delete_for_user(&t, &user("nobody"))
-            .await
-            .unwrap(),
-        0
-    );
+    assert_eq!(sign_out(stores, &t, "nobody").await, 0);
 }
 
 async fn tenants_are_separate(stores: &Stores) {
@@ -509,14 +493,7 @@ async fn tenants_are_separate(stores: &Stores) {
         None
     );
     assert!(sessions_of(stores, &b, "u1").await.is_empty());
-    assert_eq!(
-        stores
-            .sessions
-            .delete_for_user(&b, &user("u1"))
-            .await
-            .unwrap(),
-        0
-    );
+    assert_eq!(sign_out(stores, &b, "u1").await, 0);
     assert!(get(stores, &a, &s.id).await.is_some());
 }
 
@@ -662,14 +639,7 @@ async fn racing_rotate_and_sign_out_leave_nothing(stores: &Stores) {
                         .unwrap()
                         .is_some(),
                     1 => stores.sessions.delete(&t, &id).await.unwrap(),
-                    _ => {
-                        stores
-                            .sessions
-                            .delete_for_user(&t, &user("rotator"))
-                            .await
-                            .unwrap()
-                            == 1
-                    }
+                    _ => sign_out(&stores, &t, "rotator").await == 1,
                 }
             }
         })
@@ -842,11 +812,7 @@ async fn redis_an_index_of_an_earlier_version_is_converted_in_place() {
         .query(&mut conn)
         .unwrap();
     assert_eq!(
-        stores
-            .sessions
-            .delete_for_user(&t, &user("u1"))
-            .await
-            .unwrap(),
+        sign_out(stores, &t, "u1").await,
         3,
         "signing out converts it and deletes every live session"
     );

@@ -117,6 +117,20 @@ pub fn time_of_us(us: u64) -> Result<time::OffsetDateTime, ApiError> {
         .map_err(|_| ApiError::internal())
 }
 
+/// A listing's `cursor` query parameter: `None` (the start) when absent or empty, else what
+/// `decode` makes of it; a cursor it refuses is a 400.
+pub fn page_cursor<T>(
+    raw: Option<&str>,
+    decode: impl FnOnce(&str) -> Option<T>,
+) -> Result<Option<T>, ApiError> {
+    match raw {
+        None | Some("") => Ok(None),
+        Some(raw) => decode(raw)
+            .map(Some)
+            .ok_or_else(|| ApiError::invalid_request("cursor is not one this service issued")),
+    }
+}
+
 /// A listing's `limit` query parameter: `default` when absent, else 1 to `max`.
 pub fn page_limit(requested: Option<usize>, default: usize, max: usize) -> Result<usize, ApiError> {
     match requested {
@@ -134,7 +148,8 @@ mod content_type_tests {
 
     #[test]
     fn json_and_json_suffixed_types_are_accepted_in_any_case() {
-        let check = |raw: &str| require_json_type(Some(&HeaderValue::from_str(raw).unwrap())).is_ok();
+        let check =
+            |raw: &str| require_json_type(Some(&HeaderValue::from_str(raw).unwrap())).is_ok();
         for json in [
             "application/json",
             "Application/JSON; charset=utf-8",
@@ -144,9 +159,19 @@ mod content_type_tests {
         ] {
             assert!(check(json), "{json:?} is JSON");
         }
-        for other in ["text/json", "application/jsonx", "+json", "", "application/", "json"] {
+        for other in [
+            "text/json",
+            "application/jsonx",
+            "+json",
+            "",
+            "application/",
+            "json",
+        ] {
             assert!(!check(other), "{other:?} is not JSON");
         }
-        assert!(require_json_type(None).is_err(), "no Content-Type is not JSON");
+        assert!(
+            require_json_type(None).is_err(),
+            "no Content-Type is not JSON"
+        );
     }
 }

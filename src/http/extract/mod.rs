@@ -10,7 +10,7 @@ pub use self::{
     auth::{Admin, ApiKeys, ItemPath, ReadAt, Reader, WriteAt, Writer},
     conditional::{IF_MATCH_PATTERN, IfMatch, IfMatchHeader, etag, if_match_param},
     json::{
-        AppJson, AppPath, AppQuery, ContentType, Whole, page_limit, require_json,
+        AppJson, AppPath, AppQuery, ContentType, Whole, page_cursor, page_limit, require_json,
         require_json_type, time_of_us,
     },
 };

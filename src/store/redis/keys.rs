@@ -251,7 +251,8 @@ impl Keys {
         format!("{}{{{}}}:", self.sessions(tenant), self.tag(tenant, shard))
     }
 
-    /// A user's index in one shard, the set of their session ids there:
+    /// A user's index in one shard, a sorted set of their sessions there in listing order
+    /// (`scripts/session_index.lua`):
     /// `{prefix}:{tenant}:session:{<shard tag>}:user:<user_id>`. Session ids are UUIDs, so no
     /// session hash can start with `user:`.
     pub fn session_user(&self, tenant: &Tenant, shard: u16, user: &UserId) -> String {
