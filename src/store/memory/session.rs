@@ -101,12 +101,14 @@ impl UserSessions {
     }
 
     /// The live session `id`; an expired one is removed on the way.
-    fn live(&mut self, id: &SessionId, now: Instant) -> Option<&mut Live> {
+    /// (Shared, not mutable: a stored session is replaced through `insert`, never changed in
+    /// place, so its weight stays the one counted in.)
+    fn live(&mut self, id: &SessionId, now: Instant) -> Option<&Live> {
         if !self.by_id.get(id)?.is_live(now) {
             self.remove(id);
             return None;
         }
-        self.by_id.get_mut(id)
+        self.by_id.get(id)
     }
 
     /// Drops the expired sessions; returns how many.
