@@ -111,27 +111,21 @@ struct Usual {
 }
 
 impl Shared {
-    fn record(&self, labels: RouteLabels, status: u16, started: Instant) {
-        let slot = &self.usual[method_index(labels.method)];
+    /// Counts one answer; `method` is the place of `labels.method` in `METHODS`.
+    fn record(&self, labels: RouteLabels, method: usize, status: u16, started: Instant) {
+        let slot = &self.usual[method];
         let usual = match slot.get() {
             Some(usual) => Some(usual),
             None if status < 400 => Some(slot.get_or_init(|| {
+                let response = ResponseLabels {
+                    route: labels.route.clone(),
+                    method: labels.method,
+                    status,
+                };
                 Usual {
                     duration: self.metrics.duration.get_or_create(&labels).clone(),
-                    requests: self
-                        .metrics
-                        .requests
-                        .get_or_create(&ResponseLabels {
-                            route: labels.route.clone(),
-                            method: labels.method,
-                            status,
-                        })
-                        .clone(),
-                    labels: ResponseLabels {
-                        route: labels.route.clone(),
-                        method: labels.method,
-                        status,
-                    },
+                    requests: self.metrics.requests.get_or_create(&response).clone(),
+                    labels: response,
                 }
             })),
             None => None,
@@ -164,15 +158,16 @@ where
     }
 
     fn call(&mut self, request: Request<B>) -> Self::Future {
+        let method = method_index(request.method());
         let labels = RouteLabels {
             route: Route(request.extensions().get::<MatchedPath>().cloned()),
-            method: method_label(request.method()),
+            method: METHODS.get(method).map_or("other", Method::as_str),
         };
         self.shared.metrics.in_flight.inc();
         Tracked {
             inner: self.inner.call(request),
             started: Instant::now(),
-            labels: Some(labels),
+            labels: Some((labels, method)),
             shared: self.shared.clone(),
             polling: false,
         }
@@ -186,7 +181,7 @@ pin_project_lite::pin_project! {
         #[pin]
         inner: F,
         started: Instant,
-        labels: Option<RouteLabels>,
+        labels: Option<(RouteLabels, usize)>,
         shared: Arc<Shared>,
         // True while `inner` is polled: still true at the drop when the poll panicked.
         polling: bool,
@@ -195,7 +190,7 @@ pin_project_lite::pin_project! {
     impl<F> PinnedDrop for Tracked<F> {
         fn drop(this: Pin<&mut Self>) {
             let this = this.project();
-            if let Some(labels) = this.labels.take() {
+            if let Some((labels, method)) = this.labels.take() {
                 let status = if *this.polling {
                     500
                 } else if this.started.elapsed() >= this.shared.timeout {
@@ -203,7 +198,7 @@ pin_project_lite::pin_project! {
                 } else {
                     CLIENT_GONE
                 };
-                this.shared.record(labels, status, *this.started);
+                this.shared.record(labels, method, status, *this.started);
             }
         }
     }
@@ -224,10 +219,10 @@ where
         let poll = this.inner.poll(cx);
         *this.polling = false;
         let result = std::task::ready!(poll);
-        if let Some(labels) = this.labels.take() {
+        if let Some((labels, method)) = this.labels.take() {
             // An error is not an answer axum can send (its services are infallible).
             let status = result.as_ref().map_or(500, |r| r.status().as_u16());
-            this.shared.record(labels, status, *this.started);
+            this.shared.record(labels, method, status, *this.started);
         }
         Poll::Ready(result)
     }
@@ -244,18 +239,10 @@ const METHODS: [Method; 7] = [
     Method::OPTIONS,
 ];
 
-/// The method's name when it is a standard one, else `other`.
-fn method_label(method: &Method) -> &'static str {
+/// The place of a method in `METHODS`; any other method (`other`) after them.
+fn method_index(method: &Method) -> usize {
     METHODS
         .iter()
-        .find(|m| *m == method)
-        .map_or("other", Method::as_str)
-}
-
-/// The place of a method label in `METHODS`; `other` after them.
-fn method_index(label: &str) -> usize {
-    METHODS
-        .iter()
-        .position(|m| m.as_str() == label)
+        .position(|m| m == method)
         .unwrap_or(METHODS.len())
 }
