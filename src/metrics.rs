@@ -226,41 +226,87 @@ pub struct Outcomes {
 }
 
 impl Outcomes {
-    fn start_at_zero(&self) {
-        self.cache.start_at_zero(&["hit", "miss"]);
-        self.confirms.start_at_zero(&[
-            "confirmed",
-            "replayed",
-            "already_confirmed",
-            "already_cancelled",
-            "not_found",
-        ]);
-        self.rate_limits
-            .start_at_zero(&["allowed", "denied", "peeked"]);
-        self.locks
-            .start_at_zero(&["granted", "conflict", "extended", "released", "lost"]);
-        self.jobs.start_at_zero(&[
-            "enqueued",
-            "deduplicated",
-            "leased",
-            "acked",
-            "retried",
-            "dead",
-            "redriven",
-            "purged",
-            "lease_lost",
-        ]);
-        self.topic_messages
-            .start_at_zero(&["published", "delivered"]);
-        self.usage_events.start_at_zero(&["counted", "duplicate"]);
-        self.reservations
-            .start_at_zero(&["granted", "exceeded", "committed", "released"]);
-        self.topic_resets.start_at_zero(&[
-            "unknown_id",
-            "history_trimmed",
-            "lagged",
-            "backend_switched",
-        ]);
+    /// Each outcome family: its metric name, help text, counters and the outcomes it starts
+    /// with at zero.
+    fn families(&self) -> [(&'static str, &'static str, &Tally, &'static [&'static str]); 9] {
+        [
+            (
+                "cache_lookups",
+                "Cache reads of one key, by outcome (hit, miss)",
+                &self.cache,
+                &["hit", "miss"],
+            ),
+            (
+                "pending_action_confirms",
+                "Pending-action confirms, by outcome",
+                &self.confirms,
+                &[
+                    "confirmed",
+                    "replayed",
+                    "already_confirmed",
+                    "already_cancelled",
+                    "not_found",
+                ],
+            ),
+            (
+                "rate_limit_decisions",
+                "Rate-limit checks, by outcome (allowed, denied, peeked)",
+                &self.rate_limits,
+                &["allowed", "denied", "peeked"],
+            ),
+            (
+                "lock_operations",
+                "Lock calls, by outcome (granted, conflict, extended, released, lost)",
+                &self.locks,
+                &["granted", "conflict", "extended", "released", "lost"],
+            ),
+            (
+                "queue_jobs",
+                "Job transitions, by outcome (enqueued, deduplicated, leased, acked, retried, \
+                 dead, redriven, purged, lease_lost)",
+                &self.jobs,
+                &[
+                    "enqueued",
+                    "deduplicated",
+                    "leased",
+                    "acked",
+                    "retried",
+                    "dead",
+                    "redriven",
+                    "purged",
+                    "lease_lost",
+                ],
+            ),
+            (
+                "topic_messages",
+                "Topic messages, by outcome (published, delivered to a subscriber)",
+                &self.topic_messages,
+                &["published", "delivered"],
+            ),
+            (
+                "topic_resets",
+                "Topic streams sent event: reset, by reason",
+                &self.topic_resets,
+                &[
+                    "unknown_id",
+                    "history_trimmed",
+                    "lagged",
+                    "backend_switched",
+                ],
+            ),
+            (
+                "usage_events",
+                "Usage events, by outcome (counted, duplicate)",
+                &self.usage_events,
+                &["counted", "duplicate"],
+            ),
+            (
+                "budget_reservations",
+                "Budget reservations, by outcome (granted, exceeded, committed, released)",
+                &self.reservations,
+                &["granted", "exceeded", "committed", "released"],
+            ),
+        ]
     }
 }
 
@@ -306,7 +352,6 @@ impl Metrics {
             let _ = backend.switches.get_or_create(&SwitchLabels { to });
         }
         let outcomes = Outcomes::default();
-        outcomes.start_at_zero();
         let mut registry = Registry::with_prefix("statekeeper");
         let r = &mut registry;
         r.register(
@@ -358,52 +403,10 @@ impl Metrics {
             Unit::Seconds,
             backend.degraded_seconds.clone(),
         );
-        r.register(
-            "cache_lookups",
-            "Cache reads of one key, by outcome (hit, miss)",
-            outcomes.cache.0.clone(),
-        );
-        r.register(
-            "pending_action_confirms",
-            "Pending-action confirms, by outcome",
-            outcomes.confirms.0.clone(),
-        );
-        r.register(
-            "rate_limit_decisions",
-            "Rate-limit checks, by outcome (allowed, denied, peeked)",
-            outcomes.rate_limits.0.clone(),
-        );
-        r.register(
-            "lock_operations",
-            "Lock calls, by outcome (granted, conflict, extended, released, lost)",
-            outcomes.locks.0.clone(),
-        );
-        r.register(
-            "queue_jobs",
-            "Job transitions, by outcome (enqueued, deduplicated, leased, acked, retried, dead, \
-             redriven, purged, lease_lost)",
-            outcomes.jobs.0.clone(),
-        );
-        r.register(
-            "topic_messages",
-            "Topic messages, by outcome (published, delivered to a subscriber)",
-            outcomes.topic_messages.0.clone(),
-        );
-        r.register(
-            "topic_resets",
-            "Topic streams sent event: reset, by reason",
-            outcomes.topic_resets.0.clone(),
-        );
-        r.register(
-            "usage_events",
-            "Usage events, by outcome (counted, duplicate)",
-            outcomes.usage_events.0.clone(),
-        );
-        r.register(
-            "budget_reservations",
-            "Budget reservations, by outcome (granted, exceeded, committed, released)",
-            outcomes.reservations.0.clone(),
-        );
+        for (name, help, tally, outcomes) in outcomes.families() {
+            tally.start_at_zero(outcomes);
+            r.register(name, help, tally.0.clone());
+        }
         r.register(
             "topic_subscribers",
             "Open topic streams on this instance",

@@ -68,6 +68,11 @@ fn answered(success: bool, answer: Value) -> CallToolResult {
 }
 
 /// A path segment or query value, percent-encoded.
+/// The cache entry's path.
+fn key_uri(namespace: &str, key: &str) -> String {
+    format!("/v1/cache/{}/{}", url_part(namespace), url_part(key))
+}
+
 fn url_part(value: &str) -> String {
     let mut out = String::with_capacity(value.len());
     for byte in value.bytes() {
@@ -261,11 +266,7 @@ impl Tools {
         Extension(parts): Extension<axum::http::request::Parts>,
         Parameters(args): Parameters<WriteArgs>,
     ) -> Result<CallToolResult, ErrorData> {
-        let mut uri = format!(
-            "/v1/cache/{}/{}",
-            url_part(&args.namespace),
-            url_part(&args.key)
-        );
+        let mut uri = key_uri(&args.namespace, &args.key);
         if let Some(ttl) = args.ttl_seconds {
             uri.push_str(&format!("?ttl_seconds={ttl}"));
         }
@@ -292,11 +293,7 @@ impl Tools {
         Extension(parts): Extension<axum::http::request::Parts>,
         Parameters(args): Parameters<KeyArgs>,
     ) -> Result<CallToolResult, ErrorData> {
-        let uri = format!(
-            "/v1/cache/{}/{}",
-            url_part(&args.namespace),
-            url_part(&args.key)
-        );
+        let uri = key_uri(&args.namespace, &args.key);
         self.call(&parts, Method::GET, uri, None).await
     }
 
@@ -327,11 +324,7 @@ impl Tools {
         Extension(parts): Extension<axum::http::request::Parts>,
         Parameters(args): Parameters<KeyArgs>,
     ) -> Result<CallToolResult, ErrorData> {
-        let uri = format!(
-            "/v1/cache/{}/{}",
-            url_part(&args.namespace),
-            url_part(&args.key)
-        );
+        let uri = key_uri(&args.namespace, &args.key);
         self.call(&parts, Method::DELETE, uri, None).await
     }
 
@@ -341,11 +334,7 @@ impl Tools {
         Extension(parts): Extension<axum::http::request::Parts>,
         Parameters(args): Parameters<KeyArgs>,
     ) -> Result<CallToolResult, ErrorData> {
-        let uri = format!(
-            "/v1/cache/{}/{}",
-            url_part(&args.namespace),
-            url_part(&args.key)
-        );
+        let uri = key_uri(&args.namespace, &args.key);
         let (status, answer) = self.request(&parts, Method::HEAD, uri, None, &[]).await?;
         Ok(match status.as_u16() {
             200 => answered(true, json!({"exists": true})),

@@ -457,61 +457,53 @@ impl Failover {
             None => Arc::new(memory::usage::MemoryUsage::new(m)),
         });
         let stores = Stores {
-            cache: Arc::new(FailoverStore {
-                redis: redis.cache,
-                memory: memory_cache,
-                failover: failover.clone(),
-            }),
-            pending_actions: Arc::new(FailoverStore {
-                redis: redis.pending_actions,
-                memory: memory_actions,
-                failover: failover.clone(),
-            }),
-            agent_states: Arc::new(FailoverStore {
-                redis: redis.agent_states,
-                memory: memory_states,
-                failover: failover.clone(),
-            }),
-            sessions: Arc::new(FailoverStore {
-                redis: redis.sessions,
-                memory: memory_sessions,
-                failover: failover.clone(),
-            }),
-            locks: Arc::new(FailoverStore {
-                redis: redis.locks,
-                memory: fallback(Capability::Locks)
+            cache: Arc::new(FailoverStore::new(&failover, redis.cache, memory_cache)),
+            pending_actions: Arc::new(FailoverStore::new(
+                &failover,
+                redis.pending_actions,
+                memory_actions,
+            )),
+            agent_states: Arc::new(FailoverStore::new(
+                &failover,
+                redis.agent_states,
+                memory_states,
+            )),
+            sessions: Arc::new(FailoverStore::new(
+                &failover,
+                redis.sessions,
+                memory_sessions,
+            )),
+            locks: Arc::new(FailoverStore::new(
+                &failover,
+                redis.locks,
+                fallback(Capability::Locks)
                     .map(|m| Arc::new(memory::lock::MemoryLocks::new(m)) as _),
-                failover: failover.clone(),
-            }),
-            queues: Arc::new(FailoverStore {
-                redis: redis.queues,
-                memory: None,
-                failover: failover.clone(),
-            }),
-            topics: Arc::new(FailoverStore {
-                redis: redis.topics,
-                memory: fallback(Capability::Topics)
+            )),
+            queues: Arc::new(FailoverStore::new(&failover, redis.queues, None)),
+            topics: Arc::new(FailoverStore::new(
+                &failover,
+                redis.topics,
+                fallback(Capability::Topics)
                     .map(|m| Arc::new(memory::topic::MemoryTopics::new(m)) as _),
-                failover: failover.clone(),
-            }),
-            usage: Arc::new(FailoverStore {
-                redis: redis.usage,
-                memory: memory_usage.map(|m| m as _),
-                failover: failover.clone(),
-            }),
-            budgets: Arc::new(FailoverStore {
-                redis: redis.budgets,
-                memory: memory_budgets.map(|m| m as _),
-                failover: failover.clone(),
-            }),
+            )),
+            usage: Arc::new(FailoverStore::new(
+                &failover,
+                redis.usage,
+                memory_usage.map(|m| m as _),
+            )),
+            budgets: Arc::new(FailoverStore::new(
+                &failover,
+                redis.budgets,
+                memory_budgets.map(|m| m as _),
+            )),
             rate_limits: Arc::new(RateLimitFailover {
                 fail_open: policies.contains(&(Capability::RateLimits, WhileDegraded::Allow)),
-                store: FailoverStore {
-                    redis: redis.rate_limits,
-                    memory: fallback(Capability::RateLimits)
+                store: FailoverStore::new(
+                    &failover,
+                    redis.rate_limits,
+                    fallback(Capability::RateLimits)
                         .map(|m| Arc::new(memory::rate_limit::MemoryRateLimits::new(m)) as _),
-                    failover: failover.clone(),
-                },
+                ),
             }),
         };
         Ok((stores, failover))
@@ -881,16 +873,36 @@ pub struct FailoverStore<S: ?Sized> {
     failover: Arc<Failover>,
 }
 
+impl<S: ?Sized> FailoverStore<S> {
+    fn new(failover: &Arc<Failover>, redis: Arc<S>, memory: Option<Arc<S>>) -> Self {
+        Self {
+            redis,
+            memory,
+            failover: failover.clone(),
+        }
+    }
+}
+
 /// Implements a store trait for `FailoverStore` by routing each method through
 /// `Failover::route`. `#[repeat(expr)]` says whether a call is safe to make twice (same effect,
-/// same answer); it may look at the arguments. The arguments are references and `Copy` values:
+/// same answer); it may look at the arguments. `#[memory(false)]` keeps a method on Redis even
+/// where the capability has a memory store. The arguments are references and `Copy` values:
 /// a second call or the memory call copies nothing. `#[note(when => notes)]` names what a call
 /// served by memory wrote, for the hand-back: `when` looks at the call's answer, `notes` are
 /// [`Note`]s built from the arguments.
 macro_rules! route_each_method {
-    ($store:ident { $(#[repeat($repeat:expr)] $(#[note($when:expr => $notes:expr)])? async fn $name:ident(&self $(, $arg:ident : $ty:ty)*) -> $ret:ty;)* }) => {
+    ($store:ident {
+        $(
+            #[repeat($repeat:expr)]
+            $(#[memory($serves:expr)])?
+            $(#[note($when:expr => $notes:expr)])?
+            async fn $name:ident(&self $(, $arg:ident : $ty:ty)*) -> $ret:ty;
+        )*
+    } $(also { $($also:tt)* })?) => {
         #[async_trait]
         impl $store for FailoverStore<dyn $store> {
+            $($($also)*)?
+
             $(
                 #[allow(clippy::clone_on_copy, clippy::redundant_closure_call)]
                 async fn $name(&self $(, $arg: $ty)*) -> $ret {
@@ -899,7 +911,7 @@ macro_rules! route_each_method {
                         .route(
                             repeatable,
                             || self.redis.$name($(Clone::clone(&$arg)),*),
-                            self.memory.as_ref().map(|memory| {
+                            self.memory.as_ref()$(.filter(|_| $serves))?.map(|memory| {
                                 move || async move {
                                     let answer = memory.$name($($arg),*).await;
                                     $(
@@ -937,83 +949,22 @@ route_each_method!(BudgetStore {
     async fn inventory(&self, tenant: &Tenant, cursor: Option<&str>, limit: usize) -> StoreResult<IdPage>;
 });
 
-/// Usage: events go to memory (journalled) while Redis is down; totals refuse, since memory
-/// holds only what came since the outage.
-#[async_trait]
-impl UsageStore for FailoverStore<dyn UsageStore> {
-    async fn record(
-        &self,
-        tenant: &Tenant,
-        subject: &Subject,
-        event: &UsageEvent,
-        limits: UsageLimits,
-    ) -> StoreResult<bool> {
-        // Not repeated: a second call would find the first's dedup key and answer false.
-        self.failover
-            .route(
-                false,
-                || self.redis.record(tenant, subject, event, limits),
-                self.memory
-                    .as_ref()
-                    .map(|memory| move || memory.record(tenant, subject, event, limits)),
-            )
-            .await
-    }
-
-    async fn totals(
-        &self,
-        tenant: &Tenant,
-        subject: &Subject,
-        metric: Option<&MetricName>,
-        period: Period,
-        buckets: &[String],
-    ) -> StoreResult<Vec<Total>> {
-        let redis = &self.redis;
-        self.redis_only(true, || {
-            redis.totals(tenant, subject, metric, period, buckets)
-        })
-        .await
-    }
-
-    async fn inventory(
-        &self,
-        tenant: &Tenant,
-        cursor: Option<&str>,
-        limit: usize,
-    ) -> StoreResult<IdPage> {
-        let redis = &self.redis;
-        self.redis_only(true, || redis.inventory(tenant, cursor, limit))
-            .await
-    }
-
-    async fn bucket(
-        &self,
-        tenant: &Tenant,
-        subject: &Subject,
-        bucket: &Bucket,
-    ) -> StoreResult<Option<(Vec<(String, u64)>, u64)>> {
-        let redis = &self.redis;
-        self.redis_only(true, || redis.bucket(tenant, subject, bucket))
-            .await
-    }
-
-    async fn restore_totals(
-        &self,
-        tenant: &Tenant,
-        subject: &Subject,
-        bucket: &Bucket,
-        totals: &[(String, u64)],
-        ttl_ms: u64,
-        at_least: bool,
-    ) -> StoreResult<u64> {
-        // Repeatable: setting the same totals twice leaves them the same.
-        let redis = &self.redis;
-        self.redis_only(true, || {
-            redis.restore_totals(tenant, subject, bucket, totals, ttl_ms, at_least)
-        })
-        .await
-    }
-}
+// Usage: events go to memory (journalled) while Redis is down; totals refuse, since memory
+// holds only what came since the outage.
+route_each_method!(UsageStore {
+    // Not repeated: a second call would find the first's dedup key and answer false.
+    #[repeat(false)]
+    async fn record(&self, tenant: &Tenant, subject: &Subject, event: &UsageEvent, limits: UsageLimits) -> StoreResult<bool>;
+    #[repeat(true)] #[memory(false)]
+    async fn totals(&self, tenant: &Tenant, subject: &Subject, metric: Option<&MetricName>, period: Period, buckets: &[String]) -> StoreResult<Vec<Total>>;
+    #[repeat(true)] #[memory(false)]
+    async fn inventory(&self, tenant: &Tenant, cursor: Option<&str>, limit: usize) -> StoreResult<IdPage>;
+    #[repeat(true)] #[memory(false)]
+    async fn bucket(&self, tenant: &Tenant, subject: &Subject, bucket: &Bucket) -> StoreResult<Option<(Vec<(String, u64)>, u64)>>;
+    // Repeatable: setting the same totals twice leaves them the same.
+    #[repeat(true)] #[memory(false)]
+    async fn restore_totals(&self, tenant: &Tenant, subject: &Subject, bucket: &Bucket, totals: &[(String, u64)], ttl_ms: u64, at_least: bool) -> StoreResult<u64>;
+});
 
 route_each_method!(TopicStore {
     #[repeat(false)]
@@ -1127,258 +1078,58 @@ route_each_method!(SessionStore {
     #[repeat(true)] async fn cleanup_expired(&self, tenant: &Tenant) -> StoreResult<u64>;
 });
 
-/// Locks with failover: each call routed like the other capabilities'; a waiter listens to
-/// the release signal of the backend serving now (after a switch, its fallback poll finds the
-/// other).
-#[async_trait]
-impl LockStore for FailoverStore<dyn LockStore> {
-    async fn acquire(
-        &self,
-        tenant: &Tenant,
-        name: &LockName,
-        request: &Acquire,
-    ) -> StoreResult<Acquired> {
-        // Not repeatable: a second run would find the first one's grant and answer "held".
-        let memory = self.memory.as_ref();
-        self.failover
-            .route(
-                false,
-                || self.redis.acquire(tenant, name, request),
-                memory.map(|m| move || m.acquire(tenant, name, request)),
-            )
-            .await
-    }
-
-    async fn extend(
-        &self,
-        tenant: &Tenant,
-        name: &LockName,
-        token: &LockToken,
-        ttl_ms: u64,
-    ) -> StoreResult<Option<u64>> {
-        let memory = self.memory.as_ref();
-        self.failover
-            .route(
-                true,
-                || self.redis.extend(tenant, name, token, ttl_ms),
-                memory.map(|m| move || m.extend(tenant, name, token, ttl_ms)),
-            )
-            .await
-    }
-
-    async fn release(
-        &self,
-        tenant: &Tenant,
-        name: &LockName,
-        token: &LockToken,
-    ) -> StoreResult<bool> {
-        let memory = self.memory.as_ref();
-        self.failover
-            .route(
-                false,
-                || self.redis.release(tenant, name, token),
-                memory.map(|m| move || m.release(tenant, name, token)),
-            )
-            .await
-    }
-
-    async fn get(&self, tenant: &Tenant, name: &LockName) -> StoreResult<LockInfo> {
-        let memory = self.memory.as_ref();
-        self.failover
-            .route(
-                true,
-                || self.redis.get(tenant, name),
-                memory.map(|m| move || m.get(tenant, name)),
-            )
-            .await
-    }
-
-    async fn check_fence(
-        &self,
-        tenant: &Tenant,
-        name: &LockName,
-        fencing_token: u64,
-    ) -> StoreResult<FenceCheck> {
-        let memory = self.memory.as_ref();
-        self.failover
-            .route(
-                true,
-                || self.redis.check_fence(tenant, name, fencing_token),
-                memory.map(|m| move || m.check_fence(tenant, name, fencing_token)),
-            )
-            .await
-    }
-
-    async fn inventory(
-        &self,
-        tenant: &Tenant,
-        cursor: Option<&str>,
-        limit: usize,
-    ) -> StoreResult<IdPage> {
-        let memory = self.memory.as_ref();
-        self.failover
-            .route(
-                true,
-                || self.redis.inventory(tenant, cursor, limit),
-                memory.map(|m| move || m.inventory(tenant, cursor, limit)),
-            )
-            .await
-    }
-
+// Locks with failover: each call routed like the other capabilities'; a waiter listens to
+// the release signal of the backend serving now (after a switch, its fallback poll finds the
+// other).
+route_each_method!(LockStore {
+    // Not repeatable: a second run would find the first one's grant and answer "held".
+    #[repeat(false)]
+    async fn acquire(&self, tenant: &Tenant, name: &LockName, request: &Acquire) -> StoreResult<Acquired>;
+    #[repeat(true)]
+    async fn extend(&self, tenant: &Tenant, name: &LockName, token: &LockToken, ttl_ms: u64) -> StoreResult<Option<u64>>;
+    #[repeat(false)]
+    async fn release(&self, tenant: &Tenant, name: &LockName, token: &LockToken) -> StoreResult<bool>;
+    #[repeat(true)] async fn get(&self, tenant: &Tenant, name: &LockName) -> StoreResult<LockInfo>;
+    #[repeat(true)]
+    async fn check_fence(&self, tenant: &Tenant, name: &LockName, fencing_token: u64) -> StoreResult<FenceCheck>;
+    #[repeat(true)] async fn inventory(&self, tenant: &Tenant, cursor: Option<&str>, limit: usize) -> StoreResult<IdPage>;
+} also {
     fn release_signal(&self, tenant: &Tenant, name: &LockName) -> Arc<Notify> {
         match &self.memory {
             Some(memory) if self.failover.is_down() => memory.release_signal(tenant, name),
             _ => self.redis.release_signal(tenant, name),
         }
     }
-}
+});
 
-impl<S: ?Sized> FailoverStore<S> {
-    /// Routes a call that memory never serves: Redis, or `Unavailable` while it is down.
-    async fn redis_only<T, R, RF>(&self, repeatable: bool, on_redis: R) -> StoreResult<T>
-    where
-        R: Fn() -> RF,
-        RF: Future<Output = StoreResult<T>>,
-    {
-        let never = None::<fn() -> std::future::Ready<StoreResult<T>>>;
-        self.failover.route(repeatable, on_redis, never).await
-    }
-}
-
-/// Queues refuse while Redis is down (`DEGRADATION`): each call goes to Redis or fails fast.
-#[async_trait]
-impl QueueStore for FailoverStore<dyn QueueStore> {
-    async fn enqueue(
-        &self,
-        tenant: &Tenant,
-        queue: &QueueName,
-        job: &NewJob,
-        id: &JobId,
-    ) -> StoreResult<(String, bool)> {
-        // Repeatable: the same id again finds the job (by its dedup key) or fails the same way.
-        let redis = &self.redis;
-        self.redis_only(job.dedup_key.is_some(), || {
-            redis.enqueue(tenant, queue, job, id)
-        })
-        .await
-    }
-
-    async fn lease(
-        &self,
-        tenant: &Tenant,
-        queue: &QueueName,
-        tokens: &[String],
-        visibility_ms: u64,
-    ) -> StoreResult<Leases> {
-        let redis = &self.redis;
-        self.redis_only(false, || redis.lease(tenant, queue, tokens, visibility_ms))
-            .await
-    }
-
-    async fn ack(
-        &self,
-        tenant: &Tenant,
-        queue: &QueueName,
-        id: &JobId,
-        token: &str,
-    ) -> StoreResult<bool> {
-        let redis = &self.redis;
-        self.redis_only(false, || redis.ack(tenant, queue, id, token))
-            .await
-    }
-
-    async fn nack(
-        &self,
-        tenant: &Tenant,
-        queue: &QueueName,
-        id: &JobId,
-        nack: &Nack<'_>,
-    ) -> StoreResult<Option<JobState>> {
-        let redis = &self.redis;
-        self.redis_only(false, || redis.nack(tenant, queue, id, nack))
-            .await
-    }
-
-    async fn heartbeat(
-        &self,
-        tenant: &Tenant,
-        queue: &QueueName,
-        id: &JobId,
-        token: &str,
-        visibility_ms: u64,
-    ) -> StoreResult<Option<u64>> {
-        let redis = &self.redis;
-        self.redis_only(true, || {
-            redis.heartbeat(tenant, queue, id, token, visibility_ms)
-        })
-        .await
-    }
-
-    async fn get(
-        &self,
-        tenant: &Tenant,
-        queue: &QueueName,
-        id: &JobId,
-    ) -> StoreResult<Option<Job>> {
-        let redis = &self.redis;
-        self.redis_only(true, || redis.get(tenant, queue, id)).await
-    }
-
-    async fn counts(&self, tenant: &Tenant, queue: &QueueName) -> StoreResult<Counts> {
-        let redis = &self.redis;
-        self.redis_only(true, || redis.counts(tenant, queue)).await
-    }
-
-    async fn dead(
-        &self,
-        tenant: &Tenant,
-        queue: &QueueName,
-        limit: usize,
-    ) -> StoreResult<Vec<Job>> {
-        let redis = &self.redis;
-        self.redis_only(true, || redis.dead(tenant, queue, limit))
-            .await
-    }
-
-    async fn redrive(&self, tenant: &Tenant, queue: &QueueName, id: &JobId) -> StoreResult<bool> {
-        let redis = &self.redis;
-        self.redis_only(false, || redis.redrive(tenant, queue, id))
-            .await
-    }
-
-    async fn purge(&self, tenant: &Tenant, queue: &QueueName) -> StoreResult<u64> {
-        let redis = &self.redis;
-        self.redis_only(true, || redis.purge(tenant, queue)).await
-    }
-
-    async fn inventory(
-        &self,
-        tenant: &Tenant,
-        cursor: Option<&str>,
-        limit: usize,
-    ) -> StoreResult<IdPage> {
-        let redis = &self.redis;
-        self.redis_only(true, || redis.inventory(tenant, cursor, limit))
-            .await
-    }
-
-    async fn restore(
-        &self,
-        tenant: &Tenant,
-        queue: &QueueName,
-        job: &Job,
-        only_if_absent: bool,
-    ) -> StoreResult<bool> {
-        // Repeatable: the same job written twice is the same job.
-        let redis = &self.redis;
-        self.redis_only(true, || redis.restore(tenant, queue, job, only_if_absent))
-            .await
-    }
-
+// Queues refuse while Redis is down (`DEGRADATION`): they have no memory store, so each call
+// goes to Redis or fails fast.
+route_each_method!(QueueStore {
+    // Repeatable with a dedup key: the same id again finds the job or fails the same way.
+    #[repeat(job.dedup_key.is_some())]
+    async fn enqueue(&self, tenant: &Tenant, queue: &QueueName, job: &NewJob, id: &JobId) -> StoreResult<(String, bool)>;
+    #[repeat(false)]
+    async fn lease(&self, tenant: &Tenant, queue: &QueueName, tokens: &[String], visibility_ms: u64) -> StoreResult<Leases>;
+    #[repeat(false)]
+    async fn ack(&self, tenant: &Tenant, queue: &QueueName, id: &JobId, token: &str) -> StoreResult<bool>;
+    #[repeat(false)]
+    async fn nack(&self, tenant: &Tenant, queue: &QueueName, id: &JobId, nack: &Nack<'_>) -> StoreResult<Option<JobState>>;
+    #[repeat(true)]
+    async fn heartbeat(&self, tenant: &Tenant, queue: &QueueName, id: &JobId, token: &str, visibility_ms: u64) -> StoreResult<Option<u64>>;
+    #[repeat(true)] async fn get(&self, tenant: &Tenant, queue: &QueueName, id: &JobId) -> StoreResult<Option<Job>>;
+    #[repeat(true)] async fn counts(&self, tenant: &Tenant, queue: &QueueName) -> StoreResult<Counts>;
+    #[repeat(true)] async fn dead(&self, tenant: &Tenant, queue: &QueueName, limit: usize) -> StoreResult<Vec<Job>>;
+    #[repeat(false)] async fn redrive(&self, tenant: &Tenant, queue: &QueueName, id: &JobId) -> StoreResult<bool>;
+    #[repeat(true)] async fn purge(&self, tenant: &Tenant, queue: &QueueName) -> StoreResult<u64>;
+    #[repeat(true)] async fn inventory(&self, tenant: &Tenant, cursor: Option<&str>, limit: usize) -> StoreResult<IdPage>;
+    // Repeatable: the same job written twice is the same job.
+    #[repeat(true)]
+    async fn restore(&self, tenant: &Tenant, queue: &QueueName, job: &Job, only_if_absent: bool) -> StoreResult<bool>;
+} also {
     fn enqueue_signal(&self, tenant: &Tenant, queue: &QueueName) -> Arc<Notify> {
         self.redis.enqueue_signal(tenant, queue)
     }
-}
+});
 
 /// Rate limits with failover: while degraded, a check is decided by this instance's memory
 /// (`local`) and says `degraded`, or allowed without counting (`allow`), or refused.
