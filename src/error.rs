@@ -257,6 +257,13 @@ pub enum Missing {
     Reservation,
 }
 
+impl Missing {
+    /// `status` when the resource was found, else this 404.
+    pub fn unless(self, found: bool, status: StatusCode) -> Result<StatusCode, ApiError> {
+        if found { Ok(status) } else { Err(self.into()) }
+    }
+}
+
 impl From<Missing> for ApiError {
     fn from(missing: Missing) -> Self {
         Self::not_found(match missing {

@@ -340,11 +340,8 @@ pub async fn head_state(
     State(state): State<AppState>,
     ReadAt(tenant, thread): ReadAt<ThreadPath>,
 ) -> ApiResult<StatusCode> {
-    if state.stores.agent_states.exists(&tenant, &thread).await? {
-        Ok(StatusCode::OK)
-    } else {
-        Err(Missing::AgentState.into())
-    }
+    let found = state.stores.agent_states.exists(&tenant, &thread).await?;
+    Missing::AgentState.unless(found, StatusCode::OK)
 }
 
 /// Replace a thread whole, or create it. `If-Match` makes the write conditional.
@@ -409,11 +406,8 @@ pub async fn delete_state(
     State(state): State<AppState>,
     WriteAt(tenant, thread): WriteAt<ThreadPath>,
 ) -> ApiResult<StatusCode> {
-    if state.stores.agent_states.delete(&tenant, &thread).await? {
-        Ok(StatusCode::NO_CONTENT)
-    } else {
-        Err(Missing::AgentState.into())
-    }
+    let found = state.stores.agent_states.delete(&tenant, &thread).await?;
+    Missing::AgentState.unless(found, StatusCode::NO_CONTENT)
 }
 
 /// Append messages atomically: concurrent appends each land whole, none is lost.

@@ -433,11 +433,8 @@ pub async fn delete_session(
     State(state): State<AppState>,
     WriteAt(tenant, id): WriteAt<SessionPath>,
 ) -> ApiResult<StatusCode> {
-    if state.stores.sessions.delete(&tenant, &id).await? {
-        Ok(StatusCode::NO_CONTENT)
-    } else {
-        Err(Missing::Session.into())
-    }
+    let found = state.stores.sessions.delete(&tenant, &id).await?;
+    Missing::Session.unless(found, StatusCode::NO_CONTENT)
 }
 
 /// Read the session's working context; with `sessions.rolling` the read renews the TTL.

@@ -439,16 +439,8 @@ pub async fn delete_budget(
     State(state): State<AppState>,
     WriteAt(tenant, (subject, metric)): WriteAt<BudgetPath>,
 ) -> ApiResult<StatusCode> {
-    if state
-        .stores
-        .budgets
-        .delete(&tenant, &subject, &metric)
-        .await?
-    {
-        Ok(StatusCode::NO_CONTENT)
-    } else {
-        Err(Missing::Budget.into())
-    }
+    let found = state.stores.budgets.delete(&tenant, &subject, &metric);
+    Missing::Budget.unless(found.await?, StatusCode::NO_CONTENT)
 }
 
 /// Hold an amount against the budget before spending it: atomically, so concurrent
@@ -560,10 +552,9 @@ pub async fn release(
     WriteAt(tenant, (subject, metric, id)): WriteAt<ReservationPath>,
 ) -> ApiResult<StatusCode> {
     let budgets = &state.stores.budgets;
-    if budgets.release(&tenant, &subject, &metric, &id).await? {
+    let released = budgets.release(&tenant, &subject, &metric, &id).await?;
+    if released {
         state.metrics.outcomes.reservations.count("released");
-        Ok(StatusCode::NO_CONTENT)
-    } else {
-        Err(Missing::Reservation.into())
     }
+    Missing::Reservation.unless(released, StatusCode::NO_CONTENT)
 }

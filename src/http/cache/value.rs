@@ -38,11 +38,8 @@ pub async fn head_value(
     State(state): State<AppState>,
     ReadAt(tenant, (ns, key)): ReadAt<EntryPath>,
 ) -> ApiResult<StatusCode> {
-    if state.stores.cache.exists(&tenant, &ns, &key).await? {
-        Ok(StatusCode::OK)
-    } else {
-        Err(Missing::CacheValue.into())
-    }
+    let found = state.stores.cache.exists(&tenant, &ns, &key).await?;
+    Missing::CacheValue.unless(found, StatusCode::OK)
 }
 
 /// Store any JSON value, replacing the previous one and its TTL.
@@ -107,11 +104,8 @@ pub async fn delete_value(
     State(state): State<AppState>,
     WriteAt(tenant, (ns, key)): WriteAt<EntryPath>,
 ) -> ApiResult<StatusCode> {
-    if state.stores.cache.delete(&tenant, &ns, &key).await? {
-        Ok(StatusCode::NO_CONTENT)
-    } else {
-        Err(Missing::CacheValue.into())
-    }
+    let found = state.stores.cache.delete(&tenant, &ns, &key).await?;
+    Missing::CacheValue.unless(found, StatusCode::NO_CONTENT)
 }
 
 /// Seconds until a value expires (`null`: never).
@@ -154,9 +148,6 @@ pub async fn put_ttl(
     AppJson(request): AppJson<TtlRequest>,
 ) -> ApiResult<StatusCode> {
     let ttl = Ttl::from_json(&request.ttl_seconds, state.settings.limits.max_ttl_seconds)?;
-    if state.stores.cache.set_ttl(&tenant, &ns, &key, ttl).await? {
-        Ok(StatusCode::NO_CONTENT)
-    } else {
-        Err(Missing::CacheValue.into())
-    }
+    let found = state.stores.cache.set_ttl(&tenant, &ns, &key, ttl).await?;
+    Missing::CacheValue.unless(found, StatusCode::NO_CONTENT)
 }

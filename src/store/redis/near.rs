@@ -385,8 +385,26 @@ impl NearCached {
     }
 }
 
-#[async_trait]
-impl CacheStore for NearCached {
+/// Implements `CacheStore` for `NearCached`: the methods in braces are written out, every other
+/// one calls the Redis cache and then, for a write, forgets what it touched (`#[then(..)]`)
+/// before it answers.
+macro_rules! near_cached {
+    ({ $($own:tt)* } $( $(#[then($($forget:tt)*)])? async fn $name:ident(&self $(, $arg:ident : $ty:ty)*) -> $ret:ty; )*) => {
+        #[async_trait]
+        impl CacheStore for NearCached {
+            $($own)*
+            $(
+                async fn $name(&self $(, $arg: $ty)*) -> $ret {
+                    let result = self.inner.$name($($arg),*).await;
+                    $(self.$($forget)*;)?
+                    result
+                }
+            )*
+        }
+    };
+}
+
+near_cached!({
     async fn get(
         &self,
         tenant: &Tenant,
@@ -401,153 +419,28 @@ impl CacheStore for NearCached {
         }
         self.inner.get(tenant, ns, key).await
     }
-
-    async fn exists(&self, tenant: &Tenant, ns: &Namespace, key: &CacheKey) -> StoreResult<bool> {
-        self.inner.exists(tenant, ns, key).await
-    }
-
-    async fn ttl(&self, tenant: &Tenant, ns: &Namespace, key: &CacheKey) -> StoreResult<TtlState> {
-        self.inner.ttl(tenant, ns, key).await
-    }
-
-    async fn get_many(
-        &self,
-        tenant: &Tenant,
-        ns: &Namespace,
-        keys: &[CacheKey],
-    ) -> StoreResult<Vec<Option<CacheValue>>> {
-        self.inner.get_many(tenant, ns, keys).await
-    }
-
-    async fn list(
-        &self,
-        tenant: &Tenant,
-        ns: &Namespace,
-        pattern: &str,
-        cursor: &ListCursor,
-        limit: usize,
-    ) -> StoreResult<KeyPage> {
-        self.inner.list(tenant, ns, pattern, cursor, limit).await
-    }
-
-    async fn put(
-        &self,
-        tenant: &Tenant,
-        ns: &Namespace,
-        key: &CacheKey,
-        value: &CacheValue,
-        expiry: Expiry,
-        condition: PutCondition,
-    ) -> StoreResult<bool> {
-        let result = self
-            .inner
-            .put(tenant, ns, key, value, expiry, condition)
-            .await;
-        self.forget(tenant, ns, key);
-        result
-    }
-
-    async fn get_and_set(
-        &self,
-        tenant: &Tenant,
-        ns: &Namespace,
-        key: &CacheKey,
-        value: &CacheValue,
-        expiry: Expiry,
-    ) -> StoreResult<Option<CacheValue>> {
-        let result = self.inner.get_and_set(tenant, ns, key, value, expiry).await;
-        self.forget(tenant, ns, key);
-        result
-    }
-
-    async fn get_and_delete(
-        &self,
-        tenant: &Tenant,
-        ns: &Namespace,
-        key: &CacheKey,
-    ) -> StoreResult<Option<CacheValue>> {
-        let result = self.inner.get_and_delete(tenant, ns, key).await;
-        self.forget(tenant, ns, key);
-        result
-    }
-
-    async fn delete(&self, tenant: &Tenant, ns: &Namespace, key: &CacheKey) -> StoreResult<bool> {
-        let result = self.inner.delete(tenant, ns, key).await;
-        self.forget(tenant, ns, key);
-        result
-    }
-
-    async fn set_ttl(
-        &self,
-        tenant: &Tenant,
-        ns: &Namespace,
-        key: &CacheKey,
-        ttl: Ttl,
-    ) -> StoreResult<bool> {
-        let result = self.inner.set_ttl(tenant, ns, key, ttl).await;
-        self.forget(tenant, ns, key);
-        result
-    }
-
-    async fn incr(
-        &self,
-        tenant: &Tenant,
-        ns: &Namespace,
-        key: &CacheKey,
-        by: Increment,
-        create_expiry: Expiry,
-    ) -> StoreResult<Result<String, IncrError>> {
-        let result = self.inner.incr(tenant, ns, key, by, create_expiry).await;
-        self.forget(tenant, ns, key);
-        result
-    }
-
-    async fn compare_and_swap(
-        &self,
-        tenant: &Tenant,
-        ns: &Namespace,
-        key: &CacheKey,
-        expected: Option<&serde_json::Value>,
-        value: &CacheValue,
-        expiry: Expiry,
-    ) -> StoreResult<CasOutcome> {
-        let result = self
-            .inner
-            .compare_and_swap(tenant, ns, key, expected, value, expiry)
-            .await;
-        self.forget(tenant, ns, key);
-        result
-    }
-
-    async fn put_many(
-        &self,
-        tenant: &Tenant,
-        ns: &Namespace,
-        entries: &[(CacheKey, CacheValue)],
-        expiry: Expiry,
-    ) -> StoreResult<()> {
-        let result = self.inner.put_many(tenant, ns, entries, expiry).await;
-        self.forget_namespace(ns);
-        result
-    }
-
-    async fn delete_matching(
-        &self,
-        tenant: &Tenant,
-        ns: &Namespace,
-        pattern: &str,
-    ) -> StoreResult<u64> {
-        let result = self.inner.delete_matching(tenant, ns, pattern).await;
-        self.forget_namespace(ns);
-        result
-    }
-
-    async fn inventory(
-        &self,
-        tenant: &Tenant,
-        cursor: Option<&str>,
-        limit: usize,
-    ) -> StoreResult<IdPage> {
-        self.inner.inventory(tenant, cursor, limit).await
-    }
 }
+    async fn exists(&self, tenant: &Tenant, ns: &Namespace, key: &CacheKey) -> StoreResult<bool>;
+    async fn ttl(&self, tenant: &Tenant, ns: &Namespace, key: &CacheKey) -> StoreResult<TtlState>;
+    async fn get_many(&self, tenant: &Tenant, ns: &Namespace, keys: &[CacheKey]) -> StoreResult<Vec<Option<CacheValue>>>;
+    async fn list(&self, tenant: &Tenant, ns: &Namespace, pattern: &str, cursor: &ListCursor, limit: usize) -> StoreResult<KeyPage>;
+    async fn inventory(&self, tenant: &Tenant, cursor: Option<&str>, limit: usize) -> StoreResult<IdPage>;
+    #[then(forget(tenant, ns, key))]
+    async fn put(&self, tenant: &Tenant, ns: &Namespace, key: &CacheKey, value: &CacheValue, expiry: Expiry, condition: PutCondition) -> StoreResult<bool>;
+    #[then(forget(tenant, ns, key))]
+    async fn get_and_set(&self, tenant: &Tenant, ns: &Namespace, key: &CacheKey, value: &CacheValue, expiry: Expiry) -> StoreResult<Option<CacheValue>>;
+    #[then(forget(tenant, ns, key))]
+    async fn get_and_delete(&self, tenant: &Tenant, ns: &Namespace, key: &CacheKey) -> StoreResult<Option<CacheValue>>;
+    #[then(forget(tenant, ns, key))]
+    async fn delete(&self, tenant: &Tenant, ns: &Namespace, key: &CacheKey) -> StoreResult<bool>;
+    #[then(forget(tenant, ns, key))]
+    async fn set_ttl(&self, tenant: &Tenant, ns: &Namespace, key: &CacheKey, ttl: Ttl) -> StoreResult<bool>;
+    #[then(forget(tenant, ns, key))]
+    async fn incr(&self, tenant: &Tenant, ns: &Namespace, key: &CacheKey, by: Increment, create_expiry: Expiry) -> StoreResult<Result<String, IncrError>>;
+    #[then(forget(tenant, ns, key))]
+    async fn compare_and_swap(&self, tenant: &Tenant, ns: &Namespace, key: &CacheKey, expected: Option<&serde_json::Value>, value: &CacheValue, expiry: Expiry) -> StoreResult<CasOutcome>;
+    #[then(forget_namespace(ns))]
+    async fn put_many(&self, tenant: &Tenant, ns: &Namespace, entries: &[(CacheKey, CacheValue)], expiry: Expiry) -> StoreResult<()>;
+    #[then(forget_namespace(ns))]
+    async fn delete_matching(&self, tenant: &Tenant, ns: &Namespace, pattern: &str) -> StoreResult<u64>;
+);
