@@ -23,23 +23,11 @@ async fn send_with(
     body: Option<Value>,
     headers: &[(&str, &str)],
 ) -> (StatusCode, Value) {
-    let mut request = app.client.request(method, app.url(path));
-    for (name, value) in headers {
-        request = request.header(*name, *value);
+    let reply = app.call_with(method, path, body, headers).await;
+    if reply.status >= 400 {
+        assert!(reply.is_problem(), "{} is a problem document", reply.status);
     }
-    if let Some(body) = body {
-        request = request.json(&body);
-    }
-    let response = request.send().await.unwrap();
-    let status = response.status();
-    let is_problem = response
-        .headers()
-        .get("content-type")
-        .is_some_and(|v| v.to_str().unwrap().starts_with("application/problem+json"));
-    if status.is_client_error() || status.is_server_error() {
-        assert!(is_problem, "{status} is a problem document");
-    }
-    (status, response.json().await.unwrap_or(Value::Null))
+    (StatusCode::from_u16(reply.status).unwrap(), reply.body)
 }
 
 fn human(text: &str) -> Value {
@@ -50,16 +38,9 @@ async fn lifecycle_create_get_put_delete(backend: Backend) {
     let app = backend.app(|_| {}).await;
     let body = json!({"thread_id": "th-1", "messages": [human("hi"), {"type": "ai", "content": "hello"}],
                       "context": {"repo": "a/b"}, "metadata": {"agent": "x"}});
-    let response = app
-        .client
-        .post(app.url("/v1/agent-states"))
-        .json(&body)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(response.status(), StatusCode::CREATED);
-    assert_eq!(response.headers()["etag"], "\"1\"");
-    let created: Value = response.json().await.unwrap();
+    let response = app.post("/v1/agent-states", body.clone()).await;
+    assert_eq!((response.status, response.header("etag")), (201, "\"1\""));
+    let created = response.body;
     assert_eq!(created["thread_id"], "th-1");
     assert_eq!(
         (
@@ -89,14 +70,9 @@ async fn lifecycle_create_get_put_delete(backend: Backend) {
         "a UUID when no id is given"
     );
 
-    let response = app
-        .client
-        .get(app.url("/v1/agent-states/th-1"))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(response.headers()["etag"], "\"1\"");
-    assert_eq!(response.json::<Value>().await.unwrap(), created);
+    let response = app.get("/v1/agent-states/th-1").await;
+    assert_eq!(response.header("etag"), "\"1\"");
+    assert_eq!(response.body, created);
     let (_, last) = send(
         &app,
         Method::GET,
@@ -121,15 +97,8 @@ async fn lifecycle_create_get_put_delete(backend: Backend) {
     .await;
     assert_eq!(status, StatusCode::BAD_REQUEST);
 
-    let head = |path: &'static str| app.client.head(app.url(path)).send();
-    assert_eq!(
-        head("/v1/agent-states/th-1").await.unwrap().status(),
-        StatusCode::OK
-    );
-    assert_eq!(
-        head("/v1/agent-states/none").await.unwrap().status(),
-        StatusCode::NOT_FOUND
-    );
+    assert_eq!(app.head("/v1/agent-states/th-1").await.status, 200);
+    assert_eq!(app.head("/v1/agent-states/none").await.status, 404);
 
     let replacement = json!({"messages": [human("again")], "ttl_seconds": 60});
     let (status, replaced) = send_with(
@@ -250,19 +219,9 @@ async fn messages_are_validated_and_bad_input_changes_nothing(backend: Backend) 
          "additional_kwargs": {"model": "m"}},
         {"role": "tool", "content": "result", "tool_call_id": "c1", "name": "search"},
     ]});
-    let response = app
-        .client
-        .post(app.url("/v1/agent-states/th/messages"))
-        .json(&good)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(response.status(), StatusCode::OK);
-    assert_eq!(response.headers()["etag"], "\"2\"");
-    assert_eq!(
-        response.json::<Value>().await.unwrap(),
-        json!({"message_count": 3, "version": 2})
-    );
+    let response = app.post("/v1/agent-states/th/messages", good.clone()).await;
+    assert_eq!((response.status, response.header("etag")), (200, "\"2\""));
+    assert_eq!(response.body, json!({"message_count": 3, "version": 2}));
     let (_, state) = send(&app, Method::GET, "/v1/agent-states/th", None).await;
     assert_eq!(
         state["messages"][1]["tool_calls"][0]["args"],
@@ -342,23 +301,13 @@ async fn messages_are_validated_and_bad_input_changes_nothing(backend: Backend) 
         StatusCode::NOT_FOUND
     );
 
-    let response = app
-        .client
-        .post(app.url("/v1/agent-states/th/messages"))
-        .body("{\"messages\": [")
-        .header("content-type", "application/json")
-        .send()
+    let path = "/v1/agent-states/th/messages";
+    let truncated = app.call_raw(Method::POST, path, b"{\"messages\": [").await;
+    truncated.assert_problem(400, "invalid_request");
+    let untyped = app.request(Method::POST, path).body(good.to_string());
+    app.send(untyped)
         .await
-        .unwrap();
-    assert_eq!(response.status(), StatusCode::BAD_REQUEST);
-    let response = app
-        .client
-        .post(app.url("/v1/agent-states/th/messages"))
-        .body(good.to_string())
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(response.status(), StatusCode::UNSUPPORTED_MEDIA_TYPE);
+        .assert_problem(415, "unsupported_media_type");
 
     let (_, after) = send(&app, Method::GET, "/v1/agent-states/th", None).await;
     assert_eq!(
@@ -437,17 +386,14 @@ async fn context_patch_and_relevance(backend: Backend) {
         Some(json!({"thread_id": "th", "context": {"a": 1, "b": {"c": 2, "d": 3}}})),
     )
     .await;
-    let response = app
-        .client
-        .patch(app.url("/v1/agent-states/th/context"))
+    let patch = json!({"a": null, "b": {"d": null, "e": [1]}, "f": "g"});
+    let request = app
+        .request(Method::PATCH, "/v1/agent-states/th/context")
         .header("content-type", "application/merge-patch+json")
-        .body(json!({"a": null, "b": {"d": null, "e": [1]}, "f": "g"}).to_string())
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(response.status(), StatusCode::OK);
-    assert_eq!(response.headers()["etag"], "\"2\"");
-    let state: Value = response.json().await.unwrap();
+        .body(patch.to_string());
+    let response = app.send(request).await;
+    assert_eq!((response.status, response.header("etag")), (200, "\"2\""));
+    let state = response.body;
     assert_eq!(state["context"], json!({"b": {"c": 2, "e": [1]}, "f": "g"}));
     assert_eq!(state["version"], 2);
 

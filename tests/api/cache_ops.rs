@@ -1,6 +1,7 @@
 //! The cache's counters, compare-and-set, batches and listing over HTTP, on memory and Redis.
 
 use crate::common::TestApp;
+use reqwest::Method;
 use serde_json::{Value, json};
 use statekeeper::config::Settings;
 
@@ -11,29 +12,16 @@ fn limited(settings: &mut Settings) {
 }
 
 async fn post(app: &TestApp, path: &str, body: Value) -> (u16, Value) {
-    let response = app
-        .client
-        .post(app.url(path))
-        .json(&body)
-        .send()
-        .await
-        .unwrap();
-    let status = response.status().as_u16();
-    if status != 204 && status < 500 {
-        let content_type = response.headers()["content-type"]
-            .to_str()
-            .unwrap()
-            .to_string();
-        if status >= 400 {
-            assert_eq!(content_type, "application/problem+json");
-        }
+    let reply = app.post(path, body).await;
+    if (400..500).contains(&reply.status) {
+        assert!(reply.is_problem(), "{}: {}", reply.status, reply.body);
     }
-    (status, response.json().await.unwrap_or(Value::Null))
+    (reply.status, reply.body)
 }
 
 async fn raw_get(app: &TestApp, path: &str) -> (u16, String) {
-    let response = app.client.get(app.url(path)).send().await.unwrap();
-    (response.status().as_u16(), response.text().await.unwrap())
+    let reply = app.get(path).await;
+    (reply.status, reply.text())
 }
 
 /// The seeds' `get_and_set` and "retrieve and delete": exact bytes back, one taker.
@@ -45,26 +33,18 @@ async fn swaps_and_takes(app: &TestApp) {
     )
     .await;
     assert_eq!((status, body), (200, json!({"previous": null})));
+    let body = br#"{"value": [2], "ttl_seconds": 100}"#;
     let response = app
-        .client
-        .post(app.url("/v1/cache/c/job/get-and-set"))
-        .header("content-type", "application/json")
-        .body(r#"{"value": [2], "ttl_seconds": 100}"#)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(response.status(), 200);
-    assert_eq!(response.text().await.unwrap(), r#"{"previous":{"step":1}}"#);
+        .call_raw(Method::POST, "/v1/cache/c/job/get-and-set", body)
+        .await;
+    assert_eq!(response.status, 200);
+    assert_eq!(response.text(), r#"{"previous":{"step":1}}"#);
     let (status, ttl) = raw_get(app, "/v1/cache/c/job/ttl").await;
     assert_eq!((status, ttl), (200, r#"{"ttl_seconds":100}"#.to_string()));
     let taken = app
-        .client
-        .post(app.url("/v1/cache/c/job/get-and-delete"))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(taken.status(), 200);
-    assert_eq!(taken.text().await.unwrap(), "[2]");
+        .send(app.request(Method::POST, "/v1/cache/c/job/get-and-delete"))
+        .await;
+    assert_eq!((taken.status, taken.text()), (200, "[2]".to_string()));
     let (status, problem) = post(app, "/v1/cache/c/job/get-and-delete", Value::Null).await;
     assert_eq!((status, problem["code"].as_str()), (404, Some("not_found")));
     let (status, _) = raw_get(app, "/v1/cache/c/job").await;
@@ -96,13 +76,7 @@ async fn counters(app: &TestApp) {
         ttl["ttl_seconds"].as_u64().unwrap() <= 50,
         "TTL set at creation stays: {ttl}"
     );
-    app.client
-        .put(app.url("/v1/cache/c/name"))
-        .header("content-type", "application/json")
-        .body("\"ada\"")
-        .send()
-        .await
-        .unwrap();
+    app.put_raw("/v1/cache/c/name", "\"ada\"").await;
     let (status, problem) = post(app, "/v1/cache/c/name/incr", json!({"by": 1})).await;
     assert_eq!(
         (status, problem["code"].as_str()),
@@ -146,14 +120,9 @@ async fn compare_and_swap(app: &TestApp) {
     assert_eq!(body["current"], json!({"b": 1, "a": [1, 2]}));
     let spelled_differently = r#"{"expected": {"a": [1.0, 2e0], "b": 1}, "value": "done"}"#;
     let response = app
-        .client
-        .post(app.url(path))
-        .header("content-type", "application/json")
-        .body(spelled_differently)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(response.status(), 200);
+        .call_raw(Method::POST, path, spelled_differently.as_bytes())
+        .await;
+    assert_eq!(response.status, 200);
     assert_eq!(raw_get(app, "/v1/cache/c/doc").await.1, "\"done\"");
     for bad in [
         json!({"value": 1}),
@@ -278,16 +247,8 @@ async fn listing(app: &TestApp) {
             "{bad}"
         );
     }
-    let response = app
-        .client
-        .delete(app.url("/v1/cache/l?match=user:*"))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(
-        response.json::<Value>().await.unwrap(),
-        json!({"deleted": 2})
-    );
+    let response = app.delete("/v1/cache/l?match=user:*").await;
+    assert_eq!(response.body, json!({"deleted": 2}));
     let (_, page) = app.get_json("/v1/cache/l").await;
     assert_eq!(page["keys"], json!(["team:1"]));
     let (_, page) = app.get_json("/v1/cache/l2?limit=10").await;
@@ -330,13 +291,13 @@ async fn cursors_and_ttls_the_schema_allows(app: &TestApp) {
     assert_eq!(status, 400);
 
     let response = app
-        .client
-        .put(app.url("/v1/cache/c/user:1/ttl"))
-        .json(&json!({"ttl_seconds": 600.0}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(response.status(), 204);
+        .call(
+            Method::PUT,
+            "/v1/cache/c/user:1/ttl",
+            Some(json!({"ttl_seconds": 600.0})),
+        )
+        .await;
+    assert_eq!(response.status, 204);
     let (_, ttl) = app.get_json("/v1/cache/c/user:1/ttl").await;
     let seconds = ttl["ttl_seconds"].as_u64().unwrap();
     assert!((590..=600).contains(&seconds), "{ttl}");

@@ -3,58 +3,47 @@
 
 use std::time::Duration;
 
-use crate::common::{RedisServer, TestApp, racing_settings, settings, spawn_app};
+use crate::common::{RedisServer, Reply, TestApp, racing_settings, settings, spawn_app};
+use reqwest::Method;
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 use statekeeper::config::{ApiKeySettings, BackendMode, Scope, Settings};
 use time::{OffsetDateTime, format_description::well_known::Rfc3339};
 
-async fn create(app: &TestApp, body: Value) -> reqwest::Response {
-    app.client
-        .post(app.url("/v1/pending-actions"))
-        .json(&body)
-        .send()
-        .await
-        .unwrap()
+async fn create(app: &TestApp, body: Value) -> Reply {
+    app.post("/v1/pending-actions", body).await
 }
 
 /// Creates an action and returns its body.
 async fn create_ok(app: &TestApp, body: Value) -> Value {
     let response = create(app, body).await;
-    assert_eq!(response.status(), 201);
-    response.json().await.unwrap()
+    assert_eq!(response.status, 201);
+    response.body
 }
 
-async fn post(app: &TestApp, token: &str, verb: &str, key: Option<&str>) -> reqwest::Response {
-    let mut request = app
-        .client
-        .post(app.url(&format!("/v1/pending-actions/{token}/{verb}")));
-    if let Some(key) = key {
-        request = request.header("Idempotency-Key", key);
-    }
-    request.send().await.unwrap()
+async fn post(app: &TestApp, token: &str, verb: &str, key: Option<&str>) -> Reply {
+    let path = format!("/v1/pending-actions/{token}/{verb}");
+    let key = key.map(|key| ("Idempotency-Key", key));
+    app.call_with(Method::POST, &path, None, key.as_slice())
+        .await
 }
 
-async fn confirm(app: &TestApp, token: &str, key: Option<&str>) -> reqwest::Response {
+async fn confirm(app: &TestApp, token: &str, key: Option<&str>) -> Reply {
     post(app, token, "confirm", key).await
 }
 
-async fn cancel(app: &TestApp, token: &str) -> reqwest::Response {
+async fn cancel(app: &TestApp, token: &str) -> Reply {
     post(app, token, "cancel", None).await
 }
 
 /// The status and, for a problem document, its code.
-async fn outcome(response: reqwest::Response) -> (u16, String) {
-    let status = response.status().as_u16();
-    if status < 400 {
-        return (status, String::new());
+fn outcome(response: Reply) -> (u16, String) {
+    if response.status < 400 {
+        return (response.status, String::new());
     }
-    assert_eq!(
-        response.headers()["content-type"],
-        "application/problem+json"
-    );
-    let problem: Value = response.json().await.unwrap();
-    (status, problem["code"].as_str().unwrap().to_string())
+    assert!(response.is_problem(), "{}", response.body);
+    let code = response.body["code"].as_str().unwrap().to_string();
+    (response.status, code)
 }
 
 fn time(value: &Value) -> OffsetDateTime {
@@ -71,9 +60,9 @@ async fn lifecycle_of_a_confirmed_action(app: &TestApp) {
         json!({"intent_name": "merge_pull_request", "user_id": "u1"}),
     )
     .await;
-    assert_eq!(response.status(), 201);
-    let location = response.headers()["location"].to_str().unwrap().to_string();
-    let created: Value = response.json().await.unwrap();
+    assert_eq!(response.status, 201);
+    let location = response.header("location").to_string();
+    let created = response.body;
     let token = token(&created);
     assert_eq!(location, format!("/v1/pending-actions/{token}"));
     assert_eq!(token.len(), 43, "256 bits, URL-safe base64 without padding");
@@ -96,33 +85,25 @@ async fn lifecycle_of_a_confirmed_action(app: &TestApp) {
     assert_eq!((status, &got), (200, &created));
 
     let won = confirm(app, token, Some("attempt-1")).await;
-    assert_eq!(won.status(), 200);
-    let won: Value = won.json().await.unwrap();
+    assert_eq!(won.status, 200);
+    let won = won.body;
     assert_eq!(won["action"]["status"], "confirmed");
     assert_eq!(won["action"]["confirmed_at"], won["confirmed_at"]);
     assert_eq!(won["action"]["expires_at"], created["expires_at"]);
 
     let replay = confirm(app, token, Some("attempt-1")).await;
+    assert_eq!(replay.status, 200, "the winner's retry is not told it lost");
+    assert_eq!(replay.body, won, "the very same body");
     assert_eq!(
-        replay.status(),
-        200,
-        "the winner's retry is not told it lost"
-    );
-    assert_eq!(
-        replay.json::<Value>().await.unwrap(),
-        won,
-        "the very same body"
-    );
-    assert_eq!(
-        outcome(confirm(app, token, Some("attempt-2")).await).await,
+        outcome(confirm(app, token, Some("attempt-2")).await),
         (409, "already_confirmed".into())
     );
     assert_eq!(
-        outcome(confirm(app, token, None).await).await,
+        outcome(confirm(app, token, None).await),
         (409, "already_confirmed".into())
     );
     assert_eq!(
-        outcome(cancel(app, token).await).await,
+        outcome(cancel(app, token).await),
         (409, "already_confirmed".into())
     );
 
@@ -138,14 +119,10 @@ async fn cancelled_actions_cannot_be_confirmed(app: &TestApp) {
     )
     .await;
     let token = token(&created);
-    assert_eq!(cancel(app, token).await.status(), 204);
+    assert_eq!(cancel(app, token).await.status, 204);
+    assert_eq!(cancel(app, token).await.status, 204, "cancel is idempotent");
     assert_eq!(
-        cancel(app, token).await.status(),
-        204,
-        "cancel is idempotent"
-    );
-    assert_eq!(
-        outcome(confirm(app, token, Some("k")).await).await,
+        outcome(confirm(app, token, Some("k")).await),
         (409, "already_cancelled".into())
     );
     let (status, got) = app.get_json(&format!("/v1/pending-actions/{token}")).await;
@@ -162,11 +139,11 @@ async fn unknown_and_malformed_tokens(app: &TestApp) {
         .await;
     assert_eq!((status, problem["code"].as_str()), (404, Some("not_found")));
     assert_eq!(
-        outcome(confirm(app, &unknown, None).await).await,
+        outcome(confirm(app, &unknown, None).await),
         (404, "not_found".into())
     );
     assert_eq!(
-        outcome(cancel(app, &unknown).await).await,
+        outcome(cancel(app, &unknown).await),
         (404, "not_found".into())
     );
     for bad in ["a.b", "a%20b", "a=", "%C3%A9", &"x".repeat(257)] {
@@ -177,20 +154,17 @@ async fn unknown_and_malformed_tokens(app: &TestApp) {
             "{bad}"
         );
         assert_eq!(
-            outcome(confirm(app, bad, None).await).await,
+            outcome(confirm(app, bad, None).await),
             (400, "invalid_id".into())
         );
-        assert_eq!(
-            outcome(cancel(app, bad).await).await,
-            (400, "invalid_id".into())
-        );
+        assert_eq!(outcome(cancel(app, bad).await), (400, "invalid_id".into()));
     }
     // A bad Idempotency-Key is refused before anything happens.
     let created = create_ok(app, json!({"intent_name": "x"})).await;
     let too_long = "k".repeat(257);
     for bad in ["two words", too_long.as_str()] {
         assert_eq!(
-            outcome(confirm(app, token(&created), Some(bad)).await).await,
+            outcome(confirm(app, token(&created), Some(bad)).await),
             (400, "invalid_request".into())
         );
     }
@@ -276,27 +250,21 @@ async fn bad_create_bodies_are_refused(app: &TestApp) {
     ];
     for (body, status, code) in cases {
         assert_eq!(
-            outcome(create(app, body.clone()).await).await,
+            outcome(create(app, body.clone()).await),
             (status, code.into()),
             "{body}"
         );
     }
-    let raw = |body: &'static str, content_type: Option<&'static str>| {
-        let mut request = app.client.post(app.url("/v1/pending-actions")).body(body);
-        if let Some(content_type) = content_type {
-            request = request.header("content-type", content_type);
-        }
-        request.send()
-    };
-    let malformed = raw(r#"{"intent_name": "#, Some("application/json"))
-        .await
-        .unwrap();
-    assert_eq!(outcome(malformed).await, (400, "invalid_request".into()));
-    let untyped = raw(r#"{"intent_name": "x"}"#, None).await.unwrap();
-    assert_eq!(
-        outcome(untyped).await,
-        (415, "unsupported_media_type".into())
-    );
+    let path = "/v1/pending-actions";
+    let malformed = app
+        .call_raw(Method::POST, path, br#"{"intent_name": "#)
+        .await;
+    assert_eq!(outcome(malformed), (400, "invalid_request".into()));
+    let untyped = app
+        .request(Method::POST, path)
+        .body(r#"{"intent_name": "x"}"#);
+    let untyped = app.send(untyped).await;
+    assert_eq!(outcome(untyped), (415, "unsupported_media_type".into()));
     // The largest TTL is accepted.
     let longest = create_ok(app, json!({"intent_name": "x", "ttl_seconds": max})).await;
     assert_eq!(
@@ -314,11 +282,11 @@ async fn expired_actions_are_gone(app: &TestApp) {
         .await;
     assert_eq!(status, 404);
     assert_eq!(
-        outcome(confirm(app, token(&a), None).await).await,
+        outcome(confirm(app, token(&a), None).await),
         (404, "not_found".into())
     );
     assert_eq!(
-        outcome(cancel(app, token(&b)).await).await,
+        outcome(cancel(app, token(&b)).await),
         (404, "not_found".into())
     );
 }
@@ -351,7 +319,7 @@ async fn racing_confirms(apps: &[&TestApp]) {
                 .send()
                 .await
                 .unwrap();
-            (i % TOKENS, outcome(response).await)
+            (i % TOKENS, outcome(Reply::read(response).await))
         }
     })
     .await;
@@ -382,38 +350,28 @@ fn with_tenants(mut settings: Settings) -> Settings {
 }
 
 async fn tokens_are_invisible_to_other_tenants(app: &TestApp) {
-    let created = app
-        .client
-        .post(app.url("/v1/pending-actions"))
+    let as_tenant = |key: &str, method: Method, path: &str| {
+        let request = app.request(method, path).bearer_auth(key);
+        app.send(request)
+    };
+    let create = app
+        .request(Method::POST, "/v1/pending-actions")
         .bearer_auth("acme-key")
-        .json(&json!({"intent_name": "transfer"}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(created.status(), 201);
-    let token = token(&created.json::<Value>().await.unwrap()).to_string();
-    let path = |verb: &str| app.url(&format!("/v1/pending-actions/{token}{verb}"));
-    let as_globex = |request: reqwest::RequestBuilder| request.bearer_auth("globex-key").send();
-    let read = as_globex(app.client.get(path(""))).await.unwrap();
-    assert_eq!(
-        outcome(read).await,
-        (404, "not_found".into()),
-        "404, never 403"
-    );
-    let stolen = as_globex(app.client.post(path("/confirm"))).await.unwrap();
-    assert_eq!(outcome(stolen).await, (404, "not_found".into()));
-    let cancelled = as_globex(app.client.post(path("/cancel"))).await.unwrap();
-    assert_eq!(outcome(cancelled).await, (404, "not_found".into()));
-    let mine = app
-        .client
-        .post(path("/confirm"))
-        .bearer_auth("acme-key")
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(mine.status(), 200, "the owner's confirm still wins");
-    let after = as_globex(app.client.post(path("/confirm"))).await.unwrap();
-    assert_eq!(outcome(after).await, (404, "not_found".into()));
+        .json(&json!({"intent_name": "transfer"}));
+    let created = app.send(create).await;
+    assert_eq!(created.status, 201);
+    let token = token(&created.body).to_string();
+    let path = |verb: &str| format!("/v1/pending-actions/{token}{verb}");
+    let read = as_tenant("globex-key", Method::GET, &path("")).await;
+    assert_eq!(outcome(read), (404, "not_found".into()), "404, never 403");
+    for verb in ["/confirm", "/cancel"] {
+        let stolen = as_tenant("globex-key", Method::POST, &path(verb)).await;
+        assert_eq!(outcome(stolen), (404, "not_found".into()), "{verb}");
+    }
+    let mine = as_tenant("acme-key", Method::POST, &path("/confirm")).await;
+    assert_eq!(mine.status, 200, "the owner's confirm still wins");
+    let after = as_tenant("globex-key", Method::POST, &path("/confirm")).await;
+    assert_eq!(outcome(after), (404, "not_found".into()));
 }
 
 mod memory {
@@ -465,17 +423,11 @@ mod memory {
         settings.pending_actions.tombstone_seconds = 1;
         let app = spawn_app(settings).await;
         let created = create_ok(&app, json!({"intent_name": "x", "ttl_seconds": 600})).await;
-        assert_eq!(
-            confirm(&app, token(&created), Some("k")).await.status(),
-            200
-        );
-        assert_eq!(
-            confirm(&app, token(&created), Some("k")).await.status(),
-            200
-        );
+        assert_eq!(confirm(&app, token(&created), Some("k")).await.status, 200);
+        assert_eq!(confirm(&app, token(&created), Some("k")).await.status, 200);
         tokio::time::sleep(Duration::from_millis(1100)).await;
         assert_eq!(
-            outcome(confirm(&app, token(&created), Some("k")).await).await,
+            outcome(confirm(&app, token(&created), Some("k")).await),
             (404, "not_found".into()),
             "the tombstone and its replay record are gone"
         );
@@ -560,12 +512,12 @@ mod redis {
         // What one instance confirmed, the other replays to the winner's key and refuses others.
         let created = create_ok(&first, json!({"intent_name": "x"})).await;
         let won = confirm(&first, token(&created), Some("k")).await;
-        assert_eq!(won.status(), 200);
-        let won: Value = won.json().await.unwrap();
+        assert_eq!(won.status, 200);
+        let won = won.body;
         let replay = confirm(&second, token(&created), Some("k")).await;
-        assert_eq!(replay.json::<Value>().await.unwrap(), won);
+        assert_eq!(replay.body, won);
         assert_eq!(
-            outcome(confirm(&second, token(&created), Some("other")).await).await,
+            outcome(confirm(&second, token(&created), Some("other")).await),
             (409, "already_confirmed".into())
         );
     }
@@ -599,7 +551,7 @@ mod redis {
             .query(&mut conn)
             .unwrap();
         assert_eq!(status, "pending");
-        assert_eq!(confirm(&app, token(&created), None).await.status(), 200);
+        assert_eq!(confirm(&app, token(&created), None).await.status, 200);
         let status: String = ::redis::cmd("HGET")
             .arg(&key)
             .arg("status")

@@ -366,6 +366,12 @@ impl Reply {
             .unwrap_or("")
     }
 
+    /// Whether the body is declared a problem document.
+    pub fn is_problem(&self) -> bool {
+        self.header("content-type")
+            .starts_with("application/problem+json")
+    }
+
     /// Asserts a problem document with this status and code, carrying a request id.
     pub fn assert_problem(&self, status: u16, code: &str) {
         let body = &self.body;
@@ -408,7 +414,21 @@ impl TestApp {
         path: &str,
         body: Option<serde_json::Value>,
     ) -> Reply {
+        self.call_with(method, path, body, &[]).await
+    }
+
+    /// `call` with extra headers.
+    pub async fn call_with(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<serde_json::Value>,
+        headers: &[(&str, &str)],
+    ) -> Reply {
         let mut request = self.request(method, path);
+        for (name, value) in headers {
+            request = request.header(*name, *value);
+        }
         if let Some(body) = body {
             request = request.json(&body);
         }
