@@ -3,6 +3,7 @@
 
 use std::time::{Duration, Instant};
 
+use reqwest::Method;
 use serde_json::{Value, json};
 use statekeeper::config::BackendMode;
 
@@ -11,23 +12,18 @@ use crate::common::{TestApp, settings, spawn_app};
 /// A request with a body of exact bytes (or none), on the shared helpers.
 async fn send(
     app: &TestApp,
-    method: reqwest::Method,
+    method: Method,
     path: &str,
-    body: Option<Vec<u8>>,
+    body: Option<&[u8]>,
 ) -> (u16, reqwest::header::HeaderMap, Vec<u8>) {
     let reply = match body {
-        Some(body) => app.call_raw(method, path, &body).await,
+        Some(body) => app.call_raw(method, path, body).await,
         None => app.call(method, path, None).await,
     };
     (reply.status, reply.headers, reply.bytes)
 }
 
-async fn json_call(
-    app: &TestApp,
-    method: reqwest::Method,
-    path: &str,
-    body: Value,
-) -> (u16, Value) {
+async fn json_call(app: &TestApp, method: Method, path: &str, body: Value) -> (u16, Value) {
     let reply = app.call(method, path, Some(body)).await;
     (reply.status, reply.body)
 }
@@ -45,21 +41,10 @@ fn is_problem(headers: &reqwest::header::HeaderMap, body: &[u8], code: &str) -> 
 /// once, and the service must stay live meanwhile.
 async fn a_pathological_pattern_answers_at_once(app: &TestApp) {
     let key = "a".repeat(256);
-    let (status, _, _) = send(
-        app,
-        reqwest::Method::PUT,
-        &format!("/v1/cache/gl/{key}"),
-        Some(b"1".to_vec()),
-    )
-    .await;
+    let (status, _, _) = send(app, Method::PUT, &format!("/v1/cache/gl/{key}"), Some(b"1")).await;
     assert_eq!(status, 204);
     let started = Instant::now();
-    let listing = send(
-        app,
-        reqwest::Method::GET,
-        "/v1/cache/gl?match=*a*a*a*a*b",
-        None,
-    );
+    let listing = send(app, Method::GET, "/v1/cache/gl?match=*a*a*a*a*b", None);
     let live = async {
         tokio::time::sleep(Duration::from_millis(50)).await;
         app.status("/health/live").await
@@ -70,9 +55,9 @@ async fn a_pathological_pattern_answers_at_once(app: &TestApp) {
     let page: Value = serde_json::from_slice(&body).unwrap();
     assert_eq!(page["keys"], json!([]));
     let long = format!("/v1/cache/gl?match={}*b", "*a".repeat(200));
-    let (status, _, _) = send(app, reqwest::Method::GET, &long, None).await;
+    let (status, _, _) = send(app, Method::GET, &long, None).await;
     assert_eq!(status, 200);
-    let (status, _, body) = send(app, reqwest::Method::DELETE, &long, None).await;
+    let (status, _, body) = send(app, Method::DELETE, &long, None).await;
     assert_eq!(
         (
             status,
@@ -92,7 +77,7 @@ async fn a_pathological_pattern_answers_at_once(app: &TestApp) {
 async fn compare_and_swap_takes_any_json(app: &TestApp) {
     let (status, _) = json_call(
         app,
-        reqwest::Method::POST,
+        Method::POST,
         "/v1/cache/h/big/cas",
         json!({"expected": null, "value": 1}),
     )
@@ -101,83 +86,66 @@ async fn compare_and_swap_takes_any_json(app: &TestApp) {
     let body = br#"{"expected": 1e400, "value": 2}"#.to_vec();
     let (status, headers, bytes) = send(
         app,
-        reqwest::Method::POST,
+        Method::POST,
         "/v1/cache/h/big/cas",
-        Some(body),
+        Some(body.as_ref()),
     )
     .await;
     assert_eq!(status, 409, "{}", String::from_utf8_lossy(&bytes));
     assert!(is_problem(&headers, &bytes, "conflict"));
-    let (status, _, _) = send(
-        app,
-        reqwest::Method::PUT,
-        "/v1/cache/h/huge",
-        Some(b"1e400".to_vec()),
-    )
-    .await;
+    let (status, _, _) = send(app, Method::PUT, "/v1/cache/h/huge", Some(b"1e400")).await;
     assert_eq!(status, 204);
     let body = br#"{"expected": 1e400, "value": "swapped"}"#.to_vec();
     let (status, _, bytes) = send(
         app,
-        reqwest::Method::POST,
+        Method::POST,
         "/v1/cache/h/huge/cas",
-        Some(body),
+        Some(body.as_ref()),
     )
     .await;
     assert_eq!(status, 200, "{}", String::from_utf8_lossy(&bytes));
     let deep = format!("{}1{}", "[".repeat(200), "]".repeat(200));
-    let body = format!(r#"{{"expected": {deep}, "value": 3}}"#).into_bytes();
+    let body = format!(r#"{{"expected": {deep}, "value": 3}}"#);
     let (status, headers, bytes) = send(
         app,
-        reqwest::Method::POST,
+        Method::POST,
         "/v1/cache/h/big/cas",
-        Some(body),
+        Some(body.as_ref()),
     )
     .await;
     assert_eq!(status, 400, "{}", String::from_utf8_lossy(&bytes));
     assert!(is_problem(&headers, &bytes, "invalid_request"));
-    let (_, _, bytes) = send(app, reqwest::Method::GET, "/v1/cache/h/big", None).await;
+    let (_, _, bytes) = send(app, Method::GET, "/v1/cache/h/big", None).await;
     assert_eq!(bytes, b"1", "a refused swap changed nothing");
 }
 
 /// A JSON string with a raw 0xFF byte is not JSON: refused like `_mset` refuses it.
 async fn cache_values_must_be_utf8(app: &TestApp) {
-    let (status, headers, bytes) = send(
-        app,
-        reqwest::Method::PUT,
-        "/v1/cache/h/bytes",
-        Some(b"\"\xff\"".to_vec()),
-    )
-    .await;
+    let (status, headers, bytes) =
+        send(app, Method::PUT, "/v1/cache/h/bytes", Some(b"\"\xff\"")).await;
     assert_eq!(status, 400);
     assert!(is_problem(&headers, &bytes, "invalid_request"));
-    let (status, _, _) = send(app, reqwest::Method::GET, "/v1/cache/h/bytes", None).await;
+    let (status, _, _) = send(app, Method::GET, "/v1/cache/h/bytes", None).await;
     assert_eq!(status, 404, "nothing was stored");
-    let body = b"{\"expected\": null, \"value\": \"\xff\"}".to_vec();
+    let body = b"{\"expected\": null, \"value\": \"\xff\"}";
     let (status, _, _) = send(
         app,
-        reqwest::Method::POST,
+        Method::POST,
         "/v1/cache/h/bytes/cas",
-        Some(body),
+        Some(body.as_ref()),
     )
     .await;
     assert_eq!(status, 400);
 }
 
 async fn a_key_asked_twice_is_answered_once(app: &TestApp) {
-    let (status, _, _) = send(
-        app,
-        reqwest::Method::PUT,
-        "/v1/cache/h/k1",
-        Some(b"{\"n\":1}".to_vec()),
-    )
-    .await;
+    let (status, _, _) = send(app, Method::PUT, "/v1/cache/h/k1", Some(b"{\"n\":1}")).await;
     assert_eq!(status, 204);
     let (status, _, bytes) = send(
         app,
-        reqwest::Method::POST,
+        Method::POST,
         "/v1/cache/h/_mget",
-        Some(br#"{"keys":["k1","k2","k1","k2"]}"#.to_vec()),
+        Some(br#"{"keys":["k1","k2","k1","k2"]}"#),
     )
     .await;
     assert_eq!(status, 200);
@@ -196,9 +164,9 @@ async fn numbers_come_back_exactly(app: &TestApp) {
     );
     let (status, _, bytes) = send(
         app,
-        reqwest::Method::POST,
+        Method::POST,
         "/v1/pending-actions",
-        Some(body.into_bytes()),
+        Some(body.as_bytes()),
     )
     .await;
     assert_eq!(status, 201);
@@ -210,7 +178,7 @@ async fn numbers_come_back_exactly(app: &TestApp) {
         .to_string();
     let (_, _, bytes) = send(
         app,
-        reqwest::Method::GET,
+        Method::GET,
         &format!("/v1/pending-actions/{token}"),
         None,
     )
@@ -224,26 +192,14 @@ async fn numbers_come_back_exactly(app: &TestApp) {
     let body = format!(
         r#"{{"thread_id": "t-big", "context": {{"n": {big}}}, "messages": [{{"role": "human", "content": [{{"type": "text", "text": "x", "n": {big}}}]}}]}}"#
     );
-    let (status, _, _) = send(
-        app,
-        reqwest::Method::POST,
-        "/v1/agent-states",
-        Some(body.into_bytes()),
-    )
-    .await;
+    let (status, _, _) = send(app, Method::POST, "/v1/agent-states", Some(body.as_bytes())).await;
     assert_eq!(status, 201);
-    let (_, _, bytes) = send(app, reqwest::Method::GET, "/v1/agent-states/t-big", None).await;
+    let (_, _, bytes) = send(app, Method::GET, "/v1/agent-states/t-big", None).await;
     let state = String::from_utf8(bytes).unwrap();
     assert_eq!(state.matches(big).count(), 2, "{state}");
 
     let body = format!(r#"{{"user_id": "u-big", "data": {{"n": {big}}}}}"#);
-    let (status, _, bytes) = send(
-        app,
-        reqwest::Method::POST,
-        "/v1/sessions",
-        Some(body.into_bytes()),
-    )
-    .await;
+    let (status, _, bytes) = send(app, Method::POST, "/v1/sessions", Some(body.as_bytes())).await;
     assert_eq!(status, 201);
     let id = serde_json::from_slice::<Value>(&bytes).unwrap()["session_id"]
         .as_str()
@@ -252,19 +208,13 @@ async fn numbers_come_back_exactly(app: &TestApp) {
     let patch = format!(r#"{{"data": {{"m": -{big}}}}}"#);
     let (status, _, _) = send(
         app,
-        reqwest::Method::PATCH,
+        Method::PATCH,
         &format!("/v1/sessions/{id}"),
-        Some(patch.into_bytes()),
+        Some(patch.as_bytes()),
     )
     .await;
     assert_eq!(status, 200);
-    let (_, _, bytes) = send(
-        app,
-        reqwest::Method::GET,
-        &format!("/v1/sessions/{id}"),
-        None,
-    )
-    .await;
+    let (_, _, bytes) = send(app, Method::GET, &format!("/v1/sessions/{id}"), None).await;
     let session = String::from_utf8(bytes).unwrap();
     assert!(
         session.contains(&format!(r#""n":{big}"#)) && session.contains(&format!(r#""m":-{big}"#)),
@@ -274,26 +224,15 @@ async fn numbers_come_back_exactly(app: &TestApp) {
 
 /// Both backends call a stored `1e400` a number out of range.
 async fn incr_on_a_number_out_of_range(app: &TestApp) {
-    let (status, _, _) = send(
-        app,
-        reqwest::Method::PUT,
-        "/v1/cache/h/inf",
-        Some(b"1e400".to_vec()),
-    )
-    .await;
+    let (status, _, _) = send(app, Method::PUT, "/v1/cache/h/inf", Some(b"1e400")).await;
     assert_eq!(status, 204);
-    let (status, problem) = json_call(
-        app,
-        reqwest::Method::POST,
-        "/v1/cache/h/inf/incr",
-        json!({"by": 1}),
-    )
-    .await;
+    let (status, problem) =
+        json_call(app, Method::POST, "/v1/cache/h/inf/incr", json!({"by": 1})).await;
     assert_eq!(
         (status, problem["code"].as_str()),
         (409, Some("out_of_range"))
     );
-    let (_, _, bytes) = send(app, reqwest::Method::GET, "/v1/cache/h/inf", None).await;
+    let (_, _, bytes) = send(app, Method::GET, "/v1/cache/h/inf", None).await;
     assert_eq!(bytes, b"1e400");
 }
 
@@ -361,7 +300,7 @@ async fn memory_listing_pages_are_bounded() {
             batches.drain(..batches.len().min(1000)).collect();
         let (status, _) = json_call(
             &app,
-            reqwest::Method::POST,
+            Method::POST,
             "/v1/cache/many/_mset",
             json!({"entries": chunk}),
         )
@@ -396,13 +335,7 @@ async fn memory_listing_pages_are_bounded() {
         }
     }
     assert_eq!(seen.len(), 250);
-    let (status, _, bytes) = send(
-        &app,
-        reqwest::Method::DELETE,
-        "/v1/cache/many?match=k01*",
-        None,
-    )
-    .await;
+    let (status, _, bytes) = send(&app, Method::DELETE, "/v1/cache/many?match=k01*", None).await;
     let deleted: Value = serde_json::from_slice(&bytes).unwrap();
     assert_eq!(
         (status, deleted["deleted"].clone()),
@@ -423,9 +356,9 @@ async fn the_memory_backend_is_bounded() {
     let full = loop {
         let (status, headers, bytes) = send(
             &app,
-            reqwest::Method::PUT,
+            Method::PUT,
             &format!("/v1/cache/big/v{stored}"),
-            Some(value.clone().into_bytes()),
+            Some(value.as_bytes()),
         )
         .await;
         if status != 204 {
@@ -441,15 +374,9 @@ async fn the_memory_backend_is_bounded() {
         (7..=9).contains(&stored),
         "{stored} values of 50 kB under 400 kB"
     );
-    let (status, _) = json_call(
-        &app,
-        reqwest::Method::POST,
-        "/v1/sessions",
-        json!({"user_id": "u"}),
-    )
-    .await;
+    let (status, _) = json_call(&app, Method::POST, "/v1/sessions", json!({"user_id": "u"})).await;
     assert_eq!(status, 507, "every capability shares the bound");
-    let (status, _, bytes) = send(&app, reqwest::Method::GET, "/v1/cache/big/v0", None).await;
+    let (status, _, bytes) = send(&app, Method::GET, "/v1/cache/big/v0", None).await;
     assert_eq!(
         (status, bytes.len()),
         (200, value.len()),
@@ -460,20 +387,14 @@ async fn the_memory_backend_is_bounded() {
     assert!(used >= 400_000, "{health}");
     assert_eq!(health["backend"]["memory"]["max_bytes"], 400_000);
     for i in 0..3 {
-        let (status, _, _) = send(
-            &app,
-            reqwest::Method::DELETE,
-            &format!("/v1/cache/big/v{i}"),
-            None,
-        )
-        .await;
+        let (status, _, _) = send(&app, Method::DELETE, &format!("/v1/cache/big/v{i}"), None).await;
         assert_eq!(status, 204);
     }
     let (status, _, _) = send(
         &app,
-        reqwest::Method::PUT,
+        Method::PUT,
         "/v1/cache/big/again",
-        Some(value.into_bytes()),
+        Some(value.as_bytes()),
     )
     .await;
     assert_eq!(status, 204, "room made, writes work again");
