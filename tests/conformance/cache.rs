@@ -28,6 +28,28 @@ fn ttl(s: u64) -> Expiry {
     Expiry::After(Ttl::new(s, 1_000_000).unwrap())
 }
 
+/// The live value's bytes, as text.
+async fn text(stores: &Stores, t: &Tenant, n: &Namespace, k: &CacheKey) -> Option<String> {
+    let value = stores.cache.get(t, n, k).await.unwrap()?;
+    Some(String::from_utf8(value.bytes().to_vec()).unwrap())
+}
+
+/// Writes `text` for 60 s when `condition` holds; whether it wrote.
+async fn put(
+    stores: &Stores,
+    t: &Tenant,
+    n: &Namespace,
+    k: &CacheKey,
+    text: &str,
+    condition: PutCondition,
+) -> bool {
+    let cache = &stores.cache;
+    cache
+        .put(t, n, k, &value(text), ttl(60), condition)
+        .await
+        .unwrap()
+}
+
 async fn put_get_delete_round_trip(stores: &Stores) {
     let (t, n, k) = (Tenant::new("t1"), ns("users"), key("u:1"));
     let cache = &stores.cache;
@@ -47,22 +69,8 @@ async fn put_get_delete_round_trip(stores: &Stores) {
         "exactly the stored bytes"
     );
     assert!(cache.exists(&t, &n, &k).await.unwrap());
-    assert!(
-        cache
-            .put(&t, &n, &k, &value("2"), ttl(60), PutCondition::Always)
-            .await
-            .unwrap()
-    );
-    assert_eq!(
-        cache
-            .get(&t, &n, &k)
-            .await
-            .unwrap()
-            .unwrap()
-            .bytes()
-            .as_ref(),
-        b"2"
-    );
+    assert!(put(stores, &t, &n, &k, "2", PutCondition::Always).await);
+    assert_eq!(text(stores, &t, &n, &k).await.as_deref(), Some("2"));
     assert!(cache.delete(&t, &n, &k).await.unwrap());
     assert!(
         !cache.delete(&t, &n, &k).await.unwrap(),
@@ -186,51 +194,13 @@ async fn values_expire(stores: &Stores) {
 async fn conditional_put(stores: &Stores) {
     let (t, n, k) = (Tenant::new("t1"), ns("n"), key("k"));
     let cache = &stores.cache;
-    assert!(
-        !cache
-            .put(&t, &n, &k, &value("1"), ttl(60), PutCondition::IfPresent)
-            .await
-            .unwrap()
-    );
+    assert!(!put(stores, &t, &n, &k, "1", PutCondition::IfPresent).await);
     assert_eq!(cache.get(&t, &n, &k).await.unwrap(), None);
-    assert!(
-        cache
-            .put(&t, &n, &k, &value("1"), ttl(60), PutCondition::IfAbsent)
-            .await
-            .unwrap()
-    );
-    assert!(
-        !cache
-            .put(&t, &n, &k, &value("2"), ttl(60), PutCondition::IfAbsent)
-            .await
-            .unwrap()
-    );
-    assert_eq!(
-        cache
-            .get(&t, &n, &k)
-            .await
-            .unwrap()
-            .unwrap()
-            .bytes()
-            .as_ref(),
-        b"1"
-    );
-    assert!(
-        cache
-            .put(&t, &n, &k, &value("3"), ttl(60), PutCondition::IfPresent)
-            .await
-            .unwrap()
-    );
-    assert_eq!(
-        cache
-            .get(&t, &n, &k)
-            .await
-            .unwrap()
-            .unwrap()
-            .bytes()
-            .as_ref(),
-        b"3"
-    );
+    assert!(put(stores, &t, &n, &k, "1", PutCondition::IfAbsent).await);
+    assert!(!put(stores, &t, &n, &k, "2", PutCondition::IfAbsent).await);
+    assert_eq!(text(stores, &t, &n, &k).await.as_deref(), Some("1"));
+    assert!(put(stores, &t, &n, &k, "3", PutCondition::IfPresent).await);
+    assert_eq!(text(stores, &t, &n, &k).await.as_deref(), Some("3"));
 }
 
 async fn racing_put_if_absent_has_one_winner(stores: &Stores) {
@@ -270,16 +240,7 @@ async fn get_and_set_returns_the_replaced_value(stores: &Stores) {
         .await
         .unwrap();
     assert_eq!(previous.unwrap().bytes().as_ref(), br#"{"v": 1}"#);
-    assert_eq!(
-        cache
-            .get(&t, &n, &k)
-            .await
-            .unwrap()
-            .unwrap()
-            .bytes()
-            .as_ref(),
-        b"[2]"
-    );
+    assert_eq!(text(stores, &t, &n, &k).await.as_deref(), Some("[2]"));
     assert_eq!(
         cache.ttl(&t, &n, &k).await.unwrap(),
         TtlState::Expires(5),
@@ -355,8 +316,7 @@ fn json(text: &str) -> serde_json::Value {
 }
 
 async fn stored(stores: &Stores, t: &Tenant, n: &Namespace, k: &str) -> Option<String> {
-    let value = stores.cache.get(t, n, &key(k)).await.unwrap()?;
-    Some(String::from_utf8(value.bytes().to_vec()).unwrap())
+    text(stores, t, n, &key(k)).await
 }
 
 async fn incr_arithmetic(stores: &Stores) {
