@@ -32,16 +32,6 @@ pub fn routes() -> Router<AppState> {
 
 const NDJSON: &str = "application/x-ndjson";
 
-/// What a backup of one cache value looks like (the checksum is this text's).
-const EXAMPLE: &str = concat!(
-    r#"{"format":"statekeeper-backup","version":1,"created_at":"2026-11-26T09:00:00Z"}"#,
-    "\n",
-    r#"{"capability":"cache","tenant":"default","id":"users/42","value":{"name":"Ada"},"ttl_ms":60000}"#,
-    "\n",
-    r#"{"count":1,"sha256":"28057bc3e698ef9642e996e592435e448da57a6dbbf977b50b19fb94b5fca7f7"}"#,
-    "\n"
-);
-
 fn not_while_degraded(state: &AppState, what: &str) -> ApiResult<()> {
     if state.failover.is_degraded() {
         return Err(ApiError::backend_unavailable(format!(
@@ -73,7 +63,7 @@ pub struct BackupQuery {
     params(BackupQuery),
     responses(
         (status = 200, description = "The backup", content_type = "application/x-ndjson", body = String,
-         example = json!(EXAMPLE)),
+         example = json!(crate::transfer::format::EXAMPLE)),
         (status = 400, description = "Unknown capability or query parameter"),
         (status = 403, description = "The key lacks the admin scope"),
     ),
@@ -156,7 +146,7 @@ pub struct RestoreQuery {
 #[utoipa::path(
     post, path = "/v1/admin/restore", tag = "admin", operation_id = "admin_restore",
     params(RestoreQuery),
-    request_body(content = String, content_type = "application/x-ndjson", example = json!(EXAMPLE)),
+    request_body(content = String, content_type = "application/x-ndjson", example = json!(crate::transfer::format::EXAMPLE)),
     responses(
         (status = 200, description = "What the restore did", body = Report,
          example = json!({"read": 120, "written": 100, "unchanged": 15, "skipped": 0, "expired": 3, "conflicts": 2})),

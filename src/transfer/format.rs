@@ -25,6 +25,16 @@ use time::OffsetDateTime;
 pub const FORMAT: &str = "statekeeper-backup";
 pub const VERSION: u32 = 1;
 
+/// A whole backup of one cache value, as the API documents it (the checksum is this text's).
+pub const EXAMPLE: &str = concat!(
+    r#"{"format":"statekeeper-backup","version":1,"created_at":"2026-11-26T09:00:00Z"}"#,
+    "\n",
+    r#"{"capability":"cache","tenant":"default","id":"users/42","value":{"name":"Ada"},"ttl_ms":60000}"#,
+    "\n",
+    r#"{"count":1,"sha256":"28057bc3e698ef9642e996e592435e448da57a6dbbf977b50b19fb94b5fca7f7"}"#,
+    "\n"
+);
+
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Header {
@@ -241,15 +251,7 @@ mod tests {
 
     #[test]
     fn the_documented_example_reads() {
-        let example = concat!(
-            r#"{"format":"statekeeper-backup","version":1,"created_at":"2026-11-26T09:00:00Z"}"#,
-            "\n",
-            r#"{"capability":"cache","tenant":"default","id":"users/42","value":{"name":"Ada"},"ttl_ms":60000}"#,
-            "\n",
-            r#"{"count":1,"sha256":"28057bc3e698ef9642e996e592435e448da57a6dbbf977b50b19fb94b5fca7f7"}"#,
-            "\n"
-        );
-        assert_eq!(read(example.as_bytes()).unwrap().records[0].id, "users/42");
+        assert_eq!(read(EXAMPLE.as_bytes()).unwrap().records[0].id, "users/42");
     }
 
     #[test]

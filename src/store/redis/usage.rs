@@ -12,7 +12,10 @@
 
 use async_trait::async_trait;
 
-use super::{RedisPool, script::Script};
+use super::{
+    RedisPool,
+    script::{Invocation, Script},
+};
 use crate::{
     domain::{
         ids::Tenant,
@@ -101,6 +104,23 @@ impl RedisUsage {
             Self::totals_key(&base, Period::Month, &Period::Month.bucket(now_us)),
             format!("{base}:resv_exp:{metric}"),
         ]
+    }
+
+    /// A reservation script's call: the subject's budget keys, then the metric and the
+    /// reservation id.
+    fn reservation_call<'a>(
+        &self,
+        script: &'a Script,
+        (tenant, subject, metric): (&Tenant, &Subject, &MetricName),
+        id: &ReservationId,
+        now_us: u64,
+    ) -> Invocation<'a> {
+        let mut call = script.prepare_invoke();
+        for key in self.budget_keys(tenant, subject, metric, now_us) {
+            call.key(key);
+        }
+        call.arg(metric.as_str()).arg(id.as_str());
+        call
     }
 
     async fn status_of(
@@ -303,16 +323,10 @@ impl BudgetStore for RedisUsage {
         ttl_ms: u64,
         now_us: u64,
     ) -> StoreResult<Reserved> {
-        let mut call = self.reserve.prepare_invoke();
-        for key in self.budget_keys(tenant, subject, metric, now_us) {
-            call.key(key);
-        }
-        call.arg(metric.as_str())
-            .arg(id.as_str())
-            .arg(amount)
-            .arg(ttl_ms);
+        let budget = (tenant, subject, metric);
+        let mut call = self.reservation_call(&self.reserve, budget, id, now_us);
+        call.arg(amount).arg(ttl_ms);
         let reply: Vec<i64> = self.redis.script(&call).await?;
-        let whole = |v: i64| u64::try_from(v).unwrap_or(0);
         match reply.as_slice() {
             [1, remaining, expires] => Ok(Reserved::Granted {
                 remaining: (*remaining >= 0).then(|| whole(*remaining)),
@@ -337,17 +351,12 @@ impl BudgetStore for RedisUsage {
         limits: UsageLimits,
         now_us: u64,
     ) -> StoreResult<Committed> {
-        let mut call = self.commit.prepare_invoke();
-        for key in self.budget_keys(tenant, subject, metric, now_us) {
-            call.key(key);
-        }
-        call.arg(metric.as_str())
-            .arg(id.as_str())
-            .arg(amount)
+        let budget = (tenant, subject, metric);
+        let mut call = self.reservation_call(&self.commit, budget, id, now_us);
+        call.arg(amount)
             .arg(limits.retention_ms.max(1))
             .arg(limits.retention_ms + MONTH_EXTRA_MS);
         let reply: Vec<i64> = self.redis.script(&call).await?;
-        let whole = |v: i64| u64::try_from(v).unwrap_or(0);
         match reply.as_slice() {
             [1, returned] => Ok(Committed::Done {
                 returned: whole(*returned),
@@ -369,11 +378,7 @@ impl BudgetStore for RedisUsage {
         metric: &MetricName,
         id: &ReservationId,
     ) -> StoreResult<bool> {
-        let mut call = self.release.prepare_invoke();
-        for key in self.budget_keys(tenant, subject, metric, 0) {
-            call.key(key);
-        }
-        call.arg(metric.as_str()).arg(id.as_str());
+        let call = self.reservation_call(&self.release, (tenant, subject, metric), id, 0);
         let released: u8 = self.redis.script(&call).await?;
         Ok(released == 1)
     }
@@ -414,4 +419,9 @@ impl BudgetStore for RedisUsage {
             next: page.next,
         })
     }
+}
+
+/// A count a script answers, never negative.
+fn whole(v: i64) -> u64 {
+    u64::try_from(v).unwrap_or(0)
 }
