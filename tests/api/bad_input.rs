@@ -1,9 +1,12 @@
 //! Bad input gets the right 4xx problem+json and changes nothing.
 
 use crate::common::{TestApp, settings, spawn_app};
+use reqwest::Method;
 use statekeeper::config::BackendMode;
 
 const KEY: &str = "/v1/cache/ns/k";
+const TTL: &str = "/v1/cache/ns/k/ttl";
+const JSON: Option<&str> = Some("application/json");
 
 async fn app() -> TestApp {
     let mut settings = settings(BackendMode::Memory, None);
@@ -12,107 +15,53 @@ async fn app() -> TestApp {
     settings.cache.default_ttl_seconds = 100;
     settings.cache.max_value_bytes = 512;
     let app = spawn_app(settings).await;
-    let put = app
-        .client
-        .put(app.url(KEY))
-        .header("content-type", "application/json")
-        .body("\"original\"")
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(put.status(), 204);
+    assert_eq!(app.put_raw(KEY, "\"original\"").await.status, 204);
     app
 }
 
-async fn expect_problem(response: reqwest::Response, status: u16, code: &str) {
-    assert_eq!(response.status(), status, "{code}");
-    assert_eq!(
-        response.headers()["content-type"],
-        "application/problem+json"
-    );
-    assert!(response.headers().contains_key("x-request-id"));
-    let problem: serde_json::Value = response.json().await.unwrap();
-    assert_eq!(problem["code"], code, "{problem}");
-    assert_eq!(problem["status"], status);
-    assert!(problem["type"].as_str().unwrap().ends_with(code));
-    assert!(!problem["detail"].as_str().unwrap().is_empty());
-}
-
-async fn unchanged(app: &TestApp) {
-    let got = app.client.get(app.url(KEY)).send().await.unwrap();
-    assert_eq!(got.text().await.unwrap(), "\"original\"");
-    let (_, ttl) = app.get_json(&format!("{KEY}/ttl")).await;
-    assert!(ttl["ttl_seconds"].as_u64().unwrap() <= 100, "{ttl}");
-}
-
-async fn put_raw(
+/// PUTs `body` to `path` (with `content_type`, if any) and asserts the problem it gets.
+async fn refused(
     app: &TestApp,
     path: &str,
     content_type: Option<&str>,
-    body: Vec<u8>,
-) -> reqwest::Response {
-    let mut request = app.client.put(app.url(path)).body(body);
-    if let Some(ct) = content_type {
-        request = request.header("content-type", ct);
+    body: &[u8],
+    (status, code): (u16, &str),
+) {
+    let mut request = app.request(Method::PUT, path).body(body.to_vec());
+    if let Some(content_type) = content_type {
+        request = request.header("content-type", content_type);
     }
-    request.send().await.unwrap()
+    app.send(request).await.assert_problem(status, code);
+}
+
+async fn unchanged(app: &TestApp) {
+    assert_eq!(app.get(KEY).await.text(), "\"original\"");
+    let ttl = app.get(TTL).await.body;
+    assert!(ttl["ttl_seconds"].as_u64().unwrap() <= 100, "{ttl}");
 }
 
 #[tokio::test]
 async fn malformed_json() {
     let app = app().await;
-    expect_problem(
-        put_raw(&app, KEY, Some("application/json"), b"{\"a\":".to_vec()).await,
-        400,
-        "invalid_request",
-    )
-    .await;
-    expect_problem(
-        put_raw(&app, KEY, Some("application/json"), b"".to_vec()).await,
-        400,
-        "invalid_request",
-    )
-    .await;
-    expect_problem(
-        put_raw(
-            &app,
-            &format!("{KEY}/ttl"),
-            Some("application/json"),
-            b"{ttl_seconds: 5}".to_vec(),
-        )
-        .await,
-        400,
-        "invalid_request",
-    )
-    .await;
+    let invalid = (400, "invalid_request");
+    refused(&app, KEY, JSON, b"{\"a\":", invalid).await;
+    refused(&app, KEY, JSON, b"", invalid).await;
+    refused(&app, TTL, JSON, b"{ttl_seconds: 5}", invalid).await;
     unchanged(&app).await;
 }
 
 #[tokio::test]
 async fn wrong_content_type() {
     let app = app().await;
-    expect_problem(
-        put_raw(&app, KEY, Some("text/plain"), b"1".to_vec()).await,
-        415,
-        "unsupported_media_type",
-    )
-    .await;
-    expect_problem(
-        put_raw(&app, KEY, None, b"1".to_vec()).await,
-        415,
-        "unsupported_media_type",
-    )
-    .await;
-    expect_problem(
-        put_raw(
-            &app,
-            &format!("{KEY}/ttl"),
-            Some("text/plain"),
-            b"{\"ttl_seconds\":5}".to_vec(),
-        )
-        .await,
-        415,
-        "unsupported_media_type",
+    let unsupported = (415, "unsupported_media_type");
+    refused(&app, KEY, Some("text/plain"), b"1", unsupported).await;
+    refused(&app, KEY, None, b"1", unsupported).await;
+    refused(
+        &app,
+        TTL,
+        Some("text/plain"),
+        b"{\"ttl_seconds\":5}",
+        unsupported,
     )
     .await;
     unchanged(&app).await;
@@ -121,34 +70,13 @@ async fn wrong_content_type() {
 #[tokio::test]
 async fn oversized_bodies() {
     let app = app().await;
-    let over_body_limit = format!("\"{}\"", "x".repeat(2000)).into_bytes();
-    expect_problem(
-        put_raw(&app, KEY, Some("application/json"), over_body_limit).await,
-        413,
-        "payload_too_large",
-    )
-    .await;
-    let over_value_limit = format!("\"{}\"", "x".repeat(600)).into_bytes();
-    expect_problem(
-        put_raw(&app, KEY, Some("application/json"), over_value_limit).await,
-        413,
-        "payload_too_large",
-    )
-    .await;
-    let ttl_body =
-        format!("{{\"ttl_seconds\": 5, \"pad\": \"{}\"}}", "x".repeat(2000)).into_bytes();
-    expect_problem(
-        put_raw(
-            &app,
-            &format!("{KEY}/ttl"),
-            Some("application/json"),
-            ttl_body,
-        )
-        .await,
-        413,
-        "payload_too_large",
-    )
-    .await;
+    let too_large = (413, "payload_too_large");
+    let over_body_limit = format!("\"{}\"", "x".repeat(2000));
+    refused(&app, KEY, JSON, over_body_limit.as_bytes(), too_large).await;
+    let over_value_limit = format!("\"{}\"", "x".repeat(600));
+    refused(&app, KEY, JSON, over_value_limit.as_bytes(), too_large).await;
+    let ttl_body = format!("{{\"ttl_seconds\": 5, \"pad\": \"{}\"}}", "x".repeat(2000));
+    refused(&app, TTL, JSON, ttl_body.as_bytes(), too_large).await;
     unchanged(&app).await;
 }
 
@@ -164,14 +92,8 @@ async fn bad_ids() {
         "/v1/cache/ns/%C3%A9".to_string(),
         format!("/v1/cache/ns/{long}"),
     ] {
-        expect_problem(
-            put_raw(&app, &path, Some("application/json"), b"1".to_vec()).await,
-            400,
-            "invalid_id",
-        )
-        .await;
-        let got = app.client.get(app.url(&path)).send().await.unwrap();
-        expect_problem(got, 400, "invalid_id").await;
+        refused(&app, &path, JSON, b"1", (400, "invalid_id")).await;
+        app.get(&path).await.assert_problem(400, "invalid_id");
     }
     unchanged(&app).await;
 }
@@ -188,14 +110,8 @@ async fn bad_ttls() {
         "?if=sometimes",
         "?unknown=1",
     ] {
-        let response = put_raw(
-            &app,
-            &format!("{KEY}{query}"),
-            Some("application/json"),
-            b"1".to_vec(),
-        )
-        .await;
-        expect_problem(response, 400, "invalid_request").await;
+        let path = format!("{KEY}{query}");
+        refused(&app, &path, JSON, b"1", (400, "invalid_request")).await;
     }
     for body in [
         r#"{"ttl_seconds":0}"#,
@@ -206,14 +122,7 @@ async fn bad_ttls() {
         r#"{}"#,
         r#"{"ttl_seconds":5,"extra":1}"#,
     ] {
-        let response = put_raw(
-            &app,
-            &format!("{KEY}/ttl"),
-            Some("application/json"),
-            body.as_bytes().to_vec(),
-        )
-        .await;
-        expect_problem(response, 422, "validation_failed").await;
+        refused(&app, TTL, JSON, body.as_bytes(), (422, "validation_failed")).await;
     }
     unchanged(&app).await;
 }
@@ -221,17 +130,10 @@ async fn bad_ttls() {
 #[tokio::test]
 async fn unknown_routes_and_methods() {
     let app = app().await;
-    expect_problem(
-        app.client.get(app.url("/v1/nothing")).send().await.unwrap(),
-        404,
-        "not_found",
-    )
-    .await;
-    expect_problem(
-        app.client.post(app.url(KEY)).send().await.unwrap(),
-        405,
-        "method_not_allowed",
-    )
-    .await;
+    app.get("/v1/nothing")
+        .await
+        .assert_problem(404, "not_found");
+    let post = app.send(app.request(Method::POST, KEY)).await;
+    post.assert_problem(405, "method_not_allowed");
     unchanged(&app).await;
 }

@@ -372,7 +372,8 @@ impl Reply {
             .starts_with("application/problem+json")
     }
 
-    /// Asserts a problem document with this status and code, carrying a request id.
+    /// Asserts a whole problem document with this status and code (its `type` ends with the code,
+    /// its `detail` says something) carrying a request id.
     pub fn assert_problem(&self, status: u16, code: &str) {
         let body = &self.body;
         assert_eq!(self.status, status, "{body}");
@@ -383,6 +384,13 @@ impl Reply {
         );
         assert!(!self.header("x-request-id").is_empty(), "{body}");
         assert_eq!(body["code"], code, "{body}");
+        assert_eq!(body["status"], status, "{body}");
+        let type_uri = body["type"].as_str().unwrap_or_default();
+        assert!(type_uri.ends_with(code), "{body}");
+        assert!(
+            !body["detail"].as_str().unwrap_or_default().is_empty(),
+            "{body}"
+        );
     }
 }
 
