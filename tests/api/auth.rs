@@ -1,6 +1,7 @@
 //! API keys and tenant isolation, on both backends.
 
-use crate::common::{RedisServer, TestApp, settings, spawn_app};
+use crate::common::{RedisServer, Reply, TestApp, settings, spawn_app};
+use reqwest::Method;
 use sha2::{Digest, Sha256};
 use statekeeper::config::{ApiKeySettings, BackendMode, Scope, Settings};
 
@@ -23,92 +24,55 @@ fn with_keys(mut settings: Settings) -> Settings {
     settings
 }
 
-async fn put(app: &TestApp, key: Option<&str>, path: &str, body: &str) -> reqwest::Response {
-    let mut request = app
-        .client
-        .put(app.url(path))
-        .header("content-type", "application/json")
-        .body(body.to_string());
+/// A request with `key` as the bearer token (or none), and a JSON body for a PUT.
+async fn call(app: &TestApp, key: Option<&str>, method: Method, path: &str) -> Reply {
+    let mut request = app.request(method.clone(), path);
+    if method == Method::PUT {
+        let value = key.map_or("1".to_string(), |key| format!("\"{key}\""));
+        request = request
+            .header("content-type", "application/json")
+            .body(value);
+    }
     if let Some(key) = key {
         request = request.bearer_auth(key);
     }
-    request.send().await.unwrap()
-}
-
-async fn get(app: &TestApp, key: Option<&str>, path: &str) -> reqwest::Response {
-    let mut request = app.client.get(app.url(path));
-    if let Some(key) = key {
-        request = request.bearer_auth(key);
-    }
-    request.send().await.unwrap()
-}
-
-async fn code(response: reqwest::Response) -> String {
-    assert_eq!(
-        response.headers()["content-type"],
-        "application/problem+json"
-    );
-    let problem: serde_json::Value = response.json().await.unwrap();
-    problem["code"].as_str().unwrap().to_string()
+    app.send(request).await
 }
 
 async fn keys_scopes_and_tenants(app: &TestApp) {
     let path = "/v1/cache/shared/k";
-    let missing = put(app, None, path, "1").await;
-    assert_eq!(missing.status(), 401);
-    assert_eq!(code(missing).await, "unauthorized");
-    let wrong = get(app, Some("not-a-key"), path).await;
-    assert_eq!(wrong.status(), 401);
-    let read_only = put(app, Some(ACME_RO), path, "1").await;
-    assert_eq!(read_only.status(), 403);
-    assert_eq!(code(read_only).await, "forbidden");
-    assert_eq!(
-        get(app, Some(ACME_RO), path).await.status(),
-        404,
-        "the refused write wrote nothing"
-    );
-
-    assert_eq!(
-        put(app, Some(ACME_RW), path, "\"acme\"").await.status(),
-        204
-    );
-    assert_eq!(
-        get(app, Some(ACME_RO), path).await.text().await.unwrap(),
-        "\"acme\""
-    );
-    // Same namespace and key, other tenant: a different value, never acme's.
-    assert_eq!(get(app, Some(GLOBEX), path).await.status(), 404);
-    assert_eq!(
-        put(app, Some(GLOBEX), path, "\"globex\"").await.status(),
-        204
-    );
-    assert_eq!(
-        get(app, Some(GLOBEX), path).await.text().await.unwrap(),
-        "\"globex\""
-    );
-    assert_eq!(
-        get(app, Some(ACME_RW), path).await.text().await.unwrap(),
-        "\"acme\""
-    );
-    let delete = app
-        .client
-        .delete(app.url(path))
-        .bearer_auth(GLOBEX)
-        .send()
+    let as_key = |key, method| call(app, key, method, path);
+    as_key(None, Method::PUT)
         .await
-        .unwrap();
-    assert_eq!(delete.status(), 204);
-    assert_eq!(
-        get(app, Some(ACME_RW), path).await.status(),
-        200,
-        "globex deleted only its own"
-    );
+        .assert_problem(401, "unauthorized");
+    let wrong = as_key(Some("not-a-key"), Method::GET).await;
+    wrong.assert_problem(401, "unauthorized");
+    let read_only = as_key(Some(ACME_RO), Method::PUT).await;
+    read_only.assert_problem(403, "forbidden");
+    let after = as_key(Some(ACME_RO), Method::GET).await;
+    assert_eq!(after.status, 404, "the refused write wrote nothing");
+
+    assert_eq!(as_key(Some(ACME_RW), Method::PUT).await.status, 204);
+    let acme = format!("\"{ACME_RW}\"");
+    assert_eq!(as_key(Some(ACME_RO), Method::GET).await.text(), acme);
+    // Same namespace and key, other tenant: a different value, never acme's.
+    assert_eq!(as_key(Some(GLOBEX), Method::GET).await.status, 404);
+    assert_eq!(as_key(Some(GLOBEX), Method::PUT).await.status, 204);
+    let globex = format!("\"{GLOBEX}\"");
+    assert_eq!(as_key(Some(GLOBEX), Method::GET).await.text(), globex);
+    assert_eq!(as_key(Some(ACME_RW), Method::GET).await.text(), acme);
+    assert_eq!(as_key(Some(GLOBEX), Method::DELETE).await.status, 204);
+    let kept = as_key(Some(ACME_RW), Method::GET).await;
+    assert_eq!(kept.status, 200, "globex deleted only its own");
 
     // Health and the spec need no key.
-    assert_eq!(get(app, None, "/health").await.status(), 200);
-    assert_eq!(get(app, None, "/health/live").await.status(), 200);
-    assert_eq!(get(app, None, "/health/ready").await.status(), 200);
-    assert_eq!(get(app, None, "/openapi.json").await.status(), 200);
+    for open in ["/health", "/health/live", "/health/ready", "/openapi.json"] {
+        assert_eq!(
+            call(app, None, Method::GET, open).await.status,
+            200,
+            "{open}"
+        );
+    }
 }
 
 #[tokio::test]
@@ -129,10 +93,9 @@ async fn redis_backend() {
 #[tokio::test]
 async fn without_keys_everything_is_tenant_default() {
     let app = spawn_app(settings(BackendMode::Memory, None)).await;
-    assert_eq!(put(&app, None, "/v1/cache/n/k", "1").await.status(), 204);
+    let path = "/v1/cache/n/k";
+    assert_eq!(call(&app, None, Method::PUT, path).await.status, 204);
     // A bearer token is ignored when no keys are configured: same tenant.
-    assert_eq!(
-        get(&app, Some("anything"), "/v1/cache/n/k").await.status(),
-        200
-    );
+    let read = call(&app, Some("anything"), Method::GET, path).await;
+    assert_eq!((read.status, read.text()), (200, "1".to_string()));
 }

@@ -162,15 +162,10 @@ async fn meter(app: &TestApp) {
 }
 
 async fn backup(app: &TestApp) -> Vec<u8> {
-    let response = app
-        .client
-        .get(app.url("/v1/admin/backup"))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(response.status(), 200);
-    assert_eq!(response.headers()["content-type"], "application/x-ndjson");
-    response.bytes().await.unwrap().to_vec()
+    let response = app.get("/v1/admin/backup").await;
+    assert_eq!(response.status, 200);
+    assert_eq!(response.header("content-type"), "application/x-ndjson");
+    response.bytes
 }
 
 async fn restore(app: &TestApp, query: &str, file: &[u8]) -> crate::common::Reply {

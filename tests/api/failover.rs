@@ -8,19 +8,15 @@ use std::{
     time::{Duration, Instant},
 };
 
-use crate::common::{RedisServer, TestApp, settings, spawn_app};
+use crate::common::{RedisServer, Reply, TestApp, settings, spawn_app};
 use statekeeper::config::BackendMode;
 
-async fn put(app: &TestApp, key: &str, body: &str) -> reqwest::Response {
+async fn put(app: &TestApp, key: &str, body: &str) -> Reply {
     app.put_cache(key, body).await
 }
 
-async fn get(app: &TestApp, key: &str) -> reqwest::Response {
-    app.client
-        .get(app.url(&format!("/v1/cache/ns/{key}")))
-        .send()
-        .await
-        .unwrap()
+async fn get(app: &TestApp, key: &str) -> Reply {
+    app.get(&format!("/v1/cache/ns/{key}")).await
 }
 
 /// Keeps writing and reading until stopped; returns every status seen.
@@ -30,14 +26,8 @@ fn traffic(app: Arc<TestApp>, stop: Arc<AtomicBool>) -> tokio::task::JoinHandle<
         let mut i = 0u64;
         while !stop.load(Ordering::Relaxed) {
             let key = format!("traffic-{}", i % 16);
-            statuses.push(put(&app, &key, &i.to_string()).await.status().as_u16());
-            let got = app
-                .client
-                .get(app.url(&format!("/v1/cache/ns/{key}")))
-                .send()
-                .await
-                .unwrap();
-            statuses.push(got.status().as_u16());
+            statuses.push(put(&app, &key, &i.to_string()).await.status);
+            statuses.push(get(&app, &key).await.status);
             i += 1;
             tokio::time::sleep(Duration::from_millis(5)).await;
         }
@@ -61,7 +51,7 @@ async fn auto_mode_serves_through_a_redis_restart_without_5xx() {
         return;
     };
     let app = Arc::new(spawn_app(settings(BackendMode::Auto, Some(&redis))).await);
-    assert_eq!(put(&app, "before", "\"kept in redis\"").await.status(), 204);
+    assert_eq!(put(&app, "before", "\"kept in redis\"").await.status, 204);
     let health = app
         .wait_for_health(Duration::from_secs(5), is_on_redis)
         .await;
@@ -86,9 +76,9 @@ async fn auto_mode_serves_through_a_redis_restart_without_5xx() {
         .await;
     assert!(health["backend"]["degraded_since"].is_string(), "{health}");
     assert_eq!(health["backend"]["redis"]["status"], "unhealthy");
-    assert_eq!(put(&app, "during", "\"memory only\"").await.status(), 204);
+    assert_eq!(put(&app, "during", "\"memory only\"").await.status, 204);
     let during = get(&app, "during").await;
-    assert_eq!(during.status(), 200, "degraded mode serves what it stored");
+    assert_eq!(during.status, 200, "degraded mode serves what it stored");
     tokio::time::sleep(Duration::from_millis(400)).await;
 
     redis.restart();
@@ -112,10 +102,10 @@ async fn auto_mode_serves_through_a_redis_restart_without_5xx() {
     assert!(errors.is_empty(), "no 5xx across the outage: {errors:?}");
     // What was written to memory while degraded was handed to Redis when it returned.
     let during = get(&app, "during").await;
-    assert_eq!(during.status(), 200);
-    assert_eq!(during.text().await.unwrap(), "\"memory only\"");
+    assert_eq!(during.status, 200);
+    assert_eq!(during.text(), "\"memory only\"");
     // The restarted Redis keeps nothing (no persistence), so the traffic keys work again.
-    assert_eq!(put(&app, "after", "1").await.status(), 204);
+    assert_eq!(put(&app, "after", "1").await.status, 204);
     let mut conn = redis.connection();
     let stored: Option<String> = redis::cmd("GET")
         .arg("statekeeper:default:cache:{ns}:after")
@@ -127,9 +117,9 @@ async fn auto_mode_serves_through_a_redis_restart_without_5xx() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn auto_mode_without_any_redis_serves_from_memory() {
     let app = spawn_app(settings(BackendMode::Auto, None)).await;
-    assert_eq!(put(&app, "k", "{}").await.status(), 204);
+    assert_eq!(put(&app, "k", "{}").await.status, 204);
     let got = get(&app, "k").await;
-    assert_eq!(got.status(), 200);
+    assert_eq!(got.status, 200);
     app.wait_for_health(Duration::from_secs(5), is_degraded)
         .await;
     assert_eq!(app.status("/health/ready").await, 200);
@@ -141,15 +131,13 @@ async fn redis_mode_answers_503_fast_while_redis_is_down() {
         return;
     };
     let app = spawn_app(settings(BackendMode::Redis, Some(&redis))).await;
-    assert_eq!(put(&app, "k", "1").await.status(), 204);
+    assert_eq!(put(&app, "k", "1").await.status, 204);
     redis.kill();
     for _ in 0..5 {
         let started = Instant::now();
         let response = put(&app, "k", "2").await;
         assert!(started.elapsed() < Duration::from_secs(1), "fails fast");
-        assert_eq!(response.status(), 503);
-        let problem: serde_json::Value = response.json().await.unwrap();
-        assert_eq!(problem["code"], "backend_unavailable");
+        response.assert_problem(503, "backend_unavailable");
     }
     let (status, health) = app.get_json("/health").await;
     assert_eq!(status, 503);
@@ -160,7 +148,7 @@ async fn redis_mode_answers_503_fast_while_redis_is_down() {
     redis.restart();
     app.wait_for_health(Duration::from_secs(5), is_on_redis)
         .await;
-    assert_eq!(put(&app, "k", "3").await.status(), 204);
+    assert_eq!(put(&app, "k", "3").await.status, 204);
     assert_eq!(app.status("/health/ready").await, 200);
 }
 
@@ -175,8 +163,8 @@ async fn a_hung_redis_never_hangs_a_request() {
     let mut strict_settings = settings(BackendMode::Redis, Some(&redis));
     strict_settings.redis.command_timeout_ms = 200;
     let strict = spawn_app(strict_settings).await;
-    assert_eq!(put(&auto, "k", "1").await.status(), 204);
-    assert_eq!(put(&strict, "k", "1").await.status(), 204);
+    assert_eq!(put(&auto, "k", "1").await.status, 204);
+    assert_eq!(put(&strict, "k", "1").await.status, 204);
 
     redis.pause();
     // The deadline (200 ms) bounds every call; 1 s leaves room for a loaded 2-core machine.
@@ -187,7 +175,7 @@ async fn a_hung_redis_never_hangs_a_request() {
         "took {:?}",
         started.elapsed()
     );
-    assert_eq!(response.status(), 204, "auto mode serves from memory");
+    assert_eq!(response.status, 204, "auto mode serves from memory");
     let started = Instant::now();
     // A write that misses its deadline may still be applied when Redis wakes up (it was
     // sent): the caller got 503 and must treat the outcome as unknown. Hence another key.
@@ -197,11 +185,11 @@ async fn a_hung_redis_never_hangs_a_request() {
         "took {:?}",
         started.elapsed()
     );
-    assert_eq!(response.status(), 503);
+    assert_eq!(response.status, 503);
     let started = Instant::now();
     let got = get(&auto, "during").await;
     assert!(started.elapsed() < Duration::from_secs(1));
-    assert_eq!(got.text().await.unwrap(), "2");
+    assert_eq!(got.text(), "2");
     auto.wait_for_health(Duration::from_secs(5), is_degraded)
         .await;
 
@@ -212,11 +200,7 @@ async fn a_hung_redis_never_hangs_a_request() {
         .wait_for_health(Duration::from_secs(5), is_on_redis)
         .await;
     let got = get(&auto, "k").await;
-    assert_eq!(
-        got.text().await.unwrap(),
-        "1",
-        "back on Redis, which kept its value"
-    );
+    assert_eq!(got.text(), "1", "back on Redis, which kept its value");
 }
 
 /// One stall is not an outage: with a probe interval of a minute, a call that missed its
@@ -235,12 +219,12 @@ async fn a_short_stall_costs_moments_not_a_probe_interval() {
     };
     let strict = spawn_app(slow_probe(BackendMode::Redis)).await;
     let auto = spawn_app(slow_probe(BackendMode::Auto)).await;
-    assert_eq!(put(&strict, "k", "1").await.status(), 204);
-    assert_eq!(put(&auto, "k", "1").await.status(), 204);
+    assert_eq!(put(&strict, "k", "1").await.status, 204);
+    assert_eq!(put(&auto, "k", "1").await.status, 204);
 
     redis.pause();
-    assert_eq!(put(&strict, "stalled", "2").await.status(), 503);
-    assert_eq!(put(&auto, "stalled", "2").await.status(), 204);
+    assert_eq!(put(&strict, "stalled", "2").await.status, 503);
+    assert_eq!(put(&auto, "stalled", "2").await.status, 204);
     auto.wait_for_health(Duration::from_secs(5), is_degraded)
         .await;
     redis.resume();
@@ -251,7 +235,7 @@ async fn a_short_stall_costs_moments_not_a_probe_interval() {
         .await;
     auto.wait_for_health(Duration::from_secs(5), is_on_redis)
         .await;
-    assert_eq!(put(&strict, "after", "3").await.status(), 204);
+    assert_eq!(put(&strict, "after", "3").await.status, 204);
     let got = get(&auto, "k").await;
-    assert_eq!(got.text().await.unwrap(), "1", "served by Redis again");
+    assert_eq!(got.text(), "1", "served by Redis again");
 }

@@ -241,7 +241,7 @@ async fn while_redis_is_down_locks_refuse_and_then_return_to_redis() {
         .await
         .assert_problem(503, "backend_unavailable");
     assert_eq!(
-        app.put_cache("c", "1").await.status(),
+        app.put_cache("c", "1").await.status,
         204,
         "the cache serves from memory"
     );

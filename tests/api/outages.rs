@@ -10,21 +10,13 @@ use std::{
     time::Duration,
 };
 
-use serde_json::{Value, json};
+use serde_json::json;
 use statekeeper::config::BackendMode;
 
-use crate::common::{RedisServer, TestApp, settings, spawn_app};
+use crate::common::{RedisServer, Reply, TestApp, settings, spawn_app};
 
-async fn put(app: &TestApp, key: &str, body: &str) -> reqwest::Response {
+async fn put(app: &TestApp, key: &str, body: &str) -> Reply {
     app.put_cache(key, body).await
-}
-
-async fn post(app: &TestApp, path: &str, body: Value) -> reqwest::Response {
-    app.request(reqwest::Method::POST, path)
-        .json(&body)
-        .send()
-        .await
-        .unwrap()
 }
 
 fn redis_cmd(redis: &RedisServer, args: &[&str]) {
@@ -42,30 +34,23 @@ async fn out_of_memory(mode: BackendMode) {
         return;
     };
     let app = spawn_app(settings(mode, Some(&redis))).await;
-    assert_eq!(put(&app, "before", "1").await.status(), 204);
+    assert_eq!(put(&app, "before", "1").await.status, 204);
     redis_cmd(&redis, &["CONFIG", "SET", "maxmemory-policy", "noeviction"]);
     redis_cmd(&redis, &["CONFIG", "SET", "maxmemory", "1"]);
 
     let refused = put(&app, "during", "2").await;
-    assert_eq!(refused.status(), 507);
-    assert!(refused.headers().contains_key("retry-after"));
-    let problem: Value = refused.json().await.unwrap();
-    assert_eq!(problem["code"], "backend_full");
+    refused.assert_problem(507, "backend_full");
+    assert!(!refused.header("retry-after").is_empty());
     for (path, body) in [
         ("/v1/cache/ns/n/incr", json!({"by": 1})),
         ("/v1/sessions", json!({"user_id": "u"})),
         ("/v1/pending-actions", json!({"intent_name": "pay"})),
     ] {
-        let response = post(&app, path, body).await;
-        assert_eq!(response.status(), 507, "{path}");
+        let response = app.post(path, body).await;
+        assert_eq!(response.status, 507, "{path}");
     }
-    let got = app
-        .client
-        .get(app.url("/v1/cache/ns/before"))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(got.status(), 200, "reads keep working");
+    let got = app.get("/v1/cache/ns/before").await;
+    assert_eq!(got.status, 200, "reads keep working");
     let (status, health) = app.get_json("/health").await;
     assert_eq!(status, 200);
     assert_eq!(health["status"], "degraded", "{health}");
@@ -79,7 +64,7 @@ async fn out_of_memory(mode: BackendMode) {
     );
 
     redis_cmd(&redis, &["CONFIG", "SET", "maxmemory", "0"]);
-    assert_eq!(put(&app, "after", "3").await.status(), 204);
+    assert_eq!(put(&app, "after", "3").await.status, 204);
     let stored: Option<String> = redis::cmd("GET")
         .arg("statekeeper:default:cache:{ns}:during")
         .query(&mut redis.connection())
@@ -126,19 +111,14 @@ async fn writes_survive_connection_resets(mode: BackendMode) {
                 let mut i = 0u64;
                 while !stop.load(Ordering::Relaxed) {
                     let key = format!("w{w}-{i}");
-                    let status = put(&app, &key, &i.to_string()).await.status().as_u16();
+                    let status = put(&app, &key, &i.to_string()).await.status;
                     *seen.statuses.entry(status).or_default() += 1;
                     if status == 204 {
                         seen.acknowledged_puts.insert(key, i);
                     }
                     let counter = format!("counter-{}", w % 2);
-                    let response = post(
-                        &app,
-                        &format!("/v1/cache/ns/{counter}/incr"),
-                        json!({"by": 1}),
-                    )
-                    .await;
-                    let status = response.status().as_u16();
+                    let path = format!("/v1/cache/ns/{counter}/incr");
+                    let status = app.post(&path, json!({"by": 1})).await.status;
                     *seen.statuses.entry(status).or_default() += 1;
                     match status {
                         200 => *seen.acknowledged_incrs.entry(counter).or_default() += 1,
@@ -254,23 +234,15 @@ async fn a_refusing_capability_answers_503_while_the_cache_serves_from_memory() 
     let mut config = settings(BackendMode::Auto, None);
     config.backend.refuse_while_degraded = vec!["sessions".into()];
     let app = spawn_app(config).await;
-    let refused = post(&app, "/v1/sessions", json!({"user_id": "u"})).await;
-    assert_eq!(refused.status(), 503);
-    assert_eq!(refused.headers()["retry-after"], "1");
-    let problem: Value = refused.json().await.unwrap();
-    assert_eq!(problem["code"], "backend_unavailable");
+    let refused = app.post("/v1/sessions", json!({"user_id": "u"})).await;
+    refused.assert_problem(503, "backend_unavailable");
+    assert_eq!(refused.header("retry-after"), "1");
     assert_eq!(
-        put(&app, "k", "1").await.status(),
+        put(&app, "k", "1").await.status,
         204,
         "the cache serves from memory"
     );
-    let got = app
-        .client
-        .get(app.url("/v1/cache/ns/k"))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(got.text().await.unwrap(), "1");
+    assert_eq!(app.get("/v1/cache/ns/k").await.text(), "1");
     let (_, health) = app.get_json("/health").await;
     assert_eq!(health["status"], "degraded", "{health}");
     assert_eq!(health["backend"]["while_degraded"]["sessions"], "refuse");

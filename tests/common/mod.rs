@@ -492,13 +492,8 @@ impl TestApp {
     }
 
     /// `PUT /v1/cache/ns/{key}` with `body` as the JSON value.
-    pub async fn put_cache(&self, key: &str, body: &str) -> reqwest::Response {
-        self.request(reqwest::Method::PUT, &format!("/v1/cache/ns/{key}"))
-            .header("content-type", "application/json")
-            .body(body.to_string())
-            .send()
-            .await
-            .unwrap()
+    pub async fn put_cache(&self, key: &str, body: &str) -> Reply {
+        self.put_raw(&format!("/v1/cache/ns/{key}"), body).await
     }
 
     /// The status of a GET.
