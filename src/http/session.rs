@@ -610,22 +610,3 @@ pub async fn delete_user_sessions(
         .await?;
     Ok(Json(DeletedSessions { deleted }))
 }
-
-#[cfg(test)]
-mod tests {
-    use utoipa::OpenApi;
-
-    use super::*;
-    use crate::http::openapi::ApiDoc;
-
-    #[test]
-    fn the_listing_cursor_documents_the_pattern_decode_accepts() {
-        let doc = serde_json::to_value(ApiDoc::openapi()).unwrap();
-        let params = &doc["paths"]["/v1/users/{user_id}/sessions"]["get"]["parameters"];
-        let cursor = params
-            .as_array()
-            .and_then(|all| all.iter().find(|p| p["name"] == "cursor"))
-            .expect("the listing documents a cursor");
-        assert_eq!(cursor["schema"]["pattern"], SessionCursor::PATTERN);
-    }
-}

@@ -2,7 +2,7 @@
 
 use std::collections::BTreeSet;
 
-use crate::common::{Backend, TestApp};
+use crate::common::{Backend, TestApp, strings};
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 use statekeeper::config::BackendMode;
@@ -368,12 +368,7 @@ async fn concurrent_appends_over_http_lose_nothing(backend: Backend) {
         (state["message_count"].as_u64(), state["version"].as_u64()),
         (Some(24), Some(25))
     );
-    let texts: BTreeSet<&str> = state["messages"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|m| m["content"].as_str().unwrap())
-        .collect();
+    let texts: BTreeSet<&str> = strings(&state["messages"], "content").into_iter().collect();
     assert_eq!(texts.len(), 24);
 }
 
@@ -539,12 +534,7 @@ async fn listing_recent_and_static_routes(backend: Backend) {
             .query(&mut conn)
             .unwrap();
         let (_, recent) = send(&app, Method::GET, "/v1/agent-states/recent?limit=3", None).await;
-        let listed: Vec<&str> = recent["states"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|s| s["thread_id"].as_str().unwrap())
-            .collect();
+        let listed: Vec<&str> = strings(&recent["states"], "thread_id");
         assert_eq!(listed, ["t10", "t09", "t08"]);
         let (_, page) = send(&app, Method::GET, "/v1/agent-states?limit=20", None).await;
         assert!(
@@ -718,12 +708,7 @@ async fn ttl_routes_and_expiry(backend: Backend) {
         StatusCode::NOT_FOUND
     );
     let (_, recent) = send(&app, Method::GET, "/v1/agent-states/recent", None).await;
-    let listed: Vec<&str> = recent["states"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|s| s["thread_id"].as_str().unwrap())
-        .collect();
+    let listed: Vec<&str> = strings(&recent["states"], "thread_id");
     assert!(!listed.contains(&"short"), "{listed:?}");
     if let Some(redis) = redis {
         let mut conn = redis.connection();
@@ -777,24 +762,6 @@ async fn auto_mode_without_redis_serves_agent_states_from_memory() {
     );
     let (_, recent) = send(&app, Method::GET, "/v1/agent-states/recent", None).await;
     assert_eq!(recent["states"][0]["thread_id"], "th");
-}
-
-#[test]
-fn the_documented_cursor_pattern_is_the_one_the_service_parses() {
-    let doc =
-        serde_json::to_value(<statekeeper::http::openapi::ApiDoc as utoipa::OpenApi>::openapi())
-            .unwrap();
-    let list = &doc["paths"]["/v1/agent-states"]["get"];
-    let cursor = list["parameters"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|p| p["name"] == "cursor")
-        .unwrap();
-    assert_eq!(
-        cursor["schema"]["pattern"],
-        statekeeper::domain::agent_state::ListCursor::PATTERN
-    );
 }
 
 /// The key names of a thread of the default tenant under the default prefix.

@@ -13,7 +13,7 @@ use reqwest::Method;
 use serde_json::{Value, json};
 use statekeeper::config::BackendMode;
 
-use crate::common::{RedisServer, TestApp, settings, spawn_app};
+use crate::common::{RedisServer, TestApp, settings, spawn_app, strings};
 
 const USER: &str = "sk-handback";
 const PASSWORD: &str = "handback-secret";
@@ -173,12 +173,7 @@ async fn hand_back_after_a_restart(persist: bool) {
     for t in 0..50 {
         let (status, body) = b.get_json(&format!("/v1/agent-states/th-{t}")).await;
         assert_eq!(status, 200, "thread {t}: {body}");
-        let contents: Vec<&str> = body["messages"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|m| m["content"].as_str().unwrap())
-            .collect();
+        let contents: Vec<&str> = strings(&body["messages"], "content");
         assert_eq!(contents, [format!("first {t}"), format!("second {t}")]);
     }
     for i in 0..100 {
@@ -220,12 +215,7 @@ async fn hand_back_after_a_restart(persist: bool) {
     // The later write in Redis kept its context; memory's message follows Redis's.
     let (_, thread) = b.get_json("/v1/agent-states/th-conflict").await;
     assert_eq!(thread["context"], json!({"by": "b"}), "{thread}");
-    let contents: Vec<&str> = thread["messages"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|m| m["content"].as_str().unwrap())
-        .collect();
+    let contents: Vec<&str> = strings(&thread["messages"], "content");
     assert_eq!(contents, ["from b", "from a"]);
 
     let metrics = a.get("/metrics").await.text();

@@ -10,7 +10,7 @@ use reqwest::Method;
 use serde_json::json;
 use statekeeper::config::BackendMode;
 
-use crate::common::{RedisServer, TestApp, settings, spawn_app};
+use crate::common::{RedisServer, TestApp, settings, spawn_app, strings};
 
 /// One sample line: the series' name, its labels, its value.
 #[derive(Debug)]
@@ -369,12 +369,7 @@ async fn health_warns_of_redis_memory() {
         health["backend"]["redis"]["maxmemory_policy"],
         "allkeys-lru"
     );
-    let codes: Vec<&str> = health["warnings"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|w| w["code"].as_str().unwrap())
-        .collect();
+    let codes: Vec<&str> = strings(&health["warnings"], "code");
     assert_eq!(codes, ["redis_memory_high", "redis_may_evict"], "{health}");
     assert!(
         health["warnings"][1]["message"]

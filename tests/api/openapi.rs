@@ -3,9 +3,13 @@
 //! `x-request-id`, examples), so a resource added later is held to it without new tests.
 //! That the document is *true* is checked against the running service by `scripts/contract`.
 
-use crate::common::{settings, spawn_app};
+use crate::common::{settings, spawn_app, strings};
 use serde_json::Value;
-use statekeeper::{config::BackendMode, domain::cache::ListCursor, http::openapi};
+use statekeeper::{
+    config::BackendMode,
+    domain::{agent_state::ListCursor as ThreadCursor, cache::ListCursor, session::SessionCursor},
+    http::openapi,
+};
 
 fn document() -> Value {
     serde_json::to_value(<openapi::ApiDoc as utoipa::OpenApi>::openapi()).unwrap()
@@ -89,12 +93,7 @@ async fn served_document_is_the_generated_one() {
 #[test]
 fn every_operation_has_a_snake_case_id_a_declared_tag_and_a_summary() {
     let doc = document();
-    let declared: Vec<&str> = doc["tags"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|t| t["name"].as_str().unwrap())
-        .collect();
+    let declared: Vec<&str> = strings(&doc["tags"], "name");
     let mut ids = std::collections::BTreeSet::new();
     for (method, path, operation) in operations(&doc) {
         let id = operation["operationId"].as_str().unwrap_or_default();
@@ -267,17 +266,19 @@ fn request_bodies_responses_and_path_parameters_have_examples() {
     }
 }
 
+/// The documented listing cursors' patterns are the ones the service parses.
 #[test]
-fn the_documented_cursor_pattern_is_the_one_the_service_parses() {
+fn the_documented_cursor_patterns_are_the_ones_the_service_parses() {
     let doc = document();
-    let list = &doc["paths"]["/v1/cache/{namespace}"]["get"];
-    let cursor = list["parameters"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|p| p["name"] == "cursor")
-        .unwrap();
-    assert_eq!(cursor["schema"]["pattern"], ListCursor::PATTERN);
+    for (path, pattern) in [
+        ("/v1/cache/{namespace}", ListCursor::PATTERN),
+        ("/v1/agent-states", ThreadCursor::PATTERN),
+        ("/v1/users/{user_id}/sessions", SessionCursor::PATTERN),
+    ] {
+        let parameters = doc["paths"][path]["get"]["parameters"].as_array().unwrap();
+        let cursor = parameters.iter().find(|p| p["name"] == "cursor").unwrap();
+        assert_eq!(cursor["schema"]["pattern"], pattern, "{path}");
+    }
 }
 
 #[test]

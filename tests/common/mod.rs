@@ -331,6 +331,15 @@ macro_rules! on_each_backend {
     };
 }
 
+/// The string field `field` of each object in the JSON array `array`.
+pub fn strings<'a>(array: &'a serde_json::Value, field: &str) -> Vec<&'a str> {
+    let items = array.as_array().expect("a JSON array");
+    items
+        .iter()
+        .map(|item| item[field].as_str().unwrap())
+        .collect()
+}
+
 /// A response, read whole: status, headers, the body's bytes and the body as JSON (`null`
 /// when it is none or not JSON).
 pub struct Reply {
