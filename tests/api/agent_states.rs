@@ -461,27 +461,7 @@ async fn listing_recent_and_static_routes(backend: Backend) {
         .await;
         expected.insert(id);
     }
-    let mut seen = Vec::new();
-    let mut cursor: Option<String> = None;
-    loop {
-        let path = match &cursor {
-            Some(c) => format!("/v1/agent-states?limit=5&cursor={c}"),
-            None => "/v1/agent-states?limit=5".to_string(),
-        };
-        let (status, page) = send(&app, Method::GET, &path, None).await;
-        assert_eq!(status, StatusCode::OK);
-        seen.extend(
-            page["thread_ids"]
-                .as_array()
-                .unwrap()
-                .iter()
-                .map(|v| v.as_str().unwrap().to_string()),
-        );
-        match page["next_cursor"].as_str() {
-            Some(next) => cursor = Some(next.to_string()),
-            None => break,
-        }
-    }
+    let seen = app.listed("/v1/agent-states?limit=5", "thread_ids").await;
     assert_eq!(seen.len(), 12, "each id once: {seen:?}");
     assert_eq!(seen.into_iter().collect::<BTreeSet<_>>(), expected);
     for bad in [

@@ -209,27 +209,7 @@ async fn listing(app: &TestApp) {
     let entries = json!({"entries": {"user:1": 1, "user:2": 2, "team:1": 3}});
     assert_eq!(post(app, "/v1/cache/l/_mset", entries.clone()).await.0, 204);
     assert_eq!(post(app, "/v1/cache/l2/_mset", entries).await.0, 204);
-    let mut keys = Vec::new();
-    let mut cursor: Option<String> = None;
-    loop {
-        let path = match &cursor {
-            Some(c) => format!("/v1/cache/l?match=user:*&limit=1&cursor={c}"),
-            None => "/v1/cache/l?match=user:*&limit=1".to_string(),
-        };
-        let (status, page) = app.get_json(&path).await;
-        assert_eq!(status, 200, "{page}");
-        keys.extend(
-            page["keys"]
-                .as_array()
-                .unwrap()
-                .iter()
-                .map(|k| k.as_str().unwrap().to_string()),
-        );
-        match page["next_cursor"].as_str() {
-            Some(next) => cursor = Some(next.to_string()),
-            None => break,
-        }
-    }
+    let mut keys = app.listed("/v1/cache/l?match=user:*&limit=1", "keys").await;
     keys.sort();
     keys.dedup();
     assert_eq!(keys, ["user:1", "user:2"]);

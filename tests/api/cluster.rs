@@ -74,25 +74,9 @@ async fn one_tenants_threads_and_sessions_spread_over_the_masters() {
         "one tenant's keys must spread over the masters: {keys:?}"
     );
     // Listings merge the shards: every thread is listed once, in id order.
-    let mut listed = Vec::new();
-    let mut cursor = String::new();
-    loop {
-        let page = app
-            .get(&format!("/v1/agent-states?limit=1000&cursor={cursor}"))
-            .await;
-        assert_eq!(page.status, 200, "{}", page.body);
-        let ids: Vec<String> = page.body["thread_ids"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|id| id.as_str().unwrap().to_string())
-            .collect();
-        listed.extend(ids);
-        match page.body["next_cursor"].as_str() {
-            Some(next) => cursor = next.to_string(),
-            None => break,
-        }
-    }
+    let listed = app
+        .listed("/v1/agent-states?limit=1000", "thread_ids")
+        .await;
     let mut expected: Vec<String> = (0..10_000).map(|i| format!("thread-{i}")).collect();
     expected.sort();
     assert_eq!(listed, expected);

@@ -408,19 +408,11 @@ async fn user_sessions_listing_and_sign_out_everywhere(backend: Backend) {
     );
 
     // In pages of one, following `next_cursor`: the same sessions, in the same order.
-    let mut paged = Vec::new();
-    let mut path = "/v1/users/u:1@x/sessions?limit=1".to_string();
-    loop {
-        let page = send(&app, Method::GET, &path, None, None).await;
-        assert_eq!(page.status, 200);
-        let sessions = page.body["sessions"].as_array().unwrap();
-        assert!(sessions.len() <= 1);
-        paged.extend(sessions.iter().map(id_of));
-        match page.body["next_cursor"].as_str() {
-            Some(cursor) => path = format!("/v1/users/u:1@x/sessions?limit=1&cursor={cursor}"),
-            None => break,
-        }
-    }
+    let pages = app
+        .pages("/v1/users/u:1@x/sessions?limit=1", "sessions")
+        .await;
+    assert!(pages.iter().all(|page| page.len() <= 1), "{pages:?}");
+    let paged: Vec<_> = pages.iter().flatten().map(id_of).collect();
     assert_eq!(paged, ids, "paged as listed");
     for bad in [
         "limit=0",

@@ -331,6 +331,16 @@ macro_rules! on_each_backend {
     };
 }
 
+/// Asserts that a waiter woke within 250 ms of what should wake it (a release, an enqueue):
+/// woken by the signal, not by a fallback poll.
+pub fn assert_woken_promptly(cause_at: Instant, woken_at: Instant, cause: &str) {
+    let delay = woken_at.duration_since(cause_at);
+    assert!(
+        delay < Duration::from_millis(250),
+        "woken {delay:?} after the {cause}"
+    );
+}
+
 /// The string field `field` of each object in the JSON array `array`.
 pub fn strings<'a>(array: &'a serde_json::Value, field: &str) -> Vec<&'a str> {
     let items = array.as_array().expect("a JSON array");
@@ -503,6 +513,29 @@ impl TestApp {
     /// `PUT /v1/cache/ns/{key}` with `body` as the JSON value.
     pub async fn put_cache(&self, key: &str, body: &str) -> Reply {
         self.put_raw(&format!("/v1/cache/ns/{key}"), body).await
+    }
+
+    /// Follows a listing from `path` through each page's `next_cursor`: every page's `field`
+    /// array, in order. Each page must answer 200.
+    pub async fn pages(&self, path: &str, field: &str) -> Vec<Vec<serde_json::Value>> {
+        let join = if path.contains('?') { '&' } else { '?' };
+        let (mut pages, mut next) = (Vec::new(), path.to_string());
+        loop {
+            let page = self.get(&next).await;
+            assert_eq!(page.status, 200, "{next}: {}", page.body);
+            pages.push(page.body[field].as_array().expect("a page").clone());
+            match page.body["next_cursor"].as_str() {
+                Some(cursor) => next = format!("{path}{join}cursor={cursor}"),
+                None => return pages,
+            }
+        }
+    }
+
+    /// `pages` of strings, one after another.
+    pub async fn listed(&self, path: &str, field: &str) -> Vec<String> {
+        let pages = self.pages(path, field).await;
+        let all = pages.iter().flatten();
+        all.map(|item| item.as_str().unwrap().to_string()).collect()
     }
 
     /// The status of a GET.
