@@ -14,14 +14,8 @@ async fn send(
     body: Option<Value>,
     if_match: Option<&str>,
 ) -> Reply {
-    let mut request = app.request(method, path);
-    if let Some(body) = body {
-        request = request.json(&body);
-    }
-    if let Some(tag) = if_match {
-        request = request.header("if-match", tag);
-    }
-    app.send(request).await
+    let if_match = if_match.map(|tag| ("if-match", tag));
+    app.call_with(method, path, body, if_match.as_slice()).await
 }
 
 async fn raw(
@@ -39,7 +33,7 @@ async fn raw(
 }
 
 async fn create(app: &TestApp, body: Value) -> Value {
-    let reply = send(app, Method::POST, "/v1/sessions", Some(body), None).await;
+    let reply = app.post("/v1/sessions", body).await;
     assert_eq!(reply.status, 201, "{}", reply.body);
     reply.body
 }
@@ -58,18 +52,16 @@ fn time_of(session: &Value, field: &str) -> time::OffsetDateTime {
 
 async fn every_session_route(backend: Backend) {
     let app = backend.app(|_| {}).await;
-    let created = send(
-        &app,
-        Method::POST,
-        "/v1/sessions",
-        Some(json!({
-            "user_id": "user-1", "workspace_id": "ws-1",
-            "data": {"theme": "dark", "flags": [1, 2]},
-            "context": {"repo": "acme/app", "pr": 42}
-        })),
-        None,
-    )
-    .await;
+    let created = app
+        .post(
+            "/v1/sessions",
+            json!({
+                "user_id": "user-1", "workspace_id": "ws-1",
+                "data": {"theme": "dark", "flags": [1, 2]},
+                "context": {"repo": "acme/app", "pr": 42}
+            }),
+        )
+        .await;
     assert_eq!(created.status, 201, "{}", created.body);
     let s = &created.body;
     let id = id_of(s);
@@ -88,7 +80,7 @@ async fn every_session_route(backend: Backend) {
     assert_eq!(rules.whole_seconds(), 3600, "sessions.default_ttl_seconds");
     assert_eq!(s["created_at"], s["last_activity_at"]);
 
-    let got = send(&app, Method::GET, &format!("/v1/sessions/{id}"), None, None).await;
+    let got = app.get(&format!("/v1/sessions/{id}")).await;
     assert_eq!((got.status, &got.body), (200, s));
     assert_eq!(got.header("etag"), "\"1\"");
 
@@ -130,7 +122,7 @@ async fn every_session_route(backend: Backend) {
 
     // The context routes.
     let ctx = format!("/v1/sessions/{id}/context");
-    let got = send(&app, Method::GET, &ctx, None, None).await;
+    let got = app.get(&ctx).await;
     assert_eq!(
         (got.status, got.body.clone(), got.header("etag")),
         (200, json!({"repo": "acme/app", "pr": 43}), "\"3\"")
@@ -151,15 +143,13 @@ async fn every_session_route(backend: Backend) {
         .await
         .assert_problem(412, "precondition_failed");
     assert_eq!(
-        send(&app, Method::GET, &ctx, None, None).await.body,
+        app.get(&ctx).await.body,
         json!({"repo": "acme/api", "pr": 7})
     );
     let cleared = send(&app, Method::DELETE, &ctx, None, Some("\"4\"")).await;
     assert_eq!((cleared.status, cleared.header("etag")), (204, "\"5\""));
-    send(&app, Method::GET, &ctx, None, None)
-        .await
-        .assert_problem(404, "not_found");
-    let session = send(&app, Method::GET, &path, None, None).await.body;
+    app.get(&ctx).await.assert_problem(404, "not_found");
+    let session = app.get(&path).await.body;
     assert_eq!(
         (session["context"].clone(), session["version"].clone()),
         (json!({}), json!(5)),
@@ -167,7 +157,7 @@ async fn every_session_route(backend: Backend) {
     );
     let again = send(&app, Method::PUT, &ctx, Some(json!({"pr": 8})), None).await;
     assert_eq!((again.status, again.body.clone()), (200, json!({"pr": 8})));
-    let cleared = send(&app, Method::DELETE, &ctx, None, None).await;
+    let cleared = app.delete(&ctx).await;
     assert_eq!((cleared.status, cleared.header("etag")), (204, "\"7\""));
     let patched = send(
         &app,
@@ -182,11 +172,8 @@ async fn every_session_route(backend: Backend) {
         json!({"pr": 9}),
         "a patch starts from {{}}"
     );
-    assert_eq!(
-        send(&app, Method::GET, &ctx, None, None).await.body,
-        json!({"pr": 9})
-    );
-    let session = send(&app, Method::GET, &path, None, None).await.body;
+    assert_eq!(app.get(&ctx).await.body, json!({"pr": 9}));
+    let session = app.get(&path).await.body;
     assert_eq!(
         session["data"],
         json!({"flags": [1, 2], "lang": "en", "n": 1}),
@@ -194,14 +181,9 @@ async fn every_session_route(backend: Backend) {
     );
 
     // Extend: a new TTL from now, version unchanged.
-    let extended = send(
-        &app,
-        Method::POST,
-        &format!("{path}/extend"),
-        Some(json!({"ttl_seconds": 7200})),
-        None,
-    )
-    .await;
+    let extended = app
+        .post(&format!("{path}/extend"), json!({"ttl_seconds": 7200}))
+        .await;
     assert_eq!(extended.status, 200, "{}", extended.body);
     let left = time_of(&extended.body, "expires_at") - time::OffsetDateTime::now_utc();
     assert!((7190..=7200).contains(&left.whole_seconds()), "{left}");
@@ -223,21 +205,14 @@ async fn every_session_route(backend: Backend) {
     ] {
         assert_eq!(rotated.body[field], extended.body[field], "{field}");
     }
-    send(&app, Method::GET, &path, None, None)
-        .await
-        .assert_problem(404, "not_found");
+    app.get(&path).await.assert_problem(404, "not_found");
     let new_path = format!("/v1/sessions/{new_id}");
-    assert_eq!(
-        send(&app, Method::GET, &new_path, None, None).await.body["data"],
-        extended.body["data"]
-    );
+    assert_eq!(app.get(&new_path).await.body["data"], extended.body["data"]);
 
     // Delete, then every route is 404.
-    let deleted = send(&app, Method::DELETE, &new_path, None, None).await;
+    let deleted = app.delete(&new_path).await;
     assert_eq!(deleted.status, 204);
-    send(&app, Method::DELETE, &new_path, None, None)
-        .await
-        .assert_problem(404, "not_found");
+    app.delete(&new_path).await.assert_problem(404, "not_found");
     assert_all_routes_404(&app, &new_id).await;
     assert_all_routes_404(&app, &id).await;
 }
@@ -265,9 +240,7 @@ async fn assert_all_routes_404(app: &TestApp, id: &str) {
             .await
             .assert_problem(404, "not_found");
     }
-    send(app, Method::GET, &path, None, None)
-        .await
-        .assert_problem(404, "not_found");
+    app.get(&path).await.assert_problem(404, "not_found");
 }
 
 async fn expired_sessions_are_gone_for_every_route(backend: Backend) {
@@ -275,7 +248,7 @@ async fn expired_sessions_are_gone_for_every_route(backend: Backend) {
     let s = create(&app, json!({"user_id": "u-exp", "ttl_seconds": 1})).await;
     tokio::time::sleep(Duration::from_millis(1100)).await;
     assert_all_routes_404(&app, &id_of(&s)).await;
-    let listed = send(&app, Method::GET, "/v1/users/u-exp/sessions", None, None).await;
+    let listed = app.get("/v1/users/u-exp/sessions").await;
     assert_eq!(listed.body, json!({"sessions": [], "next_cursor": null}));
 }
 
@@ -313,7 +286,7 @@ async fn writes_racing_a_delete_never_resurrect(backend: Backend) {
             "{statuses:?}"
         );
         assert_all_routes_404(&app, &id).await;
-        let listed = send(&app, Method::GET, "/v1/users/racer/sessions", None, None).await;
+        let listed = app.get("/v1/users/racer/sessions").await;
         assert_eq!(
             listed.body,
             json!({"sessions": [], "next_cursor": null}),
@@ -355,7 +328,7 @@ async fn rotate_racing_logout_leaves_nothing(backend: Backend) {
             assert_all_routes_404(&app, &id_of(&replies[0].1)).await;
         }
         assert_all_routes_404(&app, &id).await;
-        let listed = send(&app, Method::GET, "/v1/users/rotator/sessions", None, None).await;
+        let listed = app.get("/v1/users/rotator/sessions").await;
         assert_eq!(
             listed.body,
             json!({"sessions": [], "next_cursor": null}),
@@ -378,11 +351,11 @@ async fn user_sessions_listing_and_sign_out_everywhere(backend: Backend) {
     )
     .await;
     let other = create(&app, json!({"user_id": "u2"})).await;
-    let listed = send(&app, Method::GET, "/v1/users/u:1@x/sessions", None, None).await;
+    let listed = app.get("/v1/users/u:1@x/sessions").await;
     assert_eq!(listed.status, 200);
     assert_eq!(listed.body["sessions"].as_array().unwrap().len(), 3);
     tokio::time::sleep(Duration::from_millis(1100)).await;
-    let listed = send(&app, Method::GET, "/v1/users/u:1@x/sessions", None, None).await;
+    let listed = app.get("/v1/users/u:1@x/sessions").await;
     let ids: Vec<String> = listed.body["sessions"]
         .as_array()
         .unwrap()
@@ -423,36 +396,24 @@ async fn user_sessions_listing_and_sign_out_everywhere(backend: Backend) {
         "cursor=s.-1.0e6c3d4a-1b2c-4d5e-8f90-123456789abc",
         "page=2",
     ] {
-        send(
-            &app,
-            Method::GET,
-            &format!("/v1/users/u:1@x/sessions?{bad}"),
-            None,
-            None,
-        )
-        .await
-        .assert_problem(400, "invalid_request");
+        app.get(&format!("/v1/users/u:1@x/sessions?{bad}"))
+            .await
+            .assert_problem(400, "invalid_request");
     }
 
-    let signed_out = send(&app, Method::DELETE, "/v1/users/u:1@x/sessions", None, None).await;
+    let signed_out = app.delete("/v1/users/u:1@x/sessions").await;
     assert_eq!(
         (signed_out.status, signed_out.body.clone()),
         (200, json!({"deleted": 2}))
     );
-    send(
-        &app,
-        Method::GET,
-        &format!("/v1/sessions/{}", id_of(&a)),
-        None,
-        None,
-    )
-    .await
-    .assert_problem(404, "not_found");
-    let again = send(&app, Method::DELETE, "/v1/users/u:1@x/sessions", None, None).await;
+    app.get(&format!("/v1/sessions/{}", id_of(&a)))
+        .await
+        .assert_problem(404, "not_found");
+    let again = app.delete("/v1/users/u:1@x/sessions").await;
     assert_eq!(again.body, json!({"deleted": 0}));
-    let listed = send(&app, Method::GET, "/v1/users/u:1@x/sessions", None, None).await;
+    let listed = app.get("/v1/users/u:1@x/sessions").await;
     assert_eq!(listed.body, json!({"sessions": [], "next_cursor": null}));
-    let theirs = send(&app, Method::GET, "/v1/users/u2/sessions", None, None).await;
+    let theirs = app.get("/v1/users/u2/sessions").await;
     assert_eq!(
         theirs.body["sessions"][0]["session_id"],
         other["session_id"]
@@ -470,24 +431,12 @@ async fn bad_input_is_refused_and_changes_nothing(backend: Backend) {
         "0E6C3D4A-1B2C-4D5E-8F90-123456789ABC",
         "0e6c3d4a1b2c4d5e8f90123456789abc",
     ] {
-        send(
-            &app,
-            Method::GET,
-            &format!("/v1/sessions/{bad_id}"),
-            None,
-            None,
-        )
-        .await
-        .assert_problem(400, "invalid_id");
-        send(
-            &app,
-            Method::DELETE,
-            &format!("/v1/sessions/{bad_id}"),
-            None,
-            None,
-        )
-        .await
-        .assert_problem(400, "invalid_id");
+        app.get(&format!("/v1/sessions/{bad_id}"))
+            .await
+            .assert_problem(400, "invalid_id");
+        app.delete(&format!("/v1/sessions/{bad_id}"))
+            .await
+            .assert_problem(400, "invalid_id");
         send(
             &app,
             Method::POST,
@@ -498,18 +447,12 @@ async fn bad_input_is_refused_and_changes_nothing(backend: Backend) {
         .await
         .assert_problem(400, "invalid_id");
     }
-    send(&app, Method::GET, "/v1/users/a%20b/sessions", None, None)
+    app.get("/v1/users/a%20b/sessions")
         .await
         .assert_problem(400, "invalid_id");
-    send(
-        &app,
-        Method::DELETE,
-        &format!("/v1/users/{}/sessions", "u".repeat(257)),
-        None,
-        None,
-    )
-    .await
-    .assert_problem(400, "invalid_id");
+    app.delete(&format!("/v1/users/{}/sessions", "u".repeat(257)))
+        .await
+        .assert_problem(400, "invalid_id");
 
     let creates = [
         (json!({}), 422, "validation_failed"),
@@ -552,7 +495,7 @@ async fn bad_input_is_refused_and_changes_nothing(backend: Backend) {
         (json!({"user_id": 7}), 422, "validation_failed"),
     ];
     for (body, status, code) in creates {
-        send(&app, Method::POST, "/v1/sessions", Some(body), None)
+        app.post("/v1/sessions", body)
             .await
             .assert_problem(status, code);
     }
@@ -642,15 +585,9 @@ async fn bad_input_is_refused_and_changes_nothing(backend: Backend) {
         json!({"ttl_seconds": 86401}),
         json!({"ttl_seconds": 60, "x": 1}),
     ] {
-        send(
-            &app,
-            Method::POST,
-            &format!("{path}/extend"),
-            Some(body),
-            None,
-        )
-        .await
-        .assert_problem(422, "validation_failed");
+        app.post(&format!("{path}/extend"), body)
+            .await
+            .assert_problem(422, "validation_failed");
     }
     raw(
         &app,
@@ -662,9 +599,9 @@ async fn bad_input_is_refused_and_changes_nothing(backend: Backend) {
     .await
     .assert_problem(415, "unsupported_media_type");
 
-    let after = send(&app, Method::GET, &path, None, None).await;
+    let after = app.get(&path).await;
     assert_eq!(after.body, s, "no bad request changed the session");
-    let listed = send(&app, Method::GET, "/v1/users/u1/sessions", None, None).await;
+    let listed = app.get("/v1/users/u1/sessions").await;
     assert_eq!(
         listed.body["sessions"].as_array().unwrap().len(),
         1,
@@ -682,21 +619,15 @@ async fn rolling_reads_renew_until_the_cap(backend: Backend) {
         .await;
     let s = create(&app, json!({"user_id": "roller"})).await;
     let path = format!("/v1/sessions/{}", id_of(&s));
-    send(
-        &app,
-        Method::POST,
-        "/v1/sessions",
-        Some(json!({"user_id": "u", "ttl_seconds": 4})),
-        None,
-    )
-    .await
-    .assert_problem(422, "validation_failed");
+    app.post("/v1/sessions", json!({"user_id": "u", "ttl_seconds": 4}))
+        .await
+        .assert_problem(422, "validation_failed");
     tokio::time::sleep(Duration::from_millis(1200)).await;
-    let read = send(&app, Method::GET, &format!("{path}/context"), None, None).await;
+    let read = app.get(&format!("{path}/context")).await;
     assert_eq!(read.status, 200, "a context read is a read too");
     tokio::time::sleep(Duration::from_millis(1200)).await;
     // 2.4 s after creation: past the original expiry, alive thanks to the renewal.
-    let read = send(&app, Method::GET, &path, None, None).await;
+    let read = app.get(&path).await;
     assert_eq!(read.status, 200, "{}", read.body);
     assert_eq!(
         (time_of(&read.body, "expires_at") - time_of(&s, "created_at")).whole_milliseconds(),
@@ -704,14 +635,9 @@ async fn rolling_reads_renew_until_the_cap(backend: Backend) {
         "renewed, but never past sessions.max_lifetime_seconds"
     );
     assert!(time_of(&read.body, "last_activity_at") > time_of(&s, "last_activity_at"));
-    let extended = send(
-        &app,
-        Method::POST,
-        &format!("{path}/extend"),
-        Some(json!({"ttl_seconds": 3})),
-        None,
-    )
-    .await;
+    let extended = app
+        .post(&format!("{path}/extend"), json!({"ttl_seconds": 3}))
+        .await;
     assert_eq!(
         extended.body["expires_at"], read.body["expires_at"],
         "extend is capped too"
@@ -745,34 +671,25 @@ async fn context_survives_a_restart_on_redis() {
     assert_eq!(put.status, 200);
     drop(first);
     let second = backend.app(|_| {}).await;
-    let read = send(&second, Method::GET, &path, None, None).await;
+    let read = &second.get(&path).await;
     assert_eq!(read.status, 200, "{}", read.body);
     assert_eq!(
         read.body,
         json!({"repo": "acme/app", "pr": 43, "file": "src/main.rs"})
     );
     assert_eq!(read.header("etag"), "\"2\"");
-    let listed = send(
-        &second,
-        Method::GET,
-        "/v1/users/voice-user/sessions",
-        None,
-        None,
-    )
-    .await;
+    let listed = &second.get("/v1/users/voice-user/sessions").await;
     assert_eq!(listed.body["sessions"][0]["session_id"], s["session_id"]);
 }
 
 async fn sessions_past_the_size_limit_are_refused(backend: Backend) {
     let app = backend.app(|s| s.sessions.max_session_bytes = 100).await;
     let big = json!({"user_id": "u1", "data": {"blob": "x".repeat(100)}});
-    send(&app, Method::POST, "/v1/sessions", Some(big), None)
+    app.post("/v1/sessions", big)
         .await
         .assert_problem(413, "payload_too_large");
     assert_eq!(
-        send(&app, Method::GET, "/v1/users/u1/sessions", None, None)
-            .await
-            .body,
+        app.get("/v1/users/u1/sessions").await.body,
         json!({"sessions": [], "next_cursor": null})
     );
     let s = create(
@@ -795,11 +712,7 @@ async fn sessions_past_the_size_limit_are_refused(backend: Backend) {
     )
     .await
     .assert_problem(413, "payload_too_large");
-    assert_eq!(
-        send(&app, Method::GET, &path, None, None).await.body,
-        s,
-        "nothing written"
-    );
+    assert_eq!(app.get(&path).await.body, s, "nothing written");
 }
 
 crate::on_each_backend!(
