@@ -243,6 +243,14 @@ async fn assert_all_routes_404(app: &TestApp, id: &str) {
     app.get(&path).await.assert_problem(404, "not_found");
 }
 
+/// The session is gone from every route, and `user` has no session left.
+async fn assert_gone(app: &TestApp, id: &str, user: &str, context: &str) {
+    assert_all_routes_404(app, id).await;
+    let listed = app.get(&format!("/v1/users/{user}/sessions")).await;
+    let none = json!({"sessions": [], "next_cursor": null});
+    assert_eq!(listed.body, none, "{context}");
+}
+
 async fn expired_sessions_are_gone_for_every_route(backend: Backend) {
     let app = backend.app(|_| {}).await;
     let s = create(&app, json!({"user_id": "u-exp", "ttl_seconds": 1})).await;
@@ -285,13 +293,7 @@ async fn writes_racing_a_delete_never_resurrect(backend: Backend) {
             statuses[1..].iter().all(|s| *s == 200 || *s == 404),
             "{statuses:?}"
         );
-        assert_all_routes_404(&app, &id).await;
-        let listed = app.get("/v1/users/racer/sessions").await;
-        assert_eq!(
-            listed.body,
-            json!({"sessions": [], "next_cursor": null}),
-            "round {round}"
-        );
+        assert_gone(&app, &id, "racer", &format!("round {round}")).await;
     }
 }
 
@@ -327,13 +329,8 @@ async fn rotate_racing_logout_leaves_nothing(backend: Backend) {
             assert_eq!(replies[1].0, 404, "the old id died with the rotation");
             assert_all_routes_404(&app, &id_of(&replies[0].1)).await;
         }
-        assert_all_routes_404(&app, &id).await;
-        let listed = app.get("/v1/users/rotator/sessions").await;
-        assert_eq!(
-            listed.body,
-            json!({"sessions": [], "next_cursor": null}),
-            "round {round}: {replies:?}"
-        );
+        let context = format!("round {round}: {replies:?}");
+        assert_gone(&app, &id, "rotator", &context).await;
     }
 }
 
