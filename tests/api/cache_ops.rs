@@ -45,20 +45,17 @@ async fn swaps_and_takes(app: &TestApp) {
         .send(app.request(Method::POST, "/v1/cache/c/job/get-and-delete"))
         .await;
     assert_eq!((taken.status, taken.text()), (200, "[2]".to_string()));
-    let (status, problem) = post(app, "/v1/cache/c/job/get-and-delete", Value::Null).await;
-    assert_eq!((status, problem["code"].as_str()), (404, Some("not_found")));
+    app.post("/v1/cache/c/job/get-and-delete", Value::Null)
+        .await
+        .assert_problem(404, "not_found");
     let (status, _) = raw_get(app, "/v1/cache/c/job").await;
     assert_eq!(status, 404);
-    let (status, problem) = post(
-        app,
+    app.post(
         "/v1/cache/c/job/get-and-set",
         json!({"value": 1, "extra": 2}),
     )
-    .await;
-    assert_eq!(
-        (status, problem["code"].as_str()),
-        (422, Some("validation_failed"))
-    );
+    .await
+    .assert_problem(422, "validation_failed");
 }
 
 async fn counters(app: &TestApp) {
@@ -77,11 +74,9 @@ async fn counters(app: &TestApp) {
         "TTL set at creation stays: {ttl}"
     );
     app.put_raw("/v1/cache/c/name", "\"ada\"").await;
-    let (status, problem) = post(app, "/v1/cache/c/name/incr", json!({"by": 1})).await;
-    assert_eq!(
-        (status, problem["code"].as_str()),
-        (409, Some("not_a_number"))
-    );
+    app.post("/v1/cache/c/name/incr", json!({"by": 1}))
+        .await
+        .assert_problem(409, "not_a_number");
     assert_eq!(raw_get(app, "/v1/cache/c/name").await.1, "\"ada\"");
     for bad in [
         json!({}),
@@ -132,16 +127,9 @@ async fn compare_and_swap(app: &TestApp) {
         let (status, _) = post(app, path, bad.clone()).await;
         assert_eq!(status, 422, "{bad}");
     }
-    let (status, problem) = post(
-        app,
-        path,
-        json!({"expected": "done", "value": "x".repeat(100)}),
-    )
-    .await;
-    assert_eq!(
-        (status, problem["code"].as_str()),
-        (413, Some("payload_too_large"))
-    );
+    app.post(path, json!({"expected": "done", "value": "x".repeat(100)}))
+        .await
+        .assert_problem(413, "payload_too_large");
     assert_eq!(raw_get(app, "/v1/cache/c/doc").await.1, "\"done\"");
 }
 
@@ -167,29 +155,19 @@ async fn batches(app: &TestApp) {
     let (_, ttl) = app.get_json("/v1/cache/b/x/ttl").await;
     assert!(ttl["ttl_seconds"].as_u64().unwrap() <= 40);
 
-    let (status, problem) = post(
-        app,
-        "/v1/cache/b/_mget",
-        json!({"keys": ["a", "b", "c", "d"]}),
-    )
-    .await;
-    assert_eq!(
-        (status, problem["code"].as_str()),
-        (422, Some("validation_failed")),
-        "over max_batch_keys"
-    );
+    // Over max_batch_keys:
+    let over = json!({"keys": ["a", "b", "c", "d"]});
+    app.post("/v1/cache/b/_mget", over)
+        .await
+        .assert_problem(422, "validation_failed");
     let too_many = json!({"entries": {"a": 1, "b": 2, "c": 3, "d": 4}});
     assert_eq!(post(app, "/v1/cache/b/_mset", too_many).await.0, 422);
-    let (status, problem) = post(
-        app,
+    app.post(
         "/v1/cache/b/_mset",
         json!({"entries": {"ok": 1, "_bad": 2}}),
     )
-    .await;
-    assert_eq!(
-        (status, problem["code"].as_str()),
-        (400, Some("invalid_id"))
-    );
+    .await
+    .assert_problem(400, "invalid_id");
     let big = json!({"entries": {"ok": 1, "big": "x".repeat(100)}});
     assert_eq!(post(app, "/v1/cache/b/_mset", big).await.0, 413);
     assert_eq!(
@@ -288,16 +266,9 @@ async fn cursors_and_ttls_the_schema_allows(app: &TestApp) {
     )
     .await;
     assert_eq!(status, 200);
-    let (status, problem) = post(
-        app,
-        "/v1/cache/c/n/incr",
-        json!({"by": 1, "ttl_seconds": 1.5}),
-    )
-    .await;
-    assert_eq!(
-        (status, problem["code"].as_str()),
-        (422, Some("validation_failed"))
-    );
+    app.post("/v1/cache/c/n/incr", json!({"by": 1, "ttl_seconds": 1.5}))
+        .await
+        .assert_problem(422, "validation_failed");
 }
 
 crate::on_each_backend!(app with limited =>

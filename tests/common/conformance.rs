@@ -11,45 +11,42 @@
 #[macro_export]
 macro_rules! store_conformance {
     ($($case:ident),* $(,)?) => {
-        mod memory_adapter {
+        $crate::store_conformance!(@each memory_adapter,
+            Some($crate::common::memory_stores().await.expect("memory stores")), [$($case),*]);
+        $crate::store_conformance!(@each redis_adapter, $crate::common::redis_stores().await,
+            [$($case),*]);
+        $crate::store_conformance!(@one redis_cluster_adapter, "on Redis Cluster",
+            $crate::common::cluster::RedisCluster::start(), $crate::common::cluster_stores,
+            [$($case),*]);
+        $crate::store_conformance!(@one redis_sentinel_adapter, "behind Sentinel",
+            $crate::common::cluster::SentinelSetup::start(), $crate::common::sentinel_stores,
+            [$($case),*]);
+    };
+    // A module with one test per case, each on stores of its own (`None`: skipped).
+    (@each $module:ident, $harness:expr, [$($case:ident),*]) => {
+        mod $module {
             $(
                 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
                 async fn $case() {
-                    let harness = $crate::common::memory_stores().await.expect("memory stores");
+                    let Some(harness) = $harness else { return };
                     super::$case(&harness.stores).await;
                 }
             )*
         }
-        mod redis_adapter {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-                async fn $case() {
-                    let Some(harness) = $crate::common::redis_stores().await else { return };
-                    super::$case(&harness.stores).await;
-                }
-            )*
-        }
+    };
+    // One test that runs every case on one shared setup (`None`: skipped), one after the
+    // other, each under a key prefix of its own.
+    (@one $test:ident, $label:literal, $setup:expr, $stores:path, [$($case:ident),*]) => {
         #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-        async fn redis_cluster_adapter() {
-            let Some(cluster) = $crate::common::cluster::RedisCluster::start() else { return };
+        async fn $test() {
+            let Some(setup) = $setup else { return };
             let mut outcomes = Vec::new();
             $(
-                let stores = $crate::common::cluster_stores(&cluster, stringify!($case));
+                let stores = $stores(&setup, stringify!($case));
                 let run = tokio::spawn(async move { $case(&stores).await });
                 outcomes.push((stringify!($case), run.await.is_ok()));
             )*
-            $crate::common::all_passed("on Redis Cluster", &outcomes);
-        }
-        #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-        async fn redis_sentinel_adapter() {
-            let Some(setup) = $crate::common::cluster::SentinelSetup::start() else { return };
-            let mut outcomes = Vec::new();
-            $(
-                let stores = $crate::common::sentinel_stores(&setup, stringify!($case));
-                let run = tokio::spawn(async move { $case(&stores).await });
-                outcomes.push((stringify!($case), run.await.is_ok()));
-            )*
-            $crate::common::all_passed("behind Sentinel", &outcomes);
+            $crate::common::all_passed($label, &outcomes);
         }
     };
 }

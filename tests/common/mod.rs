@@ -296,33 +296,23 @@ macro_rules! on_each_backend {
         $crate::on_each_backend!(@modules [$($case),*] (backend, case) { case(backend).await; });
     };
     (@modules [$($case:ident),*] ($backend:ident, $run:ident) $body:block) => {
-        mod on_memory {
+        $crate::on_each_backend!(@module on_memory, Some($crate::common::Backend::memory()),
+            [$($case),*] ($backend, $run) $body);
+        $crate::on_each_backend!(@module on_redis,
+            $crate::common::Backend::on_redis(statekeeper::config::BackendMode::Redis),
+            [$($case),*] ($backend, $run) $body);
+        $crate::on_each_backend!(@module on_auto,
+            $crate::common::Backend::on_redis(statekeeper::config::BackendMode::Auto),
+            [$($case),*] ($backend, $run) $body);
+    };
+    // One module with a test per case on one backend (`None`: skipped).
+    (@module $module:ident, $make:expr, [$($case:ident),*] ($backend:ident, $run:ident)
+        $body:block) => {
+        mod $module {
             $(
                 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
                 async fn $case() {
-                    let $backend = $crate::common::Backend::memory();
-                    let $run = super::$case;
-                    $body
-                }
-            )*
-        }
-        mod on_redis {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn $case() {
-                    let mode = statekeeper::config::BackendMode::Redis;
-                    let Some($backend) = $crate::common::Backend::on_redis(mode) else { return };
-                    let $run = super::$case;
-                    $body
-                }
-            )*
-        }
-        mod on_auto {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn $case() {
-                    let mode = statekeeper::config::BackendMode::Auto;
-                    let Some($backend) = $crate::common::Backend::on_redis(mode) else { return };
+                    let Some($backend) = $make else { return };
                     let $run = super::$case;
                     $body
                 }
