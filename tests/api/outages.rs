@@ -19,6 +19,29 @@ async fn put(app: &TestApp, key: &str, body: &str) -> Reply {
     app.put_cache(key, body).await
 }
 
+/// Each scenario `fn(BackendMode)` as two tests, `<scenario>::auto` and `<scenario>::redis`.
+macro_rules! in_both_redis_modes {
+    ($($scenario:ident),*) => {
+        $(
+            mod $scenario {
+                use statekeeper::config::BackendMode;
+
+                #[tokio::test]
+                async fn auto() {
+                    super::$scenario(BackendMode::Auto).await;
+                }
+
+                #[tokio::test]
+                async fn redis() {
+                    super::$scenario(BackendMode::Redis).await;
+                }
+            }
+        )*
+    };
+}
+
+in_both_redis_modes!(out_of_memory, writes_survive_connection_resets);
+
 fn redis_cmd(redis: &RedisServer, args: &[&str]) {
     let mut cmd = redis::cmd(args[0]);
     for arg in &args[1..] {
@@ -70,16 +93,6 @@ async fn out_of_memory(mode: BackendMode) {
         .query(&mut redis.connection())
         .unwrap();
     assert_eq!(stored, None, "the refused write left nothing");
-}
-
-#[tokio::test]
-async fn out_of_memory_in_auto_mode() {
-    out_of_memory(BackendMode::Auto).await;
-}
-
-#[tokio::test]
-async fn out_of_memory_in_redis_mode() {
-    out_of_memory(BackendMode::Redis).await;
 }
 
 /// What one writer saw.
@@ -215,16 +228,6 @@ async fn writes_survive_connection_resets(mode: BackendMode) {
             "{counter}: {acknowledged} acknowledged, {unknown} unknown, {stored} in Redis"
         );
     }
-}
-
-#[tokio::test]
-async fn writes_survive_connection_resets_in_auto_mode() {
-    writes_survive_connection_resets(BackendMode::Auto).await;
-}
-
-#[tokio::test]
-async fn writes_survive_connection_resets_in_redis_mode() {
-    writes_survive_connection_resets(BackendMode::Redis).await;
 }
 
 /// A capability declared `refuse` answers 503 with `Retry-After` while Redis is down in `auto`

@@ -56,12 +56,7 @@ async fn put_get_delete_round_trip(stores: &Stores) {
     assert_eq!(cache.get(&t, &n, &k).await.unwrap(), None);
     assert!(!cache.exists(&t, &n, &k).await.unwrap());
     let raw = r#"{"name": "Ada",  "tags":[1, 2.50, null]}"#;
-    assert!(
-        cache
-            .put(&t, &n, &k, &value(raw), ttl(60), PutCondition::Always)
-            .await
-            .unwrap()
-    );
+    assert!(put(stores, &t, &n, &k, raw, PutCondition::Always).await);
     let got = cache.get(&t, &n, &k).await.unwrap().unwrap();
     assert_eq!(
         got.bytes().as_ref(),
@@ -82,31 +77,11 @@ async fn put_get_delete_round_trip(stores: &Stores) {
 async fn tenants_and_namespaces_are_separate(stores: &Stores) {
     let cache = &stores.cache;
     let (a, b) = (Tenant::new("alpha"), Tenant::new("beta"));
-    cache
-        .put(
-            &a,
-            &ns("n"),
-            &key("k"),
-            &value("1"),
-            ttl(60),
-            PutCondition::Always,
-        )
-        .await
-        .unwrap();
+    put(stores, &a, &ns("n"), &key("k"), "1", PutCondition::Always).await;
     assert_eq!(cache.get(&b, &ns("n"), &key("k")).await.unwrap(), None);
     assert_eq!(cache.get(&a, &ns("n2"), &key("k")).await.unwrap(), None);
     // Colons inside ids cannot make two entries collide.
-    cache
-        .put(
-            &a,
-            &ns("x:y"),
-            &key("z"),
-            &value("1"),
-            ttl(60),
-            PutCondition::Always,
-        )
-        .await
-        .unwrap();
+    put(stores, &a, &ns("x:y"), &key("z"), "1", PutCondition::Always).await;
     assert_eq!(cache.get(&a, &ns("x"), &key("y:z")).await.unwrap(), None);
     assert!(!cache.delete(&b, &ns("n"), &key("k")).await.unwrap());
     assert!(cache.exists(&a, &ns("n"), &key("k")).await.unwrap());
@@ -183,10 +158,7 @@ async fn values_expire(stores: &Stores) {
     assert_eq!(cache.ttl(&t, &n, &k).await.unwrap(), TtlState::Missing);
     assert!(!cache.delete(&t, &n, &k).await.unwrap());
     assert!(
-        cache
-            .put(&t, &n, &k, &value("2"), ttl(60), PutCondition::IfAbsent)
-            .await
-            .unwrap(),
+        put(stores, &t, &n, &k, "2", PutCondition::IfAbsent).await,
         "an expired value counts as absent"
     );
 }
@@ -262,18 +234,7 @@ async fn racing_takes_and_swaps_lose_nothing(stores: &Stores) {
     let t = Tenant::new("t1");
     for round in 0..5 {
         let k = key(&format!("take-{round}"));
-        stores
-            .cache
-            .put(
-                &t,
-                &ns("n"),
-                &k,
-                &value("\"result\""),
-                ttl(60),
-                PutCondition::Always,
-            )
-            .await
-            .unwrap();
+        put(stores, &t, &ns("n"), &k, "\"result\"", PutCondition::Always).await;
         let results = crate::common::race(32, |_| {
             let (stores, t, k) = (stores.clone(), t.clone(), k.clone());
             async move { stores.cache.get_and_delete(&t, &ns("n"), &k).await.unwrap() }
@@ -363,36 +324,13 @@ async fn incr_arithmetic(stores: &Stores) {
     );
     assert_eq!(incr("small", "1e-7").await, Ok("1e-07".into()));
     for (k, raw) in [("s", "\"5\""), ("o", "{}"), ("b", "true"), ("nul", "null")] {
-        cache
-            .put(&t, &n, &key(k), &value(raw), ttl(60), PutCondition::Always)
-            .await
-            .unwrap();
+        put(stores, &t, &n, &key(k), raw, PutCondition::Always).await;
         assert_eq!(incr(k, "1").await, Err(IncrError::NotANumber), "{raw}");
         assert_eq!(stored(stores, &t, &n, k).await.unwrap(), raw, "unchanged");
     }
-    cache
-        .put(
-            &t,
-            &n,
-            &key("spaced"),
-            &value(" 41 "),
-            ttl(60),
-            PutCondition::Always,
-        )
-        .await
-        .unwrap();
+    put(stores, &t, &n, &key("spaced"), " 41 ", PutCondition::Always).await;
     assert_eq!(incr("spaced", "1").await, Ok("42".into()));
-    cache
-        .put(
-            &t,
-            &n,
-            &key("exp"),
-            &value("1e2"),
-            ttl(60),
-            PutCondition::Always,
-        )
-        .await
-        .unwrap();
+    put(stores, &t, &n, &key("exp"), "1e2", PutCondition::Always).await;
     assert_eq!(incr("exp", "1").await, Ok("101".into()));
     assert_eq!(stored(stores, &t, &n, "exp").await.unwrap(), "101");
 }
@@ -494,17 +432,7 @@ async fn compare_and_swap_compares_json_values(stores: &Stores) {
         r#""next""#,
         "failed swaps wrote nothing"
     );
-    cache
-        .put(
-            &t,
-            &n,
-            &key("empty"),
-            &value("{}"),
-            ttl(60),
-            PutCondition::Always,
-        )
-        .await
-        .unwrap();
+    put(stores, &t, &n, &key("empty"), "{}", PutCondition::Always).await;
     let failed = cache
         .compare_and_swap(
             &t,
@@ -524,18 +452,15 @@ async fn compare_and_swap_compares_json_values(stores: &Stores) {
 
 async fn racing_compare_and_swap_has_one_winner(stores: &Stores) {
     let t = Tenant::new("t1");
-    stores
-        .cache
-        .put(
-            &t,
-            &ns("n"),
-            &key("state"),
-            &value(r#"{"v":0}"#),
-            ttl(60),
-            PutCondition::Always,
-        )
-        .await
-        .unwrap();
+    put(
+        stores,
+        &t,
+        &ns("n"),
+        &key("state"),
+        r#"{"v":0}"#,
+        PutCondition::Always,
+    )
+    .await;
     for round in 0..5 {
         let seen = json(&stored(stores, &t, &ns("n"), "state").await.unwrap());
         let results = crate::common::race(24, |i| {
@@ -702,18 +627,7 @@ async fn expired_keys_are_not_listed(stores: &Stores) {
         )
         .await
         .unwrap();
-    stores
-        .cache
-        .put(
-            &t,
-            &n,
-            &key("long"),
-            &value("1"),
-            ttl(60),
-            PutCondition::Always,
-        )
-        .await
-        .unwrap();
+    put(stores, &t, &n, &key("long"), "1", PutCondition::Always).await;
     tokio::time::sleep(Duration::from_millis(1100)).await;
     assert_eq!(
         list_all(stores, &t, &n, "*", 10).await,
