@@ -1,27 +1,20 @@
 //! API keys and tenant isolation, on both backends.
 
-use crate::common::{RedisServer, Reply, TestApp, settings, spawn_app};
+use crate::common::{Reply, TestApp, settings, spawn_app, with_api_keys};
 use reqwest::Method;
-use sha2::{Digest, Sha256};
-use statekeeper::config::{ApiKeySettings, BackendMode, Scope, Settings};
+use statekeeper::config::{BackendMode, Scope, Settings};
 
 const ACME_RW: &str = "acme-read-write-key";
 const ACME_RO: &str = "acme-read-only-key";
 const GLOBEX: &str = "globex-admin-key";
 
-fn with_keys(mut settings: Settings) -> Settings {
-    let key = |secret: &str, tenant: &str, scopes: Vec<Scope>| ApiKeySettings {
-        sha256: hex::encode(Sha256::digest(secret.as_bytes())),
-        tenant: tenant.into(),
-        scopes,
-    };
-    settings.auth.keys = vec![
-        key(ACME_RW, "acme", vec![Scope::Read, Scope::Write]),
-        key(ACME_RO, "acme", vec![Scope::Read]),
-        key(GLOBEX, "globex", vec![Scope::Admin]),
+fn with_keys(settings: &mut Settings) {
+    let keys: [(&str, &str, &[Scope]); 3] = [
+        (ACME_RW, "acme", &[Scope::Read, Scope::Write]),
+        (ACME_RO, "acme", &[Scope::Read]),
+        (GLOBEX, "globex", &[Scope::Admin]),
     ];
-    settings.validate().unwrap();
-    settings
+    with_api_keys(settings, &keys);
 }
 
 /// A request with `key` as the bearer token (or none), and a JSON body for a PUT.
@@ -75,20 +68,7 @@ async fn keys_scopes_and_tenants(app: &TestApp) {
     }
 }
 
-#[tokio::test]
-async fn memory_backend() {
-    let app = spawn_app(with_keys(settings(BackendMode::Memory, None))).await;
-    keys_scopes_and_tenants(&app).await;
-}
-
-#[tokio::test]
-async fn redis_backend() {
-    let Some(redis) = RedisServer::start() else {
-        return;
-    };
-    let app = spawn_app(with_keys(settings(BackendMode::Redis, Some(&redis)))).await;
-    keys_scopes_and_tenants(&app).await;
-}
+crate::on_each_backend!(app with with_keys => keys_scopes_and_tenants);
 
 #[tokio::test]
 async fn without_keys_everything_is_tenant_default() {

@@ -8,7 +8,7 @@ use reqwest::Method;
 use serde_json::{Value, json};
 use statekeeper::config::{BackendMode, LockDegraded};
 
-use crate::common::{RedisServer, Reply, TestApp, racing_settings, settings, spawn_app};
+use crate::common::{RedisServer, Reply, TestApp, settings, spawn_app};
 
 async fn acquire(app: &TestApp, name: &str, body: Value) -> Reply {
     app.post(&format!("/v1/locks/{name}"), body).await
@@ -152,13 +152,9 @@ crate::on_each_backend!(app =>
 /// milliseconds, and meanwhile tries Redis only a few times (no busy poll).
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn two_instances_share_one_lock() {
-    let Some(redis) = RedisServer::start() else {
+    let Some((redis, apps)) = crate::common::two_instances().await else {
         return;
     };
-    let apps = std::sync::Arc::new([
-        spawn_app(racing_settings(&redis)).await,
-        spawn_app(racing_settings(&redis)).await,
-    ]);
     let results = crate::common::race(100, |i| {
         let apps = apps.clone();
         async move {

@@ -3,11 +3,12 @@
 
 use std::time::Duration;
 
-use crate::common::{RedisServer, Reply, TestApp, racing_settings, settings, spawn_app};
+use crate::common::{
+    RedisServer, Reply, TestApp, racing_settings, settings, spawn_app, with_api_keys,
+};
 use reqwest::Method;
 use serde_json::{Value, json};
-use sha2::{Digest, Sha256};
-use statekeeper::config::{ApiKeySettings, BackendMode, Scope, Settings};
+use statekeeper::config::{BackendMode, Scope, Settings};
 use time::{OffsetDateTime, format_description::well_known::Rfc3339};
 
 async fn create(app: &TestApp, body: Value) -> Reply {
@@ -338,15 +339,15 @@ async fn racing_confirms(apps: &[&TestApp]) {
     }
 }
 
-fn with_tenants(mut settings: Settings) -> Settings {
-    let key = |secret: &str, tenant: &str| ApiKeySettings {
-        sha256: hex::encode(Sha256::digest(secret.as_bytes())),
-        tenant: tenant.into(),
-        scopes: vec![Scope::Read, Scope::Write],
-    };
-    settings.auth.keys = vec![key("acme-key", "acme"), key("globex-key", "globex")];
-    settings.validate().unwrap();
-    settings
+fn with_tenants(settings: &mut Settings) {
+    let read_write: &[Scope] = &[Scope::Read, Scope::Write];
+    with_api_keys(
+        settings,
+        &[
+            ("acme-key", "acme", read_write),
+            ("globex-key", "globex", read_write),
+        ],
+    );
 }
 
 async fn tokens_are_invisible_to_other_tenants(app: &TestApp) {
@@ -374,6 +375,19 @@ async fn tokens_are_invisible_to_other_tenants(app: &TestApp) {
     assert_eq!(outcome(after), (404, "not_found".into()));
 }
 
+crate::on_each_backend!(app =>
+    lifecycle_of_a_confirmed_action,
+    cancelled_actions_cannot_be_confirmed,
+    unknown_and_malformed_tokens,
+    expired_actions_are_gone,
+);
+
+mod tenants {
+    use super::*;
+
+    crate::on_each_backend!(app with with_tenants => tokens_are_invisible_to_other_tenants);
+}
+
 mod memory {
     use super::*;
 
@@ -382,39 +396,13 @@ mod memory {
     }
 
     #[tokio::test]
-    async fn lifecycle() {
-        lifecycle_of_a_confirmed_action(&app().await).await;
-    }
-
-    #[tokio::test]
-    async fn cancel() {
-        cancelled_actions_cannot_be_confirmed(&app().await).await;
-    }
-
-    #[tokio::test]
-    async fn unknown_and_malformed() {
-        unknown_and_malformed_tokens(&app().await).await;
-    }
-
-    #[tokio::test]
     async fn bad_input() {
         bad_create_bodies_are_refused(&app().await).await;
-    }
-
-    #[tokio::test]
-    async fn expiry() {
-        expired_actions_are_gone(&app().await).await;
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
     async fn races() {
         racing_confirms(&[&app().await]).await;
-    }
-
-    #[tokio::test]
-    async fn tenants() {
-        let app = spawn_app(with_tenants(settings(BackendMode::Memory, None))).await;
-        tokens_are_invisible_to_other_tenants(&app).await;
     }
 
     #[tokio::test]
@@ -449,30 +437,6 @@ mod redis {
     }
 
     #[tokio::test]
-    async fn lifecycle() {
-        let Some(redis) = RedisServer::start() else {
-            return;
-        };
-        lifecycle_of_a_confirmed_action(&app(&redis).await).await;
-    }
-
-    #[tokio::test]
-    async fn cancel() {
-        let Some(redis) = RedisServer::start() else {
-            return;
-        };
-        cancelled_actions_cannot_be_confirmed(&app(&redis).await).await;
-    }
-
-    #[tokio::test]
-    async fn unknown_and_malformed() {
-        let Some(redis) = RedisServer::start() else {
-            return;
-        };
-        unknown_and_malformed_tokens(&app(&redis).await).await;
-    }
-
-    #[tokio::test]
     async fn bad_input_writes_nothing() {
         let Some(redis) = RedisServer::start() else {
             return;
@@ -484,14 +448,6 @@ mod redis {
             .query(&mut redis.connection())
             .unwrap();
         assert_eq!(keys.len(), 1, "only the one valid create wrote: {keys:?}");
-    }
-
-    #[tokio::test]
-    async fn expiry() {
-        let Some(redis) = RedisServer::start() else {
-            return;
-        };
-        expired_actions_are_gone(&app(&redis).await).await;
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -520,15 +476,6 @@ mod redis {
             outcome(confirm(&second, token(&created), Some("other")).await),
             (409, "already_confirmed".into())
         );
-    }
-
-    #[tokio::test]
-    async fn tenants() {
-        let Some(redis) = RedisServer::start() else {
-            return;
-        };
-        let app = spawn_app(with_tenants(settings(BackendMode::Redis, Some(&redis)))).await;
-        tokens_are_invisible_to_other_tenants(&app).await;
     }
 
     /// The stored layout, and the default tombstone: the token's remaining lifetime.

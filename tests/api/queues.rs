@@ -11,7 +11,7 @@ use std::{
 use serde_json::{Value, json};
 use statekeeper::config::BackendMode;
 
-use crate::common::{RedisServer, Reply, TestApp, racing_settings, settings, spawn_app};
+use crate::common::{RedisServer, Reply, TestApp, settings, spawn_app};
 
 async fn enqueue(app: &TestApp, queue: &str, body: Value) -> Reply {
     app.post(&format!("/v1/queues/{queue}/jobs"), body).await
@@ -202,13 +202,9 @@ struct Seen {
 /// leased early; the failing job is dead with `attempt == max_attempts`.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn two_instances_and_dying_workers_ack_every_job_once() {
-    let Some(redis) = RedisServer::start() else {
+    let Some((_redis, apps)) = crate::common::two_instances().await else {
         return;
     };
-    let apps = Arc::new([
-        spawn_app(racing_settings(&redis)).await,
-        spawn_app(racing_settings(&redis)).await,
-    ]);
     let fixed = json!({"kind": "fixed", "base_ms": 0, "max_ms": 0});
     let started = Instant::now();
     let mut enqueued_at = HashMap::new();

@@ -7,7 +7,7 @@ use serde_json::{Value, json};
 use statekeeper::config::{BackendMode, RateLimitDegraded, RateLimitPolicy, Settings};
 use statekeeper::domain::rate_limit::Algorithm;
 
-use crate::common::{RedisServer, Reply, TestApp, racing_settings, settings, spawn_app};
+use crate::common::{Reply, TestApp, settings, spawn_app};
 
 fn with_policy(settings: &mut Settings) {
     settings.rate_limits.policies = vec![RateLimitPolicy {
@@ -120,12 +120,9 @@ crate::on_each_backend!(app with with_policy =>
 /// for every algorithm. Every key they wrote carries a TTL.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn two_instances_together_admit_exactly_the_limit() {
-    let Some(redis) = RedisServer::start() else {
+    let Some((redis, apps)) = crate::common::two_instances().await else {
         return;
     };
-    let a = spawn_app(racing_settings(&redis)).await;
-    let b = spawn_app(racing_settings(&redis)).await;
-    let apps = std::sync::Arc::new([a, b]);
     for algorithm in ["sliding_window", "fixed_window", "token_bucket"] {
         let rule = json!({"algorithm": algorithm, "limit": 50, "window_ms": 3_600_000});
         let results = crate::common::race(200, |i| {

@@ -15,7 +15,7 @@ use std::{
 
 use statekeeper::{
     Server,
-    config::{BackendMode, Settings},
+    config::{ApiKeySettings, BackendMode, Scope, Settings},
     store::{Stores, memory::MemoryBackend, redis::RedisPool},
 };
 
@@ -220,6 +220,31 @@ pub fn racing_settings(redis: &RedisServer) -> Settings {
     let mut settings = settings(BackendMode::Redis, Some(redis));
     settings.redis.command_timeout_ms = 5_000;
     settings
+}
+
+/// Replaces the settings' API keys with these (secret, tenant, scopes), and validates them.
+pub fn with_api_keys(settings: &mut Settings, keys: &[(&str, &str, &[Scope])]) {
+    use sha2::Digest;
+    settings.auth.keys = keys
+        .iter()
+        .map(|(secret, tenant, scopes)| ApiKeySettings {
+            sha256: hex::encode(sha2::Sha256::digest(secret.as_bytes())),
+            tenant: tenant.to_string(),
+            scopes: scopes.to_vec(),
+        })
+        .collect();
+    settings.validate().unwrap();
+}
+
+/// Two service instances sharing one private Redis (with `racing_settings`); `None` (skip)
+/// without a `redis-server` binary outside CI. Keep the server: dropping it stops Redis.
+pub async fn two_instances() -> Option<(RedisServer, std::sync::Arc<[TestApp; 2]>)> {
+    let redis = RedisServer::start()?;
+    let apps = [
+        spawn_app(racing_settings(&redis)).await,
+        spawn_app(racing_settings(&redis)).await,
+    ];
+    Some((redis, std::sync::Arc::new(apps)))
 }
 
 /// A backend a case runs on: memory, or a private Redis in mode `redis` (a Redis failure then

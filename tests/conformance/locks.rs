@@ -29,11 +29,8 @@ fn t1() -> Tenant {
 }
 
 async fn acquire(stores: &Stores, lock: &str, request: &Acquire) -> Acquired {
-    stores
-        .locks
-        .acquire(&t1(), &name(lock), request)
-        .await
-        .unwrap()
+    let locks = &stores.locks;
+    locks.acquire(&t1(), &name(lock), request).await.unwrap()
 }
 
 async fn grant(stores: &Stores, lock: &str, request: &Acquire) -> Grant {
@@ -44,11 +41,8 @@ async fn grant(stores: &Stores, lock: &str, request: &Acquire) -> Grant {
 }
 
 async fn release(stores: &Stores, lock: &str, token: &LockToken) -> bool {
-    stores
-        .locks
-        .release(&t1(), &name(lock), token)
-        .await
-        .unwrap()
+    let locks = &stores.locks;
+    locks.release(&t1(), &name(lock), token).await.unwrap()
 }
 
 /// 100 racing acquirers: exactly one is granted, the others learn how long it is held.
