@@ -183,18 +183,11 @@ async fn two_instances_share_one_lock() {
 
     let holder = token(&acquire(&apps[0], "awaited", json!({"ttl_ms": 30_000})).await);
     let before = redis.evalsha_calls();
-    let waiter = {
-        let apps = apps.clone();
-        tokio::spawn(async move {
-            let reply = acquire(
-                &apps[1],
-                "awaited",
-                json!({"ttl_ms": 1000, "wait_ms": 8000}),
-            )
-            .await;
-            (reply.status, Instant::now())
-        })
-    };
+    let (waiting, request) = (apps.clone(), json!({"ttl_ms": 1000, "wait_ms": 8000}));
+    let waiter =
+        crate::common::spawn_timed(
+            async move { acquire(&waiting[1], "awaited", request).await.status },
+        );
     tokio::time::sleep(Duration::from_millis(2500)).await;
     let released_at = Instant::now();
     assert_eq!(release(&apps[0], "awaited", &holder).await.status, 204);

@@ -325,11 +325,7 @@ async fn racing_confirms(apps: &[&TestApp]) {
     })
     .await;
     for n in 0..TOKENS {
-        let of_token: Vec<_> = results
-            .iter()
-            .filter(|(t, _)| *t == n)
-            .map(|(_, o)| o)
-            .collect();
+        let of_token = crate::common::of_group(&results, n);
         let won = of_token.iter().filter(|(status, _)| *status == 200).count();
         let lost = of_token
             .iter()

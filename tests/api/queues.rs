@@ -309,18 +309,12 @@ async fn a_long_poll_is_woken_across_instances_without_polling() {
         spawn_app(settings(BackendMode::Redis, Some(&redis))).await,
     ]);
     let before = redis.evalsha_calls();
-    let poll = {
-        let apps = apps.clone();
-        tokio::spawn(async move {
-            let jobs = lease(
-                &apps[1],
-                "poll",
-                json!({"visibility_ms": 1000, "wait_ms": 8000}),
-            )
-            .await;
-            (jobs.len(), Instant::now())
-        })
-    };
+    let (polling, request) = (
+        apps.clone(),
+        json!({"visibility_ms": 1000, "wait_ms": 8000}),
+    );
+    let poll =
+        crate::common::spawn_timed(async move { lease(&polling[1], "poll", request).await.len() });
     tokio::time::sleep(Duration::from_millis(2500)).await;
     let idle_calls = redis.evalsha_calls() - before;
     assert!(

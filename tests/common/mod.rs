@@ -346,6 +346,19 @@ macro_rules! on_each_backend {
     };
 }
 
+/// The outcomes of one group of a race whose tasks answered `(group, outcome)`.
+pub fn of_group<T>(results: &[(usize, T)], group: usize) -> Vec<&T> {
+    let in_group = results.iter().filter(|(g, _)| *g == group);
+    in_group.map(|(_, outcome)| outcome).collect()
+}
+
+/// Runs `waiting` in the background: its answer, and the moment it came.
+pub fn spawn_timed<T: Send + 'static>(
+    waiting: impl std::future::Future<Output = T> + Send + 'static,
+) -> tokio::task::JoinHandle<(T, Instant)> {
+    tokio::spawn(async move { (waiting.await, Instant::now()) })
+}
+
 /// Asserts that a waiter woke within 250 ms of what should wake it (a release, an enqueue):
 /// woken by the signal, not by a fallback poll.
 pub fn assert_woken_promptly(cause_at: Instant, woken_at: Instant, cause: &str) {

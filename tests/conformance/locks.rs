@@ -162,22 +162,12 @@ async fn a_wrong_token_changes_nothing(stores: &Stores) {
 async fn a_waiter_is_woken_by_the_release(stores: &Stores) {
     let holder = request(30_000);
     grant(stores, "awaited", &holder).await;
-    let waiter = {
-        let stores = stores.clone();
-        tokio::spawn(async move {
-            let r = request(10_000);
-            let outcome = acquire_waiting(
-                stores.locks.as_ref(),
-                &t1(),
-                &name("awaited"),
-                &r,
-                Duration::from_secs(5),
-            )
-            .await
-            .unwrap();
-            (outcome, Instant::now())
-        })
-    };
+    let (waiting, r) = (stores.clone(), request(10_000));
+    let waiter = crate::common::spawn_timed(async move {
+        let (locks, lock) = (waiting.locks.as_ref(), name("awaited"));
+        let outcome = acquire_waiting(locks, &t1(), &lock, &r, Duration::from_secs(5)).await;
+        outcome.unwrap()
+    });
     tokio::time::sleep(Duration::from_millis(300)).await;
     let released_at = Instant::now();
     assert!(release(stores, "awaited", &holder.token).await);

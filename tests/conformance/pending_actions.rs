@@ -366,11 +366,7 @@ async fn racing_confirms_have_one_winner_per_token(stores: &Stores) {
     })
     .await;
     for token in 0..TOKENS {
-        let outcomes: Vec<_> = results
-            .iter()
-            .filter(|(n, _)| *n == token)
-            .map(|(_, o)| o)
-            .collect();
+        let outcomes = crate::common::of_group(&results, token);
         let won = outcomes
             .iter()
             .filter(|o| matches!(o, Confirm::Confirmed(_)))

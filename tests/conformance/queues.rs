@@ -256,22 +256,13 @@ async fn dedup_returns_the_first_job(stores: &Stores) {
 
 /// A long poll is woken by an enqueue within milliseconds.
 async fn a_long_poll_is_woken_by_an_enqueue(stores: &Stores) {
-    let poll = {
-        let stores = stores.clone();
-        tokio::spawn(async move {
-            let leases = lease_waiting(
-                stores.queues.as_ref(),
-                &t1(),
-                &q("poll"),
-                &tokens(1),
-                1000,
-                Duration::from_secs(5),
-            )
-            .await
-            .unwrap();
-            (leases.jobs.len(), Instant::now())
-        })
-    };
+    let polling = stores.clone();
+    let poll = crate::common::spawn_timed(async move {
+        let (queues, queue) = (polling.queues.as_ref(), q("poll"));
+        let wait = Duration::from_secs(5);
+        let leases = lease_waiting(queues, &t1(), &queue, &tokens(1), 1000, wait).await;
+        leases.unwrap().jobs.len()
+    });
     tokio::time::sleep(Duration::from_millis(300)).await;
     let enqueued_at = Instant::now();
     enqueue(stores, "poll", &job(0)).await;
