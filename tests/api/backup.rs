@@ -161,6 +161,24 @@ async fn meter(app: &TestApp) {
     ok(app, Method::PUT, "/v1/budgets/acct/tokens", body).await;
 }
 
+/// A well-formed backup file of these items (capability, tenant, id, value): no TTLs, no
+/// versions.
+fn backup_file(items: &[(&str, &str, &str, &str)]) -> Vec<u8> {
+    let (mut encoder, mut out) = format::Encoder::start(time::OffsetDateTime::now_utc());
+    for (capability, tenant, id, value) in items {
+        out.extend(encoder.record(&format::Record {
+            capability: capability.to_string(),
+            tenant: tenant.to_string(),
+            id: id.to_string(),
+            value: serde_json::value::RawValue::from_string(value.to_string()).unwrap(),
+            ttl_ms: None,
+            version: None,
+        }));
+    }
+    out.extend(encoder.finish());
+    out
+}
+
 async fn backup(app: &TestApp) -> Vec<u8> {
     let response = app.get("/v1/admin/backup").await;
     assert_eq!(response.status, 200);
@@ -385,43 +403,12 @@ async fn broken_files_change_nothing(backend: Backend) {
     let tampered = text.replacen("{\"n\":4}", "{\"n\":5}", 1);
     assert_ne!(tampered, text);
     let edited = text.replacen("\"user_id\":\"user-1\"", "\"user_id\":\"user-9\"", 1);
-    let other_tenant = {
-        // A well-formed file of another tenant (its own checksum).
-        let at = time::OffsetDateTime::now_utc();
-        let (mut encoder, mut out) = format::Encoder::start(at);
-        out.extend(encoder.record(&format::Record {
-            capability: "cache".into(),
-            tenant: "other".into(),
-            id: "ns/k".into(),
-            value: serde_json::value::RawValue::from_string("1".into()).unwrap(),
-            ttl_ms: None,
-            version: None,
-        }));
-        out.extend(encoder.finish());
-        out
-    };
-    let bad_record = {
-        let at = time::OffsetDateTime::now_utc();
-        let (mut encoder, mut out) = format::Encoder::start(at);
-        out.extend(encoder.record(&format::Record {
-            capability: "cache".into(),
-            tenant: "default".into(),
-            id: "ns/k".into(),
-            value: serde_json::value::RawValue::from_string("1".into()).unwrap(),
-            ttl_ms: None,
-            version: None,
-        }));
-        out.extend(encoder.record(&format::Record {
-            capability: "locks".into(),
-            tenant: "default".into(),
-            id: "l".into(),
-            value: serde_json::value::RawValue::from_string("{}".into()).unwrap(),
-            ttl_ms: None,
-            version: None,
-        }));
-        out.extend(encoder.finish());
-        out
-    };
+    // A well-formed file of another tenant (its own checksum).
+    let other_tenant = backup_file(&[("cache", "other", "ns/k", "1")]);
+    let bad_record = backup_file(&[
+        ("cache", "default", "ns/k", "1"),
+        ("locks", "default", "l", "{}"),
+    ]);
     for (file, says) in [
         (truncated.as_bytes(), "truncated"),
         (tampered.as_bytes(), "checksum"),

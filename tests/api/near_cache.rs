@@ -72,14 +72,21 @@ async fn wait_for_tracking(redis: &RedisServer, count: usize) -> Vec<String> {
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn repeated_reads_are_served_locally_and_writes_invalidate() {
-    let Some(redis) = RedisServer::start() else {
-        return;
-    };
+/// On one private Redis: instance A with the near cache for `hot` (its tracking connection
+/// registered; its client ids come last), and instance B without it.
+async fn near_and_plain() -> Option<(RedisServer, TestApp, TestApp, Vec<String>)> {
+    let redis = RedisServer::start()?;
     let a = spawn_app(near(&redis)).await;
     let b = spawn_app(settings(BackendMode::Redis, Some(&redis))).await;
-    wait_for_tracking(&redis, 1).await;
+    let ids = wait_for_tracking(&redis, 1).await;
+    Some((redis, a, b, ids))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn repeated_reads_are_served_locally_and_writes_invalidate() {
+    let Some((redis, a, b, _)) = near_and_plain().await else {
+        return;
+    };
     assert_eq!(a.put_raw("/v1/cache/hot/k", "1").await.status, 204);
     let before = gets(&redis);
     for _ in 0..5 {
@@ -116,12 +123,9 @@ async fn repeated_reads_are_served_locally_and_writes_invalidate() {
 /// largest time from B's answer to A's fresh read stays within the documented bound.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_write_elsewhere_is_seen_within_the_bound() {
-    let Some(redis) = RedisServer::start() else {
+    let Some((_redis, a, b, _)) = near_and_plain().await else {
         return;
     };
-    let a = spawn_app(near(&redis)).await;
-    let b = spawn_app(settings(BackendMode::Redis, Some(&redis))).await;
-    wait_for_tracking(&redis, 1).await;
     let mut worst = Duration::ZERO;
     let mut stale_reads = 0u32;
     for i in 0..10_000u32 {
@@ -150,12 +154,9 @@ async fn a_write_elsewhere_is_seen_within_the_bound() {
 /// meanwhile is read fresh, never the old one.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_lost_tracking_connection_never_serves_a_changed_value() {
-    let Some(redis) = RedisServer::start() else {
+    let Some((redis, a, b, ids)) = near_and_plain().await else {
         return;
     };
-    let a = spawn_app(near(&redis)).await;
-    let b = spawn_app(settings(BackendMode::Redis, Some(&redis))).await;
-    let ids = wait_for_tracking(&redis, 1).await;
     assert_eq!(b.put_raw("/v1/cache/hot/k", "\"old\"").await.status, 204);
     assert_eq!(read(&a, "k").await, "\"old\"");
     assert_eq!(read(&a, "k").await, "\"old\"");

@@ -11,6 +11,14 @@ use statekeeper::{
     http::openapi,
 };
 
+/// Asserts that `operation` documents each of these statuses.
+fn documents(operation: &Value, statuses: &[&str], which: &str) {
+    for status in statuses {
+        let documented = operation["responses"].get(*status).is_some();
+        assert!(documented, "{which} documents {status}");
+    }
+}
+
 fn document() -> Value {
     serde_json::to_value(<openapi::ApiDoc as utoipa::OpenApi>::openapi()).unwrap()
 }
@@ -133,12 +141,7 @@ fn every_operation_states_its_security() {
                 !open && security.iter().all(|r| r.get("bearer").is_some()),
                 "{method} {path} needs the bearer API key"
             );
-            for status in ["401", "403"] {
-                assert!(
-                    operation["responses"].get(status).is_some(),
-                    "{method} {path} documents {status}"
-                );
-            }
+            documents(&operation, &["401", "403"], &format!("{method} {path}"));
         }
     }
 }
@@ -183,19 +186,10 @@ fn every_error_response_is_a_problem_document() {
                 );
             }
         }
-        for status in ["500", "503"] {
-            assert!(
-                operation["responses"].get(status).is_some(),
-                "{method} {path} documents {status}"
-            );
-        }
+        documents(&operation, &["500", "503"], &format!("{method} {path}"));
         if operation.get("requestBody").is_some() {
-            for status in ["400", "413", "415", "422"] {
-                assert!(
-                    operation["responses"].get(status).is_some(),
-                    "{method} {path} has a body, so it documents {status}"
-                );
-            }
+            let with_body = format!("{method} {path} has a body, so it");
+            documents(&operation, &["400", "413", "415", "422"], &with_body);
         }
     }
 }
