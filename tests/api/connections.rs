@@ -55,6 +55,13 @@ async fn read_until_closed(stream: &mut TcpStream, within: Duration) -> Option<V
 }
 
 /// Reads one response head (up to the blank line) within `within`.
+/// A connection to `address` that has sent `bytes`.
+async fn sent(address: SocketAddr, bytes: &[u8]) -> TcpStream {
+    let mut stream = TcpStream::connect(address).await.unwrap();
+    stream.write_all(bytes).await.unwrap();
+    stream
+}
+
 async fn read_head(stream: &mut TcpStream, within: Duration) -> Option<String> {
     let mut seen = Vec::new();
     let mut buffer = [0u8; 4096];
@@ -100,8 +107,7 @@ async fn a_head_sent_a_byte_at_a_time_is_cut_off() {
 #[tokio::test]
 async fn an_idle_keep_alive_connection_is_closed() {
     let (address, _stop, _serving) = serve(limits(300, 100)).await;
-    let mut stream = TcpStream::connect(address).await.unwrap();
-    stream.write_all(LIVE).await.unwrap();
+    let mut stream = sent(address, LIVE).await;
     let head = read_head(&mut stream, Duration::from_secs(2))
         .await
         .unwrap();
@@ -120,15 +126,13 @@ async fn an_idle_keep_alive_connection_is_closed() {
 async fn connections_past_the_limit_wait_for_a_free_slot() {
     let (address, _stop, _serving) = serve(limits(10_000, 2)).await;
     let first = TcpStream::connect(address).await.unwrap();
-    let mut second = TcpStream::connect(address).await.unwrap();
-    second.write_all(LIVE).await.unwrap();
+    let mut second = sent(address, LIVE).await;
     assert!(
         read_head(&mut second, Duration::from_secs(2))
             .await
             .is_some()
     );
-    let mut third = TcpStream::connect(address).await.unwrap();
-    third.write_all(LIVE).await.unwrap();
+    let mut third = sent(address, LIVE).await;
     assert!(
         read_head(&mut third, Duration::from_millis(500))
             .await
@@ -146,11 +150,7 @@ async fn connections_past_the_limit_wait_for_a_free_slot() {
 #[tokio::test]
 async fn a_half_sent_request_does_not_hold_shutdown() {
     let (address, stop, serving) = serve(limits(10_000, 100)).await;
-    let mut stream = TcpStream::connect(address).await.unwrap();
-    stream
-        .write_all(b"GET /health/live HTTP/1.1\r\nhost")
-        .await
-        .unwrap();
+    let _half_sent = sent(address, b"GET /health/live HTTP/1.1\r\nhost").await;
     tokio::time::sleep(Duration::from_millis(100)).await;
     let started = Instant::now();
     stop.send(()).unwrap();
@@ -166,12 +166,8 @@ async fn shutdown_finishes_a_request_in_flight() {
     let mut settings = limits(10_000, 100);
     settings.limits.max_body_bytes = 1 << 20;
     let (address, stop, serving) = serve(settings).await;
-    let mut stream = TcpStream::connect(address).await.unwrap();
     // A whole head, then the body slowly: a request being served when shutdown starts.
-    stream
-        .write_all(b"PUT /v1/cache/s/k HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\ncontent-length: 3\r\n\r\n1")
-        .await
-        .unwrap();
+    let mut stream = sent(address, b"PUT /v1/cache/s/k HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\ncontent-length: 3\r\n\r\n1").await;
     tokio::time::sleep(Duration::from_millis(100)).await;
     stop.send(()).unwrap();
     tokio::time::sleep(Duration::from_millis(300)).await;
@@ -191,11 +187,11 @@ async fn shutdown_finishes_a_request_in_flight() {
 #[tokio::test]
 async fn rejections_before_and_at_the_router() {
     let (address, _stop, _serving) = serve(limits(10_000, 100)).await;
-    let mut stream = TcpStream::connect(address).await.unwrap();
-    stream
-        .write_all(b"GET /v1/cache/%FF%FE/k HTTP/1.1\r\nhost: x\r\n\r\n")
-        .await
-        .unwrap();
+    let mut stream = sent(
+        address,
+        b"GET /v1/cache/%FF%FE/k HTTP/1.1\r\nhost: x\r\n\r\n",
+    )
+    .await;
     let head = read_head(&mut stream, Duration::from_secs(2))
         .await
         .unwrap();

@@ -180,81 +180,31 @@ async fn bad_create_bodies_are_refused(app: &TestApp) {
     let max = statekeeper::config::Settings::default()
         .limits
         .max_ttl_seconds;
-    let cases = [
-        (json!({}), 422, "validation_failed"),
-        (json!({"summary": "no intent"}), 422, "validation_failed"),
-        (json!({"intent_name": null}), 422, "validation_failed"),
-        (json!({"intent_name": 5}), 422, "validation_failed"),
-        (json!({"intent_name": ""}), 422, "validation_failed"),
-        (json!({"intent_name": "   "}), 422, "validation_failed"),
-        (
-            json!({"intent_name": "i".repeat(257)}),
-            422,
-            "validation_failed",
-        ),
-        (
-            json!({"intent_name": "x", "entities": "not an object"}),
-            422,
-            "validation_failed",
-        ),
-        (
-            json!({"intent_name": "x", "entities": [1, 2]}),
-            422,
-            "validation_failed",
-        ),
-        (
-            json!({"intent_name": "x", "summary": 3}),
-            422,
-            "validation_failed",
-        ),
-        (
-            json!({"intent_name": "x", "session_id": ""}),
-            422,
-            "validation_failed",
-        ),
-        (
-            json!({"intent_name": "x", "user_id": {}}),
-            422,
-            "validation_failed",
-        ),
-        (
-            json!({"intent_name": "x", "ttl_seconds": 0}),
-            422,
-            "validation_failed",
-        ),
-        (
-            json!({"intent_name": "x", "ttl_seconds": max + 1}),
-            422,
-            "validation_failed",
-        ),
-        (
-            json!({"intent_name": "x", "ttl_seconds": -1}),
-            422,
-            "validation_failed",
-        ),
-        (
-            json!({"intent_name": "x", "ttl_seconds": 1.5}),
-            422,
-            "validation_failed",
-        ),
-        (
-            json!({"intent_name": "x", "ttl_seconds": "60"}),
-            422,
-            "validation_failed",
-        ),
-        (
-            json!({"intent_name": "x", "token": "mine"}),
-            422,
-            "validation_failed",
-        ),
-        (json!(["intent_name"]), 422, "validation_failed"),
+    // Each is refused with 422 `validation_failed`.
+    let bodies = [
+        json!({}),
+        json!({"summary": "no intent"}),
+        json!({"intent_name": null}),
+        json!({"intent_name": 5}),
+        json!({"intent_name": ""}),
+        json!({"intent_name": "   "}),
+        json!({"intent_name": "i".repeat(257)}),
+        json!({"intent_name": "x", "entities": "not an object"}),
+        json!({"intent_name": "x", "entities": [1, 2]}),
+        json!({"intent_name": "x", "summary": 3}),
+        json!({"intent_name": "x", "session_id": ""}),
+        json!({"intent_name": "x", "user_id": {}}),
+        json!({"intent_name": "x", "ttl_seconds": 0}),
+        json!({"intent_name": "x", "ttl_seconds": max + 1}),
+        json!({"intent_name": "x", "ttl_seconds": -1}),
+        json!({"intent_name": "x", "ttl_seconds": 1.5}),
+        json!({"intent_name": "x", "ttl_seconds": "60"}),
+        json!({"intent_name": "x", "token": "mine"}),
+        json!(["intent_name"]),
     ];
-    for (body, status, code) in cases {
-        assert_eq!(
-            outcome(create(app, body.clone()).await),
-            (status, code.into()),
-            "{body}"
-        );
+    for body in bodies {
+        let refused = outcome(create(app, body.clone()).await);
+        assert_eq!(refused, (422, "validation_failed".into()), "{body}");
     }
     let path = "/v1/pending-actions";
     let malformed = app
