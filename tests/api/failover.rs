@@ -8,8 +8,8 @@ use std::{
     time::{Duration, Instant},
 };
 
-use crate::common::{RedisServer, Reply, TestApp, settings, spawn_app};
-use statekeeper::config::BackendMode;
+use crate::common::{RedisServer, Reply, TestApp, settings, spawn_app, spawn_on};
+use statekeeper::config::{BackendMode, Settings};
 
 async fn put(app: &TestApp, key: &str, body: &str) -> Reply {
     app.put_cache(key, body).await
@@ -165,12 +165,9 @@ async fn a_hung_redis_never_hangs_a_request() {
     let Some(redis) = RedisServer::start() else {
         return;
     };
-    let mut auto_settings = settings(BackendMode::Auto, Some(&redis));
-    auto_settings.redis.command_timeout_ms = 200;
-    let auto = spawn_app(auto_settings).await;
-    let mut strict_settings = settings(BackendMode::Redis, Some(&redis));
-    strict_settings.redis.command_timeout_ms = 200;
-    let strict = spawn_app(strict_settings).await;
+    let deadline = |settings: &mut Settings| settings.redis.command_timeout_ms = 200;
+    let auto = spawn_on(&redis, BackendMode::Auto, deadline).await;
+    let strict = spawn_on(&redis, BackendMode::Redis, deadline).await;
     assert_eq!(put(&auto, "k", "1").await.status, 204);
     assert_eq!(put(&strict, "k", "1").await.status, 204);
 

@@ -23,15 +23,7 @@ fn near(redis: &RedisServer) -> Settings {
 }
 
 fn gets(redis: &RedisServer) -> u64 {
-    let stats: String = redis::cmd("INFO")
-        .arg("commandstats")
-        .query(&mut redis.connection())
-        .unwrap();
-    stats
-        .lines()
-        .find_map(|line| line.strip_prefix("cmdstat_get:calls="))
-        .and_then(|rest| rest.split(',').next())
-        .map_or(0, |calls| calls.parse().unwrap())
+    redis.calls("get")
 }
 
 async fn read(app: &TestApp, key: &str) -> String {
@@ -42,10 +34,7 @@ async fn read(app: &TestApp, key: &str) -> String {
 
 /// Waits until the near cache's tracking connection is up (it is named in `CLIENT LIST`).
 async fn tracking_connections(redis: &RedisServer) -> Vec<String> {
-    let clients: String = redis::cmd("CLIENT")
-        .arg("LIST")
-        .query(&mut redis.connection())
-        .unwrap();
+    let clients: String = redis.query(&["CLIENT", "LIST"]);
     clients
         .lines()
         .filter(|c| c.contains("name=statekeeper-near-cache"))

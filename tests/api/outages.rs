@@ -43,11 +43,7 @@ macro_rules! in_both_redis_modes {
 in_both_redis_modes!(out_of_memory, writes_survive_connection_resets);
 
 fn redis_cmd(redis: &RedisServer, args: &[&str]) {
-    let mut cmd = redis::cmd(args[0]);
-    for arg in &args[1..] {
-        cmd.arg(*arg);
-    }
-    let _: redis::Value = cmd.query(&mut redis.connection()).unwrap();
+    let _: redis::Value = redis.query(args);
 }
 
 /// `maxmemory` reached under `noeviction`: writes get 507 `backend_full` with `Retry-After`

@@ -433,25 +433,13 @@ mod redis {
         let app = app(&redis).await;
         let created = create_ok(&app, json!({"intent_name": "x", "ttl_seconds": 600})).await;
         let key = format!("statekeeper:default:pending_action:{}", token(&created));
-        let mut conn = redis.connection();
-        let pttl = |conn: &mut ::redis::Connection| -> i64 {
-            ::redis::cmd("PTTL").arg(&key).query(conn).unwrap()
-        };
-        assert!((590_000..=600_000).contains(&pttl(&mut conn)));
-        let status: String = ::redis::cmd("HGET")
-            .arg(&key)
-            .arg("status")
-            .query(&mut conn)
-            .unwrap();
-        assert_eq!(status, "pending");
+        let pttl = || -> i64 { redis.query(&["PTTL", &key]) };
+        let status = || -> String { redis.query(&["HGET", &key, "status"]) };
+        assert!((590_000..=600_000).contains(&pttl()));
+        assert_eq!(status(), "pending");
         assert_eq!(confirm(&app, token(&created), None).await.status, 200);
-        let status: String = ::redis::cmd("HGET")
-            .arg(&key)
-            .arg("status")
-            .query(&mut conn)
-            .unwrap();
-        assert_eq!(status, "confirmed");
-        let left = pttl(&mut conn);
+        assert_eq!(status(), "confirmed");
+        let left = pttl();
         assert!(
             (590_000..=600_000).contains(&left),
             "tombstone lives {left} ms"

@@ -15,7 +15,7 @@ use futures_util::{Stream, StreamExt};
 use rand::RngExt as _;
 use reqwest::Method;
 use serde_json::{Value, json};
-use statekeeper::config::BackendMode;
+use statekeeper::config::{BackendMode, Settings};
 
 use crate::common::{RedisServer, TestApp, settings, spawn_app};
 
@@ -265,9 +265,8 @@ async fn a_stuck_subscriber_is_dropped_and_never_slows_publishers() {
     let Some(redis) = RedisServer::start() else {
         return;
     };
-    let mut settings = settings(BackendMode::Redis, Some(&redis));
-    settings.topics.subscriber_buffer = 16;
-    let app = spawn_app(settings).await;
+    let buffer = |settings: &mut Settings| settings.topics.subscriber_buffer = 16;
+    let app = crate::common::spawn_on(&redis, BackendMode::Redis, buffer).await;
     let big = "x".repeat(32 * 1024);
     let latencies = |n: usize| {
         let app = &app;

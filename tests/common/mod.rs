@@ -153,14 +153,26 @@ impl RedisServer {
     /// How many `EVALSHA` calls the server has run (`INFO commandstats`): what a test counts to
     /// show that a waiter does not poll.
     pub fn evalsha_calls(&self) -> u64 {
-        let info: String = redis::cmd("INFO")
-            .arg("commandstats")
-            .query(&mut self.connection())
-            .unwrap();
+        self.calls("evalsha")
+    }
+
+    /// How many times Redis ran `command` (lowercase) since it started (`INFO commandstats`).
+    pub fn calls(&self, command: &str) -> u64 {
+        let info: String = self.query(&["INFO", "commandstats"]);
+        let prefix = format!("cmdstat_{command}:calls=");
         info.lines()
-            .find_map(|line| line.strip_prefix("cmdstat_evalsha:calls="))
+            .find_map(|line| line.strip_prefix(prefix.as_str()))
             .and_then(|rest| rest.split(',').next())
             .map_or(0, |n| n.parse().unwrap())
+    }
+
+    /// One command on a plain connection, e.g. `query(&["CONFIG", "SET", "maxmemory", "1"])`.
+    pub fn query<T: redis::FromRedisValue>(&self, args: &[&str]) -> T {
+        let mut cmd = redis::cmd(args[0]);
+        for arg in &args[1..] {
+            cmd.arg(*arg);
+        }
+        cmd.query(&mut self.connection()).unwrap()
     }
 
     /// A plain connection for looking at what the service stored.
@@ -234,6 +246,17 @@ pub fn with_api_keys(settings: &mut Settings, keys: &[(&str, &str, &[Scope])]) {
         })
         .collect();
     settings.validate().unwrap();
+}
+
+/// The service on `redis` in `mode`, with settings changed by `tweak`.
+pub async fn spawn_on(
+    redis: &RedisServer,
+    mode: BackendMode,
+    tweak: impl FnOnce(&mut Settings),
+) -> TestApp {
+    let mut settings = settings(mode, Some(redis));
+    tweak(&mut settings);
+    spawn_app(settings).await
 }
 
 /// Two service instances sharing one private Redis (with `racing_settings`); `None` (skip)

@@ -6,12 +6,12 @@ use serde_json::{Value, json};
 use statekeeper::{
     domain::{
         agent_state::{
-            JsonObject, Message, MessageInput, NewAgentState, ThreadId, accept_messages,
+            AgentState, JsonObject, Message, MessageInput, NewAgentState, ThreadId, accept_messages,
         },
         ids::Tenant,
         ttl::Ttl,
     },
-    store::{Appended, Stores, Versioned},
+    store::{AgentStateStore, Appended, Stores, Versioned},
 };
 
 fn id(s: &str) -> ThreadId {
@@ -30,6 +30,16 @@ fn messages(texts: &[&str]) -> Vec<Message> {
 
 fn object(v: Value) -> JsonObject {
     v.as_object().cloned().unwrap()
+}
+
+/// Creates a thread that must not exist yet.
+async fn create(
+    s: &std::sync::Arc<dyn AgentStateStore>,
+    t: &Tenant,
+    new: &NewAgentState,
+) -> AgentState {
+    let created = s.create(t, new).await.unwrap();
+    created.expect("no live thread of this id")
 }
 
 fn new_state(thread: &str, texts: &[&str], ttl_seconds: u64) -> NewAgentState {
@@ -201,10 +211,7 @@ async fn append_adds_messages_and_versions(stores: &Stores) {
         !s.exists(&t, &id("th")).await.unwrap(),
         "append never creates"
     );
-    s.create(&t, &new_state("th", &["a"], 600))
-        .await
-        .unwrap()
-        .unwrap();
+    create(s, &t, &new_state("th", &["a"], 600)).await;
     assert_eq!(
         s.append(&t, &id("th"), &messages(&["b", "c"]), None)
             .await
@@ -236,10 +243,7 @@ async fn append_adds_messages_and_versions(stores: &Stores) {
 
 async fn racing_appends_lose_nothing(stores: &Stores) {
     let (s, t) = (&stores.agent_states, Tenant::new("t1"));
-    s.create(&t, &new_state("th", &["start"], 600))
-        .await
-        .unwrap()
-        .unwrap();
+    create(s, &t, &new_state("th", &["start"], 600)).await;
     let results = crate::common::race(32, |i| {
         let (stores, t) = (stores.clone(), t.clone());
         async move {
@@ -280,10 +284,7 @@ async fn racing_appends_lose_nothing(stores: &Stores) {
 
 async fn racing_replaces_with_if_match_have_one_winner(stores: &Stores) {
     let (s, t) = (&stores.agent_states, Tenant::new("t1"));
-    s.create(&t, &new_state("th", &["start"], 600))
-        .await
-        .unwrap()
-        .unwrap();
+    create(s, &t, &new_state("th", &["start"], 600)).await;
     let results = crate::common::race(16, |i| {
         let (stores, t) = (stores.clone(), t.clone());
         async move {
@@ -326,10 +327,7 @@ async fn context_merge_patch(stores: &Stores) {
             .unwrap(),
         Versioned::Missing
     );
-    s.create(&t, &new_state("th", &["m"], 600))
-        .await
-        .unwrap()
-        .unwrap();
+    create(s, &t, &new_state("th", &["m"], 600)).await;
     let patch = object(json!({"repo": null, "nested": {"x": null, "y": [3]}, "pr": 7}));
     let Versioned::Done(state) = s
         .patch_context(&t, &id("th"), &patch, Some(1))
@@ -361,10 +359,7 @@ async fn context_merge_patch(stores: &Stores) {
 
 async fn racing_context_patches_all_apply(stores: &Stores) {
     let (s, t) = (&stores.agent_states, Tenant::new("t1"));
-    s.create(&t, &new_state("th", &[], 600))
-        .await
-        .unwrap()
-        .unwrap();
+    create(s, &t, &new_state("th", &[], 600)).await;
     crate::common::race(12, |i| {
         let (stores, t) = (stores.clone(), t.clone());
         async move {
@@ -391,10 +386,7 @@ async fn relevance_is_a_versioned_write(stores: &Stores) {
         s.set_relevance(&t, &id("th"), false, None).await.unwrap(),
         Versioned::Missing
     );
-    s.create(&t, &new_state("th", &[], 600))
-        .await
-        .unwrap()
-        .unwrap();
+    create(s, &t, &new_state("th", &[], 600)).await;
     assert_eq!(
         s.set_relevance(&t, &id("th"), false, None).await.unwrap(),
         Versioned::Done(2)
@@ -413,10 +405,7 @@ async fn list_pages_every_thread_exactly_once(stores: &Stores) {
     let mut expected = BTreeSet::new();
     for i in 0..23 {
         let name = format!("th-{i:02}:{}", i % 3);
-        s.create(&t, &new_state(&name, &[], 600))
-            .await
-            .unwrap()
-            .unwrap();
+        create(s, &t, &new_state(&name, &[], 600)).await;
         expected.insert(name);
     }
     s.create(&Tenant::new("other"), &new_state("foreign", &[], 600))
@@ -449,16 +438,10 @@ async fn list_pages_every_thread_exactly_once(stores: &Stores) {
 async fn recent_is_newest_first_and_never_lists_gone_threads(stores: &Stores) {
     let (s, t) = (&stores.agent_states, Tenant::new("t1"));
     for name in ["a", "b", "c", "d"] {
-        s.create(&t, &new_state(name, &["m"], 600))
-            .await
-            .unwrap()
-            .unwrap();
+        create(s, &t, &new_state(name, &["m"], 600)).await;
         tokio::time::sleep(Duration::from_millis(3)).await;
     }
-    s.create(&t, &new_state("short", &["m"], 1))
-        .await
-        .unwrap()
-        .unwrap();
+    create(s, &t, &new_state("short", &["m"], 1)).await;
     tokio::time::sleep(Duration::from_millis(3)).await;
     s.append(&t, &id("a"), &messages(&["n"]), None)
         .await
@@ -487,18 +470,9 @@ async fn recent_is_newest_first_and_never_lists_gone_threads(stores: &Stores) {
 
 async fn threads_expire_whole_and_cleanup_drops_their_entries(stores: &Stores) {
     let (s, t) = (&stores.agent_states, Tenant::new("t1"));
-    s.create(&t, &new_state("short-1", &["m"], 1))
-        .await
-        .unwrap()
-        .unwrap();
-    s.create(&t, &new_state("short-2", &[], 1))
-        .await
-        .unwrap()
-        .unwrap();
-    s.create(&t, &new_state("long", &["m"], 600))
-        .await
-        .unwrap()
-        .unwrap();
+    create(s, &t, &new_state("short-1", &["m"], 1)).await;
+    create(s, &t, &new_state("short-2", &[], 1)).await;
+    create(s, &t, &new_state("long", &["m"], 600)).await;
     tokio::time::sleep(Duration::from_millis(1100)).await;
     assert_eq!(s.get(&t, &id("short-1"), None).await.unwrap(), None);
     assert!(!s.exists(&t, &id("short-1")).await.unwrap());
@@ -538,10 +512,7 @@ async fn ttl_can_be_read_and_set_and_writes_renew_it(stores: &Stores) {
         "never creates"
     );
     assert!(!s.exists(&t, &id("th")).await.unwrap());
-    s.create(&t, &new_state("th", &["m"], 100))
-        .await
-        .unwrap()
-        .unwrap();
+    create(s, &t, &new_state("th", &["m"], 100)).await;
     let ttl = s.ttl(&t, &id("th")).await.unwrap().unwrap();
     assert!((99..=100).contains(&ttl), "{ttl}");
     assert!(
