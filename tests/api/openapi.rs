@@ -11,6 +11,17 @@ use statekeeper::{
     http::openapi,
 };
 
+/// Whether `operation` takes a parameter of this name (any case) in this place.
+fn takes(operation: &Value, name: &str, place: &str) -> bool {
+    let mut parameters = operation["parameters"].as_array().into_iter().flatten();
+    parameters.any(|p| {
+        p["in"] == place
+            && p["name"]
+                .as_str()
+                .is_some_and(|n| n.eq_ignore_ascii_case(name))
+    })
+}
+
 /// Asserts that `operation` documents each of these statuses.
 fn documents(operation: &Value, statuses: &[&str], which: &str) {
     for status in statuses {
@@ -198,14 +209,8 @@ fn every_error_response_is_a_problem_document() {
 fn every_operation_carries_the_request_id() {
     let doc = document();
     for (method, path, operation) in operations(&doc) {
-        let parameters = operation["parameters"]
-            .as_array()
-            .cloned()
-            .unwrap_or_default();
         assert!(
-            parameters
-                .iter()
-                .any(|p| p["name"] == "x-request-id" && p["in"] == "header"),
+            takes(&operation, "x-request-id", "header"),
             "{method} {path} takes an x-request-id header"
         );
         for (status, response) in operation["responses"].as_object().unwrap() {
@@ -279,18 +284,7 @@ fn the_documented_cursor_patterns_are_the_ones_the_service_parses() {
 fn preconditions_and_idempotency_keys_are_documented_where_they_apply() {
     let doc = document();
     for (method, path, operation) in operations(&doc) {
-        let parameters = operation["parameters"]
-            .as_array()
-            .cloned()
-            .unwrap_or_default();
-        let takes = |name: &str, place: &str| {
-            parameters.iter().any(|p| {
-                p["in"] == place
-                    && p["name"]
-                        .as_str()
-                        .is_some_and(|n| n.eq_ignore_ascii_case(name))
-            })
-        };
+        let takes = |name: &str, place: &str| takes(&operation, name, place);
         // A 412 answers a precondition the caller sent: `If-Match` (versioned writes) or the
         // cache's `?if=absent|present`.
         if operation["responses"].get("412").is_some() {
