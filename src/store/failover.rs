@@ -456,46 +456,26 @@ impl Failover {
             Some(usage) => usage.clone(),
             None => Arc::new(memory::usage::MemoryUsage::new(m)),
         });
+        let memory_locks = fallback(Capability::Locks)
+            .map(|m| Arc::new(memory::lock::MemoryLocks::new(m)) as Arc<dyn LockStore>);
+        let memory_topics = fallback(Capability::Topics)
+            .map(|m| Arc::new(memory::topic::MemoryTopics::new(m)) as Arc<dyn TopicStore>);
+        // Each capability's Redis store with its memory store (when it serves from memory).
+        macro_rules! wrap {
+            ($redis:expr, $memory:expr) => {
+                Arc::new(FailoverStore::new(&failover, $redis, $memory))
+            };
+        }
         let stores = Stores {
-            cache: Arc::new(FailoverStore::new(&failover, redis.cache, memory_cache)),
-            pending_actions: Arc::new(FailoverStore::new(
-                &failover,
-                redis.pending_actions,
-                memory_actions,
-            )),
-            agent_states: Arc::new(FailoverStore::new(
-                &failover,
-                redis.agent_states,
-                memory_states,
-            )),
-            sessions: Arc::new(FailoverStore::new(
-                &failover,
-                redis.sessions,
-                memory_sessions,
-            )),
-            locks: Arc::new(FailoverStore::new(
-                &failover,
-                redis.locks,
-                fallback(Capability::Locks)
-                    .map(|m| Arc::new(memory::lock::MemoryLocks::new(m)) as _),
-            )),
-            queues: Arc::new(FailoverStore::new(&failover, redis.queues, None)),
-            topics: Arc::new(FailoverStore::new(
-                &failover,
-                redis.topics,
-                fallback(Capability::Topics)
-                    .map(|m| Arc::new(memory::topic::MemoryTopics::new(m)) as _),
-            )),
-            usage: Arc::new(FailoverStore::new(
-                &failover,
-                redis.usage,
-                memory_usage.map(|m| m as _),
-            )),
-            budgets: Arc::new(FailoverStore::new(
-                &failover,
-                redis.budgets,
-                memory_budgets.map(|m| m as _),
-            )),
+            cache: wrap!(redis.cache, memory_cache),
+            pending_actions: wrap!(redis.pending_actions, memory_actions),
+            agent_states: wrap!(redis.agent_states, memory_states),
+            sessions: wrap!(redis.sessions, memory_sessions),
+            locks: wrap!(redis.locks, memory_locks),
+            queues: wrap!(redis.queues, None),
+            topics: wrap!(redis.topics, memory_topics),
+            usage: wrap!(redis.usage, memory_usage.map(|m| m as _)),
+            budgets: wrap!(redis.budgets, memory_budgets.map(|m| m as _)),
             rate_limits: Arc::new(RateLimitFailover {
                 fail_open: policies.contains(&(Capability::RateLimits, WhileDegraded::Allow)),
                 store: FailoverStore::new(
