@@ -67,12 +67,12 @@ fn answered(success: bool, answer: Value) -> CallToolResult {
     }
 }
 
-/// A path segment or query value, percent-encoded.
 /// The cache entry's path.
 fn key_uri(namespace: &str, key: &str) -> String {
     format!("/v1/cache/{}/{}", url_part(namespace), url_part(key))
 }
 
+/// A path segment or query value, percent-encoded.
 fn url_part(value: &str) -> String {
     let mut out = String::with_capacity(value.len());
     for byte in value.bytes() {
