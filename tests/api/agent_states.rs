@@ -304,10 +304,11 @@ async fn messages_are_validated_and_bad_input_changes_nothing(backend: Backend) 
     let path = "/v1/agent-states/th/messages";
     let truncated = app.call_raw(Method::POST, path, b"{\"messages\": [").await;
     truncated.assert_problem(400, "invalid_request");
-    let untyped = app.request(Method::POST, path).body(good.to_string());
-    app.send(untyped)
-        .await
-        .assert_problem(415, "unsupported_media_type");
+    let body = good.to_string();
+    let untyped = app
+        .call_typed(Method::POST, path, None, body.as_bytes())
+        .await;
+    untyped.assert_problem(415, "unsupported_media_type");
 
     let (_, after) = send(&app, Method::GET, "/v1/agent-states/th", None).await;
     assert_eq!(

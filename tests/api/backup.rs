@@ -187,12 +187,9 @@ async fn backup(app: &TestApp) -> Vec<u8> {
 }
 
 async fn restore(app: &TestApp, query: &str, file: &[u8]) -> crate::common::Reply {
-    app.send(
-        app.request(Method::POST, &format!("/v1/admin/restore{query}"))
-            .header("content-type", "application/x-ndjson")
-            .body(file.to_vec()),
-    )
-    .await
+    let path = format!("/v1/admin/restore{query}");
+    app.call_typed(Method::POST, &path, Some("application/x-ndjson"), file)
+        .await
 }
 
 /// A backup's records by (capability, id): value, version and `ttl_ms`.

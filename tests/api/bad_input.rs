@@ -27,11 +27,8 @@ async fn refused(
     body: &[u8],
     (status, code): (u16, &str),
 ) {
-    let mut request = app.request(Method::PUT, path).body(body.to_vec());
-    if let Some(content_type) = content_type {
-        request = request.header("content-type", content_type);
-    }
-    app.send(request).await.assert_problem(status, code);
+    let reply = app.call_typed(Method::PUT, path, content_type, body).await;
+    reply.assert_problem(status, code);
 }
 
 async fn unchanged(app: &TestApp) {

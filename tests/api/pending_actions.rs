@@ -212,9 +212,8 @@ async fn bad_create_bodies_are_refused(app: &TestApp) {
         .await;
     assert_eq!(outcome(malformed), (400, "invalid_request".into()));
     let untyped = app
-        .request(Method::POST, path)
-        .body(r#"{"intent_name": "x"}"#);
-    let untyped = app.send(untyped).await;
+        .call_typed(Method::POST, path, None, br#"{"intent_name": "x"}"#)
+        .await;
     assert_eq!(outcome(untyped), (415, "unsupported_media_type".into()));
     // The largest TTL is accepted.
     let longest = create_ok(app, json!({"intent_name": "x", "ttl_seconds": max})).await;

@@ -25,11 +25,8 @@ async fn raw(
     content_type: Option<&str>,
     body: &str,
 ) -> Reply {
-    let mut request = app.request(method, path).body(body.to_string());
-    if let Some(ct) = content_type {
-        request = request.header("content-type", ct);
-    }
-    app.send(request).await
+    app.call_typed(method, path, content_type, body.as_bytes())
+        .await
 }
 
 async fn create(app: &TestApp, body: Value) -> Value {

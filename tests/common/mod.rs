@@ -554,10 +554,22 @@ impl TestApp {
 
     /// A request with a body of exact bytes, declared JSON.
     pub async fn call_raw(&self, method: reqwest::Method, path: &str, body: &[u8]) -> Reply {
-        let request = self
-            .request(method, path)
-            .header("content-type", "application/json")
-            .body(body.to_vec());
+        self.call_typed(method, path, Some("application/json"), body)
+            .await
+    }
+
+    /// A request with a body of exact bytes, declared as `content_type` (or undeclared).
+    pub async fn call_typed(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        content_type: Option<&str>,
+        body: &[u8],
+    ) -> Reply {
+        let mut request = self.request(method, path).body(body.to_vec());
+        if let Some(content_type) = content_type {
+            request = request.header("content-type", content_type);
+        }
         self.send(request).await
     }
 

@@ -55,6 +55,17 @@ impl RedisCache {
         self.redis.keys().cache(tenant, ns, key)
     }
 
+    /// `SET key value [EX n]`, sized up front for one more flag (`NX`, `XX` or `GET`): its
+    /// buffers are allocated once each.
+    fn set(key: String, value: &CacheValue, expiry: Expiry) -> redis::Cmd {
+        let mut cmd = redis::Cmd::with_capacity(6, 32 + key.len() + value.bytes().len());
+        cmd.arg("SET").arg(key).arg(value.bytes().as_ref());
+        if let Expiry::After(ttl) = expiry {
+            cmd.arg("EX").arg(ttl.seconds());
+        }
+        cmd
+    }
+
     /// Runs a command that answers one value or nil (`GET`, `GETDEL`, `SET ... GET`).
     async fn value(&self, cmd: &redis::Cmd) -> StoreResult<Option<CacheValue>> {
         let value: Option<Vec<u8>> = self.redis.query(cmd).await?;
@@ -93,13 +104,7 @@ impl CacheStore for RedisCache {
         expiry: Expiry,
         condition: PutCondition,
     ) -> StoreResult<bool> {
-        let key = self.key(tenant, ns, key);
-        // Sized up front (at most SET key value EX n NX): its buffers are allocated once each.
-        let mut cmd = redis::Cmd::with_capacity(6, 32 + key.len() + value.bytes().len());
-        cmd.arg("SET").arg(key).arg(value.bytes().as_ref());
-        if let Expiry::After(ttl) = expiry {
-            cmd.arg("EX").arg(ttl.seconds());
-        }
+        let mut cmd = Self::set(self.key(tenant, ns, key), value, expiry);
         match condition {
             PutCondition::Always => {}
             PutCondition::IfAbsent => {
@@ -122,13 +127,7 @@ impl CacheStore for RedisCache {
         value: &CacheValue,
         expiry: Expiry,
     ) -> StoreResult<Option<CacheValue>> {
-        let key = self.key(tenant, ns, key);
-        // Sized up front (at most SET key value EX n NX): its buffers are allocated once each.
-        let mut cmd = redis::Cmd::with_capacity(6, 32 + key.len() + value.bytes().len());
-        cmd.arg("SET").arg(key).arg(value.bytes().as_ref());
-        if let Expiry::After(ttl) = expiry {
-            cmd.arg("EX").arg(ttl.seconds());
-        }
+        let mut cmd = Self::set(self.key(tenant, ns, key), value, expiry);
         self.value(cmd.arg("GET")).await
     }
 
