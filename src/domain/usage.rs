@@ -157,6 +157,32 @@ pub struct Total {
     pub amount: u64,
 }
 
+/// Which budget: one subject's limit on one metric (`/v1/budgets/{subject}/{metric}`). Written
+/// `subject/metric` where one string names it (inventories and backups); neither part can hold
+/// a `/`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BudgetId {
+    pub subject: Subject,
+    pub metric: MetricName,
+}
+
+impl BudgetId {
+    /// The `subject/metric` that `Display` writes; `None` unless both parts are valid ids.
+    pub fn parse(id: &str) -> Option<Self> {
+        let (subject, metric) = id.split_once('/')?;
+        Some(Self {
+            subject: Subject::parse(subject).ok()?,
+            metric: MetricName::parse(metric).ok()?,
+        })
+    }
+}
+
+impl std::fmt::Display for BudgetId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}/{}", self.subject, self.metric)
+    }
+}
+
 /// A budget: at most `limit` of a metric per period.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct BudgetRule {
@@ -281,5 +307,23 @@ mod tests {
         };
         assert_eq!(over.remaining(), 0);
         assert!(!fits(&over, 0));
+    }
+
+    #[test]
+    fn a_budget_id_reads_back_what_it_writes_and_nothing_else() {
+        let id = BudgetId::parse("user-42/tokens").unwrap();
+        assert_eq!(id.subject.as_str(), "user-42");
+        assert_eq!(id.metric.as_str(), "tokens");
+        assert_eq!(id.to_string(), "user-42/tokens");
+        for bad in [
+            "user-42",
+            "/tokens",
+            "user-42/",
+            "a/b/c",
+            "user 42/tokens",
+            "",
+        ] {
+            assert_eq!(BudgetId::parse(bad), None, "{bad:?}");
+        }
     }
 }

@@ -35,8 +35,8 @@ use super::{
 };
 use crate::{
     domain::usage::{
-        BudgetRule, BudgetStatus, Committed, MAX_AMOUNT, MAX_RESERVATION_TTL_MS, MetricName,
-        Period, ReservationId, Reserved, Subject, UsageEvent,
+        BudgetId, BudgetRule, BudgetStatus, Committed, MAX_AMOUNT, MAX_RESERVATION_TTL_MS,
+        MetricName, Period, ReservationId, Reserved, Subject, UsageEvent,
     },
     error::{ApiError, ApiResult, BudgetExceeded, Missing},
     store::memory::now_us,
@@ -76,13 +76,13 @@ pub struct BudgetPath {
 }
 
 impl ItemPath for BudgetPath {
-    type Id = (Subject, MetricName);
+    type Id = BudgetId;
 
-    fn parse(self) -> ApiResult<(Subject, MetricName)> {
-        Ok((
-            Subject::parse(self.subject)?,
-            MetricName::parse(self.metric)?,
-        ))
+    fn parse(self) -> ApiResult<BudgetId> {
+        Ok(BudgetId {
+            subject: Subject::parse(self.subject)?,
+            metric: MetricName::parse(self.metric)?,
+        })
     }
 }
 
@@ -105,14 +105,14 @@ pub struct ReservationPath {
 }
 
 impl ItemPath for ReservationPath {
-    type Id = (Subject, MetricName, ReservationId);
+    type Id = (BudgetId, ReservationId);
 
-    fn parse(self) -> ApiResult<(Subject, MetricName, ReservationId)> {
-        Ok((
-            Subject::parse(self.subject)?,
-            MetricName::parse(self.metric)?,
-            ReservationId::parse(self.reservation_id)?,
-        ))
+    fn parse(self) -> ApiResult<(BudgetId, ReservationId)> {
+        let budget = BudgetPath {
+            subject: self.subject,
+            metric: self.metric,
+        };
+        Ok((budget.parse()?, ReservationId::parse(self.reservation_id)?))
     }
 }
 
@@ -391,10 +391,10 @@ pub async fn totals(
 )]
 pub async fn get_budget(
     State(state): State<AppState>,
-    ReadAt(tenant, (subject, metric)): ReadAt<BudgetPath>,
+    ReadAt(tenant, budget): ReadAt<BudgetPath>,
 ) -> ApiResult<Json<BudgetBody>> {
     let budgets = &state.stores.budgets;
-    let status = budgets.get(&tenant, &subject, &metric, now_us()).await?;
+    let status = budgets.get(&tenant, &budget, now_us()).await?;
     Ok(Json(status.ok_or(Missing::Budget)?.into()))
 }
 
@@ -411,7 +411,7 @@ pub async fn get_budget(
 )]
 pub async fn put_budget(
     State(state): State<AppState>,
-    WriteAt(tenant, (subject, metric)): WriteAt<BudgetPath>,
+    WriteAt(tenant, budget): WriteAt<BudgetPath>,
     AppJson(request): AppJson<BudgetRequest>,
 ) -> ApiResult<Json<BudgetBody>> {
     let rule = BudgetRule {
@@ -419,9 +419,7 @@ pub async fn put_budget(
         period: request.period,
     };
     let budgets = &state.stores.budgets;
-    let status = budgets
-        .set(&tenant, &subject, &metric, rule, now_us())
-        .await?;
+    let status = budgets.set(&tenant, &budget, rule, now_us()).await?;
     Ok(Json(status.into()))
 }
 
@@ -437,9 +435,9 @@ pub async fn put_budget(
 )]
 pub async fn delete_budget(
     State(state): State<AppState>,
-    WriteAt(tenant, (subject, metric)): WriteAt<BudgetPath>,
+    WriteAt(tenant, budget): WriteAt<BudgetPath>,
 ) -> ApiResult<StatusCode> {
-    let found = state.stores.budgets.delete(&tenant, &subject, &metric);
+    let found = state.stores.budgets.delete(&tenant, &budget);
     Missing::Budget.unless(found.await?, StatusCode::NO_CONTENT)
 }
 
@@ -458,7 +456,7 @@ pub async fn delete_budget(
 )]
 pub async fn reserve(
     State(state): State<AppState>,
-    WriteAt(tenant, (subject, metric)): WriteAt<BudgetPath>,
+    WriteAt(tenant, budget): WriteAt<BudgetPath>,
     AppJson(request): AppJson<ReserveRequest>,
 ) -> ApiResult<Response> {
     let amount = amount("amount", request.amount)?;
@@ -470,7 +468,7 @@ pub async fn reserve(
     let reserved = state
         .stores
         .budgets
-        .reserve(&tenant, &subject, &metric, &id, amount, ttl_ms, now_us())
+        .reserve(&tenant, &budget, &id, amount, ttl_ms, now_us())
         .await?;
     let outcomes = &state.metrics.outcomes.reservations;
     match reserved {
@@ -509,7 +507,7 @@ pub async fn reserve(
 )]
 pub async fn commit(
     State(state): State<AppState>,
-    WriteAt(tenant, (subject, metric, id)): WriteAt<ReservationPath>,
+    WriteAt(tenant, (budget, id)): WriteAt<ReservationPath>,
     AppJson(request): AppJson<CommitRequest>,
 ) -> ApiResult<Json<CommitBody>> {
     let spent = amount("amount", request.amount)?;
@@ -517,7 +515,7 @@ pub async fn commit(
     let committed = state
         .stores
         .budgets
-        .commit(&tenant, &subject, &metric, &id, spent, limits, now_us())
+        .commit(&tenant, &budget, &id, spent, limits, now_us())
         .await?;
     match committed {
         Committed::Done { returned } => {
@@ -549,10 +547,10 @@ pub async fn commit(
 )]
 pub async fn release(
     State(state): State<AppState>,
-    WriteAt(tenant, (subject, metric, id)): WriteAt<ReservationPath>,
+    WriteAt(tenant, (budget, id)): WriteAt<ReservationPath>,
 ) -> ApiResult<StatusCode> {
     let budgets = &state.stores.budgets;
-    let released = budgets.release(&tenant, &subject, &metric, &id).await?;
+    let released = budgets.release(&tenant, &budget, &id).await?;
     if released {
         state.metrics.outcomes.reservations.count("released");
     }

@@ -60,8 +60,8 @@ use crate::{
         topic::{NewEvent, Shared, TopicName},
         ttl::{Expiry, Ttl},
         usage::{
-            Bucket, BudgetRule, BudgetStatus, Committed, MetricName, Period, ReservationId,
-            Reserved, Subject, Total, UsageEvent, UsageLimits,
+            Bucket, BudgetId, BudgetRule, BudgetStatus, Committed, MetricName, Period,
+            ReservationId, Reserved, Subject, Total, UsageEvent, UsageLimits,
         },
     },
     metrics::{BackendLabels, BackendMetrics, Metrics, ModeLabels, StateLabels, SwitchLabels},
@@ -914,17 +914,17 @@ macro_rules! route_each_method {
 
 route_each_method!(BudgetStore {
     #[repeat(true)]
-    async fn set(&self, tenant: &Tenant, subject: &Subject, metric: &MetricName, rule: BudgetRule, now_us: u64) -> StoreResult<BudgetStatus>;
+    async fn set(&self, tenant: &Tenant, budget: &BudgetId, rule: BudgetRule, now_us: u64) -> StoreResult<BudgetStatus>;
     #[repeat(true)]
-    async fn get(&self, tenant: &Tenant, subject: &Subject, metric: &MetricName, now_us: u64) -> StoreResult<Option<BudgetStatus>>;
+    async fn get(&self, tenant: &Tenant, budget: &BudgetId, now_us: u64) -> StoreResult<Option<BudgetStatus>>;
     #[repeat(false)]
-    async fn delete(&self, tenant: &Tenant, subject: &Subject, metric: &MetricName) -> StoreResult<bool>;
+    async fn delete(&self, tenant: &Tenant, budget: &BudgetId) -> StoreResult<bool>;
     #[repeat(false)]
-    async fn reserve(&self, tenant: &Tenant, subject: &Subject, metric: &MetricName, id: &ReservationId, amount: u64, ttl_ms: u64, now_us: u64) -> StoreResult<Reserved>;
+    async fn reserve(&self, tenant: &Tenant, budget: &BudgetId, id: &ReservationId, amount: u64, ttl_ms: u64, now_us: u64) -> StoreResult<Reserved>;
     #[repeat(false)]
-    async fn commit(&self, tenant: &Tenant, subject: &Subject, metric: &MetricName, id: &ReservationId, amount: u64, limits: UsageLimits, now_us: u64) -> StoreResult<Committed>;
+    async fn commit(&self, tenant: &Tenant, budget: &BudgetId, id: &ReservationId, amount: u64, limits: UsageLimits, now_us: u64) -> StoreResult<Committed>;
     #[repeat(false)]
-    async fn release(&self, tenant: &Tenant, subject: &Subject, metric: &MetricName, id: &ReservationId) -> StoreResult<bool>;
+    async fn release(&self, tenant: &Tenant, budget: &BudgetId, id: &ReservationId) -> StoreResult<bool>;
     #[repeat(true)]
     async fn inventory(&self, tenant: &Tenant, cursor: Option<&str>, limit: usize) -> StoreResult<IdPage>;
 });

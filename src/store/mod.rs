@@ -26,8 +26,8 @@ use crate::domain::{
     topic::{NewEvent, Resume, Shared, TopicName},
     ttl::{Expiry, Ttl},
     usage::{
-        Bucket, BudgetRule, BudgetStatus, Committed, MetricName, Period, ReservationId, Reserved,
-        Subject, Total, UsageEvent, UsageLimits,
+        Bucket, BudgetId, BudgetRule, BudgetStatus, Committed, MetricName, Period, ReservationId,
+        Reserved, Subject, Total, UsageEvent, UsageLimits,
     },
 };
 use time::OffsetDateTime;
@@ -936,8 +936,7 @@ pub trait BudgetStore: Send + Sync {
     async fn set(
         &self,
         tenant: &Tenant,
-        subject: &Subject,
-        metric: &MetricName,
+        budget: &BudgetId,
         rule: BudgetRule,
         now_us: u64,
     ) -> StoreResult<BudgetStatus>;
@@ -945,26 +944,18 @@ pub trait BudgetStore: Send + Sync {
     async fn get(
         &self,
         tenant: &Tenant,
-        subject: &Subject,
-        metric: &MetricName,
+        budget: &BudgetId,
         now_us: u64,
     ) -> StoreResult<Option<BudgetStatus>>;
 
     /// Removes the budget (reservations stay, to be committed or released): whether one was.
-    async fn delete(
-        &self,
-        tenant: &Tenant,
-        subject: &Subject,
-        metric: &MetricName,
-    ) -> StoreResult<bool>;
+    async fn delete(&self, tenant: &Tenant, budget: &BudgetId) -> StoreResult<bool>;
 
     /// Holds `amount` for `ttl_ms` when it fits the budget (always, without one).
-    #[allow(clippy::too_many_arguments)]
     async fn reserve(
         &self,
         tenant: &Tenant,
-        subject: &Subject,
-        metric: &MetricName,
+        budget: &BudgetId,
         id: &ReservationId,
         amount: u64,
         ttl_ms: u64,
@@ -973,12 +964,10 @@ pub trait BudgetStore: Send + Sync {
 
     /// Records `amount` (at most what was reserved) as usage, in the same step that ends the
     /// reservation; the rest returns to the budget.
-    #[allow(clippy::too_many_arguments)]
     async fn commit(
         &self,
         tenant: &Tenant,
-        subject: &Subject,
-        metric: &MetricName,
+        budget: &BudgetId,
         id: &ReservationId,
         amount: u64,
         limits: UsageLimits,
@@ -989,8 +978,7 @@ pub trait BudgetStore: Send + Sync {
     async fn release(
         &self,
         tenant: &Tenant,
-        subject: &Subject,
-        metric: &MetricName,
+        budget: &BudgetId,
         id: &ReservationId,
     ) -> StoreResult<bool>;
 

@@ -55,7 +55,7 @@ use crate::{
         queue::{Job, JobId, JobState, QueueName},
         session::{Session, SessionId, SessionRules, UserId},
         ttl::{Expiry, Ttl, from_unix_ms, unix_ms},
-        usage::{Bucket, BudgetRule, MAX_AMOUNT, MetricName, Period, Subject},
+        usage::{Bucket, BudgetId, BudgetRule, MAX_AMOUNT, MetricName, Period, Subject},
     },
     store::{PutCondition, StoreError, StoreResult, Stores, TtlState, failover::Capability},
 };
@@ -233,7 +233,7 @@ enum Item {
         totals: Vec<(String, u64)>,
         until: OffsetDateTime,
     },
-    Budget(Tenant, Subject, MetricName, BudgetRule),
+    Budget(Tenant, BudgetId, BudgetRule),
 }
 
 /// What happened to one item.
@@ -511,14 +511,11 @@ impl Transfer {
                 Some(record(raw(&value)?, Some(left), None))
             }
             Capability::Budgets => {
-                let Some((subject, metric)) = id
-                    .split_once('/')
-                    .and_then(|(s, m)| Some((Subject::parse(s).ok()?, MetricName::parse(m).ok()?)))
-                else {
+                let Some(budget) = BudgetId::parse(id) else {
                     return Ok(None);
                 };
                 let now_us = crate::store::memory::now_us();
-                let Some(status) = s.budgets.get(tenant, &subject, &metric, now_us).await? else {
+                let Some(status) = s.budgets.get(tenant, &budget, now_us).await? else {
                     return Ok(None);
                 };
                 let value = BudgetValue {
@@ -693,16 +690,17 @@ impl Transfer {
                     .id
                     .split_once('/')
                     .ok_or("a budget id is subject/metric")?;
-                let subject = Subject::parse(subject).map_err(|e| e.to_string())?;
-                let metric = MetricName::parse(metric).map_err(|e| e.to_string())?;
+                let budget = BudgetId {
+                    subject: Subject::parse(subject).map_err(|e| e.to_string())?,
+                    metric: MetricName::parse(metric).map_err(|e| e.to_string())?,
+                };
                 let v: BudgetValue = serde_json::from_str(value).map_err(shape)?;
                 if !(1..=MAX_AMOUNT).contains(&v.limit) {
                     return Err(format!("limit: 1 to {MAX_AMOUNT}"));
                 }
                 Ok(Item::Budget(
                     tenant,
-                    subject,
-                    metric,
+                    budget,
                     BudgetRule {
                         limit: v.limit,
                         period: v.period,
@@ -966,16 +964,14 @@ impl Transfer {
                     Outcome::Unchanged
                 })
             }
-            Item::Budget(tenant, subject, metric, rule) => {
+            Item::Budget(tenant, budget, rule) => {
                 let now_us = crate::store::memory::now_us();
-                match s.budgets.get(&tenant, &subject, &metric, now_us).await? {
+                match s.budgets.get(&tenant, &budget, now_us).await? {
                     Some(held) if held.rule == rule => return Ok(Outcome::Unchanged),
                     Some(_) if mode == Mode::SkipExisting => return Ok(Outcome::Skipped),
                     _ => {}
                 }
-                s.budgets
-                    .set(&tenant, &subject, &metric, rule, now_us)
-                    .await?;
+                s.budgets.set(&tenant, &budget, rule, now_us).await?;
                 Ok(Outcome::Written)
             }
             Item::Lock(tenant, name, mark) => {

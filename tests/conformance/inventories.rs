@@ -15,7 +15,7 @@ use statekeeper::{
         queue::{Backoff, BackoffKind, JobId, NewJob, QueueName},
         session::{Session, SessionRules, UserId, now_ms},
         ttl::{Expiry, Ttl},
-        usage::{BudgetRule, MetricName, Period, Subject, UsageEvent, UsageLimits},
+        usage::{BudgetId, BudgetRule, MetricName, Period, Subject, UsageEvent, UsageLimits},
     },
     store::{IdPage, PutCondition, StoreResult, Stores, memory::now_us},
 };
@@ -230,9 +230,13 @@ async fn jobs_usage_and_budgets(stores: &Stores) {
                     limit: 100,
                     period: Period::Day,
                 };
+                let budget = BudgetId {
+                    subject: subject.clone(),
+                    metric: metric.clone(),
+                };
                 stores
                     .budgets
-                    .set(tenant, &subject, &metric, rule, now)
+                    .set(tenant, &budget, rule, now)
                     .await
                     .unwrap();
             }

@@ -8,7 +8,7 @@ use statekeeper::{
     domain::{
         ids::Tenant,
         usage::{
-            BudgetRule, Committed, MetricName, Period, ReservationId, Reserved, Subject,
+            BudgetId, BudgetRule, Committed, MetricName, Period, ReservationId, Reserved, Subject,
             UsageEvent, UsageLimits,
         },
     },
@@ -38,6 +38,14 @@ fn event(id: &str, amount: u64, at_us: u64) -> UsageEvent {
         metric: metric("tokens"),
         amount,
         at_us,
+    }
+}
+
+/// The subject's budget on `tokens`.
+fn budget(who: &str) -> BudgetId {
+    BudgetId {
+        subject: subject(who),
+        metric: metric("tokens"),
     }
 }
 
@@ -147,24 +155,13 @@ async fn racing_reservations_never_overshoot(stores: &Stores) {
         period: Period::Day,
     };
     let budgets = &stores.budgets;
-    budgets
-        .set(&t1(), &subject("dan"), &metric("tokens"), rule, now)
-        .await
-        .unwrap();
+    budgets.set(&t1(), &budget("dan"), rule, now).await.unwrap();
     let outcomes = crate::common::race(500, |_| {
         let stores = stores.clone();
         async move {
             stores
                 .budgets
-                .reserve(
-                    &t1(),
-                    &subject("dan"),
-                    &metric("tokens"),
-                    &new_id(),
-                    1,
-                    60_000,
-                    now,
-                )
+                .reserve(&t1(), &budget("dan"), &new_id(), 1, 60_000, now)
                 .await
                 .unwrap()
         }
@@ -177,7 +174,7 @@ async fn racing_reservations_never_overshoot(stores: &Stores) {
     assert_eq!(granted, 100);
     assert!(outcomes.contains(&Reserved::Exceeded { remaining: 0 }));
     let status = budgets
-        .get(&t1(), &subject("dan"), &metric("tokens"), now)
+        .get(&t1(), &budget("dan"), now)
         .await
         .unwrap()
         .unwrap();
@@ -192,15 +189,15 @@ async fn racing_reservations_never_overshoot(stores: &Stores) {
 async fn commit_returns_the_rest(stores: &Stores) {
     let now = now_us();
     let budgets = &stores.budgets;
-    let (who, what) = (subject("eve"), metric("tokens"));
+    let who = budget("eve");
     let rule = BudgetRule {
         limit: 1000,
         period: Period::Month,
     };
-    budgets.set(&t1(), &who, &what, rule, now).await.unwrap();
+    budgets.set(&t1(), &who, rule, now).await.unwrap();
     let id = new_id();
     let reserved = budgets
-        .reserve(&t1(), &who, &what, &id, 400, 60_000, now)
+        .reserve(&t1(), &who, &id, 400, 60_000, now)
         .await
         .unwrap();
     assert!(matches!(
@@ -211,21 +208,21 @@ async fn commit_returns_the_rest(stores: &Stores) {
         }
     ));
     let too_much = budgets
-        .commit(&t1(), &who, &what, &id, 401, LIMITS, now)
+        .commit(&t1(), &who, &id, 401, LIMITS, now)
         .await
         .unwrap();
     assert_eq!(too_much, Committed::TooMuch { reserved: 400 });
     let done = budgets
-        .commit(&t1(), &who, &what, &id, 150, LIMITS, now)
+        .commit(&t1(), &who, &id, 150, LIMITS, now)
         .await
         .unwrap();
     assert_eq!(done, Committed::Done { returned: 250 });
     let again = budgets
-        .commit(&t1(), &who, &what, &id, 1, LIMITS, now)
+        .commit(&t1(), &who, &id, 1, LIMITS, now)
         .await
         .unwrap();
     assert_eq!(again, Committed::NotFound);
-    let status = budgets.get(&t1(), &who, &what, now).await.unwrap().unwrap();
+    let status = budgets.get(&t1(), &who, now).await.unwrap().unwrap();
     assert_eq!(
         (status.used, status.reserved, status.remaining()),
         (150, 0, 850)
@@ -238,31 +235,21 @@ async fn commit_returns_the_rest(stores: &Stores) {
 
     let released = new_id();
     budgets
-        .reserve(&t1(), &who, &what, &released, 800, 60_000, now)
+        .reserve(&t1(), &who, &released, 800, 60_000, now)
         .await
         .unwrap();
     let over = budgets
-        .reserve(&t1(), &who, &what, &new_id(), 100, 60_000, now)
+        .reserve(&t1(), &who, &new_id(), 100, 60_000, now)
         .await
         .unwrap();
     assert_eq!(over, Reserved::Exceeded { remaining: 50 });
-    assert!(
-        budgets
-            .release(&t1(), &who, &what, &released)
-            .await
-            .unwrap()
-    );
-    assert!(
-        !budgets
-            .release(&t1(), &who, &what, &released)
-            .await
-            .unwrap()
-    );
+    assert!(budgets.release(&t1(), &who, &released).await.unwrap());
+    assert!(!budgets.release(&t1(), &who, &released).await.unwrap());
 
-    assert!(budgets.delete(&t1(), &who, &what).await.unwrap());
-    assert_eq!(budgets.get(&t1(), &who, &what, now).await.unwrap(), None);
+    assert!(budgets.delete(&t1(), &who).await.unwrap());
+    assert_eq!(budgets.get(&t1(), &who, now).await.unwrap(), None);
     let unlimited = budgets
-        .reserve(&t1(), &who, &what, &new_id(), 1 << 50, 60_000, now)
+        .reserve(&t1(), &who, &new_id(), 1 << 50, 60_000, now)
         .await
         .unwrap();
     assert!(matches!(
@@ -278,25 +265,25 @@ async fn commit_returns_the_rest(stores: &Stores) {
 async fn expired_reservations_return(stores: &Stores) {
     let now = now_us();
     let budgets = &stores.budgets;
-    let (who, what) = (subject("fay"), metric("tokens"));
+    let who = budget("fay");
     let rule = BudgetRule {
         limit: 10,
         period: Period::Day,
     };
-    budgets.set(&t1(), &who, &what, rule, now).await.unwrap();
+    budgets.set(&t1(), &who, rule, now).await.unwrap();
     let id = new_id();
     budgets
-        .reserve(&t1(), &who, &what, &id, 10, 200, now)
+        .reserve(&t1(), &who, &id, 10, 200, now)
         .await
         .unwrap();
     let full = budgets
-        .reserve(&t1(), &who, &what, &new_id(), 1, 60_000, now)
+        .reserve(&t1(), &who, &new_id(), 1, 60_000, now)
         .await
         .unwrap();
     assert_eq!(full, Reserved::Exceeded { remaining: 0 });
     tokio::time::sleep(Duration::from_millis(300)).await;
     let after = budgets
-        .reserve(&t1(), &who, &what, &new_id(), 10, 60_000, now)
+        .reserve(&t1(), &who, &new_id(), 10, 60_000, now)
         .await
         .unwrap();
     assert!(matches!(
@@ -307,7 +294,7 @@ async fn expired_reservations_return(stores: &Stores) {
         }
     ));
     let late = budgets
-        .commit(&t1(), &who, &what, &id, 5, LIMITS, now)
+        .commit(&t1(), &who, &id, 5, LIMITS, now)
         .await
         .unwrap();
     assert_eq!(
@@ -332,9 +319,9 @@ async fn huge_amounts_saturate(stores: &Stores) {
     }
     assert_eq!(totals(stores, "gus", Period::Day, now).await, max);
     let budgets = &stores.budgets;
-    let (who, what) = (subject("gus"), metric("tokens"));
+    let who = budget("gus");
     let first = budgets
-        .reserve(&t1(), &who, &what, &new_id(), max, 60_000, now)
+        .reserve(&t1(), &who, &new_id(), max, 60_000, now)
         .await
         .unwrap();
     assert!(matches!(
@@ -345,7 +332,7 @@ async fn huge_amounts_saturate(stores: &Stores) {
         }
     ));
     let second = budgets
-        .reserve(&t1(), &who, &what, &new_id(), 1, 60_000, now)
+        .reserve(&t1(), &who, &new_id(), 1, 60_000, now)
         .await
         .unwrap();
     assert_eq!(second, Reserved::Exceeded { remaining: 0 });
@@ -353,28 +340,28 @@ async fn huge_amounts_saturate(stores: &Stores) {
         limit: max,
         period: Period::Day,
     };
-    let status = budgets.set(&t1(), &who, &what, rule, now).await.unwrap();
+    let status = budgets.set(&t1(), &who, rule, now).await.unwrap();
     assert_eq!(
         (status.used, status.reserved, status.remaining()),
         (max, max, 0)
     );
 
     // Huge and zero reservations expire and are released without an error.
-    let (who, what) = (subject("hal"), metric("tokens"));
+    let who = budget("hal");
     for amount in [max, 0, 7] {
         budgets
-            .reserve(&t1(), &who, &what, &new_id(), amount, 50, now)
+            .reserve(&t1(), &who, &new_id(), amount, 50, now)
             .await
             .unwrap();
     }
     tokio::time::sleep(Duration::from_millis(120)).await;
     let zero = new_id();
     let after = budgets
-        .reserve(&t1(), &who, &what, &zero, 0, 60_000, now)
+        .reserve(&t1(), &who, &zero, 0, 60_000, now)
         .await
         .unwrap();
     assert!(matches!(after, Reserved::Granted { .. }), "{after:?}");
-    assert!(budgets.release(&t1(), &who, &what, &zero).await.unwrap());
+    assert!(budgets.release(&t1(), &who, &zero).await.unwrap());
 }
 
 crate::store_conformance!(

@@ -22,7 +22,7 @@ use crate::{
     domain::{
         ids::Tenant,
         usage::{
-            Bucket, BudgetRule, BudgetStatus, Committed, MAX_AMOUNT, MetricName, Period,
+            Bucket, BudgetId, BudgetRule, BudgetStatus, Committed, MAX_AMOUNT, MetricName, Period,
             ReservationId, Reserved, Subject, Total, UsageEvent, UsageLimits, fits,
         },
     },
@@ -362,58 +362,53 @@ impl BudgetStore for MemoryUsage {
     async fn set(
         &self,
         tenant: &Tenant,
-        subject: &Subject,
-        metric: &MetricName,
+        budget: &BudgetId,
         rule: BudgetRule,
         now_us: u64,
     ) -> StoreResult<BudgetStatus> {
         self.engine.ensure_room()?;
-        Ok(self.update(tenant, subject, |state, _| {
+        let metric = budget.metric.as_str();
+        Ok(self.update(tenant, &budget.subject, |state, _| {
             state.budgets.insert(metric.to_string(), rule);
-            state.status(metric.as_str(), rule, now_us)
+            state.status(metric, rule, now_us)
         }))
     }
 
     async fn get(
         &self,
         tenant: &Tenant,
-        subject: &Subject,
-        metric: &MetricName,
+        budget: &BudgetId,
         now_us: u64,
     ) -> StoreResult<Option<BudgetStatus>> {
-        Ok(self.update(tenant, subject, |state, _| {
-            let rule = *state.budgets.get(metric.as_str())?;
-            Some(state.status(metric.as_str(), rule, now_us))
+        let metric = budget.metric.as_str();
+        Ok(self.update(tenant, &budget.subject, |state, _| {
+            let rule = *state.budgets.get(metric)?;
+            Some(state.status(metric, rule, now_us))
         }))
     }
 
-    async fn delete(
-        &self,
-        tenant: &Tenant,
-        subject: &Subject,
-        metric: &MetricName,
-    ) -> StoreResult<bool> {
-        Ok(self.update(tenant, subject, |state, _| {
-            state.budgets.remove(metric.as_str()).is_some()
+    async fn delete(&self, tenant: &Tenant, budget: &BudgetId) -> StoreResult<bool> {
+        Ok(self.update(tenant, &budget.subject, |state, _| {
+            state.budgets.remove(budget.metric.as_str()).is_some()
         }))
     }
 
     async fn reserve(
         &self,
         tenant: &Tenant,
-        subject: &Subject,
-        metric: &MetricName,
+        budget: &BudgetId,
         id: &ReservationId,
         amount: u64,
         ttl_ms: u64,
         now_us: u64,
     ) -> StoreResult<Reserved> {
         self.engine.ensure_room()?;
-        Ok(self.update(tenant, subject, |state, now| {
+        let metric = budget.metric.as_str();
+        Ok(self.update(tenant, &budget.subject, |state, now| {
             let status = state
                 .budgets
-                .get(metric.as_str())
-                .map(|rule| state.status(metric.as_str(), *rule, now_us));
+                .get(metric)
+                .map(|rule| state.status(metric, *rule, now_us));
             if let Some(status) = status
                 && !fits(&status, amount)
             {
@@ -422,14 +417,14 @@ impl BudgetStore for MemoryUsage {
                 };
             }
             // More than 2^53 - 1 held at once: the service's ceiling, budget or not.
-            let held = state.reserved.get(metric.as_str()).copied().unwrap_or(0);
+            let held = state.reserved.get(metric).copied().unwrap_or(0);
             if held.saturating_add(amount) > MAX_AMOUNT {
                 return Reserved::Exceeded {
                     remaining: MAX_AMOUNT - held,
                 };
             }
             let expires_at_us = now + ttl_ms * 1000;
-            state.hold(metric.as_str(), id.as_str(), amount, expires_at_us);
+            state.hold(metric, id.as_str(), amount, expires_at_us);
             Reserved::Granted {
                 remaining: status.map(|s| s.remaining() - amount),
                 expires_at_us,
@@ -440,14 +435,14 @@ impl BudgetStore for MemoryUsage {
     async fn commit(
         &self,
         tenant: &Tenant,
-        subject: &Subject,
-        metric: &MetricName,
+        budget: &BudgetId,
         id: &ReservationId,
         amount: u64,
         limits: UsageLimits,
         now_us: u64,
     ) -> StoreResult<Committed> {
-        let committed = self.update(tenant, subject, |state, now| {
+        let metric = budget.metric.as_str();
+        let committed = self.update(tenant, &budget.subject, |state, now| {
             let key = (metric.to_string(), id.to_string());
             let Some(&(reserved, _)) = state.reservations.get(&key) else {
                 return Committed::NotFound;
@@ -455,8 +450,8 @@ impl BudgetStore for MemoryUsage {
             if amount > reserved {
                 return Committed::TooMuch { reserved };
             }
-            state.take(metric.as_str(), id.as_str());
-            state.count(metric.as_str(), amount, now_us, limits, now);
+            state.take(metric, id.as_str());
+            state.count(metric, amount, now_us, limits, now);
             Committed::Done {
                 returned: reserved - amount,
             }
@@ -464,11 +459,11 @@ impl BudgetStore for MemoryUsage {
         if matches!(committed, Committed::Done { .. }) {
             let event = UsageEvent {
                 event_id: format!("reservation:{id}"),
-                metric: metric.clone(),
+                metric: budget.metric.clone(),
                 amount,
                 at_us: now_us,
             };
-            self.journal(tenant, subject, event, limits);
+            self.journal(tenant, &budget.subject, event, limits);
         }
         Ok(committed)
     }
@@ -476,12 +471,11 @@ impl BudgetStore for MemoryUsage {
     async fn release(
         &self,
         tenant: &Tenant,
-        subject: &Subject,
-        metric: &MetricName,
+        budget: &BudgetId,
         id: &ReservationId,
     ) -> StoreResult<bool> {
-        Ok(self.update(tenant, subject, |state, _| {
-            state.take(metric.as_str(), id.as_str()).is_some()
+        Ok(self.update(tenant, &budget.subject, |state, _| {
+            state.take(budget.metric.as_str(), id.as_str()).is_some()
         }))
     }
 

@@ -20,8 +20,8 @@ use crate::{
     domain::{
         ids::Tenant,
         usage::{
-            Bucket, BudgetRule, BudgetStatus, Committed, MetricName, Period, ReservationId,
-            Reserved, Subject, Total, UsageEvent, UsageLimits,
+            Bucket, BudgetId, BudgetRule, BudgetStatus, Committed, MetricName, Period,
+            ReservationId, Reserved, Subject, Total, UsageEvent, UsageLimits,
         },
     },
     store::{BudgetStore, IdPage, StoreError, StoreResult, UsageStore},
@@ -89,14 +89,9 @@ impl RedisUsage {
 
     /// The keys every budget script takes: budget, reservations, today's and this month's
     /// totals, reservation expiries.
-    fn budget_keys(
-        &self,
-        tenant: &Tenant,
-        subject: &Subject,
-        metric: &MetricName,
-        now_us: u64,
-    ) -> [String; 5] {
-        let base = self.base(tenant, subject);
+    fn budget_keys(&self, tenant: &Tenant, budget: &BudgetId, now_us: u64) -> [String; 5] {
+        let base = self.base(tenant, &budget.subject);
+        let metric = &budget.metric;
         [
             format!("{base}:budget"),
             format!("{base}:resv:{metric}"),
@@ -111,15 +106,15 @@ impl RedisUsage {
     fn reservation_call<'a>(
         &self,
         script: &'a Script,
-        (tenant, subject, metric): (&Tenant, &Subject, &MetricName),
+        (tenant, budget): (&Tenant, &BudgetId),
         id: &ReservationId,
         now_us: u64,
     ) -> Invocation<'a> {
         let mut call = script.prepare_invoke();
-        for key in self.budget_keys(tenant, subject, metric, now_us) {
+        for key in self.budget_keys(tenant, budget, now_us) {
             call.key(key);
         }
-        call.arg(metric.as_str()).arg(id.as_str());
+        call.arg(budget.metric.as_str()).arg(id.as_str());
         call
     }
 
@@ -276,14 +271,13 @@ impl BudgetStore for RedisUsage {
     async fn set(
         &self,
         tenant: &Tenant,
-        subject: &Subject,
-        metric: &MetricName,
+        budget: &BudgetId,
         rule: BudgetRule,
         now_us: u64,
     ) -> StoreResult<BudgetStatus> {
-        let keys = self.budget_keys(tenant, subject, metric, now_us);
+        let keys = self.budget_keys(tenant, budget, now_us);
         let limit = rule.limit.to_string();
-        let args = [metric.as_str(), &limit, rule.period.as_str()];
+        let args = [budget.metric.as_str(), &limit, rule.period.as_str()];
         self.status_of(&self.set, keys, &args)
             .await?
             .ok_or_else(|| StoreError::Internal("a budget just set is missing".into()))
@@ -292,23 +286,19 @@ impl BudgetStore for RedisUsage {
     async fn get(
         &self,
         tenant: &Tenant,
-        subject: &Subject,
-        metric: &MetricName,
+        budget: &BudgetId,
         now_us: u64,
     ) -> StoreResult<Option<BudgetStatus>> {
-        let keys = self.budget_keys(tenant, subject, metric, now_us);
-        self.status_of(&self.status, keys, &[metric.as_str()]).await
+        let keys = self.budget_keys(tenant, budget, now_us);
+        self.status_of(&self.status, keys, &[budget.metric.as_str()])
+            .await
     }
 
-    async fn delete(
-        &self,
-        tenant: &Tenant,
-        subject: &Subject,
-        metric: &MetricName,
-    ) -> StoreResult<bool> {
-        let base = self.base(tenant, subject);
+    async fn delete(&self, tenant: &Tenant, budget: &BudgetId) -> StoreResult<bool> {
+        let base = self.base(tenant, &budget.subject);
         let mut cmd = redis::cmd("HDEL");
-        cmd.arg(format!("{base}:budget")).arg(metric.as_str());
+        cmd.arg(format!("{base}:budget"))
+            .arg(budget.metric.as_str());
         let removed: u8 = self.redis.query(&cmd).await?;
         Ok(removed == 1)
     }
@@ -316,15 +306,13 @@ impl BudgetStore for RedisUsage {
     async fn reserve(
         &self,
         tenant: &Tenant,
-        subject: &Subject,
-        metric: &MetricName,
+        budget: &BudgetId,
         id: &ReservationId,
         amount: u64,
         ttl_ms: u64,
         now_us: u64,
     ) -> StoreResult<Reserved> {
-        let budget = (tenant, subject, metric);
-        let mut call = self.reservation_call(&self.reserve, budget, id, now_us);
+        let mut call = self.reservation_call(&self.reserve, (tenant, budget), id, now_us);
         call.arg(amount).arg(ttl_ms);
         let reply: Vec<i64> = self.redis.script(&call).await?;
         match reply.as_slice() {
@@ -344,15 +332,13 @@ impl BudgetStore for RedisUsage {
     async fn commit(
         &self,
         tenant: &Tenant,
-        subject: &Subject,
-        metric: &MetricName,
+        budget: &BudgetId,
         id: &ReservationId,
         amount: u64,
         limits: UsageLimits,
         now_us: u64,
     ) -> StoreResult<Committed> {
-        let budget = (tenant, subject, metric);
-        let mut call = self.reservation_call(&self.commit, budget, id, now_us);
+        let mut call = self.reservation_call(&self.commit, (tenant, budget), id, now_us);
         call.arg(amount)
             .arg(limits.retention_ms.max(1))
             .arg(limits.retention_ms + MONTH_EXTRA_MS);
@@ -374,11 +360,10 @@ impl BudgetStore for RedisUsage {
     async fn release(
         &self,
         tenant: &Tenant,
-        subject: &Subject,
-        metric: &MetricName,
+        budget: &BudgetId,
         id: &ReservationId,
     ) -> StoreResult<bool> {
-        let call = self.reservation_call(&self.release, (tenant, subject, metric), id, 0);
+        let call = self.reservation_call(&self.release, (tenant, budget), id, 0);
         let released: u8 = self.redis.script(&call).await?;
         Ok(released == 1)
     }
