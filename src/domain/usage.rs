@@ -167,12 +167,12 @@ pub struct BudgetId {
 }
 
 impl BudgetId {
-    /// The `subject/metric` that `Display` writes; `None` unless both parts are valid ids.
-    pub fn parse(id: &str) -> Option<Self> {
-        let (subject, metric) = id.split_once('/')?;
-        Some(Self {
-            subject: Subject::parse(subject).ok()?,
-            metric: MetricName::parse(metric).ok()?,
+    /// The `subject/metric` that `Display` writes; the error says which part is wrong.
+    pub fn parse(id: &str) -> Result<Self, String> {
+        let (subject, metric) = id.split_once('/').ok_or("a budget id is subject/metric")?;
+        Ok(Self {
+            subject: Subject::parse(subject).map_err(|e| e.to_string())?,
+            metric: MetricName::parse(metric).map_err(|e| e.to_string())?,
         })
     }
 }
@@ -323,7 +323,7 @@ mod tests {
             "user 42/tokens",
             "",
         ] {
-            assert_eq!(BudgetId::parse(bad), None, "{bad:?}");
+            assert!(BudgetId::parse(bad).is_err(), "{bad:?}");
         }
     }
 }

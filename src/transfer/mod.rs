@@ -511,7 +511,7 @@ impl Transfer {
                 Some(record(raw(&value)?, Some(left), None))
             }
             Capability::Budgets => {
-                let Some(budget) = BudgetId::parse(id) else {
+                let Ok(budget) = BudgetId::parse(id) else {
                     return Ok(None);
                 };
                 let now_us = crate::store::memory::now_us();
@@ -686,14 +686,7 @@ impl Transfer {
                 })
             }
             Capability::Budgets => {
-                let (subject, metric) = record
-                    .id
-                    .split_once('/')
-                    .ok_or("a budget id is subject/metric")?;
-                let budget = BudgetId {
-                    subject: Subject::parse(subject).map_err(|e| e.to_string())?,
-                    metric: MetricName::parse(metric).map_err(|e| e.to_string())?,
-                };
+                let budget = BudgetId::parse(&record.id)?;
                 let v: BudgetValue = serde_json::from_str(value).map_err(shape)?;
                 if !(1..=MAX_AMOUNT).contains(&v.limit) {
                     return Err(format!("limit: 1 to {MAX_AMOUNT}"));

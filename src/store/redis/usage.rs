@@ -106,7 +106,8 @@ impl RedisUsage {
     fn reservation_call<'a>(
         &self,
         script: &'a Script,
-        (tenant, budget): (&Tenant, &BudgetId),
+        tenant: &Tenant,
+        budget: &BudgetId,
         id: &ReservationId,
         now_us: u64,
     ) -> Invocation<'a> {
@@ -312,7 +313,7 @@ impl BudgetStore for RedisUsage {
         ttl_ms: u64,
         now_us: u64,
     ) -> StoreResult<Reserved> {
-        let mut call = self.reservation_call(&self.reserve, (tenant, budget), id, now_us);
+        let mut call = self.reservation_call(&self.reserve, tenant, budget, id, now_us);
         call.arg(amount).arg(ttl_ms);
         let reply: Vec<i64> = self.redis.script(&call).await?;
         match reply.as_slice() {
@@ -338,7 +339,7 @@ impl BudgetStore for RedisUsage {
         limits: UsageLimits,
         now_us: u64,
     ) -> StoreResult<Committed> {
-        let mut call = self.reservation_call(&self.commit, (tenant, budget), id, now_us);
+        let mut call = self.reservation_call(&self.commit, tenant, budget, id, now_us);
         call.arg(amount)
             .arg(limits.retention_ms.max(1))
             .arg(limits.retention_ms + MONTH_EXTRA_MS);
@@ -363,7 +364,7 @@ impl BudgetStore for RedisUsage {
         budget: &BudgetId,
         id: &ReservationId,
     ) -> StoreResult<bool> {
-        let call = self.reservation_call(&self.release, (tenant, budget), id, 0);
+        let call = self.reservation_call(&self.release, tenant, budget, id, 0);
         let released: u8 = self.redis.script(&call).await?;
         Ok(released == 1)
     }
