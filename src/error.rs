@@ -350,6 +350,8 @@ pub enum LockRefusal {
     Lost,
     /// A later grant or check exists.
     StaleFence { highest: u64 },
+    /// A fence check's token is above every grant and the clock: no grant issued it.
+    NotIssued,
 }
 
 impl From<LockRefusal> for ApiError {
@@ -371,6 +373,11 @@ impl From<LockRefusal> for ApiError {
                 "a later holder of this lock exists: refuse the write",
             )
             .with("highest", highest),
+            LockRefusal::NotIssued => Self::conflict(
+                "fencing_token_not_issued",
+                "no grant of this lock issued this token (it is above the last grant and the \
+                 clock): nothing was changed",
+            ),
         }
     }
 }

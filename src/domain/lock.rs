@@ -26,6 +26,44 @@ pub const RECORD_RETENTION: Duration = Duration::from_secs(24 * 3600);
 pub const MAX_WAIT_MS: u64 = 20_000;
 /// Longest `owner`, in characters.
 pub const MAX_OWNER_CHARS: usize = 256;
+/// The largest fencing token there can ever be: exact as a JSON number in every language.
+pub const MAX_FENCING_TOKEN: u64 = (1 << 53) - 1;
+/// How far above this machine's clock a restored mark may be: the machine that took the
+/// backup may have had a clock ahead of this one's.
+pub const RESTORE_CLOCK_SLACK_US: u64 = 3_600_000_000;
+
+/// A token presented to a lock's fence: a holder's fencing token before a write, or a mark a
+/// restore brings back.
+///
+/// No grant issues a token above `max(last grant, now)`, so a fence takes nothing above that
+/// (a restored mark: above `now + RESTORE_CLOCK_SLACK_US`): one caller cannot push the mark to
+/// where later grants would run out of exact JSON numbers, or collide in Lua's doubles.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Fence {
+    Checked(u64),
+    Restored(u64),
+}
+
+impl Fence {
+    pub fn token(self) -> u64 {
+        match self {
+            Self::Checked(token) | Self::Restored(token) => token,
+        }
+    }
+
+    /// How far above the clock this kind of token may be (the Redis script takes it as is).
+    pub fn slack_us(self) -> u64 {
+        match self {
+            Self::Checked(_) => 0,
+            Self::Restored(_) => RESTORE_CLOCK_SLACK_US,
+        }
+    }
+
+    /// The highest token this fence may take, given the lock's mark and the time.
+    pub fn ceiling(self, highest: u64, now: u64) -> u64 {
+        highest.max(now + self.slack_us()).min(MAX_FENCING_TOKEN)
+    }
+}
 
 /// The secret a holder proves itself with: 16 random bytes, URL-safe base64.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -108,6 +146,9 @@ pub enum FenceCheck {
     Accepted,
     /// A later grant or check exists: the token's holder lost the lock.
     Stale { highest: u64 },
+    /// No grant issued this token: it is above both the last grant and the clock
+    /// (`ceiling`). Nothing was changed.
+    NotIssued { ceiling: u64 },
 }
 
 /// The current holder.
@@ -188,10 +229,15 @@ impl LockState {
         }
     }
 
-    pub fn check_fence(&mut self, token: u64) -> FenceCheck {
+    pub fn check_fence(&mut self, fence: Fence, now: u64) -> FenceCheck {
         let highest = self.fence.max(self.checked);
+        let token = fence.token();
         if token < highest {
             return FenceCheck::Stale { highest };
+        }
+        let ceiling = fence.ceiling(highest, now);
+        if token > ceiling {
+            return FenceCheck::NotIssued { ceiling };
         }
         self.checked = token;
         FenceCheck::Accepted
@@ -293,23 +339,67 @@ mod tests {
     fn fence_checks_refuse_tokens_older_than_the_last_grant() {
         let mut lock = LockState::default();
         let old = granted(lock.acquire(&request(10), 1_000));
-        assert_eq!(lock.check_fence(old.fencing_token), FenceCheck::Accepted);
-        assert_eq!(lock.check_fence(old.fencing_token), FenceCheck::Accepted);
+        let check = |lock: &mut LockState, token, now| lock.check_fence(Fence::Checked(token), now);
+        assert_eq!(
+            check(&mut lock, old.fencing_token, 1_000),
+            FenceCheck::Accepted
+        );
+        assert_eq!(
+            check(&mut lock, old.fencing_token, 1_000),
+            FenceCheck::Accepted
+        );
         let new = granted(lock.acquire(&request(10), 20_000));
         assert_eq!(
-            lock.check_fence(old.fencing_token),
+            check(&mut lock, old.fencing_token, 20_000),
             FenceCheck::Stale {
                 highest: new.fencing_token
             }
         );
-        assert_eq!(lock.check_fence(new.fencing_token), FenceCheck::Accepted);
-        // A checked token above every grant: later grants go past it.
         assert_eq!(
-            lock.check_fence(new.fencing_token + 500),
+            check(&mut lock, new.fencing_token, 20_000),
+            FenceCheck::Accepted
+        );
+        // A token above every grant but not above the clock (a grant from a lost record):
+        // later grants go past it.
+        assert_eq!(
+            check(&mut lock, new.fencing_token + 500, 21_000),
             FenceCheck::Accepted
         );
         lock.holder = None;
         let next = granted(lock.acquire(&request(10), 20_001));
         assert!(next.fencing_token > new.fencing_token + 500);
+    }
+
+    #[test]
+    fn a_fence_takes_no_token_that_no_grant_issued() {
+        let mut lock = LockState::default();
+        let grant = granted(lock.acquire(&request(10), 1_000_000));
+        for token in [1_000_001, MAX_FENCING_TOKEN, u64::MAX] {
+            assert_eq!(
+                lock.check_fence(Fence::Checked(token), 1_000_000),
+                FenceCheck::NotIssued { ceiling: 1_000_000 },
+                "token {token}"
+            );
+        }
+        // Nothing moved: the holder's own token still passes, and the next grant is the next.
+        assert_eq!(
+            lock.check_fence(Fence::Checked(grant.fencing_token), 1_000_000),
+            FenceCheck::Accepted
+        );
+        lock.holder = None;
+        assert_eq!(
+            granted(lock.acquire(&request(10), 1_000_000)).fencing_token,
+            grant.fencing_token + 1
+        );
+        // A restored mark may be ahead of this clock by the slack, never past 2^53 - 1.
+        let ahead = 2_000_000 + RESTORE_CLOCK_SLACK_US;
+        assert_eq!(
+            lock.check_fence(Fence::Restored(ahead), 2_000_000),
+            FenceCheck::Accepted
+        );
+        assert!(matches!(
+            lock.check_fence(Fence::Restored(MAX_FENCING_TOKEN), 2_000_000),
+            FenceCheck::NotIssued { .. }
+        ));
     }
 }

@@ -37,6 +37,18 @@ pub const MAX_ATTEMPTS: u32 = 1000;
 pub const DONE_RETENTION_US: u64 = 3_600_000_000;
 /// Longest `last_error` kept, in characters.
 pub const MAX_ERROR_CHARS: usize = 1024;
+/// Longest back-off step (`base_ms`, `max_ms`): a day.
+pub const MAX_BACKOFF_MS: u64 = 24 * 3_600_000;
+/// Longest lease: 12 hours.
+pub const MAX_VISIBILITY_MS: u64 = 12 * 3_600_000;
+/// Longest delay of an enqueue or a nack: 30 days.
+pub const MAX_DELAY_MS: u64 = 30 * 24 * 3_600_000;
+/// The largest enqueue sequence number a job may carry in: the queue's counter goes on from
+/// it, and must stay exact in Lua's doubles (below 2^53) for as long as the queue lives.
+pub const MAX_RESTORED_SEQ: u64 = 1 << 50;
+/// How far ahead of this machine's clock a restored job's times may be: the machine that took
+/// the backup may have run ahead.
+const CLOCK_SLACK_US: u64 = 3_600_000_000;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "lowercase")]
@@ -126,6 +138,45 @@ pub struct Job {
     pub last_error: Option<String>,
     /// Enqueue order within the queue (FIFO within a priority).
     pub seq: u64,
+}
+
+impl Job {
+    /// Whether a job that entered by another door than enqueue (a restore) is one this
+    /// service can have made: every number within the bounds enqueue, lease and nack keep, so
+    /// that no later operation on it overflows or answers 500. `now_us` is this clock.
+    pub fn check_bounds(&self, now_us: u64) -> Result<(), String> {
+        if self.priority > MAX_PRIORITY {
+            return Err(format!("priority: 0 to {MAX_PRIORITY}"));
+        }
+        if !(1..=MAX_ATTEMPTS).contains(&self.max_attempts) {
+            return Err(format!("max_attempts: 1 to {MAX_ATTEMPTS}"));
+        }
+        if self.attempt > self.max_attempts {
+            return Err("attempt: at most max_attempts".into());
+        }
+        if self.backoff.base_ms > MAX_BACKOFF_MS || self.backoff.max_ms > MAX_BACKOFF_MS {
+            return Err(format!("backoff: base_ms and max_ms 0 to {MAX_BACKOFF_MS}"));
+        }
+        if self.seq > MAX_RESTORED_SEQ {
+            return Err(format!("seq: at most 2^50 ({MAX_RESTORED_SEQ})"));
+        }
+        let latest = now_us + CLOCK_SLACK_US;
+        if self.enqueued_at_us > latest {
+            return Err("enqueued_at_us: not in the future".into());
+        }
+        let furthest = MAX_DELAY_MS.max(MAX_BACKOFF_MS).max(MAX_VISIBILITY_MS) * 1000;
+        if self.at_us > latest + furthest {
+            return Err("at_us: at most 30 days ahead".into());
+        }
+        if self
+            .last_error
+            .as_ref()
+            .is_some_and(|e| e.chars().count() > MAX_ERROR_CHARS)
+        {
+            return Err(format!("last_error: at most {MAX_ERROR_CHARS} characters"));
+        }
+        Ok(())
+    }
 }
 
 /// A job handed to a worker.

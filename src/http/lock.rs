@@ -31,7 +31,8 @@ use super::{
 };
 use crate::{
     domain::lock::{
-        Acquire, Acquired, FenceCheck, LockName, LockToken, MAX_OWNER_CHARS, MAX_WAIT_MS,
+        Acquire, Acquired, Fence, FenceCheck, LockName, LockToken, MAX_FENCING_TOKEN,
+        MAX_OWNER_CHARS, MAX_WAIT_MS,
     },
     error::{ApiError, ApiResult, LockRefusal},
     store::acquire_waiting,
@@ -39,9 +40,6 @@ use crate::{
 
 /// How long before `server.request_timeout_ms` a wait gives up, to answer in time.
 const WAIT_MARGIN_MS: u64 = 250;
-
-/// The largest fencing token a check accepts: exact as a JSON number in every language.
-const MAX_FENCING_TOKEN: u64 = (1 << 53) - 1;
 
 pub fn routes() -> Router<AppState> {
     Router::new()
@@ -311,7 +309,7 @@ pub async fn get_lock(
     responses(
         (status = 200, description = "Accepted: no later grant or check; the mark is raised to this token", body = FenceAccepted),
         (status = 400, description = "Invalid name or malformed JSON"),
-        (status = 409, description = "`stale_fencing_token`: a later holder exists; `highest` is the highest token known"),
+        (status = 409, description = "`stale_fencing_token`: a later holder exists; `highest` is the highest token known. `fencing_token_not_issued`: no grant issued this token (it is above the last grant and the clock); nothing was changed"),
         (status = 422, description = "Token out of range or unknown field"),
     ),
 )]
@@ -327,8 +325,12 @@ pub async fn check_fence(
         ));
     }
     let locks = &state.stores.locks;
-    match locks.check_fence(&tenant, &name, fencing_token).await? {
+    match locks
+        .check_fence(&tenant, &name, Fence::Checked(fencing_token))
+        .await?
+    {
         FenceCheck::Accepted => Ok(Json(FenceAccepted { accepted: true })),
         FenceCheck::Stale { highest } => Err(LockRefusal::StaleFence { highest }.into()),
+        FenceCheck::NotIssued { .. } => Err(LockRefusal::NotIssued.into()),
     }
 }

@@ -34,18 +34,14 @@ use super::{
 };
 use crate::{
     domain::queue::{
-        Backoff, BackoffKind, Job, JobId, JobState, MAX_ATTEMPTS, MAX_ERROR_CHARS, MAX_LEASE_COUNT,
-        MAX_PRIORITY, MAX_WAIT_MS, NewJob, QueueName,
+        Backoff, BackoffKind, Job, JobId, JobState, MAX_ATTEMPTS, MAX_BACKOFF_MS, MAX_DELAY_MS,
+        MAX_ERROR_CHARS, MAX_LEASE_COUNT, MAX_PRIORITY, MAX_VISIBILITY_MS, MAX_WAIT_MS, NewJob,
+        QueueName,
     },
     error::{ApiError, ApiResult, Conflict, Missing},
     store::{Nack, lease_waiting},
 };
 
-const DAY_MS: u64 = 24 * 3_600_000;
-/// Longest lease: 12 hours.
-const MAX_VISIBILITY_MS: u64 = 12 * 3_600_000;
-/// Longest delay of an enqueue or a nack: 30 days.
-const MAX_DELAY_MS: u64 = 30 * 24 * 3_600_000;
 /// How long before `server.request_timeout_ms` a long poll gives up, to answer in time.
 const WAIT_MARGIN_MS: u64 = 250;
 
@@ -331,8 +327,8 @@ impl EnqueueRequest {
             None => Backoff::default(),
             Some(b) => Backoff {
                 kind: b.kind,
-                base_ms: within("backoff.base_ms", b.base_ms, 0..=DAY_MS)?,
-                max_ms: within("backoff.max_ms", b.max_ms, 0..=DAY_MS)?,
+                base_ms: within("backoff.base_ms", b.base_ms, 0..=MAX_BACKOFF_MS)?,
+                max_ms: within("backoff.max_ms", b.max_ms, 0..=MAX_BACKOFF_MS)?,
             },
         };
         if let Some(key) = &self.dedup_key

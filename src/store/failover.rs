@@ -48,7 +48,7 @@ use crate::{
         agent_state::{AgentState, JsonObject, Message, NewAgentState, RecentState, ThreadId},
         cache::{CacheValue, IncrError, Increment, ListCursor},
         ids::{CacheKey, Namespace, Tenant},
-        lock::{Acquire, Acquired, FenceCheck, LockInfo, LockName, LockToken},
+        lock::{Acquire, Acquired, Fence, FenceCheck, LockInfo, LockName, LockToken},
         pending_action::{
             ActionToken, Cancel, Confirm, IdempotencyKey, PendingAction, TombstoneLife,
         },
@@ -1071,7 +1071,7 @@ route_each_method!(LockStore {
     async fn release(&self, tenant: &Tenant, name: &LockName, token: &LockToken) -> StoreResult<bool>;
     #[repeat(true)] async fn get(&self, tenant: &Tenant, name: &LockName) -> StoreResult<LockInfo>;
     #[repeat(true)]
-    async fn check_fence(&self, tenant: &Tenant, name: &LockName, fencing_token: u64) -> StoreResult<FenceCheck>;
+    async fn check_fence(&self, tenant: &Tenant, name: &LockName, fence: Fence) -> StoreResult<FenceCheck>;
     #[repeat(true)] async fn inventory(&self, tenant: &Tenant, cursor: Option<&str>, limit: usize) -> StoreResult<IdPage>;
 } also {
     fn release_signal(&self, tenant: &Tenant, name: &LockName) -> Arc<Notify> {

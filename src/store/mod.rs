@@ -18,7 +18,7 @@ use crate::domain::{
     agent_state::{AgentState, JsonObject, Message, NewAgentState, RecentState, ThreadId},
     cache::{CacheValue, IncrError, Increment, ListCursor},
     ids::{CacheKey, Namespace, Tenant},
-    lock::{Acquire, Acquired, FenceCheck, LockInfo, LockName, LockToken},
+    lock::{Acquire, Acquired, Fence, FenceCheck, LockInfo, LockName, LockToken},
     pending_action::{ActionToken, Cancel, Confirm, IdempotencyKey, PendingAction, TombstoneLife},
     queue::{Counts, Job, JobId, JobState, Leased, NewJob, QueueName},
     rate_limit::{Check, Decision, RateLimitKey},
@@ -610,12 +610,13 @@ pub trait LockStore: Send + Sync {
 
     async fn get(&self, tenant: &Tenant, name: &LockName) -> StoreResult<LockInfo>;
 
-    /// Accepts `fencing_token` when no later grant or check exists, raising the mark to it.
+    /// Accepts `fence`'s token when no later grant or check exists and a grant can have
+    /// issued it (`Fence::ceiling`), raising the mark to it.
     async fn check_fence(
         &self,
         tenant: &Tenant,
         name: &LockName,
-        fencing_token: u64,
+        fence: Fence,
     ) -> StoreResult<FenceCheck>;
 
     /// Notified (`notify_waiters`) when the lock may have been released.

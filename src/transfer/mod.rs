@@ -48,7 +48,7 @@ use crate::{
         agent_state::{AgentState, ThreadId},
         cache::{CacheValue, json_equal},
         ids::{CacheKey, Namespace, Tenant},
-        lock::{FenceCheck, LockName},
+        lock::{Fence, FenceCheck, LockName},
         pending_action::{
             ActionStatus, ActionToken, Cancel, Confirm, PendingAction, TombstoneLife,
         },
@@ -595,21 +595,32 @@ impl Transfer {
                     return Err("the id differs from the value's session_id".into());
                 }
                 let user = |raw: &str| UserId::parse(raw).map_err(|e| e.to_string());
-                Ok(Item::Session(
-                    tenant,
-                    Box::new(Session {
-                        id,
-                        user_id: user(&v.user_id)?,
-                        workspace_id: v.workspace_id.as_deref().map(user).transpose()?,
-                        data: v.data,
-                        context: v.context,
-                        created_at_ms: unix_ms(v.created_at),
-                        last_activity_at_ms: unix_ms(v.last_activity_at),
-                        expires_at_ms: unix_ms(v.expires_at),
-                        ttl_seconds: v.ttl_seconds.max(1),
-                        version: v.version,
-                    }),
-                ))
+                // The bounds a session created through the API keeps.
+                let longest = u64::try_from(self.rules.max_lifetime_ms / 1000).unwrap_or(0);
+                if v.ttl_seconds > longest {
+                    return Err(format!(
+                        "ttl_seconds: at most sessions.max_lifetime_seconds ({longest})"
+                    ));
+                }
+                let session = Session {
+                    id,
+                    user_id: user(&v.user_id)?,
+                    workspace_id: v.workspace_id.as_deref().map(user).transpose()?,
+                    data: v.data,
+                    context: v.context,
+                    created_at_ms: unix_ms(v.created_at),
+                    last_activity_at_ms: unix_ms(v.last_activity_at),
+                    expires_at_ms: unix_ms(v.expires_at),
+                    ttl_seconds: v.ttl_seconds.max(1),
+                    version: v.version,
+                };
+                if session.content_bytes() > self.rules.max_bytes {
+                    return Err(format!(
+                        "data and context: at most sessions.max_session_bytes ({})",
+                        self.rules.max_bytes
+                    ));
+                }
+                Ok(Item::Session(tenant, Box::new(session)))
             }
             Capability::AgentStates => {
                 let state: AgentState = serde_json::from_str(value).map_err(shape)?;
@@ -632,6 +643,15 @@ impl Transfer {
             Capability::Locks => {
                 let name = LockName::parse(record.id.as_str()).map_err(|e| e.to_string())?;
                 let v: LockValue = serde_json::from_str(value).map_err(shape)?;
+                let ceiling =
+                    Fence::Restored(v.fencing_token).ceiling(0, crate::store::memory::now_us());
+                if v.fencing_token > ceiling {
+                    return Err(format!(
+                        "fencing_token: at most {ceiling} (this clock plus an hour, and never \
+                         above 2^53 - 1): no grant issued {}",
+                        v.fencing_token
+                    ));
+                }
                 Ok(Item::Lock(tenant, name, v.fencing_token))
             }
             Capability::Queues => {
@@ -645,9 +665,10 @@ impl Transfer {
                 if job.id != id {
                     return Err("the id differs from the value's id".into());
                 }
-                if job.priority > 9 || job.state == JobState::Done {
-                    return Err("a job's priority is 0-9 and a backup holds no done job".into());
+                if job.state == JobState::Done {
+                    return Err("a backup holds no done job".into());
                 }
+                job.check_bounds(crate::store::memory::now_us())?;
                 serde_json::from_str::<serde::de::IgnoredAny>(&job.payload)
                     .map_err(|e| format!("payload: {e}"))?;
                 Ok(Item::Job(tenant, queue, Box::new(job)))
@@ -688,8 +709,9 @@ impl Transfer {
             Capability::Budgets => {
                 let budget = BudgetId::parse(&record.id)?;
                 let v: BudgetValue = serde_json::from_str(value).map_err(shape)?;
-                if !(1..=MAX_AMOUNT).contains(&v.limit) {
-                    return Err(format!("limit: 1 to {MAX_AMOUNT}"));
+                // As `PUT .../budgets/{metric}` takes it: 0 (nothing may be spent) included.
+                if v.limit > MAX_AMOUNT {
+                    return Err(format!("limit: 0 to {MAX_AMOUNT}"));
                 }
                 Ok(Item::Budget(
                     tenant,
@@ -972,10 +994,19 @@ impl Transfer {
                 if s.locks.get(&tenant, &name).await?.high_water >= mark {
                     return Ok(Outcome::Unchanged);
                 }
-                Ok(match s.locks.check_fence(&tenant, &name, mark).await? {
-                    FenceCheck::Accepted => Outcome::Written,
-                    FenceCheck::Stale { .. } => Outcome::Unchanged,
-                })
+                match s
+                    .locks
+                    .check_fence(&tenant, &name, Fence::Restored(mark))
+                    .await?
+                {
+                    FenceCheck::Accepted => Ok(Outcome::Written),
+                    FenceCheck::Stale { .. } => Ok(Outcome::Unchanged),
+                    // The file was checked against this machine's clock; the backend's is
+                    // behind it by more than the slack.
+                    FenceCheck::NotIssued { ceiling } => Err(StoreError::Refused(format!(
+                        "lock {name}: the mark {mark} is above the backend's ceiling {ceiling}"
+                    ))),
+                }
             }
         }
     }

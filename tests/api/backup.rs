@@ -531,6 +531,116 @@ async fn cleanup_removes_expired_index_entries(backend: Backend) {
     );
 }
 
+/// What restore takes, on every backend and on a Redis Cluster.
+mod bounds {
+    use super::*;
+
+    /// A job as a backup line holds it, with `field` set to `value`.
+    fn job_line(field: &str, value: Value) -> String {
+        let now_us = time::OffsetDateTime::now_utc().unix_timestamp() as u64 * 1_000_000;
+        let mut job = json!({
+            "id": "j-1", "payload": "{\"a\":1}", "priority": 5, "state": "ready", "attempt": 1,
+            "max_attempts": 3, "backoff": {"kind": "fixed", "base_ms": 1000, "max_ms": 1000},
+            "enqueued_at_us": now_us, "at_us": now_us, "last_error": null, "seq": 7
+        });
+        job[field] = value;
+        job.to_string()
+    }
+
+    /// Restore takes only what the API itself could have made: a fencing mark no grant issued
+    /// (2^53 - 1, 2^63, 2^64 - 1) or a job's sequence, attempt or time out of every bound refuses
+    /// the whole file, and nothing of it is written; the same job within its bounds restores and
+    /// is leased and acked like any other.
+    async fn restore_takes_only_values_the_api_can_make(app: &TestApp) {
+        let huge = [
+            json!(9_007_199_254_740_991_u64),
+            json!(1_u64 << 63),
+            json!(u64::MAX),
+        ];
+        let mut refused: Vec<(&str, String, String)> = huge
+            .iter()
+            .map(|mark| {
+                (
+                    "locks",
+                    "l-9".into(),
+                    json!({"fencing_token": mark}).to_string(),
+                )
+            })
+            .collect();
+        for (field, value) in [
+            ("seq", json!(u64::MAX)),
+            ("attempt", json!(u32::MAX)),
+            ("at_us", json!(u64::MAX)),
+            ("enqueued_at_us", json!(u64::MAX)),
+            ("max_attempts", json!(0)),
+            (
+                "backoff",
+                json!({"kind": "fixed", "base_ms": u64::MAX, "max_ms": 1}),
+            ),
+        ] {
+            refused.push(("queues", "q-9/j-1".into(), job_line(field, value)));
+        }
+        for (capability, id, value) in &refused {
+            let file = backup_file(&[(capability, "default", id, value)]);
+            let reply = restore(app, "", &file).await;
+            reply.assert_problem(422, "validation_failed");
+        }
+        let (_, lock) = app.get_json("/v1/locks/l-9").await;
+        assert_eq!(lock["fencing_token"], 0, "{lock}");
+        let (_, counts) = app.get_json("/v1/queues/q-9").await;
+        assert_eq!(counts["ready"], 0, "{counts}");
+
+        let good = backup_file(&[("queues", "default", "q-9/j-1", &job_line("seq", json!(7)))]);
+        assert_eq!(restore(app, "", &good).await.status, 200);
+        let leased = ok(
+            app,
+            Method::POST,
+            "/v1/queues/q-9/lease",
+            json!({"visibility_ms": 5000}),
+        )
+        .await;
+        let job = &leased["jobs"][0];
+        assert_eq!(
+            (&job["job_id"], &job["attempt"]),
+            (&json!("j-1"), &json!(2)),
+            "{leased}"
+        );
+        let ack = json!({"lease_token": job["lease_token"]});
+        ok(app, Method::POST, "/v1/queues/q-9/jobs/j-1/ack", ack).await;
+        let enqueued = ok(
+            app,
+            Method::POST,
+            "/v1/queues/q-9/jobs",
+            json!({"payload": 1}),
+        )
+        .await;
+        assert!(enqueued["job_id"].is_string(), "{enqueued}");
+    }
+
+    /// A budget of limit 0 (nothing may be spent), which `PUT` takes, backs up and restores.
+    async fn a_budget_of_zero_round_trips(app: &TestApp) {
+        let zero = json!({"limit": 0, "period": "day"});
+        ok(app, Method::PUT, "/v1/budgets/acct-0/tokens", zero).await;
+        let file = backup(app).await;
+        ok(
+            app,
+            Method::DELETE,
+            "/v1/budgets/acct-0/tokens",
+            json!(null),
+        )
+        .await;
+        let report = restore(app, "", &file).await;
+        assert_eq!(report.status, 200, "{}", report.body);
+        let (_, budget) = app.get_json("/v1/budgets/acct-0/tokens").await;
+        assert_eq!(budget["limit"], 0, "{budget}");
+    }
+
+    crate::on_each_backend!(app =>
+        restore_takes_only_values_the_api_can_make,
+        a_budget_of_zero_round_trips,
+    );
+}
+
 crate::on_each_backend!(
     cleanup_removes_expired_index_entries,
     backup_flush_restore_backup,

@@ -135,6 +135,11 @@ async fn bad_requests_change_nothing(app: &TestApp) {
     app.post("/v1/fences/bad/check", fence)
         .await
         .assert_problem(422, "validation_failed");
+    // 2^53 - 1 is a number a token can be, but no grant issued it: refused, nothing moves.
+    let fence = json!({"fencing_token": 9_007_199_254_740_991_u64});
+    app.post("/v1/fences/bad/check", fence)
+        .await
+        .assert_problem(409, "fencing_token_not_issued");
     assert_eq!(
         app.get("/v1/locks/bad").await.body,
         json!({"held": false, "fencing_token": 0})

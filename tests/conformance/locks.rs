@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 use statekeeper::{
     domain::{
         ids::Tenant,
-        lock::{Acquire, Acquired, FenceCheck, Grant, LockName, LockToken},
+        lock::{Acquire, Acquired, Fence, FenceCheck, Grant, LockName, LockToken},
     },
     store::{Stores, acquire_waiting},
 };
@@ -107,7 +107,7 @@ async fn an_expired_holder_has_lost_the_lock(stores: &Stores) {
     );
     assert_eq!(
         locks
-            .check_fence(&t1(), &lock, old_grant.fencing_token)
+            .check_fence(&t1(), &lock, Fence::Checked(old_grant.fencing_token))
             .await
             .unwrap(),
         FenceCheck::Stale {
@@ -116,7 +116,7 @@ async fn an_expired_holder_has_lost_the_lock(stores: &Stores) {
     );
     assert_eq!(
         locks
-            .check_fence(&t1(), &lock, new_grant.fencing_token)
+            .check_fence(&t1(), &lock, Fence::Checked(new_grant.fencing_token))
             .await
             .unwrap(),
         FenceCheck::Accepted
@@ -193,8 +193,42 @@ async fn a_wait_ends_with_held(stores: &Stores) {
     assert!(started.elapsed() >= Duration::from_millis(290));
 }
 
+/// A fence check with a token no grant issued (2^53 - 1, far above the clock) is refused and
+/// moves nothing: the holder's own token still passes, and later grants keep getting distinct,
+/// strictly increasing tokens below 2^53 (a Redis double would repeat 2^53 for ever).
+async fn a_fence_check_cannot_poison_the_tokens(stores: &Stores) {
+    let (locks, lock) = (&stores.locks, name("poisoned"));
+    let holder = request(60_000);
+    let first = grant(stores, "poisoned", &holder).await;
+    for token in [(1u64 << 53) - 1, first.fencing_token + 3_600_000_000] {
+        let refused = locks.check_fence(&t1(), &lock, Fence::Checked(token)).await;
+        assert!(
+            matches!(refused, Ok(FenceCheck::NotIssued { .. })),
+            "{token}: {refused:?}"
+        );
+    }
+    let own = Fence::Checked(first.fencing_token);
+    let own = locks.check_fence(&t1(), &lock, own).await.unwrap();
+    assert_eq!(own, FenceCheck::Accepted);
+    assert!(release(stores, "poisoned", &holder.token).await);
+    let mut last = first.fencing_token;
+    for _ in 0..5 {
+        let next = request(60_000);
+        let granted = grant(stores, "poisoned", &next).await;
+        assert!(
+            granted.fencing_token > last,
+            "{} after {last}",
+            granted.fencing_token
+        );
+        assert!(granted.fencing_token < 1 << 53);
+        last = granted.fencing_token;
+        assert!(release(stores, "poisoned", &next.token).await);
+    }
+}
+
 crate::store_conformance!(
     racing_acquirers_get_one_grant,
+    a_fence_check_cannot_poison_the_tokens,
     fencing_tokens_strictly_increase,
     an_expired_holder_has_lost_the_lock,
     a_wrong_token_changes_nothing,

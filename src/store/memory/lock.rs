@@ -16,7 +16,7 @@ use super::{
 use crate::{
     domain::{
         ids::Tenant,
-        lock::{Acquire, Acquired, FenceCheck, LockInfo, LockName, LockState, LockToken},
+        lock::{Acquire, Acquired, Fence, FenceCheck, LockInfo, LockName, LockState, LockToken},
     },
     store::{
         IdPage, LockStore, StoreResult,
@@ -114,10 +114,10 @@ impl LockStore for MemoryLocks {
         &self,
         tenant: &Tenant,
         name: &LockName,
-        fencing_token: u64,
+        fence: Fence,
     ) -> StoreResult<FenceCheck> {
         self.engine.ensure_room()?;
-        Ok(self.update(tenant, name, |lock, _| lock.check_fence(fencing_token)))
+        Ok(self.update(tenant, name, |lock, now| lock.check_fence(fence, now)))
     }
 
     fn release_signal(&self, tenant: &Tenant, name: &LockName) -> Arc<Notify> {

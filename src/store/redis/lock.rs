@@ -18,7 +18,8 @@ use crate::{
     domain::{
         ids::Tenant,
         lock::{
-            Acquire, Acquired, FenceCheck, Grant, LockInfo, LockName, LockToken, RECORD_RETENTION,
+            Acquire, Acquired, Fence, FenceCheck, Grant, LockInfo, LockName, LockToken,
+            MAX_FENCING_TOKEN, RECORD_RETENTION,
         },
     },
     store::{
@@ -142,18 +143,23 @@ impl LockStore for RedisLocks {
         &self,
         tenant: &Tenant,
         name: &LockName,
-        fencing_token: u64,
+        fence: Fence,
     ) -> StoreResult<FenceCheck> {
         let mut call = self.fence_check.key(self.key(tenant, name));
-        call.arg(fencing_token).arg(retention_ms());
-        let (accepted, highest): (i64, i64) = self.redis.script(&call).await?;
-        Ok(if accepted == 1 {
-            FenceCheck::Accepted
-        } else {
-            FenceCheck::Stale {
-                highest: figure(highest)?,
-            }
-        })
+        call.arg(fence.token())
+            .arg(retention_ms())
+            .arg(fence.slack_us())
+            .arg(MAX_FENCING_TOKEN);
+        let (outcome, figure_): (i64, i64) = self.redis.script(&call).await?;
+        match outcome {
+            1 => Ok(FenceCheck::Accepted),
+            0 => Ok(FenceCheck::Stale {
+                highest: figure(figure_)?,
+            }),
+            _ => Ok(FenceCheck::NotIssued {
+                ceiling: figure(figure_)?,
+            }),
+        }
     }
 
     fn release_signal(&self, tenant: &Tenant, name: &LockName) -> Arc<Notify> {
