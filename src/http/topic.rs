@@ -41,7 +41,9 @@ use super::{
     extract::{AppJson, AppQuery, ReadAt, WriteAt, id_path},
 };
 use crate::{
-    domain::topic::{MAX_EVENT_NAME_CHARS, NewEvent, Order, ResetReason, Resume, TopicName},
+    domain::topic::{
+        MAX_EVENT_NAME_CHARS, NewEvent, Order, ResetReason, Resume, Shared, TopicName,
+    },
     error::{ApiError, ApiResult},
     metrics::Tally,
     store::Subscription,
@@ -182,8 +184,11 @@ pub async fn subscribe(
 
 /// What a stream still has to do.
 struct Feed {
-    /// Events to send before the live ones: a reset, then the backlog.
-    pending: VecDeque<SseEvent>,
+    /// A reset to send first, when the start is not exact.
+    reset: Option<SseEvent>,
+    /// Backlog messages still to send, shared with the log (each is encoded as it is sent, so
+    /// a subscriber that does not read holds no copy).
+    backlog: VecDeque<Shared>,
     subscription: Subscription,
     /// The last message sent; live messages not after it were in the backlog.
     last: Option<Order>,
@@ -226,11 +231,23 @@ fn message(event: &crate::domain::topic::Event) -> SseEvent {
     }
 }
 
-/// The stream's events: a reset when the start is not exact, the backlog, then live messages
-/// until the log goes away, the subscriber lags, or the server shuts down.
+/// Resolves when the backend serving topics switched (never, when nothing tells).
+async fn switched(switches: &mut Option<watch::Receiver<u64>>) {
+    let told = match switches {
+        Some(switches) => switches.changed().await.is_ok(),
+        None => false,
+    };
+    if !told {
+        std::future::pending::<()>().await;
+    }
+}
+
+/// The stream's events: a reset when the start is not exact, the backlog (read a page at a
+/// time as the client takes it), then live messages until the log goes away, the backend
+/// switches, the subscriber lags, or the server shuts down.
 fn events(
     state: &AppState,
-    subscription: Subscription,
+    mut subscription: Subscription,
 ) -> impl Stream<Item = Result<SseEvent, Infallible>> + use<> {
     let outcomes = &state.metrics.outcomes;
     let counters = StreamCounters {
@@ -239,24 +256,20 @@ fn events(
         subscribers: outcomes.topic_subscribers.clone(),
     };
     counters.subscribers.inc();
-    let mut pending = VecDeque::new();
-    let mut last = match subscription.start {
+    let last = match subscription.start {
         Resume::After(order) => Some(order),
         _ => None,
     };
-    if let Resume::Reset(reason) = subscription.start {
-        let earliest = subscription.earliest.as_deref();
-        pending.push_back(reset(reason, earliest, &counters.resets));
-    }
-    for event in &subscription.backlog {
-        pending.push_back(message(event));
-        last = Some(event.order);
-    }
-    // The backlog's messages were read with the subscription: counted as delivered here.
-    let backlog = subscription.backlog.len() as u64;
-    counters.messages.count_by("delivered", backlog);
+    let first = match subscription.start {
+        Resume::Reset(reason) => {
+            let earliest = subscription.earliest.as_deref();
+            Some(reset(reason, earliest, &counters.resets))
+        }
+        _ => None,
+    };
     let feed = Feed {
-        pending,
+        reset: first,
+        backlog: std::mem::take(&mut subscription.backlog).into(),
         subscription,
         last,
         closing: state.closing.clone(),
@@ -267,13 +280,40 @@ fn events(
         if feed.ended {
             return None;
         }
-        if let Some(event) = feed.pending.pop_front() {
+        if let Some(event) = feed.reset.take() {
             return Some((Ok(event), feed));
+        }
+        loop {
+            if let Some(event) = feed.backlog.pop_front() {
+                feed.last = Some(event.order);
+                feed.counters.messages.count("delivered");
+                return Some((Ok(message(&event)), feed));
+            }
+            let (Some(more), Some(after)) = (&feed.subscription.more, feed.last) else {
+                break;
+            };
+            let page = tokio::select! {
+                biased;
+                () = shutdown(&mut feed.closing) => return None,
+                page = more.next_page(after) => page,
+            };
+            match page {
+                Ok(page) if page.is_empty() => feed.subscription.more = None,
+                Ok(page) => feed.backlog.extend(page),
+                Err(error) => {
+                    // The rest cannot be read now: the client resumes from its last id.
+                    tracing::warn!(%error, "topic backlog: the next page could not be read");
+                    feed.ended = true;
+                    let event = reset(ResetReason::BackendSwitched, None, &feed.counters.resets);
+                    return Some((Ok(event), feed));
+                }
+            }
         }
         loop {
             let received = tokio::select! {
                 biased;
                 () = shutdown(&mut feed.closing) => return None,
+                () = switched(&mut feed.subscription.switches) => Err(RecvError::Closed),
                 received = feed.subscription.live.recv() => received,
             };
             match received {

@@ -294,6 +294,9 @@ pub struct Failover {
     /// (`backend.handback`); `None` drops it instead.
     handback: Option<HandBack>,
     metrics: BackendMetrics,
+    /// Counts the switches between Redis and memory: open topic streams end with a reset at
+    /// each one.
+    switches: tokio::sync::watch::Sender<u64>,
 }
 
 /// Everything `/health` reports of the backends.
@@ -362,7 +365,13 @@ impl Failover {
             replay: None,
             handback: None,
             metrics: BackendMetrics::default(),
+            switches: tokio::sync::watch::Sender::new(0),
         }
+    }
+
+    /// Tells every open topic stream that the backend switched.
+    fn announce_switch(&self) {
+        self.switches.send_modify(|count| *count += 1);
     }
 
     /// Builds the stores for `settings.backend.mode`, counting in `metrics`. In the Redis modes
@@ -533,7 +542,9 @@ impl Failover {
         let m = &self.metrics;
         let down = self.is_down();
         let on_redis = self.mode != BackendMode::Memory && !down;
-        for (backend, on) in [("redis", on_redis), ("memory", !on_redis)] {
+        // In `redis` mode memory serves nothing, down or not: neither backend is active then.
+        let on_memory = !on_redis && self.memory.is_some();
+        for (backend, on) in [("redis", on_redis), ("memory", on_memory)] {
             m.active
                 .get_or_create(&BackendLabels { backend })
                 .set(i64::from(on));
@@ -717,7 +728,11 @@ impl Failover {
     fn mark_down(&self, why: &str) -> bool {
         let was_up = !self.redis_down.swap(true, Ordering::AcqRel);
         if was_up {
-            self.count_switch("memory");
+            if self.memory.is_some() {
+                // In `redis` mode nothing switches: every call is refused until Redis returns.
+                self.count_switch("memory");
+                self.announce_switch();
+            }
             *self
                 .degraded_since
                 .lock()
@@ -744,6 +759,9 @@ impl Failover {
                 memory.clear();
             }
             self.redis_down.store(false, Ordering::Release);
+            if self.memory.is_some() {
+                self.announce_switch();
+            }
             let since = self
                 .degraded_since
                 .lock()
@@ -756,7 +774,9 @@ impl Failover {
                     .unwrap_or_else(|p| p.into_inner()) +=
                     (OffsetDateTime::now_utc() - since).unsigned_abs();
             }
-            self.count_switch("redis");
+            if self.memory.is_some() {
+                self.count_switch("redis");
+            }
             tracing::info!("Redis answers again: traffic is back on Redis");
             if self.handback.is_some() {
                 // Calls that were given to memory just before the switch finish in memory
@@ -949,8 +969,26 @@ route_each_method!(UsageStore {
 route_each_method!(TopicStore {
     #[repeat(false)]
     async fn publish(&self, tenant: &Tenant, topic: &TopicName, event: &NewEvent, limits: TopicLimits) -> StoreResult<Shared>;
-    #[repeat(true)]
-    async fn subscribe(&self, tenant: &Tenant, topic: &TopicName, after: Option<&str>, limits: TopicLimits) -> StoreResult<Subscription>;
+} also {
+    // Routed like the others, and told of every later switch: the stream is on one backend's
+    // log, and a message published on the other after a switch would be a silent gap.
+    async fn subscribe(&self, tenant: &Tenant, topic: &TopicName, after: Option<&str>, limits: TopicLimits) -> StoreResult<Subscription> {
+        // Watched before the call, so that a switch during it is seen too.
+        let mut switches = self.failover.switches.subscribe();
+        switches.mark_unchanged();
+        let mut subscription = self
+            .failover
+            .route(
+                true,
+                || self.redis.subscribe(tenant, topic, after, limits),
+                self.memory
+                    .as_ref()
+                    .map(|memory| move || memory.subscribe(tenant, topic, after, limits)),
+            )
+            .await?;
+        subscription.switches = Some(switches);
+        Ok(subscription)
+    }
 });
 
 route_each_method!(CacheStore {

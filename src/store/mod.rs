@@ -23,7 +23,7 @@ use crate::domain::{
     queue::{Counts, Job, JobId, JobState, Leased, NewJob, QueueName},
     rate_limit::{Check, Decision, RateLimitKey},
     session::{ListingPlace, Session, SessionChange, SessionId, SessionPage, SessionRules, UserId},
-    topic::{NewEvent, Resume, Shared, TopicName},
+    topic::{NewEvent, Order, Resume, Shared, TopicName},
     ttl::{Expiry, Ttl},
     usage::{
         Bucket, BudgetId, BudgetRule, BudgetStatus, Committed, MetricName, Period, ReservationId,
@@ -844,11 +844,27 @@ pub struct Subscription {
     pub start: Resume,
     /// The earliest retained message's id, told with a reset.
     pub earliest: Option<String>,
+    /// The retained messages the stream starts with: all of them, or (with `more`) the first
+    /// page.
     pub backlog: Vec<Shared>,
+    /// Where the rest of the backlog is read, a page at a time as the subscriber takes it, so a
+    /// subscriber that does not read holds at most one page and no connection (`None`:
+    /// `backlog` is all of it).
+    pub more: Option<Box<dyn BacklogPages>>,
     /// Closed when the topic's log goes away (the backend switched, the reader lost Redis).
     pub live: tokio::sync::broadcast::Receiver<Shared>,
+    /// Changes when the backend serving topics switches (`auto` mode): the stream then ends
+    /// with a reset, since it can no longer see every message the log gets.
+    pub switches: Option<tokio::sync::watch::Receiver<u64>>,
     /// Keeps what feeds `live` running (this instance's reader of the topic) while held.
     pub feed: Option<Arc<dyn std::any::Any + Send + Sync>>,
+}
+
+/// The rest of a subscription's backlog, read a page at a time.
+#[async_trait]
+pub trait BacklogPages: Send + Sync {
+    /// The retained messages after `after`, at most one page; empty when there are no more.
+    async fn next_page(&self, after: Order) -> StoreResult<Vec<Shared>>;
 }
 
 /// Topics (`domain::topic`): a log per topic, fanned out to this instance's subscribers.

@@ -162,7 +162,39 @@ async fn bad_messages_are_refused(app: &TestApp) {
     );
 }
 
-crate::on_each_backend!(app => publish_subscribe_and_resume, bad_messages_are_refused);
+/// A backlog longer than a page (the Redis adapter reads 50 at a time) arrives whole and in
+/// order, resumed from the middle or after a reset; an id no log can read after (the largest
+/// stream id there is) is a reset `unknown_id`, never an error.
+async fn a_long_backlog_arrives_whole(app: &TestApp) {
+    let mut ids = Vec::new();
+    for i in 0..130 {
+        ids.push(publish(app, "long", json!({"data": i})).await);
+    }
+    let mut resumed = Subscriber::open(app, "long", Some(&ids[9])).await;
+    let events = resumed.take(120).await;
+    let got: Vec<&str> = events.iter().map(|e| e.id.as_str()).collect();
+    assert_eq!(
+        got,
+        ids[10..].iter().map(String::as_str).collect::<Vec<_>>()
+    );
+    let largest = "18446744073709551615-18446744073709551615";
+    let mut unknown = Subscriber::open(app, "long", Some(largest)).await;
+    assert_eq!(reset_reason(&unknown.next().await.unwrap()), "unknown_id");
+    let events = unknown.take(130).await;
+    assert!(
+        events.iter().map(|e| &e.id).eq(ids.iter()),
+        "every message, in order"
+    );
+    // Live messages follow the backlog without a repeat.
+    let next = publish(app, "long", json!({"data": 130})).await;
+    assert_eq!(unknown.next().await.unwrap().id, next);
+}
+
+crate::on_each_backend!(app =>
+    publish_subscribe_and_resume,
+    bad_messages_are_refused,
+    a_long_backlog_arrives_whole,
+);
 
 /// 10,000 messages published on instance A by four publishers while 25 subscribers on A and 25
 /// on B read a random number of messages, drop the connection and resume from their last id,
@@ -339,6 +371,126 @@ async fn each_backend_switch_resets_open_streams() {
     let reset = during.next_within(Duration::from_secs(10)).await.unwrap();
     assert_eq!(reset_reason(&reset), "backend_switched");
     assert!(during.next().await.is_none());
+}
+
+/// Redis stalls (SIGSTOP) for 5 s under one subscriber and 20 publishes a second, in `auto`
+/// mode: the publishes made meanwhile are served from memory, which the open stream (on
+/// Redis's log) cannot see. What it received before its reset is every acknowledged message
+/// in its span, in order, and the reset (`backend_switched`) comes before any gap.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_redis_stall_never_leaves_a_silent_gap() {
+    let Some(redis) = RedisServer::start() else {
+        return;
+    };
+    let app = Arc::new(spawn_app(settings(BackendMode::Auto, Some(&redis))).await);
+    let mut subscriber = Subscriber::open(&app, "ticks", None).await;
+    let publisher = {
+        let app = app.clone();
+        tokio::spawn(async move {
+            let mut acked = Vec::new();
+            for i in 0..180_u64 {
+                let started = Instant::now();
+                let reply = app
+                    .post("/v1/topics/ticks/messages", json!({"data": i}))
+                    .await;
+                if reply.status == 201 {
+                    acked.push(i);
+                }
+                let pace = Duration::from_millis(50).saturating_sub(started.elapsed());
+                tokio::time::sleep(pace).await;
+            }
+            acked
+        })
+    };
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    redis.pause();
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    redis.resume();
+    let acked = publisher.await.unwrap();
+
+    let mut got = Vec::new();
+    let mut reset = None;
+    while let Ok(Some(Ok(event))) =
+        tokio::time::timeout(Duration::from_secs(3), subscriber.events.next()).await
+    {
+        if event.event == "reset" {
+            reset = Some(reset_reason(&event));
+            break;
+        }
+        got.push(event.data.parse::<u64>().unwrap());
+    }
+    assert!(!got.is_empty(), "messages before the stall arrived");
+    assert!(
+        got.windows(2).all(|w| w[0] < w[1]),
+        "in order, once: {got:?}"
+    );
+    let (first, last) = (got[0], got[got.len() - 1]);
+    let span: Vec<u64> = acked
+        .iter()
+        .copied()
+        .filter(|v| (first..=last).contains(v))
+        .collect();
+    assert_eq!(got, span, "no gap among what the stream delivered");
+    let missed: Vec<u64> = acked.iter().copied().filter(|v| *v > last).collect();
+    assert!(
+        missed.is_empty() || reset.as_deref() == Some("backend_switched"),
+        "{} acknowledged messages after {last} never came, and no reset said so ({reset:?})",
+        missed.len()
+    );
+    assert_eq!(
+        reset.as_deref(),
+        Some("backend_switched"),
+        "memory took publishes"
+    );
+}
+
+/// 1,000 messages of 60 KB and ten subscribers resuming from an unknown id that never read:
+/// each holds at most a page of the backlog and no connection, so another tenant's lock and
+/// queue calls all succeed meanwhile and Redis is never taken for down.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_large_backlog_that_nobody_reads_takes_nothing_from_others() {
+    let Some(redis) = RedisServer::start() else {
+        return;
+    };
+    for mode in [BackendMode::Redis, BackendMode::Auto] {
+        let app = spawn_app(settings(mode, Some(&redis))).await;
+        let topic = format!("backlog-{mode:?}");
+        let big = "x".repeat(60 * 1024);
+        for _ in 0..1000 {
+            publish(&app, &topic, json!({"data": big})).await;
+        }
+        let mut stuck = Vec::new();
+        for _ in 0..10 {
+            stuck.push(Subscriber::open(&app, &topic, Some("nope")).await);
+        }
+        let mut refused = Vec::new();
+        for i in 0..150 {
+            let lock = app
+                .post(&format!("/v1/locks/other-{i}"), json!({"ttl_ms": 1000}))
+                .await;
+            let job = app
+                .post("/v1/queues/other/jobs", json!({"payload": i}))
+                .await;
+            for reply in [lock, job] {
+                if reply.status != 200 && reply.status != 201 {
+                    refused.push((reply.status, reply.body));
+                }
+            }
+        }
+        assert!(
+            refused.is_empty(),
+            "{mode:?}: {} refused: {:?}",
+            refused.len(),
+            refused.first()
+        );
+        let (_, health) = app.get_json("/health").await;
+        assert_eq!(health["status"], "ok", "{mode:?}: {health}");
+        // A subscriber that reads gets the reset, then every retained message.
+        let mut reader = Subscriber::open(&app, &topic, Some("nope")).await;
+        assert_eq!(reset_reason(&reader.next().await.unwrap()), "unknown_id");
+        assert_eq!(reader.take(1000).await.len(), 1000);
+        drop(stuck);
+    }
 }
 
 /// Shutdown ends open streams at once (no reset), not at the end of the grace period.

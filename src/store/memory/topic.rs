@@ -176,7 +176,9 @@ impl TopicStore for MemoryTopics {
                 start,
                 earliest: backlog.first().filter(|_| reset).map(|e| e.id.clone()),
                 backlog,
+                more: None,
                 live: log.sender.subscribe(),
+                switches: None,
                 feed: None,
             }
         }))

@@ -34,7 +34,7 @@ use crate::{
         ids::Tenant,
         topic::{Bounds, Event, Log, NewEvent, Order, Resume, Shared, TopicName, resume},
     },
-    store::{StoreError, StoreResult, Subscription, TopicLimits, TopicStore},
+    store::{BacklogPages, StoreError, StoreResult, Subscription, TopicLimits, TopicStore},
 };
 
 /// How long one `XREAD` blocks; the reader notices a dropped last subscriber at least this
@@ -43,6 +43,9 @@ const BLOCK: Duration = Duration::from_secs(5);
 const READ_MARGIN: Duration = Duration::from_secs(2);
 /// Most messages one `XREAD` returns.
 const READ_COUNT: usize = 1000;
+/// Most messages of a subscriber's backlog read at once: what a subscriber that does not read
+/// holds (at most this many × `topics.max_message_bytes`), and what one call moves.
+const PAGE: usize = 50;
 
 pub struct RedisTopics {
     redis: RedisPool,
@@ -105,10 +108,13 @@ impl RedisTopics {
         Ok((reader, receiver))
     }
 
-    /// The stream's bounds and the messages after `from` ('-': all, '': none).
+    /// The stream's bounds and the first page of messages after `from` ('-': from the first,
+    /// '': none).
     async fn backlog(&self, key: &str, from: &str) -> StoreResult<(Bounds, Vec<Shared>)> {
-        let (last, first, entries): (String, String, Vec<(String, Value)>) =
-            self.redis.script(self.read.key(key).arg(from)).await?;
+        let (last, first, entries): (String, String, Vec<(String, Value)>) = self
+            .redis
+            .script(self.read.key(key).arg(from).arg(PAGE))
+            .await?;
         let position = |id: &str| match Order::parse(id) {
             Some((Log::Redis, order)) => Some(order),
             _ => None,
@@ -189,6 +195,31 @@ async fn read(
     }
 }
 
+/// The rest of a subscriber's backlog: each page one `XRANGE ... COUNT`, on a pooled
+/// connection only for that call.
+struct Pages {
+    redis: RedisPool,
+    key: String,
+}
+
+#[async_trait]
+impl BacklogPages for Pages {
+    async fn next_page(&self, after: Order) -> StoreResult<Vec<Shared>> {
+        let mut range = redis::cmd("XRANGE");
+        range
+            .arg(&self.key)
+            .arg(format!("({}", after.id(Log::Redis)))
+            .arg("+")
+            .arg("COUNT")
+            .arg(PAGE);
+        let entries: Vec<(String, Value)> = self.redis.query(&range).await?;
+        entries
+            .into_iter()
+            .map(|(id, fields)| event(&id, fields))
+            .collect()
+    }
+}
+
 #[async_trait]
 impl TopicStore for RedisTopics {
     async fn publish(
@@ -242,11 +273,19 @@ impl TopicStore for RedisTopics {
             Some(first) if matches!(start, Resume::Reset(_)) => Some(first.id.clone()),
             _ => None,
         };
+        let more = (backlog.len() == PAGE).then(|| {
+            Box::new(Pages {
+                redis: self.redis.clone(),
+                key,
+            }) as Box<dyn BacklogPages>
+        });
         Ok(Subscription {
             start,
             earliest,
             backlog,
+            more,
             live,
+            switches: None,
             feed: Some(reader),
         })
     }

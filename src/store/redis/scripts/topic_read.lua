@@ -1,8 +1,9 @@
--- A topic's bounds and retained messages, for a subscriber.
--- KEYS[1] the stream. ARGV[1]: '-' for every retained message, '' for none, or an id to read
--- after (exclusive).
+-- A topic's bounds and the first page of its retained messages, for a subscriber.
+-- KEYS[1] the stream. ARGV[1]: '-' for the retained messages from the first, '' for none, or
+-- an id to read after (exclusive); ARGV[2]: most messages to return (one page).
 -- Returns {last_generated_id, first_retained_id, entries} ('' for what does not exist),
--- entries being {id, fields} pairs as XRANGE gives them.
+-- entries being {id, fields} pairs as XRANGE gives them. An id Redis cannot read after (the
+-- largest there is) returns no entries: the bounds tell the caller it is unknown.
 if redis.call('EXISTS', KEYS[1]) == 0 then
     return {'', '', {}}
 end
@@ -17,8 +18,11 @@ for i = 1, #info, 2 do
 end
 local entries = {}
 if ARGV[1] == '-' then
-    entries = redis.call('XRANGE', KEYS[1], '-', '+')
+    entries = redis.call('XRANGE', KEYS[1], '-', '+', 'COUNT', ARGV[2])
 elseif ARGV[1] ~= '' then
-    entries = redis.call('XRANGE', KEYS[1], '(' .. ARGV[1], '+')
+    entries = redis.pcall('XRANGE', KEYS[1], '(' .. ARGV[1], '+', 'COUNT', ARGV[2])
+    if entries.err then
+        entries = {}
+    end
 end
 return {last, first, entries}
