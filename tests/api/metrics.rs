@@ -327,6 +327,28 @@ async fn an_outage_shows_in_the_backend_series() {
     assert!(errors >= 1.0, "the failed calls are counted");
 }
 
+/// In `redis` mode a Redis pause switches nothing: memory is never reported active and no
+/// switch is counted, while the degraded gauge says Redis is down.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pause_in_redis_mode_switches_nothing() {
+    let Some(redis) = RedisServer::start() else {
+        return;
+    };
+    let app = spawn_app(settings(BackendMode::Redis, Some(&redis))).await;
+    assert_eq!(app.put_raw("/v1/cache/ns/k", "1").await.status, 204);
+    redis.pause();
+    let refused = app.put_raw("/v1/cache/ns/k", "2").await;
+    assert_eq!(refused.status, 503, "{}", refused.body);
+    let m = scrape(&app).await;
+    redis.resume();
+    assert_eq!(value(&m, "statekeeper_backend_degraded", &[]), 1.0);
+    let active = "statekeeper_backend_active";
+    assert_eq!(value(&m, active, &[("backend", "memory")]), 0.0);
+    assert_eq!(value(&m, active, &[("backend", "redis")]), 0.0);
+    let switches = "statekeeper_backend_switches_total";
+    assert_eq!(value(&m, switches, &[("to", "memory")]), 0.0);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn metrics_can_be_turned_off() {
     let mut settings = settings(BackendMode::Memory, None);
