@@ -41,7 +41,13 @@ pub struct ApiError {
     pub retry_after: Option<u32>,
     /// Extension members of the problem document (RFC 9457 §3.2), e.g. `retry_after_ms`.
     pub extensions: Vec<(&'static str, serde_json::Value)>,
+    /// The `WWW-Authenticate` challenge of a 401 other than the plain one.
+    challenge: Option<&'static str>,
 }
+
+/// The challenge of every 401 (RFC 6750 §3).
+const CHALLENGE: &str = r#"Bearer realm="statekeeper""#;
+const INVALID_TOKEN_CHALLENGE: &str = r#"Bearer realm="statekeeper", error="invalid_token""#;
 
 impl ApiError {
     pub fn new(status: StatusCode, code: &'static str, detail: impl Into<String>) -> Self {
@@ -51,6 +57,7 @@ impl ApiError {
             detail: detail.into(),
             retry_after: None,
             extensions: Vec::new(),
+            challenge: None,
         }
     }
 
@@ -74,8 +81,19 @@ impl ApiError {
         Self::new(StatusCode::BAD_REQUEST, "invalid_id", detail)
     }
 
+    /// No API key where one is needed (RFC 6750: answered with `WWW-Authenticate: Bearer`).
     pub fn unauthorized(detail: impl Into<String>) -> Self {
         Self::new(StatusCode::UNAUTHORIZED, "unauthorized", detail)
+    }
+
+    /// An API key that is not one of the service's (`error="invalid_token"` in the challenge).
+    pub fn invalid_key(detail: impl Into<String>) -> Self {
+        Self::unauthorized(detail).with_challenge(INVALID_TOKEN_CHALLENGE)
+    }
+
+    fn with_challenge(mut self, challenge: &'static str) -> Self {
+        self.challenge = Some(challenge);
+        self
     }
 
     pub fn forbidden(detail: impl Into<String>) -> Self {
@@ -122,6 +140,11 @@ impl ApiError {
         )
     }
 
+    /// A shared resource of this instance (streams, MCP sessions) is at its limit.
+    pub fn over_capacity(detail: impl Into<String>) -> Self {
+        Self::new(StatusCode::SERVICE_UNAVAILABLE, "over_capacity", detail)
+    }
+
     pub fn backend_unavailable(detail: impl Into<String>) -> Self {
         Self::new(
             StatusCode::SERVICE_UNAVAILABLE,
@@ -165,6 +188,7 @@ impl ApiError {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
+        let (status, challenge) = (self.status, self.challenge);
         let mut response = if self.extensions.is_empty() {
             problem_response(self.status, &self.problem())
         } else {
@@ -178,6 +202,13 @@ impl IntoResponse for ApiError {
             response
                 .headers_mut()
                 .insert(header::RETRY_AFTER, HeaderValue::from(seconds));
+        }
+        if status == StatusCode::UNAUTHORIZED {
+            let challenge = challenge.unwrap_or(CHALLENGE);
+            response.headers_mut().insert(
+                header::WWW_AUTHENTICATE,
+                HeaderValue::from_static(challenge),
+            );
         }
         response
     }

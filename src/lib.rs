@@ -72,8 +72,15 @@ pub fn build_app_closing(
              without authentication"
         );
     }
+    let streams = http::budget::Budget::new(
+        "open event streams",
+        ("topics.max_streams", "topics.max_streams_per_tenant"),
+        settings.topics.max_streams,
+        settings.topics.max_streams_per_tenant,
+    );
     Ok(http::router(AppState::new(AppContext {
         stores,
+        streams,
         settings: Arc::new(settings),
         failover,
         api_keys: Arc::new(api_keys),

@@ -52,11 +52,23 @@ pub struct Settings {
 pub struct McpSettings {
     /// Whether `/mcp` serves the Model Context Protocol tools (Streamable HTTP).
     pub enabled: bool,
+    /// Live MCP sessions on this instance at most; an `initialize` past it gets 503
+    /// `over_capacity` with `Retry-After`. A session ends with `DELETE /mcp`, or after five
+    /// idle minutes.
+    pub max_sessions: usize,
+    /// Browser origins (`https://app.example.com:443`, `http://localhost:*`) whose pages may
+    /// call `/mcp`. A request with any other `Origin` header gets 403, as the MCP transport
+    /// requires; requests without one (every non-browser client) are not affected.
+    pub allowed_origins: Vec<String>,
 }
 
 impl Default for McpSettings {
     fn default() -> Self {
-        Self { enabled: true }
+        Self {
+            enabled: true,
+            max_sessions: 1000,
+            allowed_origins: Vec::new(),
+        }
     }
 }
 
@@ -122,6 +134,13 @@ pub struct TopicSettings {
     pub max_message_bytes: usize,
     /// Seconds between the comment lines that keep an idle stream open through proxies.
     pub heartbeat_seconds: u64,
+    /// Open event streams on this instance at most; each holds a connection, so this stays
+    /// below `server.max_connections` and probes and other calls always get through. Past it:
+    /// 503 `over_capacity` with `Retry-After`.
+    pub max_streams: usize,
+    /// Open event streams of one tenant at most (503 `over_capacity` past it), so one tenant
+    /// cannot take every stream.
+    pub max_streams_per_tenant: usize,
 }
 
 impl Default for TopicSettings {
@@ -132,6 +151,8 @@ impl Default for TopicSettings {
             subscriber_buffer: 1024,
             max_message_bytes: 64 * 1024,
             heartbeat_seconds: 15,
+            max_streams: 512,
+            max_streams_per_tenant: 256,
         }
     }
 }

@@ -198,6 +198,22 @@ impl Settings {
                 1..=3600,
             ),
             (
+                // Streams hold connections: at most half of them, so the rest always answer.
+                "topics.max_streams",
+                topics.max_streams as u64,
+                1..=(self.server.max_connections as u64 / 2).max(1),
+            ),
+            (
+                "topics.max_streams_per_tenant",
+                topics.max_streams_per_tenant as u64,
+                1..=topics.max_streams as u64,
+            ),
+            (
+                "mcp.max_sessions",
+                self.mcp.max_sessions as u64,
+                1..=1_000_000,
+            ),
+            (
                 "usage.dedup_window_seconds",
                 self.usage.dedup_window_seconds,
                 1..=400 * 86_400,

@@ -28,7 +28,7 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 use tower::ServiceExt;
 
-use super::App;
+use super::{App, AppState};
 
 /// The MCP server of one session: the REST router it calls, and its tools.
 #[derive(Clone)]
@@ -37,24 +37,88 @@ pub struct Tools {
     tool_router: ToolRouter<Self>,
 }
 
-/// `/mcp`, answering with the tools of `api` (the REST router).
-pub fn service(
-    api: App,
-) -> rmcp::transport::streamable_http_server::StreamableHttpService<
-    Tools,
-    rmcp::transport::streamable_http_server::session::local::LocalSessionManager,
-> {
+/// `/mcp`, answering with the tools of `api` (the REST router), behind [`gate`].
+pub fn service(api: App, state: AppState) -> axum::Router {
     use rmcp::transport::streamable_http_server::{
         StreamableHttpServerConfig, StreamableHttpService, session::local::LocalSessionManager,
     };
+    let settings = &state.settings.mcp;
     // Any `Host` may reach `/mcp`, as any may reach the REST routes: statekeeper is a service
-    // behind its own listener and API keys, not a tool on a developer's machine.
-    let config = StreamableHttpServerConfig::default().disable_allowed_hosts();
-    StreamableHttpService::new(
+    // behind its own listener and API keys, not a tool on a developer's machine. A browser's
+    // `Origin` must be one of `mcp.allowed_origins` (DNS rebinding, the transport spec's
+    // rule): with none listed, a request carrying any `Origin` gets 403.
+    let config = StreamableHttpServerConfig::default()
+        .disable_allowed_hosts()
+        .with_allowed_origins(settings.allowed_origins.clone())
+        .enforce_origin_validation();
+    let sessions = std::sync::Arc::new(LocalSessionManager::default());
+    let tools = StreamableHttpService::new(
         move || Ok(Tools::new(api.clone())),
-        LocalSessionManager::default().into(),
+        sessions.clone(),
         config,
-    )
+    );
+    let gate_state = Gate {
+        state,
+        sessions: sessions.clone(),
+        opening: std::sync::Arc::default(),
+    };
+    axum::Router::new()
+        .fallback_service(tools)
+        .layer(axum::middleware::from_fn_with_state(gate_state, gate))
+}
+
+/// What the gate before `/mcp` looks at.
+#[derive(Clone)]
+struct Gate {
+    state: AppState,
+    sessions: std::sync::Arc<
+        rmcp::transport::streamable_http_server::session::local::LocalSessionManager,
+    >,
+    /// Held while a request that opens a session is counted and served, so that racing
+    /// `initialize` calls cannot pass the limit together.
+    opening: std::sync::Arc<tokio::sync::Mutex<()>>,
+}
+
+/// Before any MCP session exists: with API keys configured, a request without a valid key gets
+/// 401 with `WWW-Authenticate: Bearer` (the MCP authorization spec), so a keyless caller never
+/// holds a session; a new session past `mcp.max_sessions` gets 503 `over_capacity`. And
+/// `DELETE /mcp` (a session's end) answers 204 rather than rmcp's 202, which clients read as
+/// a failure.
+async fn gate(
+    axum::extract::State(gate): axum::extract::State<Gate>,
+    request: Request<Body>,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    use axum::response::IntoResponse;
+    if !gate.state.api_keys.is_empty()
+        && let Err(refused) = gate.state.api_keys.authenticate(request.headers())
+    {
+        return refused.into_response();
+    }
+    let opens_session =
+        request.method() == Method::POST && !request.headers().contains_key("mcp-session-id");
+    let _opening = match opens_session {
+        true => Some(gate.opening.lock().await),
+        false => None,
+    };
+    if opens_session {
+        let live = gate.sessions.sessions.read().await.len();
+        let max = gate.state.settings.mcp.max_sessions;
+        if live >= max {
+            return crate::error::ApiError::over_capacity(format!(
+                "{max} live MCP sessions at most (mcp.max_sessions): end one with DELETE /mcp, \
+                 or try again later"
+            ))
+            .retry_after(5)
+            .into_response();
+        }
+    }
+    let deleting = request.method() == Method::DELETE;
+    let mut response = next.run(request).await;
+    if deleting && response.status() == axum::http::StatusCode::ACCEPTED {
+        *response.status_mut() = axum::http::StatusCode::NO_CONTENT;
+    }
+    response
 }
 
 /// A tool's result: `answer` as JSON text, marked an error unless `success`.

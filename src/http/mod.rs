@@ -3,6 +3,7 @@
 
 pub mod admin;
 pub mod agent_state;
+pub mod budget;
 pub mod cache;
 pub mod extract;
 pub mod health;
@@ -56,6 +57,8 @@ pub struct AppContext {
     /// Turns true when the server begins to shut down.
     pub closing: tokio::sync::watch::Receiver<bool>,
     pub started: std::time::Instant,
+    /// Open topic streams (`topics.max_streams`, `topics.max_streams_per_tenant`).
+    pub streams: Arc<budget::Budget>,
 }
 
 /// Every route, with the middleware stack around it.
@@ -96,7 +99,7 @@ pub fn router(state: AppState) -> App {
     let mut routes = routes;
     if settings.mcp.enabled {
         // The tools call the routes above in-process, through the same middleware.
-        let tools = mcp::service(middleware(routes.clone(), &settings));
+        let tools = mcp::service(middleware(routes.clone(), &settings), state.clone());
         routes = routes.nest_service("/mcp", tools);
     }
     if settings.metrics.enabled {

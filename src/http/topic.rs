@@ -38,6 +38,7 @@ use utoipa::{IntoParams, ToSchema};
 
 use super::{
     AppState,
+    budget::Held,
     extract::{AppJson, AppQuery, ReadAt, WriteAt, id_path},
 };
 use crate::{
@@ -153,6 +154,7 @@ pub async fn publish(
     responses(
         (status = 200, description = "The stream of messages; it stays open", body = String, content_type = "text/event-stream"),
         (status = 400, description = "Invalid topic name"),
+        (status = 503, description = "`over_capacity`: this instance has `topics.max_streams` open streams, or the tenant `topics.max_streams_per_tenant` (with `Retry-After`)"),
     ),
 )]
 pub async fn subscribe(
@@ -167,12 +169,14 @@ pub async fn subscribe(
         None => query.last_event_id,
     };
     let settings = &state.settings.topics;
+    // Taken before the store is asked, so a refused stream costs it nothing.
+    let held = state.streams.take(&tenant)?;
     let subscription = state
         .stores
         .topics
         .subscribe(&tenant, &topic, after.as_deref(), settings.limits())
         .await?;
-    let stream = events(&state, subscription);
+    let stream = events(&state, subscription, held);
     let keep_alive = KeepAlive::new().interval(Duration::from_secs(settings.heartbeat_seconds));
     let mut response = Sse::new(stream).keep_alive(keep_alive).into_response();
     // Proxies that buffer responses (nginx) would hold messages back.
@@ -195,6 +199,8 @@ struct Feed {
     closing: watch::Receiver<bool>,
     ended: bool,
     counters: StreamCounters,
+    /// This stream's place in `topics.max_streams`, given back when the stream ends.
+    _held: Held,
 }
 
 /// The counters a stream moves, and its place in the subscriber gauge.
@@ -248,6 +254,7 @@ async fn switched(switches: &mut Option<watch::Receiver<u64>>) {
 fn events(
     state: &AppState,
     mut subscription: Subscription,
+    held: Held,
 ) -> impl Stream<Item = Result<SseEvent, Infallible>> + use<> {
     let outcomes = &state.metrics.outcomes;
     let counters = StreamCounters {
@@ -275,6 +282,7 @@ fn events(
         closing: state.closing.clone(),
         ended: false,
         counters,
+        _held: held,
     };
     futures_util::stream::unfold(feed, |mut feed| async move {
         if feed.ended {

@@ -40,6 +40,18 @@ async fn keys_scopes_and_tenants(app: &TestApp) {
         .assert_problem(401, "unauthorized");
     let wrong = as_key(Some("not-a-key"), Method::GET).await;
     wrong.assert_problem(401, "unauthorized");
+    // RFC 6750: a 401 names the scheme, and says when the token itself was bad.
+    let challenge = wrong.header("www-authenticate");
+    assert!(
+        challenge.starts_with("Bearer realm=\"statekeeper\""),
+        "{challenge}"
+    );
+    assert!(challenge.contains("error=\"invalid_token\""), "{challenge}");
+    let missing = as_key(None, Method::GET).await;
+    assert_eq!(
+        missing.header("www-authenticate"),
+        "Bearer realm=\"statekeeper\""
+    );
     let read_only = as_key(Some(ACME_RO), Method::PUT).await;
     read_only.assert_problem(403, "forbidden");
     let after = as_key(Some(ACME_RO), Method::GET).await;

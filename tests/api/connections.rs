@@ -35,6 +35,9 @@ fn limits(header_read_timeout_ms: u64, max_connections: usize) -> Settings {
     let mut settings = settings(BackendMode::Memory, None);
     settings.server.header_read_timeout_ms = header_read_timeout_ms;
     settings.server.max_connections = max_connections;
+    // Streams take at most half the connections.
+    settings.topics.max_streams = (max_connections / 2).max(1);
+    settings.topics.max_streams_per_tenant = settings.topics.max_streams;
     settings.server.shutdown_grace_ms = 5_000;
     settings
 }

@@ -205,7 +205,7 @@ async fn every_tool_answers(app: &TestApp) {
     client.cancel().await.unwrap();
 }
 
-/// A key of tenant acme cannot read globex's cache through MCP; no key is refused.
+/// A key of tenant acme cannot read globex's cache through MCP; an unknown key gets no session.
 async fn tenancy_holds(app: &TestApp) {
     let globex = connect(app, GLOBEX).await;
     let write = json!({"namespace": "secrets", "key": "k", "value": "globex only"});
@@ -220,11 +220,11 @@ async fn tenancy_holds(app: &TestApp) {
         ok(&call(&globex, "cache_read", read.clone()).await),
         "globex only"
     );
-    let stranger = connect(app, "not-a-key").await;
-    assert_eq!(
-        problem(&call(&stranger, "cache_read", read).await)["code"],
-        "unauthorized"
-    );
+    // A stranger gets no session at all: the 401 comes before one exists.
+    let config =
+        StreamableHttpClientTransportConfig::with_uri(app.url("/mcp")).auth_header("not-a-key");
+    let stranger = ().serve(StreamableHttpClientTransport::from_config(config)).await;
+    assert!(stranger.is_err(), "no session without a valid key");
 }
 
 /// Bad arguments are an error of that call (a tool error with the problem's code, or invalid
@@ -260,3 +260,77 @@ async fn bad_arguments_do_not_end_the_session(app: &TestApp) {
 }
 
 crate::on_each_backend!(app with with_keys => every_tool_answers, tenancy_holds, bad_arguments_do_not_end_the_session);
+
+/// An `initialize` sent as a plain HTTP request, with `key` as its bearer token and `origin`
+/// as its `Origin` header.
+async fn initialize(app: &TestApp, key: Option<&str>, origin: Option<&str>) -> reqwest::Response {
+    let body = json!({"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {
+        "protocolVersion": "2025-06-18", "capabilities": {},
+        "clientInfo": {"name": "probe", "version": "1"}}});
+    let mut request = app
+        .request(reqwest::Method::POST, "/mcp")
+        .header("accept", "application/json, text/event-stream")
+        .json(&body);
+    if let Some(key) = key {
+        request = request.bearer_auth(key);
+    }
+    if let Some(origin) = origin {
+        request = request.header("origin", origin);
+    }
+    request.send().await.unwrap()
+}
+
+/// With API keys configured, `/mcp` answers 401 with `WWW-Authenticate: Bearer` before any
+/// session exists; a browser `Origin` that is not allowed gets 403; sessions are capped by
+/// `mcp.max_sessions` (503 `over_capacity` past it), and one that ends (`DELETE /mcp`, 204)
+/// gives its place back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mcp_needs_a_key_an_allowed_origin_and_a_free_session() {
+    let mut settings = crate::common::settings(statekeeper::config::BackendMode::Memory, None);
+    with_keys(&mut settings);
+    settings.mcp.max_sessions = 2;
+    settings.mcp.allowed_origins = vec!["https://app.example.com:443".into()];
+    let app = crate::common::spawn_app(settings).await;
+    for key in [None, Some("not-a-key")] {
+        let refused = initialize(&app, key, None).await;
+        assert_eq!(refused.status(), 401, "{key:?}");
+        let challenge = refused.headers()["www-authenticate"].to_str().unwrap();
+        assert!(challenge.starts_with("Bearer"), "{challenge}");
+    }
+    let listed = app
+        .request(reqwest::Method::POST, "/mcp")
+        .header("accept", "application/json, text/event-stream")
+        .json(&json!({"jsonrpc": "2.0", "id": 2, "method": "tools/list"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(listed.status(), 401, "tools/list without a key");
+    let foreign = initialize(&app, Some(ACME), Some("https://evil.example.com")).await;
+    assert_eq!(foreign.status(), 403, "an Origin that is not allowed");
+    let allowed = initialize(&app, Some(ACME), Some("https://app.example.com")).await;
+    assert_eq!(allowed.status(), 200, "an allowed Origin");
+    let session = allowed.headers()["mcp-session-id"]
+        .to_str()
+        .unwrap()
+        .to_string();
+
+    let second = connect(&app, ACME).await;
+    let full = initialize(&app, Some(ACME), None).await;
+    assert_eq!(full.status(), 503, "past mcp.max_sessions");
+    assert!(full.headers().contains_key("retry-after"));
+    let problem: Value = full.json().await.unwrap();
+    assert_eq!(problem["code"], "over_capacity", "{problem}");
+    // The established sessions still serve.
+    assert!(ok(&call(&second, "health", json!({})).await)["status"].is_string());
+
+    let ended = app
+        .request(reqwest::Method::DELETE, "/mcp")
+        .bearer_auth(ACME)
+        .header("mcp-session-id", &session)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(ended.status(), 204);
+    let again = initialize(&app, Some(ACME), None).await;
+    assert_eq!(again.status(), 200, "the ended session's place is free");
+}

@@ -15,7 +15,7 @@ use futures_util::{Stream, StreamExt};
 use rand::RngExt as _;
 use reqwest::Method;
 use serde_json::{Value, json};
-use statekeeper::config::{BackendMode, Settings};
+use statekeeper::config::{BackendMode, Scope, Settings};
 
 use crate::common::{RedisServer, TestApp, settings, spawn_app};
 
@@ -491,6 +491,88 @@ async fn a_large_backlog_that_nobody_reads_takes_nothing_from_others() {
         assert_eq!(reader.take(1000).await.len(), 1000);
         drop(stuck);
     }
+}
+
+/// Streams are capped per tenant and per instance, below the connection limit: past a cap a
+/// stream is refused with 503 `over_capacity` and `Retry-After`, while probes and other
+/// calls still answer; a closed stream gives its place back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn open_streams_are_capped_per_tenant_and_instance() {
+    let mut settings = settings(BackendMode::Memory, None);
+    settings.server.max_connections = 64;
+    settings.topics.max_streams = 12;
+    settings.topics.max_streams_per_tenant = 8;
+    let keys: [(&str, &str, &[Scope]); 3] = [
+        ("key-a", "a", &[Scope::Read, Scope::Write]),
+        ("key-b", "b", &[Scope::Read]),
+        ("key-c", "c", &[Scope::Read]),
+    ];
+    crate::common::with_api_keys(&mut settings, &keys);
+    let app = spawn_app(settings).await;
+    let open = |key: &'static str| {
+        let request = app.request(Method::GET, "/v1/topics/t/events");
+        request.bearer_auth(key).send()
+    };
+    let mut held = Vec::new();
+    for _ in 0..8 {
+        let response = open("key-a").await.unwrap();
+        assert_eq!(response.status(), 200);
+        held.push(response);
+    }
+    let refused = app
+        .send(
+            app.request(Method::GET, "/v1/topics/t/events")
+                .bearer_auth("key-a"),
+        )
+        .await;
+    refused.assert_problem(503, "over_capacity");
+    assert_eq!(refused.header("retry-after"), "5");
+    assert!(
+        refused.body["detail"]
+            .as_str()
+            .unwrap()
+            .contains("max_streams_per_tenant")
+    );
+    for _ in 0..4 {
+        let response = open("key-b").await.unwrap();
+        assert_eq!(response.status(), 200, "another tenant still gets streams");
+        held.push(response);
+    }
+    let full = app
+        .send(
+            app.request(Method::GET, "/v1/topics/t/events")
+                .bearer_auth("key-c"),
+        )
+        .await;
+    full.assert_problem(503, "over_capacity");
+    assert!(
+        full.body["detail"]
+            .as_str()
+            .unwrap()
+            .contains("topics.max_streams")
+    );
+    assert_eq!(app.status("/health").await, 200, "probes get through");
+    let publish = app
+        .request(Method::POST, "/v1/topics/t/messages")
+        .bearer_auth("key-a");
+    let published = app.send(publish.json(&json!({"data": 1}))).await;
+    assert_eq!(published.status, 201);
+    // A stream that ends gives its place back.
+    drop(held.remove(0));
+    let again = tokio::time::timeout(Duration::from_secs(5), async {
+        loop {
+            let response = open("key-c").await.unwrap();
+            if response.status() == 200 {
+                return response;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    });
+    held.push(
+        again
+            .await
+            .expect("the closed stream's place is given back"),
+    );
 }
 
 /// Shutdown ends open streams at once (no reset), not at the end of the grace period.

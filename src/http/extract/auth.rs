@@ -5,7 +5,7 @@ use std::collections::HashMap;
 
 use axum::{
     extract::FromRequestParts,
-    http::{header, request::Parts},
+    http::{HeaderMap, header, request::Parts},
 };
 use sha2::{Digest, Sha256};
 
@@ -46,8 +46,25 @@ impl ApiKeys {
 
     /// The tenant a request acts for, if its key allows `needed`.
     fn authorize(&self, parts: &Parts, needed: Scope) -> Result<Tenant, ApiError> {
-        if parts
-            .headers
+        let (tenant, scopes) = self.authenticate(&parts.headers)?;
+        let allowed = scopes.contains(&Scope::Admin) || scopes.contains(&needed);
+        if !allowed {
+            let scope = match needed {
+                Scope::Read => "read",
+                Scope::Write => "write",
+                Scope::Admin => "admin",
+            };
+            return Err(ApiError::forbidden(format!(
+                "this API key lacks the {scope} scope"
+            )));
+        }
+        Ok(tenant)
+    }
+
+    /// The tenant and scopes of the request's API key (the default tenant, with every scope,
+    /// when no keys are configured): 401 without a valid key.
+    pub fn authenticate(&self, headers: &HeaderMap) -> Result<(Tenant, &[Scope]), ApiError> {
+        if headers
             .get_all(header::AUTHORIZATION)
             .iter()
             .nth(1)
@@ -58,10 +75,9 @@ impl ApiKeys {
             ));
         }
         if self.by_hash.is_empty() {
-            return Ok(self.default_tenant.clone());
+            return Ok((self.default_tenant.clone(), &[Scope::Admin]));
         }
-        let presented = parts
-            .headers
+        let presented = headers
             .get(header::AUTHORIZATION)
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.strip_prefix("Bearer "))
@@ -74,19 +90,8 @@ impl ApiKeys {
         let (tenant, scopes) = self
             .by_hash
             .get(&hash)
-            .ok_or_else(|| ApiError::unauthorized("the API key is not valid"))?;
-        let allowed = scopes.contains(&Scope::Admin) || scopes.contains(&needed);
-        if !allowed {
-            let scope = match needed {
-                Scope::Read => "read",
-                Scope::Write => "write",
-                Scope::Admin => "admin",
-            };
-            return Err(ApiError::forbidden(format!(
-                "this API key lacks the {scope} scope"
-            )));
-        }
-        Ok(tenant.clone())
+            .ok_or_else(|| ApiError::invalid_key("the API key is not valid"))?;
+        Ok((tenant.clone(), scopes))
     }
 }
 
