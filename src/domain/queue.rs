@@ -35,6 +35,8 @@ pub const MAX_LEASE_COUNT: usize = 100;
 pub const MAX_ATTEMPTS: u32 = 1000;
 /// How long a finished job stays visible by id.
 pub const DONE_RETENTION_US: u64 = 3_600_000_000;
+/// How long a dead job stays in the dead letters (to look at, or redrive): 14 days.
+pub const DEAD_RETENTION_US: u64 = 14 * 24 * 3_600_000_000;
 /// Longest `last_error` kept, in characters.
 pub const MAX_ERROR_CHARS: usize = 1024;
 /// Longest back-off step (`base_ms`, `max_ms`): a day.
@@ -321,6 +323,15 @@ impl QueueState {
                 self.bytes = self.bytes.saturating_sub(job_bytes(&job));
             }
         }
+        while let Some((at, id)) = self.dead.first().cloned() {
+            if at + DEAD_RETENTION_US > now {
+                break;
+            }
+            self.dead.remove(&(at, id.clone()));
+            if let Some(job) = self.jobs.remove(&id) {
+                self.bytes = self.bytes.saturating_sub(job_bytes(&job));
+            }
+        }
         let bytes = &mut self.bytes;
         self.dedup.retain(|key, (_, until)| {
             let keep = *until > now;
@@ -540,6 +551,19 @@ impl QueueState {
         true
     }
 
+    /// When everything this queue holds will have been forgotten, if nothing live (ready,
+    /// delayed, leased) is in it: the store may drop the whole queue then. `None` while a live
+    /// job needs it.
+    pub fn idle_until(&self) -> Option<u64> {
+        if !(self.ready.is_empty() && self.delayed.is_empty() && self.leased.is_empty()) {
+            return None;
+        }
+        let done = self.done.last().map(|(at, _)| at + DONE_RETENTION_US);
+        let dead = self.dead.last().map(|(at, _)| at + DEAD_RETENTION_US);
+        let dedup = self.dedup.values().map(|(_, until)| *until).max();
+        Some(done.max(dead).max(dedup).unwrap_or(0))
+    }
+
     /// Bytes held, roughly.
     pub fn weight(&self) -> usize {
         self.bytes
@@ -630,6 +654,31 @@ mod tests {
         assert!(q.ack("j", "new", 200_002));
         assert!(!q.ack("j", "new", 200_003), "acked once");
         assert_eq!(q.counts(200_004).done, 1);
+    }
+
+    /// A queue with nothing live is forgotten once its finished jobs are: done after an hour,
+    /// dead after 14 days; while a job is live it is never.
+    #[test]
+    fn an_idle_queue_is_forgotten_with_its_finished_jobs() {
+        let mut q = QueueState::default();
+        let once = NewJob {
+            max_attempts: 1,
+            ..job(0)
+        };
+        q.enqueue(&job(0), "ok", 0);
+        q.enqueue(&once, "fails", 0);
+        assert_eq!(q.idle_until(), None, "live jobs");
+        let leased = q.lease(&["a".into(), "b".into()], 1000, 10);
+        assert_eq!(leased.len(), 2);
+        assert_eq!(q.idle_until(), None, "leased jobs are live");
+        assert!(q.ack("ok", "a", 20));
+        assert_eq!(q.nack("fails", "b", None, None, 30), Some(JobState::Dead));
+        assert_eq!(q.idle_until(), Some(30 + DEAD_RETENTION_US));
+        assert!(q.get("fails", 30 + DEAD_RETENTION_US - 1).is_some());
+        assert_eq!(q.counts(30 + DEAD_RETENTION_US).dead, 0, "forgotten");
+        assert!(q.get("fails", 30 + DEAD_RETENTION_US).is_none());
+        assert!(q.get("ok", 30 + DEAD_RETENTION_US).is_none());
+        assert!(q.is_empty());
     }
 
     /// The weight is kept as jobs come and go, and is back to nothing once they are gone.

@@ -305,6 +305,68 @@ async fn two_instances_and_dying_workers_ack_every_job_once() {
     );
 }
 
+/// Once a queue holds nothing live, every key it wrote on Redis expires: the done job and set
+/// within the hour, the dead job and set, and the sequence counter, within the dead letters'
+/// 14 days; while a job waits, its keys and the counter do not. (Queues named per entity would
+/// otherwise keep their finished jobs for ever.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_idle_queue_leaves_no_key_without_an_expiry() {
+    let Some(redis) = RedisServer::start() else {
+        return;
+    };
+    let app = spawn_app(settings(BackendMode::Redis, Some(&redis))).await;
+    let ttls = || {
+        let mut connection = redis.connection();
+        let keys: Vec<String> = redis::cmd("KEYS")
+            .arg("*q-idle*")
+            .query(&mut connection)
+            .unwrap();
+        keys.into_iter()
+            .map(|key| {
+                let ttl: i64 = redis::cmd("PTTL").arg(&key).query(&mut connection).unwrap();
+                (key, ttl)
+            })
+            .collect::<Vec<_>>()
+    };
+    for body in [
+        json!({"payload": 1}),
+        json!({"payload": 2, "max_attempts": 1}),
+    ] {
+        assert_eq!(enqueue(&app, "q-idle", body).await.status, 201);
+    }
+    let waiting = ttls();
+    assert!(
+        waiting.iter().all(|(_, ttl)| *ttl == -1),
+        "live: {waiting:?}"
+    );
+    let jobs = lease(&app, "q-idle", json!({"visibility_ms": 30_000, "count": 2})).await;
+    assert_eq!(jobs.len(), 2);
+    for job in &jobs {
+        let op = if job["payload"] == 1 { "ack" } else { "nack" };
+        let reply = job_call(&app, "q-idle", job, op, token(job)).await;
+        assert_eq!(reply.status, 200, "{op}: {}", reply.body);
+    }
+    let idle = ttls();
+    assert!(idle.len() >= 5, "job hashes, done, dead, meta: {idle:?}");
+    let fourteen_days_ms = 14 * 24 * 3_600_000;
+    for (key, ttl) in &idle {
+        assert!(
+            *ttl > 0 && *ttl <= fourteen_days_ms,
+            "{key} has no expiry ({ttl}) on an idle queue: {idle:?}"
+        );
+    }
+    // A new job makes the counter live again.
+    assert_eq!(
+        enqueue(&app, "q-idle", json!({"payload": 3})).await.status,
+        201
+    );
+    let meta = ttls()
+        .into_iter()
+        .find(|(key, _)| key.ends_with("meta"))
+        .unwrap();
+    assert_eq!(meta.1, -1, "{meta:?}");
+}
+
 /// A long poll on one instance is woken by an enqueue on the other within milliseconds, and
 /// while it waits it runs few scripts on Redis (no busy poll).
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

@@ -2,10 +2,10 @@
 //! `domain::queue::QueueState`, changed under the engine's lock (so each method is atomic). An
 //! enqueue wakes this process's long polls.
 
-use std::sync::Arc;
+use std::{sync::Arc, time::Duration};
 
 use async_trait::async_trait;
-use tokio::sync::Notify;
+use tokio::{sync::Notify, time::Instant};
 
 use super::{
     MemoryBackend,
@@ -45,11 +45,16 @@ impl MemoryQueues {
         let key = signal_key(tenant, queue);
         self.engine.update(&key.into(), |slot| {
             let mut state = slot.take().map(|e| e.value).unwrap_or_default();
-            let result = change(&mut state, now_us());
+            let now = now_us();
+            let result = change(&mut state, now);
             if !state.is_empty() {
+                // A queue with nothing live goes when its finished jobs would be forgotten.
+                let expires_at = state
+                    .idle_until()
+                    .map(|until| Instant::now() + Duration::from_micros(until.saturating_sub(now)));
                 *slot = Some(Entry {
                     value: state,
-                    expires_at: None,
+                    expires_at,
                 });
             }
             result

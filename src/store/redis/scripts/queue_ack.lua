@@ -7,4 +7,7 @@ redis.call('ZREM', leased, id)
 redis.call('HSET', jkey(id), 'state', 'done', 'at', num(now))
 redis.call('HDEL', jkey(id), 'token')
 redis.call('ZADD', done, num(now), id)
+keep_for(jkey(id), DONE_RETENTION_US)
+keep_for(done, DONE_RETENTION_US)
+tidy()
 return 1

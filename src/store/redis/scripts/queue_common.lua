@@ -10,6 +10,23 @@ local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
 local base, ready, delayed, leased, dead, done, meta =
   KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6], KEYS[7]
 local DONE_RETENTION_US = 3600000000
+local DEAD_RETENTION_US = 1209600000000
+
+-- Every key of a queue expires once nothing live needs it: a done job and the done set
+-- `DONE_RETENTION_US` after the last ack, a dead one and the dead set `DEAD_RETENTION_US`
+-- after the last death, and `meta` (the enqueue sequence) as long as the dead once the queue
+-- holds no live job (ready, delayed or leased). Live jobs' keys never expire.
+local function keep_for(key, us)
+  redis.call('PEXPIRE', key, math.ceil(us / 1000))
+end
+
+local function tidy()
+  if redis.call('ZCARD', ready) + redis.call('ZCARD', delayed) + redis.call('ZCARD', leased) == 0 then
+    keep_for(meta, DEAD_RETENTION_US)
+  else
+    redis.call('PERSIST', meta)
+  end
+end
 
 local function num(x)
   return string.format('%.0f', x)
@@ -45,6 +62,8 @@ local function retry_or_bury(id, delay_ms, err, at)
   if attempt >= tonumber(j[2]) then
     redis.call('HSET', jkey(id), 'state', 'dead', 'at', num(at))
     redis.call('ZADD', dead, num(at), id)
+    keep_for(jkey(id), DEAD_RETENTION_US)
+    keep_for(dead, DEAD_RETENTION_US)
     return 'dead'
   end
   if delay_ms == nil then
@@ -76,6 +95,14 @@ local function promote()
   for _, id in ipairs(old) do
     redis.call('ZREM', done, id)
     redis.call('DEL', jkey(id))
+  end
+  local forgotten = redis.call('ZRANGEBYSCORE', dead, '-inf', num(now - DEAD_RETENTION_US), 'LIMIT', 0, 1000)
+  for _, id in ipairs(forgotten) do
+    redis.call('ZREM', dead, id)
+    redis.call('DEL', jkey(id))
+  end
+  if #expired > 0 then
+    tidy()
   end
 end
 

@@ -9,6 +9,7 @@ if ARGV[9] ~= '' then
   end
 end
 local seq = redis.call('HINCRBY', meta, 'seq', 1)
+redis.call('PERSIST', meta)
 local delay = tonumber(ARGV[4])
 redis.call('HSET', jkey(id), 'payload', ARGV[2], 'priority', ARGV[3], 'attempt', 0,
   'max', ARGV[5], 'bkind', ARGV[6], 'bbase', ARGV[7], 'bmax', ARGV[8], 'enq', num(now),

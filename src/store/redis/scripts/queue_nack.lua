@@ -14,4 +14,6 @@ local err = nil
 if ARGV[4] ~= '' then
   err = ARGV[4]
 end
-return retry_or_bury(id, delay, err, now)
+local state = retry_or_bury(id, delay, err, now)
+tidy()
+return state

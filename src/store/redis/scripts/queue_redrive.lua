@@ -6,6 +6,8 @@ if redis.call('HGET', jkey(id), 'state') ~= 'dead' then
 end
 redis.call('ZREM', dead, id)
 redis.call('HSET', jkey(id), 'attempt', 0)
+redis.call('PERSIST', jkey(id))
+redis.call('PERSIST', meta)
 make_ready(id)
 redis.call('PUBLISH', ARGV[2], ARGV[3])
 return 1

@@ -27,7 +27,10 @@ if state == 'delayed' then
   redis.call('ZADD', delayed, ARGV[13], id)
 elseif state == 'dead' then
   redis.call('ZADD', dead, ARGV[13], id)
+  keep_for(jkey(id), DEAD_RETENTION_US)
+  keep_for(dead, DEAD_RETENTION_US)
 else
   make_ready(id)
 end
+tidy()
 return 1
