@@ -78,13 +78,18 @@ async fn repeated_reads_are_served_locally_and_writes_invalidate() {
     };
     assert_eq!(a.put_raw("/v1/cache/hot/k", "1").await.status, 204);
     let before = gets(&redis);
+    let started = Instant::now();
     for _ in 0..5 {
         assert_eq!(read(&a, "k").await, "1");
     }
-    assert_eq!(
-        gets(&redis) - before,
-        1,
-        "one GET reached Redis, four were near"
+    // An entry serves for `STALENESS_BOUND` after its read: one GET per such stretch at most
+    // (on a busy machine five reads may take longer than one).
+    let stretches = (started.elapsed().as_millis() / STALENESS_BOUND.as_millis()) as u64 + 1;
+    let reached = gets(&redis) - before;
+    assert!(
+        reached <= stretches.min(4),
+        "{reached} GETs reached Redis for five reads in {:?}",
+        started.elapsed()
     );
     // A namespace that did not opt in reads Redis every time.
     assert_eq!(a.put_raw("/v1/cache/cold/k", "1").await.status, 204);
@@ -99,17 +104,22 @@ async fn repeated_reads_are_served_locally_and_writes_invalidate() {
     assert_eq!(read(&a, "k").await, "2");
     // A delete through another instance: gone once the invalidation arrived.
     assert_eq!(b.delete("/v1/cache/hot/k").await.status, 204);
-    let started = Instant::now();
-    while a.get("/v1/cache/hot/k").await.status != 404 {
+    let deleted = Instant::now();
+    loop {
+        let read_started = deleted.elapsed();
+        if a.get("/v1/cache/hot/k").await.status == 404 {
+            break;
+        }
         assert!(
-            started.elapsed() < STALENESS_BOUND,
-            "the delete was not seen in time"
+            read_started < STALENESS_BOUND,
+            "a read started {read_started:?} after the delete still saw the value"
         );
     }
 }
 
-/// 10,000 writes through instance B, each followed by reads through A until A shows it: the
-/// largest time from B's answer to A's fresh read stays within the documented bound.
+/// 10,000 writes through instance B, each followed by reads through A until A shows it: no
+/// read that started more than the documented bound after B's answer shows the old value (the
+/// age cap makes this hold however slow the machine is).
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_write_elsewhere_is_seen_within_the_bound() {
     let Some((_redis, a, b, _)) = near_and_plain().await else {
@@ -122,21 +132,22 @@ async fn a_write_elsewhere_is_seen_within_the_bound() {
         assert_eq!(b.put_raw("/v1/cache/hot/counter", &value).await.status, 204);
         let written = Instant::now();
         loop {
+            let read_started = written.elapsed();
             let seen = read(&a, "counter").await;
             if seen == value {
                 break;
             }
             stale_reads += 1;
+            worst = worst.max(read_started);
             assert!(
-                written.elapsed() < STALENESS_BOUND * 4,
-                "write {i} not seen after {:?}",
-                written.elapsed()
+                read_started <= STALENESS_BOUND,
+                "write {i}: a read started {read_started:?} after it still saw {seen}"
             );
         }
-        worst = worst.max(written.elapsed());
     }
-    println!("near cache: worst staleness {worst:?} over 10,000 writes, {stale_reads} stale reads");
-    assert!(worst <= STALENESS_BOUND, "worst staleness {worst:?}");
+    println!(
+        "near cache: latest stale read started {worst:?} after its write, over 10,000 writes ({stale_reads} stale reads)"
+    );
 }
 
 /// Killing the tracking connection empties the near cache: once it is back, a value changed
