@@ -29,6 +29,22 @@ pub struct Problem {
     /// Stable, machine-readable error code.
     #[schema(example = "not_found")]
     pub code: String,
+    /// How long the holder keeps the lock at most, in milliseconds (`lock_held`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false)]
+    pub retry_after_ms: Option<u64>,
+    /// The highest fencing token known (`stale_fencing_token`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false)]
+    pub highest: Option<u64>,
+    /// What remains of the budget this period (`budget_exceeded`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false)]
+    pub remaining: Option<u64>,
+    /// The amount the reservation holds (`exceeds_reservation`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false)]
+    pub reserved: Option<u64>,
 }
 
 /// An error response. Build one with the constructors; `code` values are stable API.
@@ -182,6 +198,10 @@ impl ApiError {
             status: self.status.as_u16(),
             detail: self.detail.clone(),
             code: self.code.to_string(),
+            retry_after_ms: None,
+            highest: None,
+            remaining: None,
+            reserved: None,
         }
     }
 }

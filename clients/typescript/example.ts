@@ -26,6 +26,22 @@ export async function example(apiKey: string): Promise<void> {
     params: { path: { token: created.data.token } },
   });
   const status: string | undefined = confirmed.data?.action.status;
+  // Free-form objects (entities, context, metadata, session data) read as ordinary records.
+  const recipient: unknown = confirmed.data?.action.entities["to"];
+
+  // A refusal's extension members are typed: how long a held lock stays held.
+  const busy = await client.POST("/v1/locks/{name}", {
+    params: { path: { name: "nightly-report" } },
+    body: { ttl_ms: 30000 },
+  });
+  const waitMs: number | undefined = busy.error?.retry_after_ms;
+
+  // A conversation's context, read field by field.
+  const thread = await client.GET("/v1/agent-states/{thread_id}", {
+    params: { path: { thread_id: "thread-1" } },
+  });
+  const topic: unknown = thread.data?.context["topic"];
+  const source: unknown = thread.data?.metadata["source"];
 
   // A lock with a fencing token.
   const lock = await client.POST("/v1/locks/{name}", {
@@ -55,5 +71,5 @@ export async function example(apiKey: string): Promise<void> {
     params: { path: { topic: "orders" } },
     body: { data: { order: 42 }, event: "order.updated" },
   });
-  console.log(status, fence, published.data?.id);
+  console.log(status, recipient, waitMs, topic, source, fence, published.data?.id);
 }

@@ -116,7 +116,7 @@ use crate::error::Problem;
         session::SessionList,
         session::DeletedSessions,
     )),
-    modifiers(&BearerAuth, &CommonResponses, &CacheLinks, &SessionLinks),
+    modifiers(&BearerAuth, &CommonResponses, &CacheLinks, &SessionLinks, &FreeFormObjects),
     tags(
         (name = "openapi", description = "This API description; no API key needed"),
         (name = "health", description = "Liveness, readiness and backend state; no API key needed"),
@@ -141,6 +141,76 @@ use crate::error::Problem;
 pub struct ApiDoc;
 
 struct BearerAuth;
+
+/// Says `additionalProperties: true` on every object schema that names no properties (a
+/// context, metadata, entities, session data...): JSON Schema means any members by it already,
+/// but generators read a bare `type: object` as "no members" (openapi-typescript writes
+/// `Record<string, never>`, which strict TypeScript cannot read a field of).
+struct FreeFormObjects;
+
+impl Modify for FreeFormObjects {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        if let Some(components) = openapi.components.as_mut() {
+            components.schemas.values_mut().for_each(free_form);
+        }
+        for item in openapi.paths.paths.values_mut() {
+            for (_, operation) in operations(item) {
+                let bodies = operation.request_body.iter_mut().flat_map(|b| match b {
+                    RefOr::T(body) => Some(body.content.values_mut()),
+                    RefOr::Ref(_) => None,
+                });
+                let answers = operation
+                    .responses
+                    .responses
+                    .values_mut()
+                    .filter_map(|r| match r {
+                        RefOr::T(response) => Some(response.content.values_mut()),
+                        RefOr::Ref(_) => None,
+                    });
+                for content in bodies.flatten().chain(answers.flatten()) {
+                    if let RefOr::T(content) = content {
+                        content.schema.iter_mut().for_each(free_form);
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Marks `schema` and every schema inside it that is an object naming no members as free-form.
+fn free_form(schema: &mut RefOr<utoipa::openapi::schema::Schema>) {
+    use utoipa::openapi::schema::{AdditionalProperties, ArrayItems, Schema, SchemaType};
+    let RefOr::T(schema) = schema else {
+        return;
+    };
+    match schema {
+        Schema::Object(object) => {
+            let is_object = match &object.schema_type {
+                SchemaType::Type(kind) => *kind == Type::Object,
+                SchemaType::Array(kinds) => kinds.contains(&Type::Object),
+                SchemaType::AnyValue => false,
+            };
+            if is_object && object.properties.is_empty() && object.additional_properties.is_none() {
+                object.additional_properties = Some(Box::new(AdditionalProperties::FreeForm(true)));
+            }
+            object.properties.values_mut().for_each(free_form);
+            if let Some(AdditionalProperties::RefOr(inner)) =
+                object.additional_properties.as_deref_mut()
+            {
+                free_form(inner);
+            }
+        }
+        Schema::Array(array) => {
+            if let ArrayItems::RefOrSchema(items) = &mut array.items {
+                free_form(items);
+            }
+        }
+        Schema::OneOf(one_of) => one_of.items.iter_mut().for_each(free_form),
+        Schema::AllOf(all_of) => all_of.items.iter_mut().for_each(free_form),
+        Schema::AnyOf(any_of) => any_of.items.iter_mut().for_each(free_form),
+        _ => {}
+    }
+}
 
 impl Modify for BearerAuth {
     fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {

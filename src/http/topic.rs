@@ -154,7 +154,7 @@ pub async fn publish(
     responses(
         (status = 200, description = "The stream of messages; it stays open", body = String, content_type = "text/event-stream"),
         (status = 400, description = "Invalid topic name"),
-        (status = 503, description = "`over_capacity`: this instance has `topics.max_streams` open streams, or the tenant `topics.max_streams_per_tenant` (with `Retry-After`)"),
+        (status = 503, description = "`over_capacity`: this instance has `topics.max_streams` open streams, or the tenant `topics.max_streams_per_tenant` (with `Retry-After`); `backend_unavailable`: the storage backend cannot be reached (mode `redis`); `timeout`: the request ran longer than `server.request_timeout_ms`"),
     ),
 )]
 pub async fn subscribe(
