@@ -160,8 +160,11 @@ pub async fn restore(
     State(state): State<AppState>,
     Admin(tenant): Admin,
     AppQuery(query): AppQuery<RestoreQuery>,
-    body: Bytes,
+    // A body over `limits.max_body_bytes` sent without a Content-Length (chunked) is cut off
+    // while read: a 413 problem like every other.
+    body: Result<Bytes, axum::extract::rejection::BytesRejection>,
 ) -> ApiResult<Json<Report>> {
+    let body = body?;
     let mode: Mode = query
         .mode
         .as_deref()

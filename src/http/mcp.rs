@@ -29,6 +29,7 @@ use serde_json::{Value, json};
 use tower::ServiceExt;
 
 use super::{App, AppState};
+use crate::error::ApiError;
 
 /// The MCP server of one session: the REST router it calls, and its tools.
 #[derive(Clone)]
@@ -95,6 +96,13 @@ async fn gate(
     {
         return refused.into_response();
     }
+    let request = match request.method() == Method::POST {
+        true => match checked_message(request, gate.state.settings.limits.max_body_bytes).await {
+            Ok(request) => request,
+            Err(refused) => return refused,
+        },
+        false => request,
+    };
     let opens_session =
         request.method() == Method::POST && !request.headers().contains_key("mcp-session-id");
     let _opening = match opens_session {
@@ -119,6 +127,51 @@ async fn gate(
         *response.status_mut() = axum::http::StatusCode::NO_CONTENT;
     }
     response
+}
+
+/// A POST's body, read (at most `limit` bytes) and checked before rmcp sees it, which answers
+/// plain text otherwise: not JSON is a JSON-RPC parse error (400, `-32700`), JSON that is not a
+/// JSON-RPC message an invalid request (400, `-32600`); a body that is not declared JSON is
+/// 415 and one over `limits.max_body_bytes` 413, both problem documents.
+async fn checked_message(
+    request: Request<Body>,
+    limit: usize,
+) -> Result<Request<Body>, axum::response::Response> {
+    use axum::response::IntoResponse;
+    let declared_json = request
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(';').next())
+        .is_some_and(|essence| essence.trim().eq_ignore_ascii_case("application/json"));
+    if !declared_json {
+        return Err(ApiError::unsupported_media_type(
+            "an MCP message is JSON: Content-Type: application/json",
+        )
+        .into_response());
+    }
+    let (parts, body) = request.into_parts();
+    let bytes = match axum::body::to_bytes(body, limit).await {
+        Ok(bytes) => bytes,
+        Err(_) => {
+            let refusal = ApiError::payload_too_large(
+                "the request body is larger than limits.max_body_bytes",
+            );
+            return Err(refusal.into_response());
+        }
+    };
+    let rpc_error = |code: i64, message: String| {
+        let error = json!({"jsonrpc": "2.0", "id": null,
+            "error": {"code": code, "message": message}});
+        (axum::http::StatusCode::BAD_REQUEST, axum::Json(error)).into_response()
+    };
+    if let Err(e) = serde_json::from_slice::<serde::de::IgnoredAny>(&bytes) {
+        return Err(rpc_error(-32700, format!("Parse error: {e}")));
+    }
+    if let Err(e) = serde_json::from_slice::<rmcp::model::ClientJsonRpcMessage>(&bytes) {
+        return Err(rpc_error(-32600, format!("Invalid Request: {e}")));
+    }
+    Ok(Request::from_parts(parts, Body::from(bytes)))
 }
 
 /// A tool's result: `answer` as JSON text, marked an error unless `success`.
@@ -592,6 +645,44 @@ impl Tools {
 
 #[tool_handler(router = self.tool_router)]
 impl ServerHandler for Tools {
+    /// Each tool through the router; arguments of a known tool that do not fit its schema (a
+    /// wrong type, a missing field) are a tool error with the problem document REST answers a
+    /// body that does not fit (`validation_failed`), so an agent reads one shape of refusal.
+    async fn call_tool(
+        &self,
+        request: rmcp::model::CallToolRequestParams,
+        context: rmcp::service::RequestContext<rmcp::RoleServer>,
+    ) -> Result<rmcp::model::CallToolResponse, ErrorData> {
+        use rmcp::model::{CallToolResponse, ErrorCode};
+        let known = self.tool_router.has_route(request.name.as_ref());
+        let call = rmcp::handler::server::tool::ToolCallContext::new(self, request, context);
+        let refused = |message: &str| {
+            let refusal = ApiError::validation_failed(format!("arguments: {message}"));
+            let problem = serde_json::to_value(refusal.problem()).unwrap_or_default();
+            Ok(answered(false, problem).into())
+        };
+        match self.tool_router.call(call).await {
+            // rmcp's own answer to arguments it could not read: plain text.
+            Ok(CallToolResponse::Complete(result))
+                if result.is_error == Some(true)
+                    && result
+                        .content
+                        .first()
+                        .and_then(|c| c.as_text())
+                        .is_some_and(|text| {
+                            text.text.starts_with("failed to deserialize parameters")
+                        }) =>
+            {
+                let text = result.content[0].as_text().map(|t| t.text.clone());
+                refused(&text.unwrap_or_default())
+            }
+            Err(error) if known && error.code == ErrorCode::INVALID_PARAMS => {
+                refused(&error.message)
+            }
+            other => other,
+        }
+    }
+
     fn get_info(&self) -> ServerConfig {
         ServerConfig::new(ServerCapabilities::builder().enable_tools().build())
             .with_server_info(Implementation::new(

@@ -617,6 +617,20 @@ mod bounds {
         assert!(enqueued["job_id"].is_string(), "{enqueued}");
     }
 
+    /// A restore body over `limits.max_body_bytes` sent chunked (no Content-Length) is cut off
+    /// while read: 413 as a problem document, like one that declares its length.
+    async fn a_chunked_restore_over_the_limit_is_a_problem(app: &TestApp) {
+        let chunk = bytes::Bytes::from(vec![b'x'; 1 << 20]);
+        let chunks = (0..64).map(move |_| Ok::<_, std::io::Error>(chunk.clone()));
+        let body = reqwest::Body::wrap_stream(futures_util::stream::iter(chunks));
+        let request = app
+            .request(Method::POST, "/v1/admin/restore")
+            .header("content-type", "application/x-ndjson")
+            .body(body);
+        let reply = app.send(request).await;
+        reply.assert_problem(413, "payload_too_large");
+    }
+
     /// A budget of limit 0 (nothing may be spent), which `PUT` takes, backs up and restores.
     async fn a_budget_of_zero_round_trips(app: &TestApp) {
         let zero = json!({"limit": 0, "period": "day"});
@@ -638,6 +652,7 @@ mod bounds {
     crate::on_each_backend!(app =>
         restore_takes_only_values_the_api_can_make,
         a_budget_of_zero_round_trips,
+        a_chunked_restore_over_the_limit_is_a_problem,
     );
 }
 

@@ -246,11 +246,13 @@ async fn bad_arguments_do_not_end_the_session(app: &TestApp) {
     };
     let refused = client
         .call_tool(CallToolRequestParams::new("cache_read").with_arguments(wrong_type))
-        .await;
-    match refused {
-        Err(_) => {}
-        Ok(result) => assert_eq!(result.is_error, Some(true), "{result:?}"),
-    }
+        .await
+        .expect("a tool error, not a protocol failure");
+    assert_eq!(
+        problem(&refused)["code"],
+        "validation_failed",
+        "{refused:?}"
+    );
     let unknown = client
         .call_tool(CallToolRequestParams::new("no_such_tool"))
         .await;
@@ -322,6 +324,32 @@ async fn mcp_needs_a_key_an_allowed_origin_and_a_free_session() {
     assert_eq!(problem["code"], "over_capacity", "{problem}");
     // The established sessions still serve.
     assert!(ok(&call(&second, "health", json!({})).await)["status"].is_string());
+
+    // Bodies rmcp would answer in plain text: JSON-RPC errors, or problem documents.
+    let post = |body: &'static str, content_type: Option<&'static str>| {
+        let mut request = app
+            .request(reqwest::Method::POST, "/mcp")
+            .bearer_auth(ACME)
+            .header("accept", "application/json, text/event-stream")
+            .body(body);
+        if let Some(content_type) = content_type {
+            request = request.header("content-type", content_type);
+        }
+        request.send()
+    };
+    for (body, code) in [("{not json", -32700), (r#"{"hello": 1}"#, -32600)] {
+        let refused = post(body, Some("application/json")).await.unwrap();
+        assert_eq!(refused.status(), 400, "{body}");
+        let error: Value = refused.json().await.unwrap();
+        assert_eq!(error["error"]["code"], code, "{body}: {error}");
+        assert_eq!(error["jsonrpc"], "2.0");
+    }
+    let untyped = post("{}", None).await.unwrap();
+    assert_eq!(untyped.status(), 415);
+    assert_eq!(
+        untyped.headers()["content-type"],
+        "application/problem+json"
+    );
 
     let ended = app
         .request(reqwest::Method::DELETE, "/mcp")
