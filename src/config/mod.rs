@@ -141,6 +141,10 @@ pub struct TopicSettings {
     /// Open event streams of one tenant at most (503 `over_capacity` past it), so one tenant
     /// cannot take every stream.
     pub max_streams_per_tenant: usize,
+    /// Ends every stream this long after it opened (cleanly: `EventSource` reconnects with
+    /// `Last-Event-ID` and resumes exactly), to spread long-lived connections over instances
+    /// behind a load balancer; 0: streams stay open.
+    pub max_stream_ms: u64,
 }
 
 impl Default for TopicSettings {
@@ -153,6 +157,7 @@ impl Default for TopicSettings {
             heartbeat_seconds: 15,
             max_streams: 512,
             max_streams_per_tenant: 256,
+            max_stream_ms: 0,
         }
     }
 }

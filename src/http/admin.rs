@@ -63,7 +63,11 @@ pub struct BackupQuery {
     params(BackupQuery),
     responses(
         (status = 200, description = "The backup", content_type = "application/x-ndjson", body = String,
-         example = json!(crate::transfer::format::EXAMPLE)),
+         example = json!([
+            {"format": "statekeeper-backup", "version": 1, "created_at": "2026-11-26T09:00:00Z"},
+            {"capability": "cache", "tenant": "default", "id": "users/42", "value": {"name": "Ada"}, "ttl_ms": 60000},
+            {"count": 1, "sha256": "28057bc3e698ef9642e996e592435e448da57a6dbbf977b50b19fb94b5fca7f7"}
+        ])),
         (status = 400, description = "Unknown capability or query parameter"),
         (status = 403, description = "The key lacks the admin scope"),
     ),
@@ -146,7 +150,13 @@ pub struct RestoreQuery {
 #[utoipa::path(
     post, path = "/v1/admin/restore", tag = "admin", operation_id = "admin_restore",
     params(RestoreQuery),
-    request_body(content = String, content_type = "application/x-ndjson", example = json!(crate::transfer::format::EXAMPLE)),
+    request_body(content = Vec<crate::transfer::format::BackupLine>, content_type = "application/x-ndjson",
+        description = "NDJSON: one `BackupLine` per line (the header, the records, the trailer), as `GET /v1/admin/backup` writes it",
+        example = json!([
+            {"format": "statekeeper-backup", "version": 1, "created_at": "2026-11-26T09:00:00Z"},
+            {"capability": "cache", "tenant": "default", "id": "users/42", "value": {"name": "Ada"}, "ttl_ms": 60000},
+            {"count": 1, "sha256": "28057bc3e698ef9642e996e592435e448da57a6dbbf977b50b19fb94b5fca7f7"}
+        ])),
     responses(
         (status = 200, description = "What the restore did", body = Report,
          example = json!({"read": 120, "written": 100, "unchanged": 15, "skipped": 0, "expired": 3, "conflicts": 2})),

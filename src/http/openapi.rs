@@ -109,6 +109,7 @@ use crate::error::Problem;
     ),
     components(schemas(
         Problem,
+        topic::ResetData,
         session::CreateSession,
         session::PatchSession,
         session::ExtendSession,

@@ -77,6 +77,64 @@ pub struct Published {
     id: String,
 }
 
+/// One event of a topic stream as an SSE parser reads it (`event` is `message` where the
+/// stream sends no `event:` line): a message or a reset. Documentation only: the stream itself
+/// is written by axum's SSE encoder.
+#[derive(Serialize, ToSchema)]
+#[serde(untagged)]
+#[allow(dead_code)]
+pub enum TopicEvent {
+    Message(MessageEvent),
+    Reset(ResetEvent),
+}
+
+/// A published message.
+#[derive(Serialize, ToSchema)]
+#[allow(dead_code)]
+pub struct MessageEvent {
+    /// The message's id, which `Last-Event-ID` holds after it.
+    #[schema(example = "1732600000000-0")]
+    id: String,
+    /// The name it was published with, or `message`; never `reset`.
+    #[schema(
+        pattern = "^(?!reset$)[A-Za-z0-9._:-]{1,64}$",
+        example = "order.updated"
+    )]
+    event: String,
+    /// The message's JSON, exactly as published.
+    #[schema(content_media_type = "application/json", example = "{\"order\":42}")]
+    data: String,
+    /// The reconnection delay in ms, when the stream sets one.
+    retry: Option<u64>,
+}
+
+/// The stream could not go on exactly from where the client was (see the README).
+#[derive(Serialize, ToSchema)]
+#[allow(dead_code)]
+pub struct ResetEvent {
+    /// A reset carries no `id:` line: a parser repeats the last message's id, if any.
+    id: Option<String>,
+    #[schema(pattern = "^reset$", example = "reset")]
+    event: String,
+    /// `ResetData` as JSON.
+    #[schema(
+        content_media_type = "application/json",
+        example = "{\"reason\":\"unknown_id\",\"earliest\":\"1732600000000-0\"}"
+    )]
+    data: String,
+    retry: Option<u64>,
+}
+
+/// What a reset says: why, and the earliest retained message's id (the stream goes on from it
+/// after `unknown_id` and `history_trimmed`; it ends after `lagged` and `backend_switched`).
+#[derive(Serialize, ToSchema)]
+#[allow(dead_code)]
+pub struct ResetData {
+    #[schema(pattern = "^(unknown_id|history_trimmed|lagged|backend_switched)$")]
+    reason: String,
+    earliest: Option<String>,
+}
+
 #[derive(Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
 pub struct EventsQuery {
@@ -152,7 +210,7 @@ pub async fn publish(
         ("Last-Event-ID" = Option<String>, Header, description = "The last id this client received; sent by EventSource when it reconnects"),
     ),
     responses(
-        (status = 200, description = "The stream of messages; it stays open", body = String, content_type = "text/event-stream"),
+        (status = 200, description = "The stream of events, each a `TopicEvent`; it stays open (unless `topics.max_stream_ms` ends it)", body = TopicEvent, content_type = "text/event-stream"),
         (status = 400, description = "Invalid topic name"),
         (status = 503, description = "`over_capacity`: this instance has `topics.max_streams` open streams, or the tenant `topics.max_streams_per_tenant` (with `Retry-After`); `backend_unavailable`: the storage backend cannot be reached (mode `redis`); `timeout`: the request ran longer than `server.request_timeout_ms`"),
     ),
@@ -201,6 +259,8 @@ struct Feed {
     counters: StreamCounters,
     /// This stream's place in `topics.max_streams`, given back when the stream ends.
     _held: Held,
+    /// When `topics.max_stream_ms` ends it.
+    ends_at: Option<tokio::time::Instant>,
 }
 
 /// The counters a stream moves, and its place in the subscriber gauge.
@@ -234,6 +294,14 @@ fn message(event: &crate::domain::topic::Event) -> SseEvent {
     match &event.name {
         Some(name) => sse.event(name),
         None => sse,
+    }
+}
+
+/// Resolves at `at` (never without one).
+async fn ends(at: Option<tokio::time::Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending::<()>().await,
     }
 }
 
@@ -283,9 +351,16 @@ fn events(
         ended: false,
         counters,
         _held: held,
+        ends_at: match state.settings.topics.max_stream_ms {
+            0 => None,
+            ms => Some(tokio::time::Instant::now() + Duration::from_millis(ms)),
+        },
     };
     futures_util::stream::unfold(feed, |mut feed| async move {
-        if feed.ended {
+        let over = feed
+            .ends_at
+            .is_some_and(|at| at <= tokio::time::Instant::now());
+        if feed.ended || over {
             return None;
         }
         if let Some(event) = feed.reset.take() {
@@ -303,6 +378,7 @@ fn events(
             let page = tokio::select! {
                 biased;
                 () = shutdown(&mut feed.closing) => return None,
+                () = ends(feed.ends_at) => return None,
                 page = more.next_page(after) => page,
             };
             match page {
@@ -321,6 +397,7 @@ fn events(
             let received = tokio::select! {
                 biased;
                 () = shutdown(&mut feed.closing) => return None,
+                () = ends(feed.ends_at) => return None,
                 () = switched(&mut feed.subscription.switches) => Err(RecvError::Closed),
                 received = feed.subscription.live.recv() => received,
             };

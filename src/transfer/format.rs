@@ -35,33 +35,61 @@ pub const EXAMPLE: &str = concat!(
     "\n"
 );
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
+/// One line of a backup file: the header first, then the records, then the trailer.
+#[derive(Serialize, utoipa::ToSchema)]
+#[serde(untagged)]
+#[allow(dead_code)]
+pub enum BackupLine {
+    Header(Header),
+    Record(Record),
+    Trailer(Trailer),
+}
+
+/// The first line: the format, its version, and when the backup was taken.
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(as = BackupHeader)]
 pub struct Header {
+    #[schema(pattern = "^statekeeper-backup$")]
     pub format: String,
+    #[schema(minimum = 1, maximum = 1)]
     pub version: u32,
     #[serde(with = "time::serde::rfc3339")]
+    #[schema(value_type = String, format = DateTime)]
     pub created_at: OffsetDateTime,
 }
 
 /// One item. `value` is kept as the JSON text it was written as, so numbers of any size and
 /// the text of cache values survive unchanged.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(as = BackupRecord)]
 pub struct Record {
+    /// The capability the item belongs to.
+    #[schema(
+        pattern = "^(cache|sessions|agent_states|pending_actions|locks|queues|usage|budgets)$"
+    )]
     pub capability: String,
+    /// The tenant it belongs to: a restore takes only its key's tenant's items.
     pub tenant: String,
+    /// The item's id within the capability (`namespace/key`, a session id, `queue/job_id`...).
     pub id: String,
+    /// The item in the capability's API shape.
+    #[schema(value_type = serde_json::Value)]
     pub value: Box<RawValue>,
+    /// The lifetime it had left when the backup was taken; `null`: none.
     pub ttl_ms: Option<u64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub version: Option<u64>,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
+/// The last line: how many records, and the SHA-256 (hex) of every byte before it.
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(as = BackupTrailer)]
 pub struct Trailer {
     pub count: u64,
+    #[schema(pattern = "^[0-9a-f]{64}$")]
     pub sha256: String,
 }
 

@@ -179,23 +179,23 @@ fn backup_file(items: &[(&str, &str, &str, &str)]) -> Vec<u8> {
     out
 }
 
-async fn backup(app: &TestApp) -> Vec<u8> {
+pub(crate) async fn backup(app: &TestApp) -> Vec<u8> {
     let response = app.get("/v1/admin/backup").await;
     assert_eq!(response.status, 200);
     assert_eq!(response.header("content-type"), "application/x-ndjson");
     response.bytes
 }
 
-async fn restore(app: &TestApp, query: &str, file: &[u8]) -> crate::common::Reply {
+pub(crate) async fn restore(app: &TestApp, query: &str, file: &[u8]) -> crate::common::Reply {
     let path = format!("/v1/admin/restore{query}");
     app.call_typed(Method::POST, &path, Some("application/x-ndjson"), file)
         .await
 }
 
 /// A backup's records by (capability, id): value, version and `ttl_ms`.
-type Records = BTreeMap<(String, String), (Value, Option<u64>, Option<u64>)>;
+pub(crate) type Records = BTreeMap<(String, String), (Value, Option<u64>, Option<u64>)>;
 
-fn records(file: &[u8]) -> Records {
+pub(crate) fn records(file: &[u8]) -> Records {
     format::read(file)
         .unwrap()
         .records

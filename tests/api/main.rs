@@ -26,6 +26,7 @@ mod pending_actions;
 mod queues;
 mod rate_limits;
 mod redis_tls;
+mod restore_properties;
 mod sessions;
 mod topics;
 mod usage;

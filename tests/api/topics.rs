@@ -575,6 +575,28 @@ async fn open_streams_are_capped_per_tenant_and_instance() {
     );
 }
 
+/// `topics.max_stream_ms` ends a stream cleanly (no reset) that long after it opened; the
+/// client resumes after its last id exactly.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stream_ends_after_max_stream_ms_and_resumes_exactly() {
+    let mut settings = settings(BackendMode::Memory, None);
+    settings.topics.max_stream_ms = 300;
+    let app = spawn_app(settings).await;
+    let first = publish(&app, "short", json!({"data": 1})).await;
+    let mut subscriber = Subscriber::open(&app, "short", Some(&first)).await;
+    let second = publish(&app, "short", json!({"data": 2})).await;
+    assert_eq!(subscriber.next().await.unwrap().id, second);
+    let opened = Instant::now();
+    assert!(
+        subscriber.next().await.is_none(),
+        "the stream ends, without a reset"
+    );
+    assert!(opened.elapsed() < Duration::from_secs(3));
+    let third = publish(&app, "short", json!({"data": 3})).await;
+    let mut resumed = Subscriber::open(&app, "short", Some(&second)).await;
+    assert_eq!(resumed.next().await.unwrap().id, third);
+}
+
 /// Shutdown ends open streams at once (no reset), not at the end of the grace period.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn shutdown_ends_open_streams() {
