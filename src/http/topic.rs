@@ -211,7 +211,7 @@ pub async fn publish(
     ),
     responses(
         (status = 200, description = "The stream of events, each a `TopicEvent`; it stays open (unless `topics.max_stream_ms` ends it)", body = TopicEvent, content_type = "text/event-stream"),
-        (status = 400, description = "Invalid topic name"),
+        (status = 400, description = "Invalid topic name, or a `last_event_id` query parameter longer than 64 characters"),
         (status = 503, description = "`over_capacity`: this instance has `topics.max_streams` open streams, or the tenant `topics.max_streams_per_tenant` (with `Retry-After`); `backend_unavailable`: the storage backend cannot be reached (mode `redis`); `timeout`: the request ran longer than `server.request_timeout_ms`"),
     ),
 )]
@@ -222,6 +222,16 @@ pub async fn subscribe(
     headers: HeaderMap,
 ) -> ApiResult<Response> {
     // A header that is not text is an id no backend made: it resumes with a reset.
+    // The query parameter is bounded as documented (a header is any id: a reset).
+    if query
+        .last_event_id
+        .as_ref()
+        .is_some_and(|id| id.chars().count() > 64)
+    {
+        return Err(ApiError::invalid_request(
+            "last_event_id is at most 64 characters",
+        ));
+    }
     let after = match headers.get("last-event-id") {
         Some(raw) => Some(raw.to_str().unwrap_or("\u{fffd}").to_string()),
         None => query.last_event_id,

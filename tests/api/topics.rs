@@ -152,6 +152,10 @@ async fn bad_messages_are_refused(app: &TestApp) {
             .status,
         400
     );
+    let long = "0".repeat(65);
+    app.get(&format!("/v1/topics/t/events?last_event_id={long}"))
+        .await
+        .assert_problem(400, "invalid_request");
     let mut replay = Subscriber::open(app, "t", Some("0-0")).await;
     let reset = replay.next().await.unwrap();
     let data: Value = serde_json::from_str(&reset.data).unwrap();

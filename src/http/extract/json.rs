@@ -101,7 +101,8 @@ impl<'de> serde::Deserialize<'de> for Whole {
         n.as_u64()
             .or_else(|| {
                 n.as_f64()
-                    .filter(|f| f.fract() == 0.0 && (0.0..9.0e15).contains(f))
+                    // Every whole double up to 2^53 - 1 is exact (the largest token, amount...).
+                    .filter(|f| f.fract() == 0.0 && (0.0..=9_007_199_254_740_991.0).contains(f))
                     .map(|f| f as u64)
             })
             .map(Whole)
@@ -173,5 +174,20 @@ mod content_type_tests {
             require_json_type(None).is_err(),
             "no Content-Type is not JSON"
         );
+    }
+
+    #[test]
+    fn a_whole_number_may_be_written_as_a_float_up_to_2_pow_53_minus_1() {
+        let whole = |text: &str| serde_json::from_str::<Whole>(text).map(|w| w.0).ok();
+        assert_eq!(whole("600"), Some(600));
+        assert_eq!(whole("6e2"), Some(600));
+        assert_eq!(whole("9007199254740991.0"), Some(9_007_199_254_740_991));
+        assert_eq!(
+            whole("9007199254740992.0"),
+            None,
+            "past 2^53 a double is not exact"
+        );
+        assert_eq!(whole("1.5"), None);
+        assert_eq!(whole("-1"), None);
     }
 }
