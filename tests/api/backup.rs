@@ -617,20 +617,6 @@ mod bounds {
         assert!(enqueued["job_id"].is_string(), "{enqueued}");
     }
 
-    /// A restore body over `limits.max_body_bytes` sent chunked (no Content-Length) is cut off
-    /// while read: 413 as a problem document, like one that declares its length.
-    async fn a_chunked_restore_over_the_limit_is_a_problem(app: &TestApp) {
-        let chunk = bytes::Bytes::from(vec![b'x'; 1 << 20]);
-        let chunks = (0..64).map(move |_| Ok::<_, std::io::Error>(chunk.clone()));
-        let body = reqwest::Body::wrap_stream(futures_util::stream::iter(chunks));
-        let request = app
-            .request(Method::POST, "/v1/admin/restore")
-            .header("content-type", "application/x-ndjson")
-            .body(body);
-        let reply = app.send(request).await;
-        reply.assert_problem(413, "payload_too_large");
-    }
-
     /// A budget of limit 0 (nothing may be spent), which `PUT` takes, backs up and restores.
     async fn a_budget_of_zero_round_trips(app: &TestApp) {
         let zero = json!({"limit": 0, "period": "day"});
@@ -652,7 +638,6 @@ mod bounds {
     crate::on_each_backend!(app =>
         restore_takes_only_values_the_api_can_make,
         a_budget_of_zero_round_trips,
-        a_chunked_restore_over_the_limit_is_a_problem,
     );
 }
 
@@ -662,6 +647,43 @@ crate::on_each_backend!(
     broken_files_change_nothing,
     modes_decide_what_a_held_item_becomes
 );
+
+/// A restore body over `limits.max_body_bytes` sent chunked (no Content-Length) is cut off
+/// while read: 413 as a problem document, like one that declares its length. (The HTTP layer's
+/// rule, the same on every backend. The limit is small here so that the whole request is in
+/// the server's buffer when it answers: a connection closed with unread bytes is reset.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_chunked_restore_over_the_limit_is_a_problem() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut settings = settings(BackendMode::Memory, None);
+    settings.limits.max_body_bytes = 4096;
+    let app = spawn_app(settings).await;
+    let address = app.base.trim_start_matches("http://").to_string();
+    let mut stream = tokio::net::TcpStream::connect(address).await.unwrap();
+    let mut request = b"POST /v1/admin/restore HTTP/1.1\r\nhost: x\r\n\
+        content-type: application/x-ndjson\r\ntransfer-encoding: chunked\r\nconnection: close\r\n\r\n"
+        .to_vec();
+    for _ in 0..4 {
+        request.extend(b"800\r\n");
+        request.extend([b'x'; 0x800]);
+        request.extend(b"\r\n");
+    }
+    request.extend(b"0\r\n\r\n");
+    stream.write_all(&request).await.unwrap();
+    let mut answer = Vec::new();
+    let read = tokio::time::timeout(
+        std::time::Duration::from_secs(5),
+        stream.read_to_end(&mut answer),
+    );
+    read.await.expect("answered").unwrap();
+    let answer = String::from_utf8_lossy(&answer).to_string();
+    assert!(answer.starts_with("HTTP/1.1 413"), "{answer}");
+    assert!(answer.contains("application/problem+json"), "{answer}");
+    assert!(
+        answer.contains("\"code\":\"payload_too_large\""),
+        "{answer}"
+    );
+}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn admin_routes_need_the_admin_scope_and_stay_in_their_tenant() {
