@@ -212,7 +212,7 @@ fn assert_same(a: &[u8], b: &[u8]) {
     assert_same_records(records(a), records(b));
 }
 
-fn assert_same_records(a: Records, b: Records) {
+pub(crate) fn assert_same_records(a: Records, b: Records) {
     assert_eq!(
         a.keys().collect::<Vec<_>>(),
         b.keys().collect::<Vec<_>>(),
