@@ -314,22 +314,18 @@ impl QueueState {
             self.delayed.remove(&(at, id.clone()));
             self.make_ready(&id);
         }
-        while let Some((at, id)) = self.done.first().cloned() {
-            if at + DONE_RETENTION_US > now {
-                break;
-            }
-            self.done.remove(&(at, id.clone()));
-            if let Some(job) = self.jobs.remove(&id) {
-                self.bytes = self.bytes.saturating_sub(job_bytes(&job));
-            }
-        }
-        while let Some((at, id)) = self.dead.first().cloned() {
-            if at + DEAD_RETENTION_US > now {
-                break;
-            }
-            self.dead.remove(&(at, id.clone()));
-            if let Some(job) = self.jobs.remove(&id) {
-                self.bytes = self.bytes.saturating_sub(job_bytes(&job));
+        for (finished, retention) in [
+            (&mut self.done, DONE_RETENTION_US),
+            (&mut self.dead, DEAD_RETENTION_US),
+        ] {
+            while let Some((at, id)) = finished.first().cloned() {
+                if at + retention > now {
+                    break;
+                }
+                finished.remove(&(at, id.clone()));
+                if let Some(job) = self.jobs.remove(&id) {
+                    self.bytes = self.bytes.saturating_sub(job_bytes(&job));
+                }
             }
         }
         let bytes = &mut self.bytes;

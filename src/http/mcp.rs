@@ -165,11 +165,14 @@ async fn checked_message(
             "error": {"code": code, "message": message}});
         (axum::http::StatusCode::BAD_REQUEST, axum::Json(error)).into_response()
     };
-    if let Err(e) = serde_json::from_slice::<serde::de::IgnoredAny>(&bytes) {
-        return Err(rpc_error(-32700, format!("Parse error: {e}")));
-    }
+    // One parse on the way through; a second only to tell a refusal's kind.
     if let Err(e) = serde_json::from_slice::<rmcp::model::ClientJsonRpcMessage>(&bytes) {
-        return Err(rpc_error(-32600, format!("Invalid Request: {e}")));
+        return Err(
+            match serde_json::from_slice::<serde::de::IgnoredAny>(&bytes) {
+                Err(e) => rpc_error(-32700, format!("Parse error: {e}")),
+                Ok(_) => rpc_error(-32600, format!("Invalid Request: {e}")),
+            },
+        );
     }
     Ok(Request::from_parts(parts, Body::from(bytes)))
 }
