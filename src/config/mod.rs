@@ -45,6 +45,24 @@ pub struct Settings {
     pub health: HealthSettings,
     pub docs: DocsSettings,
     pub mcp: McpSettings,
+    /// A deliberate bug, for the history checker's self-test (`tests/api/histories`): set only
+    /// by Rust code that builds `Settings`, never from a file or the environment.
+    #[serde(skip)]
+    #[doc(hidden)]
+    pub inject_bug: Option<InjectedBug>,
+}
+
+/// The bugs the history checker must catch (its self-test): each breaks one promise at its
+/// door, the way a real regression would.
+#[doc(hidden)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum InjectedBug {
+    /// The cache's compare-and-set writes without comparing.
+    CasSkipsCompare,
+    /// A fence check accepts any token, ignoring later holders.
+    FenceIgnoresToken,
+    /// A topic stream leaves out its `reset` events.
+    TopicDropsReset,
 }
 
 #[derive(Debug, Clone, Deserialize)]

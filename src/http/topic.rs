@@ -278,6 +278,8 @@ struct StreamCounters {
     messages: Tally,
     resets: Tally,
     subscribers: prometheus_client::metrics::gauge::Gauge,
+    /// `InjectedBug::TopicDropsReset`: resets go out as comments (the checker's self-test).
+    drop_resets: bool,
 }
 
 impl Drop for StreamCounters {
@@ -293,8 +295,11 @@ async fn shutdown(closing: &mut watch::Receiver<bool>) {
     }
 }
 
-fn reset(reason: ResetReason, earliest: Option<&str>, resets: &Tally) -> SseEvent {
-    resets.count(reason.as_str());
+fn reset(reason: ResetReason, earliest: Option<&str>, counters: &StreamCounters) -> SseEvent {
+    if counters.drop_resets {
+        return SseEvent::default().comment("reset");
+    }
+    counters.resets.count(reason.as_str());
     let data = serde_json::json!({"reason": reason.as_str(), "earliest": earliest});
     SseEvent::default().event("reset").data(data.to_string())
 }
@@ -339,6 +344,8 @@ fn events(
         messages: outcomes.topic_messages.clone(),
         resets: outcomes.topic_resets.clone(),
         subscribers: outcomes.topic_subscribers.clone(),
+        drop_resets: state.settings.inject_bug
+            == Some(crate::config::InjectedBug::TopicDropsReset),
     };
     counters.subscribers.inc();
     let last = match subscription.start {
@@ -348,7 +355,7 @@ fn events(
     let first = match subscription.start {
         Resume::Reset(reason) => {
             let earliest = subscription.earliest.as_deref();
-            Some(reset(reason, earliest, &counters.resets))
+            Some(reset(reason, earliest, &counters))
         }
         _ => None,
     };
@@ -398,7 +405,7 @@ fn events(
                     // The rest cannot be read now: the client resumes from its last id.
                     tracing::warn!(%error, "topic backlog: the next page could not be read");
                     feed.ended = true;
-                    let event = reset(ResetReason::BackendSwitched, None, &feed.counters.resets);
+                    let event = reset(ResetReason::BackendSwitched, None, &feed.counters);
                     return Some((Ok(event), feed));
                 }
             }
@@ -426,7 +433,7 @@ fn events(
                         RecvError::Closed => ResetReason::BackendSwitched,
                     };
                     feed.ended = true;
-                    let event = reset(reason, None, &feed.counters.resets);
+                    let event = reset(reason, None, &feed.counters);
                     return Some((Ok(event), feed));
                 }
             }

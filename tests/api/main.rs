@@ -15,6 +15,7 @@ mod cluster;
 mod connections;
 mod failover;
 mod handback;
+mod histories;
 mod hardening;
 mod locks;
 mod mcp;

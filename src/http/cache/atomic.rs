@@ -113,6 +113,13 @@ pub async fn compare_and_swap(
     let expected: serde_json::Value = serde_json::from_str(request.expected.get())
         .map_err(|e| ApiError::invalid_request(format!("expected is not usable JSON: {e}")))?;
     let expected = (!expected.is_null()).then_some(expected);
+    if state.settings.inject_bug == Some(crate::config::InjectedBug::CasSkipsCompare) {
+        let cache = &state.stores.cache;
+        cache
+            .put(&tenant, &ns, &key, &value, expiry, crate::store::PutCondition::Always)
+            .await?;
+        return Ok(Json(CasResponse { swapped: true }).into_response());
+    }
     let outcome = state
         .stores
         .cache

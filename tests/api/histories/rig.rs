@@ -1,0 +1,331 @@
+//! What a checked run stands on: a private Redis that keeps every acknowledged write across a
+//! kill (`appendonly yes`, `appendfsync always`), a TCP proxy between each statekeeper instance
+//! and Redis (latency, a partition of that one instance), the instances — one in this process
+//! (it can carry an injected bug) and one the real binary (it can be SIGKILLed) — and the
+//! faults, applied and healed while the clients run.
+
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use rand::RngExt as _;
+use statekeeper::config::{BackendMode, InjectedBug};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::watch;
+
+use crate::common::{RedisServer, TestApp, free_port, settings, spawn_app};
+
+const BIN: &str = env!("CARGO_BIN_EXE_statekeeper");
+
+/// The faults a run can inject, one kind per run so the table says which fault did what.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Fault {
+    /// No fault: the baseline.
+    None,
+    /// Redis SIGKILLed and restarted on its append-only file.
+    Kill,
+    /// Redis SIGSTOPped, then continued.
+    Pause,
+    /// `CLIENT KILL TYPE normal`: every connection of the instances dropped at once.
+    ClientKill,
+    /// `maxmemory` just above what Redis holds, `noeviction`: writes fail with OOM.
+    Oom,
+    /// 20–120 ms added to every packet between one instance and Redis.
+    Latency,
+    /// One instance cut off from Redis: its connections hang, new ones are not answered.
+    Partition,
+    /// The statekeeper binary SIGKILLed and started again on its port.
+    InstanceKill,
+}
+
+impl Fault {
+    pub const ALL: [Fault; 8] = [
+        Fault::None,
+        Fault::Kill,
+        Fault::Pause,
+        Fault::ClientKill,
+        Fault::Oom,
+        Fault::Latency,
+        Fault::Partition,
+        Fault::InstanceKill,
+    ];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Fault::None => "none",
+            Fault::Kill => "kill",
+            Fault::Pause => "pause",
+            Fault::ClientKill => "client-kill",
+            Fault::Oom => "oom",
+            Fault::Latency => "latency",
+            Fault::Partition => "partition",
+            Fault::InstanceKill => "instance-kill",
+        }
+    }
+
+    pub fn parse(name: &str) -> Option<Fault> {
+        Fault::ALL.into_iter().find(|f| f.name() == name)
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Link {
+    Open,
+    Slow(u64),
+    Cut,
+}
+
+/// A TCP proxy from a local port to Redis, whose link can be slowed or cut.
+pub struct Proxy {
+    pub port: u16,
+    link: watch::Sender<Link>,
+}
+
+impl Proxy {
+    async fn start(upstream: u16) -> Proxy {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let (link, watching) = watch::channel(Link::Open);
+        tokio::spawn(async move {
+            while let Ok((downstream, _)) = listener.accept().await {
+                tokio::spawn(carry(downstream, upstream, watching.clone()));
+            }
+        });
+        Proxy { port, link }
+    }
+
+    fn set(&self, link: Link) {
+        self.link.send_replace(link);
+    }
+}
+
+/// One proxied connection. While the link is cut nothing moves (as a partition drops
+/// packets); when it heals the connection is closed, as TCP would have given up on it.
+async fn carry(mut downstream: TcpStream, upstream: u16, mut link: watch::Receiver<Link>) {
+    let cut = |l: &Link| *l == Link::Cut;
+    let now_cut = cut(&link.borrow());
+    if now_cut {
+        let _ = link.wait_for(|l| !cut(l)).await;
+        return;
+    }
+    let Ok(mut upstream) = TcpStream::connect(("127.0.0.1", upstream)).await else {
+        return;
+    };
+    let (mut down_read, mut down_write) = downstream.split();
+    let (mut up_read, mut up_write) = upstream.split();
+    let mut down_buf = vec![0u8; 16 * 1024];
+    let mut up_buf = vec![0u8; 16 * 1024];
+    loop {
+        tokio::select! {
+            read = down_read.read(&mut down_buf) => {
+                let Ok(n @ 1..) = read else { return };
+                let slow = *link.borrow();
+                if let Link::Slow(ms) = slow {
+                    tokio::time::sleep(Duration::from_millis(ms)).await;
+                }
+                if up_write.write_all(&down_buf[..n]).await.is_err() { return; }
+            }
+            read = up_read.read(&mut up_buf) => {
+                let Ok(n @ 1..) = read else { return };
+                if down_write.write_all(&up_buf[..n]).await.is_err() { return; }
+            }
+            changed = link.changed() => {
+                if changed.is_err() { return; }
+                let now_cut = cut(&link.borrow());
+                if now_cut {
+                    let _ = link.wait_for(|l| !cut(l)).await;
+                    return;
+                }
+            }
+        }
+    }
+}
+
+/// The instance that runs the real binary: SIGKILLed and started again on its port.
+pub struct Process {
+    child: Child,
+    port: u16,
+    env: Vec<(String, String)>,
+}
+
+impl Process {
+    fn spawn(port: u16, env: Vec<(String, String)>) -> Process {
+        let child = Command::new(BIN)
+            .arg("serve")
+            .envs(env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+            .env("STATEKEEPER__SERVER__PORT", port.to_string())
+            .current_dir(env!("CARGO_MANIFEST_DIR"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("the statekeeper binary starts");
+        Process { child, port, env }
+    }
+
+    fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    fn restart(&mut self) {
+        self.kill();
+        *self = Process::spawn(self.port, std::mem::take(&mut self.env));
+    }
+}
+
+impl Drop for Process {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// Redis, one proxy per instance, the instances.
+pub struct Rig {
+    redis: Mutex<RedisServer>,
+    _dir: tempfile::TempDir,
+    proxies: Vec<Proxy>,
+    _local: TestApp,
+    process: Mutex<Process>,
+    bases: Vec<String>,
+    /// Faults applied so far.
+    pub injected: AtomicU64,
+}
+
+/// How long a Redis command may take before the instance answers 503 (outcome unknown).
+const COMMAND_TIMEOUT_MS: u64 = 1_000;
+
+impl Rig {
+    /// `None` (skip) without a `redis-server` binary outside CI.
+    pub async fn start(mode: BackendMode, bug: Option<InjectedBug>) -> Option<Rig> {
+        let dir = tempfile::tempdir().unwrap();
+        let redis = RedisServer::start_with(vec![
+            "--dir".into(),
+            dir.path().display().to_string(),
+            "--appendonly".into(),
+            "yes".into(),
+            "--appendfsync".into(),
+            "always".into(),
+        ])?;
+        let proxies = vec![Proxy::start(redis.port).await, Proxy::start(redis.port).await];
+        let mut local = settings(mode, Some(&redis));
+        local.redis.port = proxies[0].port;
+        local.redis.command_timeout_ms = COMMAND_TIMEOUT_MS;
+        local.inject_bug = bug;
+        let local = spawn_app(local).await;
+        let mode_name = match mode {
+            BackendMode::Redis => "redis",
+            BackendMode::Auto => "auto",
+            BackendMode::Memory => "memory",
+        };
+        let env: Vec<(String, String)> = [
+            ("STATEKEEPER__BACKEND__MODE", mode_name.to_string()),
+            ("STATEKEEPER__BACKEND__PROBE_INTERVAL_MS", "100".into()),
+            ("STATEKEEPER__REDIS__PORT", proxies[1].port.to_string()),
+            ("STATEKEEPER__REDIS__COMMAND_TIMEOUT_MS", COMMAND_TIMEOUT_MS.to_string()),
+            ("STATEKEEPER__LOG__LEVEL", "error".into()),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v))
+        .collect();
+        let port = free_port();
+        let process = Process::spawn(port, env);
+        let rig = Rig {
+            redis: Mutex::new(redis),
+            _dir: dir,
+            proxies,
+            bases: vec![local.url(""), format!("http://127.0.0.1:{port}")],
+            _local: local,
+            process: Mutex::new(process),
+            injected: AtomicU64::new(0),
+        };
+        rig.wait_ready(1).await;
+        Some(rig)
+    }
+
+    /// The instances' base URLs: 0 is in this process, 1 the binary.
+    pub fn bases(&self) -> &[String] {
+        &self.bases
+    }
+
+    /// Waits until instance `i` answers its liveness probe.
+    async fn wait_ready(&self, i: usize) {
+        let url = format!("{}/health/live", self.bases[i]);
+        let client = reqwest::Client::new();
+        for _ in 0..500 {
+            if let Ok(r) = client.get(&url).send().await
+                && r.status().is_success()
+            {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        panic!("instance {i} did not come up");
+    }
+
+    /// Applies `fault` for a while, heals it, rests, and again, until `stop` turns true; then
+    /// waits until both instances answer again.
+    pub async fn inject(self: Arc<Self>, fault: Fault, seed: u64, mut stop: watch::Receiver<bool>) {
+        let mut rng: rand::rngs::StdRng = rand::SeedableRng::seed_from_u64(seed ^ 0xfa17);
+        if fault != Fault::None {
+            loop {
+                let rest = Duration::from_millis(rng.random_range(800..2_000));
+                let hold = Duration::from_millis(rng.random_range(500..2_500));
+                let slow = rng.random_range(20..120);
+                tokio::select! {
+                    _ = tokio::time::sleep(rest) => {}
+                    _ = stop.wait_for(|s| *s) => break,
+                }
+                self.injected.fetch_add(1, Ordering::Relaxed);
+                let rig = Arc::clone(&self);
+                tokio::task::spawn_blocking(move || rig.apply(fault, slow)).await.unwrap();
+                tokio::time::sleep(hold).await;
+                let rig = Arc::clone(&self);
+                tokio::task::spawn_blocking(move || rig.heal(fault)).await.unwrap();
+            }
+        } else {
+            let _ = stop.wait_for(|s| *s).await;
+        }
+        self.wait_ready(1).await;
+    }
+
+    fn apply(&self, fault: Fault, slow_ms: u64) {
+        match fault {
+            Fault::None => {}
+            Fault::Kill => self.redis.lock().unwrap().kill(),
+            Fault::Pause => self.redis.lock().unwrap().pause(),
+            Fault::ClientKill => {
+                let _: redis::Value =
+                    self.redis.lock().unwrap().query(&["CLIENT", "KILL", "TYPE", "normal"]);
+            }
+            Fault::Oom => {
+                let redis = self.redis.lock().unwrap();
+                let info: String = redis.query(&["INFO", "memory"]);
+                let used: u64 = info
+                    .lines()
+                    .find_map(|l| l.strip_prefix("used_memory:"))
+                    .and_then(|v| v.trim().parse().ok())
+                    .unwrap_or(0);
+                let limit = (used + 64 * 1024).to_string();
+                let _: () = redis.query(&["CONFIG", "SET", "maxmemory", &limit]);
+            }
+            Fault::Latency => self.proxies[1].set(Link::Slow(slow_ms)),
+            Fault::Partition => self.proxies[1].set(Link::Cut),
+            Fault::InstanceKill => self.process.lock().unwrap().kill(),
+        }
+    }
+
+    fn heal(&self, fault: Fault) {
+        match fault {
+            Fault::None | Fault::ClientKill => {}
+            Fault::Kill => self.redis.lock().unwrap().restart(),
+            Fault::Pause => self.redis.lock().unwrap().resume(),
+            Fault::Oom => {
+                let _: () = self.redis.lock().unwrap().query(&["CONFIG", "SET", "maxmemory", "0"]);
+            }
+            Fault::Latency | Fault::Partition => self.proxies[1].set(Link::Open),
+            Fault::InstanceKill => self.process.lock().unwrap().restart(),
+        }
+    }
+}
