@@ -344,8 +344,7 @@ fn events(
         messages: outcomes.topic_messages.clone(),
         resets: outcomes.topic_resets.clone(),
         subscribers: outcomes.topic_subscribers.clone(),
-        drop_resets: state.settings.inject_bug
-            == Some(crate::config::InjectedBug::TopicDropsReset),
+        drop_resets: state.settings.inject_bug == Some(crate::config::InjectedBug::TopicDropsReset),
     };
     counters.subscribers.inc();
     let last = match subscription.start {

@@ -116,7 +116,14 @@ pub async fn compare_and_swap(
     if state.settings.inject_bug == Some(crate::config::InjectedBug::CasSkipsCompare) {
         let cache = &state.stores.cache;
         cache
-            .put(&tenant, &ns, &key, &value, expiry, crate::store::PutCondition::Always)
+            .put(
+                &tenant,
+                &ns,
+                &key,
+                &value,
+                expiry,
+                crate::store::PutCondition::Always,
+            )
             .await?;
         return Ok(Json(CasResponse { swapped: true }).into_response());
     }

@@ -65,14 +65,24 @@ pub fn linearizable<M: Model>(
     let mut events: Vec<(u64, bool, usize)> = Vec::with_capacity(history.len() * 2 + 1);
     for (i, op) in history.iter().enumerate() {
         events.push((op.invoked, true, i));
-        let returned = if op.output.is_some() { op.returned } else { u64::MAX };
+        let returned = if op.output.is_some() {
+            op.returned
+        } else {
+            u64::MAX
+        };
         events.push((returned, false, i));
     }
     events.sort_by_key(|&(time, is_call, op)| (time, is_call, op));
     // entries[0] is the head sentinel.
     let n = events.len();
     let mut entries: Vec<Entry> = Vec::with_capacity(n + 1);
-    entries.push(Entry { op: usize::MAX, is_call: false, matching: 0, prev: 0, next: 1 });
+    entries.push(Entry {
+        op: usize::MAX,
+        is_call: false,
+        matching: 0,
+        prev: 0,
+        next: 1,
+    });
     let mut return_at = vec![0usize; history.len()];
     for (i, &(_, is_call, op)) in events.iter().enumerate() {
         let index = i + 1;
@@ -107,7 +117,12 @@ pub fn linearizable<M: Model>(
     let mut steps = 0u64;
 
     let lift = |entries: &mut Vec<Entry>, at: usize| {
-        let Entry { prev, next, matching, .. } = entries[at];
+        let Entry {
+            prev,
+            next,
+            matching,
+            ..
+        } = entries[at];
         entries[prev].next = next;
         if next != usize::MAX {
             entries[next].prev = prev;
@@ -233,18 +248,25 @@ mod tests {
                 (In::Read, None) => Some(*state),
                 (In::Read, Some(Out::Value(v))) => (v == state).then_some(*state),
                 (In::Cas(from, to), None) => Some(if state == from { *to } else { *state }),
-                (In::Cas(from, to), Some(Out::Swapped(swapped))) => match (state == from, swapped) {
-                    (true, true) => Some(*to),
-                    (false, false) => Some(*state),
-                    _ => None,
-                },
+                (In::Cas(from, to), Some(Out::Swapped(swapped))) => {
+                    match (state == from, swapped) {
+                        (true, true) => Some(*to),
+                        (false, false) => Some(*state),
+                        _ => None,
+                    }
+                }
                 _ => None,
             }
         }
     }
 
     fn op(invoked: u64, returned: u64, input: In, output: Option<Out>) -> Operation<In, Out> {
-        Operation { invoked, returned, input, output }
+        Operation {
+            invoked,
+            returned,
+            input,
+            output,
+        }
     }
 
     fn check(history: &[Operation<In, Out>]) -> bool {
@@ -329,7 +351,12 @@ mod tests {
         let mut history = vec![op(0, 1, In::Write(1), Some(Out::Ok))];
         for round in 0..200u64 {
             for _ in 0..4 {
-                history.push(op(10 + round * 10, 15 + round * 10, In::Read, Some(Out::Value(1))));
+                history.push(op(
+                    10 + round * 10,
+                    15 + round * 10,
+                    In::Read,
+                    Some(Out::Value(1)),
+                ));
             }
         }
         history.push(op(5_000, 5_001, In::Read, Some(Out::Value(0))));

@@ -94,7 +94,11 @@ fn table(rows: &[Row]) -> String {
     );
     for row in rows {
         let v = &row.verdict;
-        let undecided = if v.undecided > 0 { format!(" ({} undecided)", v.undecided) } else { String::new() };
+        let undecided = if v.undecided > 0 {
+            format!(" ({} undecided)", v.undecided)
+        } else {
+            String::new()
+        };
         out.push_str(&format!(
             "| {} | {} | {} | {} | {} ({:.1}%) | {}{} | {} | {} | {} |\n",
             mode_name(row.mode),
@@ -135,7 +139,15 @@ async fn check_all(plan: &[(BackendMode, Fault)], models: &[Model], seconds: u64
     let started = Instant::now();
     let mut rows = Vec::new();
     for (i, &(mode, fault)) in plan.iter().enumerate() {
-        let Some(found) = run(mode, fault, models, seconds, seed.wrapping_add(i as u64), None).await
+        let Some(found) = run(
+            mode,
+            fault,
+            models,
+            seconds,
+            seed.wrapping_add(i as u64),
+            None,
+        )
+        .await
         else {
             return;
         };
@@ -144,9 +156,21 @@ async fn check_all(plan: &[(BackendMode, Fault)], models: &[Model], seconds: u64
     let table = table(&rows);
     eprintln!("\n{table}\n\n({} s)", started.elapsed().as_secs());
     for row in &rows {
-        assert!(row.verdict.operations > 0, "{}: no operation ran\n{table}", row.model.name());
-        assert_eq!(row.verdict.undecided, 0, "{}: undecided\n{table}", row.model.name());
-        assert!(allowed(row), "anomalies where the README promises none:\n{table}");
+        assert!(
+            row.verdict.operations > 0,
+            "{}: no operation ran\n{table}",
+            row.model.name()
+        );
+        assert_eq!(
+            row.verdict.undecided,
+            0,
+            "{}: undecided\n{table}",
+            row.model.name()
+        );
+        assert!(
+            allowed(row),
+            "anomalies where the README promises none:\n{table}"
+        );
     }
 }
 
@@ -164,18 +188,36 @@ async fn a_short_run_of_every_model_under_faults_finds_no_anomaly() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn the_checker_catches_each_injected_bug() {
     let cases = [
-        (InjectedBug::CasSkipsCompare, Model::Cache, BackendMode::Redis, Fault::None),
-        (InjectedBug::FenceIgnoresToken, Model::Lock, BackendMode::Redis, Fault::None),
-        (InjectedBug::TopicDropsReset, Model::Topic, BackendMode::Auto, Fault::Pause),
+        (
+            InjectedBug::CasSkipsCompare,
+            Model::Cache,
+            BackendMode::Redis,
+            Fault::None,
+        ),
+        (
+            InjectedBug::FenceIgnoresToken,
+            Model::Lock,
+            BackendMode::Redis,
+            Fault::None,
+        ),
+        (
+            InjectedBug::TopicDropsReset,
+            Model::Topic,
+            BackendMode::Auto,
+            Fault::Pause,
+        ),
     ];
     for (bug, model, mode, fault) in cases {
         let seed = fresh_seed();
-        let Some(rows) = run(mode, fault, &[model], 8, seed, Some(bug)).await else {
+        let Some(rows) = run(mode, fault, &[model], 10, seed, Some(bug)).await else {
             return;
         };
         let table = table(&rows);
         eprintln!("\n{bug:?}:\n{table}");
-        assert!(rows[0].verdict.anomalies > 0, "{bug:?} went unnoticed:\n{table}");
+        assert!(
+            rows[0].verdict.anomalies > 0,
+            "{bug:?} went unnoticed:\n{table}"
+        );
     }
 }
 

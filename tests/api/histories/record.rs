@@ -55,12 +55,19 @@ impl Call {
     }
 
     pub fn ok(&self) -> Option<&Value> {
-        self.known().filter(|(s, _)| (200..300).contains(s)).map(|(_, b)| b)
+        self.known()
+            .filter(|(s, _)| (200..300).contains(s))
+            .map(|(_, b)| b)
     }
 }
 
 impl Ctx {
-    pub fn new(bases: Vec<String>, seconds: u64, seed: u64, healed: watch::Receiver<bool>) -> Arc<Ctx> {
+    pub fn new(
+        bases: Vec<String>,
+        seconds: u64,
+        seed: u64,
+        healed: watch::Receiver<bool>,
+    ) -> Arc<Ctx> {
         let http = reqwest::Client::builder()
             .timeout(Duration::from_secs(3))
             .pool_max_idle_per_host(16)
@@ -141,11 +148,23 @@ impl Ctx {
             }
             Err(_) => Reply::Unknown,
         };
-        Call { invoked, returned: self.now(), reply }
+        let call = Call {
+            invoked,
+            returned: self.now(),
+            reply,
+        };
+        if call.known().is_none() {
+            // As a client honouring `Retry-After` would, and as Jepsen's crashed process is
+            // replaced: a pause before the next call, so a dead Redis does not turn a client
+            // into a stream of unknown operations, each of which the checker must place.
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        call
     }
 
     pub async fn post(&self, instance: usize, path: &str, body: Value) -> Call {
-        self.call(instance, Method::POST, path, Some(body), &[]).await
+        self.call(instance, Method::POST, path, Some(body), &[])
+            .await
     }
 
     pub async fn get(&self, instance: usize, path: &str) -> Call {
@@ -153,10 +172,18 @@ impl Ctx {
     }
 
     /// After the faults: repeats a call until its outcome is known (at most 30 s).
-    pub async fn settled(&self, instance: usize, method: Method, path: &str, body: Option<Value>) -> Call {
+    pub async fn settled(
+        &self,
+        instance: usize,
+        method: Method,
+        path: &str,
+        body: Option<Value>,
+    ) -> Call {
         let mut last = None;
         for attempt in 0..60 {
-            let call = self.call(instance + attempt, method.clone(), path, body.clone(), &[]).await;
+            let call = self
+                .call(instance + attempt, method.clone(), path, body.clone(), &[])
+                .await;
             if call.known().is_some() {
                 return call;
             }

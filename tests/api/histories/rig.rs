@@ -5,8 +5,8 @@
 //! faults, applied and healed while the clients run.
 
 use std::process::{Child, Command, Stdio};
-use std::sync::{Arc, Mutex};
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use rand::RngExt as _;
@@ -208,7 +208,10 @@ impl Rig {
             "--appendfsync".into(),
             "always".into(),
         ])?;
-        let proxies = vec![Proxy::start(redis.port).await, Proxy::start(redis.port).await];
+        let proxies = vec![
+            Proxy::start(redis.port).await,
+            Proxy::start(redis.port).await,
+        ];
         let mut local = settings(mode, Some(&redis));
         local.redis.port = proxies[0].port;
         local.redis.command_timeout_ms = COMMAND_TIMEOUT_MS;
@@ -223,7 +226,10 @@ impl Rig {
             ("STATEKEEPER__BACKEND__MODE", mode_name.to_string()),
             ("STATEKEEPER__BACKEND__PROBE_INTERVAL_MS", "100".into()),
             ("STATEKEEPER__REDIS__PORT", proxies[1].port.to_string()),
-            ("STATEKEEPER__REDIS__COMMAND_TIMEOUT_MS", COMMAND_TIMEOUT_MS.to_string()),
+            (
+                "STATEKEEPER__REDIS__COMMAND_TIMEOUT_MS",
+                COMMAND_TIMEOUT_MS.to_string(),
+            ),
             ("STATEKEEPER__LOG__LEVEL", "error".into()),
         ]
         .into_iter()
@@ -269,9 +275,19 @@ impl Rig {
     pub async fn inject(self: Arc<Self>, fault: Fault, seed: u64, mut stop: watch::Receiver<bool>) {
         let mut rng: rand::rngs::StdRng = rand::SeedableRng::seed_from_u64(seed ^ 0xfa17);
         if fault != Fault::None {
+            let mut first = true;
             loop {
                 let rest = Duration::from_millis(rng.random_range(800..2_000));
-                let hold = Duration::from_millis(rng.random_range(500..2_500));
+                // A stall or a partition long enough for a command deadline (1 s) to pass twice
+                // and the instance to take Redis for down, some of the time.
+                // The first stall is 5 s, so every run sees an instance switch at least once.
+                let hold = match fault {
+                    Fault::Pause | Fault::Partition if first => 5_000,
+                    Fault::Pause | Fault::Partition => rng.random_range(1_500..4_500),
+                    _ => rng.random_range(500..2_500),
+                };
+                first = false;
+                let hold = Duration::from_millis(hold);
                 let slow = rng.random_range(20..120);
                 tokio::select! {
                     _ = tokio::time::sleep(rest) => {}
@@ -279,10 +295,14 @@ impl Rig {
                 }
                 self.injected.fetch_add(1, Ordering::Relaxed);
                 let rig = Arc::clone(&self);
-                tokio::task::spawn_blocking(move || rig.apply(fault, slow)).await.unwrap();
+                tokio::task::spawn_blocking(move || rig.apply(fault, slow))
+                    .await
+                    .unwrap();
                 tokio::time::sleep(hold).await;
                 let rig = Arc::clone(&self);
-                tokio::task::spawn_blocking(move || rig.heal(fault)).await.unwrap();
+                tokio::task::spawn_blocking(move || rig.heal(fault))
+                    .await
+                    .unwrap();
             }
         } else {
             let _ = stop.wait_for(|s| *s).await;
@@ -296,8 +316,11 @@ impl Rig {
             Fault::Kill => self.redis.lock().unwrap().kill(),
             Fault::Pause => self.redis.lock().unwrap().pause(),
             Fault::ClientKill => {
-                let _: redis::Value =
-                    self.redis.lock().unwrap().query(&["CLIENT", "KILL", "TYPE", "normal"]);
+                let _: redis::Value = self
+                    .redis
+                    .lock()
+                    .unwrap()
+                    .query(&["CLIENT", "KILL", "TYPE", "normal"]);
             }
             Fault::Oom => {
                 let redis = self.redis.lock().unwrap();
@@ -322,7 +345,11 @@ impl Rig {
             Fault::Kill => self.redis.lock().unwrap().restart(),
             Fault::Pause => self.redis.lock().unwrap().resume(),
             Fault::Oom => {
-                let _: () = self.redis.lock().unwrap().query(&["CONFIG", "SET", "maxmemory", "0"]);
+                let _: () = self
+                    .redis
+                    .lock()
+                    .unwrap()
+                    .query(&["CONFIG", "SET", "maxmemory", "0"]);
             }
             Fault::Latency | Fault::Partition => self.proxies[1].set(Link::Open),
             Fault::InstanceKill => self.process.lock().unwrap().restart(),
