@@ -144,6 +144,35 @@ impl RedisCluster {
         masters
     }
 
+    /// Waits (at most 30 s) until the other nodes no longer name node `victim` (stopped) as
+    /// the master of any slot: its replica has taken over.
+    pub fn wait_failover_of(&self, victim: usize) {
+        let port = self.nodes[victim].port;
+        let witness = (victim + 1) % self.nodes.len();
+        let started = Instant::now();
+        while started.elapsed() < Duration::from_secs(30) {
+            let slots: Vec<redis::Value> = redis::cmd("CLUSTER")
+                .arg("SLOTS")
+                .query(&mut self.nodes[witness].connection())
+                .unwrap_or_default();
+            let named = slots.iter().any(|range| {
+                let redis::Value::Array(parts) = range else {
+                    return false;
+                };
+                let node: Vec<redis::Value> =
+                    redis::from_redis_value(parts[2].clone()).unwrap_or_default();
+                node.get(1)
+                    .and_then(|p| redis::from_redis_value::<u16>(p.clone()).ok())
+                    == Some(port)
+            });
+            if !slots.is_empty() && !named {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        panic!("no replica took over from the master on port {port} within 30 s");
+    }
+
     fn live_node(&self) -> &RedisServer {
         self.nodes
             .iter()
@@ -247,6 +276,21 @@ impl SentinelSetup {
             std::thread::sleep(Duration::from_millis(20));
         }
         panic!("the replica did not catch up with the master within 10 s");
+    }
+
+    /// The port of the master the first Sentinel names.
+    pub fn current_master(&self) -> u16 {
+        let (_, port): (String, String) =
+            redis::Client::open(format!("redis://127.0.0.1:{}", self.sentinels[0].0))
+                .and_then(|c| c.get_connection())
+                .and_then(|mut c| {
+                    redis::cmd("SENTINEL")
+                        .arg("get-master-addr-by-name")
+                        .arg(SENTINEL_MASTER)
+                        .query(&mut c)
+                })
+                .expect("a Sentinel names the master");
+        port.parse().unwrap()
     }
 
     /// The Sentinel URLs for `redis.sentinel.nodes`.

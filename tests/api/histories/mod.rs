@@ -44,7 +44,7 @@ async fn run(
     seed: u64,
     bug: Option<InjectedBug>,
 ) -> Option<Vec<Row>> {
-    let rig = Arc::new(Rig::start(mode, bug).await?);
+    let rig = Arc::new(Rig::start(mode, bug, fault).await?);
     let (stop, stopping) = watch::channel(false);
     let (healed, healing) = watch::channel(false);
     let ctx = Ctx::new(rig.bases().to_vec(), seconds, seed, healing);

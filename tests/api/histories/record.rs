@@ -143,10 +143,20 @@ impl Ctx {
                         let body = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
                         Reply::Done(status, body)
                     }
-                    _ => Reply::Unknown,
+                    answer => {
+                        if std::env::var_os("CHAOS_DEBUG").is_some() {
+                            eprintln!("unknown: {status} {answer:?}");
+                        }
+                        Reply::Unknown
+                    }
                 }
             }
-            Err(_) => Reply::Unknown,
+            Err(error) => {
+                if std::env::var_os("CHAOS_DEBUG").is_some() {
+                    eprintln!("unknown: {error}");
+                }
+                Reply::Unknown
+            }
         };
         let call = Call {
             invoked,

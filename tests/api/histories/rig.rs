@@ -15,6 +15,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
 
+use crate::common::cluster::{RedisCluster, SENTINEL_MASTER, SentinelSetup};
 use crate::common::{RedisServer, TestApp, free_port, settings, spawn_app};
 
 const BIN: &str = env!("CARGO_BIN_EXE_statekeeper");
@@ -38,10 +39,16 @@ pub enum Fault {
     Partition,
     /// The statekeeper binary SIGKILLed and started again on its port.
     InstanceKill,
+    /// On a Sentinel set-up (a master and a replica, writes confirmed by `WAIT 1`): the master
+    /// stopped until the Sentinels promote the replica, then continued (it becomes a replica).
+    SentinelFailover,
+    /// On a Redis Cluster of three masters with a replica each (`WAIT 1`): a master stopped
+    /// until its replica takes over its slots, then continued.
+    ClusterFailover,
 }
 
 impl Fault {
-    pub const ALL: [Fault; 8] = [
+    pub const ALL: [Fault; 10] = [
         Fault::None,
         Fault::Kill,
         Fault::Pause,
@@ -50,6 +57,8 @@ impl Fault {
         Fault::Latency,
         Fault::Partition,
         Fault::InstanceKill,
+        Fault::SentinelFailover,
+        Fault::ClusterFailover,
     ];
 
     pub fn name(self) -> &'static str {
@@ -62,6 +71,8 @@ impl Fault {
             Fault::Latency => "latency",
             Fault::Partition => "partition",
             Fault::InstanceKill => "instance-kill",
+            Fault::SentinelFailover => "sentinel-failover",
+            Fault::ClusterFailover => "cluster-failover",
         }
     }
 
@@ -181,11 +192,21 @@ impl Drop for Process {
     }
 }
 
-/// Redis, one proxy per instance, the instances.
+/// What the instances store in.
+enum Backing {
+    /// One server with an append-only file, reached through one proxy per instance.
+    Single {
+        redis: Mutex<RedisServer>,
+        _dir: tempfile::TempDir,
+        proxies: Vec<Proxy>,
+    },
+    Sentinel(SentinelSetup),
+    Cluster(RedisCluster),
+}
+
+/// Redis (in one of its deployments) and the instances.
 pub struct Rig {
-    redis: Mutex<RedisServer>,
-    _dir: tempfile::TempDir,
-    proxies: Vec<Proxy>,
+    backing: Backing,
     _local: TestApp,
     process: Mutex<Process>,
     bases: Vec<String>,
@@ -197,50 +218,90 @@ pub struct Rig {
 const COMMAND_TIMEOUT_MS: u64 = 1_000;
 
 impl Rig {
-    /// `None` (skip) without a `redis-server` binary outside CI.
-    pub async fn start(mode: BackendMode, bug: Option<InjectedBug>) -> Option<Rig> {
-        let dir = tempfile::tempdir().unwrap();
-        let redis = RedisServer::start_with(vec![
-            "--dir".into(),
-            dir.path().display().to_string(),
-            "--appendonly".into(),
-            "yes".into(),
-            "--appendfsync".into(),
-            "always".into(),
-        ])?;
-        let proxies = vec![
-            Proxy::start(redis.port).await,
-            Proxy::start(redis.port).await,
-        ];
-        let mut local = settings(mode, Some(&redis));
-        local.redis.port = proxies[0].port;
-        local.redis.command_timeout_ms = COMMAND_TIMEOUT_MS;
-        local.inject_bug = bug;
-        let local = spawn_app(local).await;
+    /// The deployment `fault` needs. `None` (skip) without a `redis-server` binary outside CI.
+    pub async fn start(mode: BackendMode, bug: Option<InjectedBug>, fault: Fault) -> Option<Rig> {
         let mode_name = match mode {
             BackendMode::Redis => "redis",
             BackendMode::Auto => "auto",
             BackendMode::Memory => "memory",
         };
-        let env: Vec<(String, String)> = [
-            ("STATEKEEPER__BACKEND__MODE", mode_name.to_string()),
-            ("STATEKEEPER__BACKEND__PROBE_INTERVAL_MS", "100".into()),
-            ("STATEKEEPER__REDIS__PORT", proxies[1].port.to_string()),
+        let mut env: Vec<(String, String)> = vec![
+            ("STATEKEEPER__BACKEND__MODE".into(), mode_name.into()),
             (
-                "STATEKEEPER__REDIS__COMMAND_TIMEOUT_MS",
+                "STATEKEEPER__BACKEND__PROBE_INTERVAL_MS".into(),
+                "100".into(),
+            ),
+            (
+                "STATEKEEPER__REDIS__COMMAND_TIMEOUT_MS".into(),
                 COMMAND_TIMEOUT_MS.to_string(),
             ),
-            ("STATEKEEPER__LOG__LEVEL", "error".into()),
-        ]
-        .into_iter()
-        .map(|(k, v)| (k.to_string(), v))
-        .collect();
+            ("STATEKEEPER__LOG__LEVEL".into(), "error".into()),
+        ];
+        let mut local = settings(mode, None);
+        local.redis.command_timeout_ms = COMMAND_TIMEOUT_MS;
+        local.inject_bug = bug;
+        let backing = match fault {
+            Fault::SentinelFailover | Fault::ClusterFailover => {
+                // Every write confirmed by one replica, so a promoted replica holds it.
+                local.redis.wait_replicas = 1;
+                local.redis.wait_timeout_ms = 500;
+                env.push(("STATEKEEPER__REDIS__WAIT_REPLICAS".into(), "1".into()));
+                env.push(("STATEKEEPER__REDIS__WAIT_TIMEOUT_MS".into(), "500".into()));
+                if fault == Fault::SentinelFailover {
+                    let setup = tokio::task::spawn_blocking(|| {
+                        let setup = SentinelSetup::start()?;
+                        setup.wait_replica_in_sync();
+                        Some(setup)
+                    })
+                    .await
+                    .unwrap()?;
+                    local.redis.sentinel = Some(statekeeper::config::SentinelSettings {
+                        master_name: SENTINEL_MASTER.into(),
+                        nodes: setup.urls(),
+                    });
+                    env.push(("REDIS_SENTINEL_MASTER".into(), SENTINEL_MASTER.into()));
+                    env.push(("REDIS_SENTINEL_NODES".into(), setup.urls().join(",")));
+                    Backing::Sentinel(setup)
+                } else {
+                    let cluster = tokio::task::spawn_blocking(|| RedisCluster::start_with(3, 1))
+                        .await
+                        .unwrap()?;
+                    local.redis.cluster_nodes = cluster.urls();
+                    env.push(("REDIS_CLUSTER_NODES".into(), cluster.urls().join(",")));
+                    Backing::Cluster(cluster)
+                }
+            }
+            _ => {
+                let dir = tempfile::tempdir().unwrap();
+                let redis = RedisServer::start_with(vec![
+                    "--dir".into(),
+                    dir.path().display().to_string(),
+                    "--appendonly".into(),
+                    "yes".into(),
+                    "--appendfsync".into(),
+                    "always".into(),
+                ])?;
+                let proxies = vec![
+                    Proxy::start(redis.port).await,
+                    Proxy::start(redis.port).await,
+                ];
+                local.redis.port = proxies[0].port;
+                env.push((
+                    "STATEKEEPER__REDIS__PORT".into(),
+                    proxies[1].port.to_string(),
+                ));
+                Backing::Single {
+                    redis: Mutex::new(redis),
+                    _dir: dir,
+                    proxies,
+                }
+            }
+        };
+        let local = spawn_app(local).await;
         let port = free_port();
         let process = Process::spawn(port, env);
         let rig = Rig {
-            redis: Mutex::new(redis),
-            _dir: dir,
-            proxies,
+            backing,
             bases: vec![local.url(""), format!("http://127.0.0.1:{port}")],
             _local: local,
             process: Mutex::new(process),
@@ -279,8 +340,9 @@ impl Rig {
             loop {
                 let rest = Duration::from_millis(rng.random_range(800..2_000));
                 // A stall or a partition long enough for a command deadline (1 s) to pass twice
-                // and the instance to take Redis for down, some of the time.
-                // The first stall is 5 s, so every run sees an instance switch at least once.
+                // and the instance to take Redis for down, some of the time; the first is 5 s,
+                // so every run sees an instance switch at least once. A failover holds until
+                // the replica has taken over.
                 let hold = match fault {
                     Fault::Pause | Fault::Partition if first => 5_000,
                     Fault::Pause | Fault::Partition => rng.random_range(1_500..4_500),
@@ -295,12 +357,12 @@ impl Rig {
                 }
                 self.injected.fetch_add(1, Ordering::Relaxed);
                 let rig = Arc::clone(&self);
-                tokio::task::spawn_blocking(move || rig.apply(fault, slow))
+                let applied = tokio::task::spawn_blocking(move || rig.apply(fault, slow))
                     .await
                     .unwrap();
                 tokio::time::sleep(hold).await;
                 let rig = Arc::clone(&self);
-                tokio::task::spawn_blocking(move || rig.heal(fault))
+                tokio::task::spawn_blocking(move || rig.heal(fault, applied))
                     .await
                     .unwrap();
             }
@@ -310,20 +372,29 @@ impl Rig {
         self.wait_ready(1).await;
     }
 
-    fn apply(&self, fault: Fault, slow_ms: u64) {
+    fn single(&self) -> (&Mutex<RedisServer>, &[Proxy]) {
+        match &self.backing {
+            Backing::Single { redis, proxies, .. } => (redis, proxies),
+            _ => unreachable!("a single-server fault on a replicated deployment"),
+        }
+    }
+
+    /// Applies `fault`; returns the node it stopped, for a failover.
+    fn apply(&self, fault: Fault, slow_ms: u64) -> usize {
         match fault {
             Fault::None => {}
-            Fault::Kill => self.redis.lock().unwrap().kill(),
-            Fault::Pause => self.redis.lock().unwrap().pause(),
+            Fault::Kill => self.single().0.lock().unwrap().kill(),
+            Fault::Pause => self.single().0.lock().unwrap().pause(),
             Fault::ClientKill => {
                 let _: redis::Value = self
-                    .redis
+                    .single()
+                    .0
                     .lock()
                     .unwrap()
                     .query(&["CLIENT", "KILL", "TYPE", "normal"]);
             }
             Fault::Oom => {
-                let redis = self.redis.lock().unwrap();
+                let redis = self.single().0.lock().unwrap();
                 let info: String = redis.query(&["INFO", "memory"]);
                 let used: u64 = info
                     .lines()
@@ -333,26 +404,90 @@ impl Rig {
                 let limit = (used + 64 * 1024).to_string();
                 let _: () = redis.query(&["CONFIG", "SET", "maxmemory", &limit]);
             }
-            Fault::Latency => self.proxies[1].set(Link::Slow(slow_ms)),
-            Fault::Partition => self.proxies[1].set(Link::Cut),
+            Fault::Latency => self.single().1[1].set(Link::Slow(slow_ms)),
+            Fault::Partition => self.single().1[1].set(Link::Cut),
             Fault::InstanceKill => self.process.lock().unwrap().kill(),
+            Fault::SentinelFailover => {
+                let Backing::Sentinel(setup) = &self.backing else {
+                    unreachable!()
+                };
+                let master = setup.current_master();
+                let (stopped, other) = if master == setup.master.port {
+                    (&setup.master, &setup.replica)
+                } else {
+                    (&setup.replica, &setup.master)
+                };
+                stopped.pause();
+                setup.wait_master(other.port);
+                return stopped.port as usize;
+            }
+            Fault::ClusterFailover => {
+                let Backing::Cluster(cluster) = &self.backing else {
+                    unreachable!()
+                };
+                let (victim, _) = cluster.masters()[0].clone();
+                cluster.nodes[victim].pause();
+                cluster.wait_failover_of(victim);
+                return victim;
+            }
         }
+        0
     }
 
-    fn heal(&self, fault: Fault) {
+    fn heal(&self, fault: Fault, applied: usize) {
         match fault {
             Fault::None | Fault::ClientKill => {}
-            Fault::Kill => self.redis.lock().unwrap().restart(),
-            Fault::Pause => self.redis.lock().unwrap().resume(),
+            Fault::Kill => self.single().0.lock().unwrap().restart(),
+            Fault::Pause => self.single().0.lock().unwrap().resume(),
             Fault::Oom => {
-                let _: () = self
-                    .redis
-                    .lock()
-                    .unwrap()
-                    .query(&["CONFIG", "SET", "maxmemory", "0"]);
+                let _: () =
+                    self.single()
+                        .0
+                        .lock()
+                        .unwrap()
+                        .query(&["CONFIG", "SET", "maxmemory", "0"]);
             }
-            Fault::Latency | Fault::Partition => self.proxies[1].set(Link::Open),
+            Fault::Latency | Fault::Partition => self.single().1[1].set(Link::Open),
             Fault::InstanceKill => self.process.lock().unwrap().restart(),
+            Fault::SentinelFailover => {
+                let Backing::Sentinel(setup) = &self.backing else {
+                    unreachable!()
+                };
+                let stopped = if applied == setup.master.port as usize {
+                    &setup.master
+                } else {
+                    &setup.replica
+                };
+                stopped.resume();
+                wait_replica_linked(stopped);
+            }
+            Fault::ClusterFailover => {
+                let Backing::Cluster(cluster) = &self.backing else {
+                    unreachable!()
+                };
+                cluster.nodes[applied].resume();
+                wait_replica_linked(&cluster.nodes[applied]);
+                cluster.wait_ok();
+            }
         }
     }
+}
+
+/// Waits (at most 20 s) until a continued former master serves as a replica, in sync.
+fn wait_replica_linked(node: &RedisServer) {
+    let started = std::time::Instant::now();
+    while started.elapsed() < Duration::from_secs(20) {
+        let info: Option<String> = redis::cmd("INFO")
+            .arg("replication")
+            .query(&mut node.connection())
+            .ok();
+        if info.is_some_and(|i| i.contains("role:slave") && i.contains("master_link_status:up")) {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    panic!(
+        "the former master on port {} did not rejoin as a replica",
+        node.port
+    );
 }
