@@ -178,7 +178,16 @@ async fn cache(ctx: Arc<Ctx>) -> Verdict {
             let input = match rng.random_range(0..10) {
                 0..=2 => CacheIn::Get,
                 3..=4 => CacheIn::Put(next),
-                5..=6 => CacheIn::Cas(if rng.random_bool(0.8) { seen } else { None }, next),
+                // Mostly the value last seen; sometimes absence, or a value never written
+                // (that one must always fail).
+                5..=6 => {
+                    let expected = match rng.random_range(0..10) {
+                        0..=6 => seen,
+                        7..=8 => None,
+                        _ => Some(-1),
+                    };
+                    CacheIn::Cas(expected, next)
+                }
                 7 => CacheIn::GetAndSet(next),
                 8 => CacheIn::GetAndDelete,
                 _ => CacheIn::Incr(rng.random_range(1..4)),
@@ -1056,10 +1065,10 @@ async fn session(ctx: Arc<Ctx>) -> Verdict {
     let mut gone_at: HashMap<&str, u64> = HashMap::new();
     for (id, op, call) in &records {
         verdict.count(call);
-        let gone = match (*op, call.status()) {
-            ("delete", Some(204 | 404)) | ("get", Some(404)) | ("rotate", Some(200 | 404)) => true,
-            _ => false,
-        };
+        let gone = matches!(
+            (*op, call.status()),
+            ("delete", Some(204 | 404)) | ("get", Some(404)) | ("rotate", Some(200 | 404))
+        );
         if gone {
             let at = gone_at.entry(id).or_insert(u64::MAX);
             *at = (*at).min(call.returned);

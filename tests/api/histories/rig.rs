@@ -316,11 +316,11 @@ impl Rig {
         &self.bases
     }
 
-    /// Waits until instance `i` answers its liveness probe.
+    /// Waits (at most 30 s) until instance `i` answers its liveness probe.
     async fn wait_ready(&self, i: usize) {
         let url = format!("{}/health/live", self.bases[i]);
         let client = reqwest::Client::new();
-        for _ in 0..500 {
+        for _ in 0..1_500 {
             if let Ok(r) = client.get(&url).send().await
                 && r.status().is_success()
             {
