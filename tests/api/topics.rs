@@ -619,3 +619,57 @@ async fn shutdown_ends_open_streams() {
     assert!(subscriber.next().await.is_none(), "the stream ends cleanly");
     assert!(started.elapsed() < Duration::from_secs(5));
 }
+
+/// With `redis.wait_replicas`, a subscriber receives only what the replicas hold. A master that
+/// lost its replica (as a deposed master does, stopped and continued before it learns it is a
+/// replica) still appends what it is sent, and answers 503 to the publisher; delivering that
+/// message would move the subscriber's `Last-Event-ID` past what the new master holds, a silent
+/// gap (the history checker found it in a Cluster failover). The stream resets instead.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_message_the_replicas_do_not_hold_is_never_delivered() {
+    let Some(master) = RedisServer::start() else {
+        return;
+    };
+    let replica_of = vec![
+        "--replicaof".into(),
+        "127.0.0.1".into(),
+        master.port.to_string(),
+    ];
+    let Some(replica) = RedisServer::start_with(replica_of) else {
+        return;
+    };
+    let replicas = |want: &str| {
+        let started = std::time::Instant::now();
+        while started.elapsed() < Duration::from_secs(20) {
+            let info: String = master.query(&["INFO", "replication"]);
+            let up: String = replica.query(&["INFO", "replication"]);
+            let linked = up.contains("master_link_status:up");
+            if info.contains(&format!("connected_slaves:{want}")) && (want == "0" || linked) {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        panic!("the master never had {want} replicas");
+    };
+    replicas("1");
+    let mut s = settings(BackendMode::Redis, Some(&master));
+    s.redis.wait_replicas = 1;
+    s.redis.wait_timeout_ms = 200;
+    let app = spawn_app(s).await;
+    let mut subscriber = Subscriber::open(&app, "replicated", None).await;
+    let first = publish(&app, "replicated", json!({"data": "held by the replica"})).await;
+    assert_eq!(subscriber.next().await.unwrap().id, first);
+
+    let _: () = replica.query(&["REPLICAOF", "NO", "ONE"]);
+    replicas("0");
+    let alone = app
+        .post(
+            "/v1/topics/replicated/messages",
+            json!({"data": "on the master alone"}),
+        )
+        .await;
+    alone.assert_problem(503, "backend_unavailable");
+    let next = subscriber.next_within(Duration::from_secs(15)).await;
+    let event = next.expect("the stream resets rather than ending silently");
+    assert_eq!(reset_reason(&event), "backend_switched", "{event:?}");
+}

@@ -258,6 +258,11 @@ impl RedisPool {
         &self.keys
     }
 
+    /// `redis.wait_replicas` and `redis.wait_timeout_ms`, when writes wait for replicas.
+    pub fn waits_for_replicas(&self) -> Option<(u32, Duration)> {
+        self.wait
+    }
+
     /// A new pub/sub connection of its own (subscribed connections cannot be multiplexed).
     pub async fn pubsub(&self) -> Result<redis::aio::PubSub, StoreError> {
         tokio::time::timeout(self.connect, self.topology.pubsub())

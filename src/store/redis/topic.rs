@@ -15,6 +15,14 @@
 //!
 //! When the reader loses Redis (an error, or no answer within its block time and a margin) it
 //! ends, closing its channel: every stream on it ends with a reset, and its clients reconnect.
+//!
+//! With `redis.wait_replicas`, the reader delivers only what that many replicas hold: each
+//! `XREAD` is pipelined with a `WAIT` on the same node, and when fewer replicas answer, the
+//! reader ends (a reset) instead of delivering. A master that a failover deposed but that does
+//! not know it yet (stopped, then continued, before it learns it is a replica) still answers
+//! reads with what it took alone; delivering that would move a subscriber's `Last-Event-ID`
+//! past messages the new master holds, a gap with no reset (found by the history checker,
+//! `docs/consistency.md`).
 
 use std::{
     collections::HashMap,
@@ -102,7 +110,13 @@ impl RedisTopics {
         let (sender, receiver) = broadcast::channel(buffer.max(1));
         let reader = Arc::new(Reader {
             sender: sender.downgrade(),
-            task: tokio::spawn(read(connection, key.to_string(), from, sender)),
+            task: tokio::spawn(read(
+                connection,
+                key.to_string(),
+                from,
+                sender,
+                self.redis.waits_for_replicas(),
+            )),
         });
         readers.insert(key.to_string(), Arc::downgrade(&reader));
         Ok((reader, receiver))
@@ -148,13 +162,16 @@ fn event(id: &str, fields: Value) -> StoreResult<Shared> {
     }))
 }
 
-/// Broadcasts the stream's messages after `from` until Redis fails or the reader is dropped.
+/// Broadcasts the stream's messages after `from` until Redis fails or the reader is dropped;
+/// with `wait` (replicas, timeout), only messages that many replicas confirmed.
 async fn read(
     mut connection: Conn,
     key: String,
     mut from: String,
     sender: broadcast::Sender<Shared>,
+    wait: Option<(u32, Duration)>,
 ) {
+    type Streams = Option<Vec<(String, Vec<(String, Value)>)>>;
     loop {
         let mut xread = redis::cmd("XREAD");
         xread
@@ -165,11 +182,29 @@ async fn read(
             .arg("STREAMS")
             .arg(&key)
             .arg(&from);
-        let reply = tokio::time::timeout(
-            BLOCK + READ_MARGIN,
-            xread.query_async::<Option<Vec<(String, Vec<(String, Value)>)>>>(&mut connection),
-        )
-        .await;
+        let query = async {
+            let Some((replicas, timeout)) = wait else {
+                return xread.query_async::<Streams>(&mut connection).await;
+            };
+            // One pipeline goes to one node: the WAIT counts the replicas of the node that
+            // answered the XREAD.
+            let mut pipe = redis::pipe();
+            pipe.add_command(xread.clone())
+                .cmd("WAIT")
+                .arg(replicas)
+                .arg(timeout.as_millis() as u64);
+            let (streams, acked): (Streams, u64) = pipe.query_async(&mut connection).await?;
+            if acked < u64::from(replicas) && streams.is_some() {
+                return Err(redis::RedisError::from((
+                    redis::ErrorKind::Io,
+                    "read not confirmed by the replicas",
+                    format!("{acked} of {replicas}"),
+                )));
+            }
+            Ok(streams)
+        };
+        let wait_time = wait.map_or(Duration::ZERO, |(_, timeout)| timeout);
+        let reply = tokio::time::timeout(BLOCK + READ_MARGIN + wait_time, query).await;
         let entries = match reply {
             Ok(Ok(Some(streams))) => streams.into_iter().flat_map(|(_, entries)| entries),
             Ok(Ok(None)) => continue,

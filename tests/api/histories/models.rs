@@ -1168,9 +1168,14 @@ async fn topic(ctx: Arc<Ctx>) -> Verdict {
                             .iter()
                             .find(|p| p.0 == current.0 && before.1 < p.1 && p.1 < current.1)
                         {
+                            // Whether the log still holds it: a resume from just before.
+                            let kept = resumed_after(&ctx, &before.1.id(before.0)).await;
                             verdict.anomaly(format!(
-                                "subscriber {i}: {} published, but the stream went from {} to {id} with no reset",
-                                missed.1.id(missed.0), before.1.id(before.0)
+                                "subscriber {i}: {} published, but the stream went from {} to \
+                                 {id} with no reset (a resume from {} now reads {kept:?})",
+                                missed.1.id(missed.0),
+                                before.1.id(before.0),
+                                before.1.id(before.0),
                             ));
                         }
                     }
@@ -1180,6 +1185,31 @@ async fn topic(ctx: Arc<Ctx>) -> Verdict {
         }
     }
     verdict
+}
+
+/// The first ids a subscription resuming after `id` reads now (instance 0, at most 3).
+async fn resumed_after(ctx: &Ctx, id: &str) -> Vec<String> {
+    use eventsource_stream::Eventsource as _;
+    let url = format!("{}/v1/topics/{}/events", ctx.bases[0], ctx.run);
+    let Ok(response) = ctx
+        .streaming
+        .get(url)
+        .header("Last-Event-ID", id)
+        .send()
+        .await
+    else {
+        return Vec::new();
+    };
+    let mut events = response.bytes_stream().eventsource();
+    let mut ids = Vec::new();
+    while ids.len() < 3 {
+        match tokio::time::timeout(Duration::from_secs(2), events.next()).await {
+            Ok(Some(Ok(event))) if event.event == "reset" => ids.push("reset".into()),
+            Ok(Some(Ok(event))) => ids.push(event.id),
+            _ => break,
+        }
+    }
+    ids
 }
 
 /// What subscribers saw, by (run, subscriber): a subscriber runs until aborted, so it keeps its
