@@ -42,7 +42,9 @@ use crate::{
     domain::{
         agent_state::{AgentState, NewAgentState, ThreadId},
         ids::{CacheKey, Namespace, Tenant},
-        pending_action::{ActionStatus, ActionToken, Cancel, Confirm, TombstoneLife},
+        pending_action::{
+            ActionStatus, ActionToken, Cancel, Confirm, PendingAction, TombstoneLife,
+        },
         session::{SessionId, SessionRules, UserId},
         ttl::{Expiry, Ttl, unix_ms},
     },
@@ -434,7 +436,10 @@ impl HandBack {
         token: &ActionToken,
         report: &mut Report,
     ) -> StoreResult<()> {
-        let Some(ours) = pair.memory.get(tenant, token).await? else {
+        // Moved, not copied: taken out of memory first, so that no later outage can resolve it
+        // there while Redis resolves it too (a token lives in one store), and put back only
+        // when Redis cannot take it now.
+        let Some(ours) = pair.memory.take(tenant, token).await? else {
             // Expired while degraded: nothing to hand back (tokens are never deleted).
             return Ok(());
         };
@@ -445,17 +450,35 @@ impl HandBack {
         if left == 0 {
             return Ok(());
         }
-        if pair
-            .redis
-            .create(tenant, &ours, Ttl::carried_ms(left))
-            .await?
-        {
-            report.written += 1;
-            return Ok(());
+        let ttl = Ttl::carried_ms(left);
+        match self.move_action(pair, tenant, token, &ours, ttl).await {
+            Ok(Some(true)) => report.written += 1,
+            Ok(Some(false)) => conflict(report, "pending action", token.as_str()),
+            Ok(None) => {}
+            Err(e) => {
+                pair.memory.create(tenant, &ours, ttl).await?;
+                return Err(e);
+            }
         }
-        // Some(true): memory's outcome applied now; Some(false): Redis had another outcome;
-        // None: nothing to apply (still pending in memory, or Redis had the same outcome).
-        let applied = match (ours.status, ours.confirmed_at, ours.cancelled_at) {
+        Ok(())
+    }
+
+    /// Writes a token taken out of memory to Redis: created in its status where Redis has none;
+    /// else memory's outcome applied by the confirm or cancel script. Some(true): written;
+    /// Some(false): Redis had another outcome; None: nothing to apply (still pending in
+    /// memory, or Redis had the same outcome).
+    async fn move_action(
+        &self,
+        pair: &Pair<dyn PendingActionStore>,
+        tenant: &Tenant,
+        token: &ActionToken,
+        ours: &PendingAction,
+        ttl: Ttl,
+    ) -> StoreResult<Option<bool>> {
+        if pair.redis.create(tenant, ours, ttl).await? {
+            return Ok(Some(true));
+        }
+        Ok(match (ours.status, ours.confirmed_at, ours.cancelled_at) {
             (ActionStatus::Confirmed, Some(at), _) => {
                 match pair
                     .redis
@@ -476,13 +499,7 @@ impl HandBack {
                 }
             }
             _ => None,
-        };
-        match applied {
-            Some(true) => report.written += 1,
-            Some(false) => conflict(report, "pending action", token.as_str()),
-            None => {}
-        }
-        Ok(())
+        })
     }
 }
 
@@ -579,6 +596,78 @@ mod tests {
         back.ledger.note([Note::cache(&t, &ns, &kept)]);
         assert!(matches!(back.run().await, Err(StoreError::Full(_))));
         assert!(!back.ledger.is_empty(), "kept for the next recovery");
+    }
+
+    #[tokio::test]
+    async fn a_token_is_moved_not_copied_so_a_later_outage_cannot_resolve_it_twice() {
+        use crate::domain::pending_action::{NewPendingAction, now};
+        let (from, to) = (
+            MemoryBackend::new(1 << 20).stores(),
+            MemoryBackend::new(1 << 20).stores(),
+        );
+        let t = Tenant::new("t");
+        let new = NewPendingAction {
+            intent_name: "deploy".into(),
+            entities: serde_json::Map::new(),
+            summary: String::new(),
+            session_id: None,
+            user_id: None,
+        };
+        let token = ActionToken::generate();
+        let action = PendingAction::new(token.clone(), new, now(), Ttl::carried(600));
+        assert!(
+            from.pending_actions
+                .create(&t, &action, Ttl::carried(600))
+                .await
+                .unwrap()
+        );
+        let mut back = hand_back(&from, &to);
+        back.pending_actions = Some(Pair {
+            memory: from.pending_actions.clone(),
+            redis: to.pending_actions.clone(),
+        });
+        // Redis cannot take it now (full): it stays in memory, still noted.
+        let full = MemoryBackend::new(0).stores();
+        let mut stuck = hand_back(&from, &full);
+        stuck.pending_actions = Some(Pair {
+            memory: from.pending_actions.clone(),
+            redis: full.pending_actions.clone(),
+        });
+        stuck
+            .ledger
+            .note([Note::Item(Item::Action(t.clone(), token.clone()))]);
+        assert!(matches!(stuck.run().await, Err(StoreError::Full(_))));
+        assert!(
+            from.pending_actions
+                .get(&t, &token)
+                .await
+                .unwrap()
+                .is_some()
+        );
+
+        back.ledger
+            .note([Note::Item(Item::Action(t.clone(), token.clone()))]);
+        let report = back.run().await.unwrap();
+        assert_eq!(report.written, 1);
+        let moved = to.pending_actions.get(&t, &token).await.unwrap().unwrap();
+        assert_eq!(moved.status, ActionStatus::Pending);
+        // Memory no longer holds it: a confirm there (a later outage) cannot win while a
+        // cancel wins in Redis.
+        assert!(
+            from.pending_actions
+                .get(&t, &token)
+                .await
+                .unwrap()
+                .is_none()
+        );
+        let tomb = TombstoneLife::Remaining;
+        let in_memory = from
+            .pending_actions
+            .confirm(&t, &token, now(), None, tomb)
+            .await;
+        assert!(matches!(in_memory.unwrap(), Confirm::NotFound));
+        let in_redis = to.pending_actions.cancel(&t, &token, now(), tomb).await;
+        assert!(matches!(in_redis.unwrap(), Cancel::Cancelled));
     }
 
     fn cache(key: &str) -> Item {

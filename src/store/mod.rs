@@ -295,6 +295,17 @@ pub trait PendingActionStore: Send + Sync {
         cursor: Option<&str>,
         limit: usize,
     ) -> StoreResult<IdPage>;
+
+    /// Removes the token and returns it, in one atomic step: the hand-back *moves* a token
+    /// from memory to Redis, so that it lives in one store at any time and a later outage
+    /// cannot resolve it in memory while Redis resolves it too. Only memory hands tokens over.
+    async fn take(
+        &self,
+        _tenant: &Tenant,
+        _token: &ActionToken,
+    ) -> StoreResult<Option<PendingAction>> {
+        Err(StoreError::Internal("only memory hands tokens over".into()))
+    }
 }
 
 /// The outcome of a write to an existing agent state that may carry an expected version.

@@ -102,6 +102,17 @@ impl PendingActionStore for MemoryPendingActions {
         }))
     }
 
+    async fn take(
+        &self,
+        tenant: &Tenant,
+        token: &ActionToken,
+    ) -> StoreResult<Option<PendingAction>> {
+        Ok(self
+            .engine
+            .update(&entry_key(tenant, token), |slot| slot.take())
+            .map(|e| e.value.action))
+    }
+
     async fn confirm(
         &self,
         tenant: &Tenant,

@@ -1095,6 +1095,8 @@ async fn session(ctx: Arc<Ctx>) -> Verdict {
 enum Seen {
     Message(String),
     Reset,
+    /// The stream ended (or failed) and the subscriber connects again: for the record only.
+    Reconnect,
 }
 
 async fn topic(ctx: Arc<Ctx>) -> Verdict {
@@ -1148,9 +1150,18 @@ async fn topic(ctx: Arc<Ctx>) -> Verdict {
         let mut previous: Option<(Log, Order)> = None;
         if std::env::var_os("CHAOS_DEBUG").is_some() {
             eprintln!("subscriber {i}: {seen:?}");
+            let log: Vec<String> = published
+                .iter()
+                .map(|c| match c.ok() {
+                    Some(b) => format!("{}@{}", b["id"].as_str().unwrap(), c.returned / 1000),
+                    None => format!("?@{}", c.invoked / 1000),
+                })
+                .collect();
+            eprintln!("published: {log:?}");
         }
         for item in seen {
             match item {
+                Seen::Reconnect => {}
                 Seen::Reset => previous = None,
                 Seen::Message(id) => {
                     let Some(current) = Order::parse(&id) else {
@@ -1244,6 +1255,11 @@ async fn subscribe(ctx: Arc<Ctx>, i: usize, path: String) {
                 SEEN.lock().unwrap().get_mut(&key).unwrap().push(item);
             }
         }
+        SEEN.lock()
+            .unwrap()
+            .get_mut(&key)
+            .unwrap()
+            .push(Seen::Reconnect);
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
