@@ -673,3 +673,28 @@ async fn a_message_the_replicas_do_not_hold_is_never_delivered() {
     let event = next.expect("the stream resets rather than ending silently");
     assert_eq!(reset_reason(&event), "backend_switched", "{event:?}");
 }
+
+/// A `Last-Event-ID` within the log that the log never held (as a master deposed by a failover
+/// hands out: it took the message alone, and the failover dropped it) resets: resuming after
+/// it would skip the messages before it that the new master took.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_id_the_log_never_held_resets() {
+    let Some(redis) = RedisServer::start() else {
+        return;
+    };
+    let app = spawn_app(settings(BackendMode::Redis, Some(&redis))).await;
+    let first = publish(&app, "held", json!({"data": 1})).await;
+    tokio::time::sleep(Duration::from_millis(5)).await;
+    let second = publish(&app, "held", json!({"data": 2})).await;
+    let (ms, seq) = first.split_once('-').unwrap();
+    let never = format!("{ms}-{}", seq.parse::<u64>().unwrap() + 1);
+    assert!(never != second);
+    let mut subscriber = Subscriber::open(&app, "held", Some(&never)).await;
+    let event = subscriber.next().await.unwrap();
+    assert_eq!(reset_reason(&event), "unknown_id", "{event:?}");
+    let replay = subscriber.take(2).await;
+    assert_eq!([&replay[0].id, &replay[1].id], [&first, &second]);
+    // An id the log holds still resumes exactly.
+    let mut exact = Subscriber::open(&app, "held", Some(&first)).await;
+    assert_eq!(exact.next().await.unwrap().id, second);
+}

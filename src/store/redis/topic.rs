@@ -22,7 +22,9 @@
 //! not know it yet (stopped, then continued, before it learns it is a replica) still answers
 //! reads with what it took alone; delivering that would move a subscriber's `Last-Event-ID`
 //! past messages the new master holds, a gap with no reset (found by the history checker,
-//! `docs/consistency.md`).
+//! `docs/consistency.md`). On a Cluster the same pipeline asks the node for its `run_id`: when another
+//! node answers for the stream's slot (a failover), the reader ends (a reset), and a resume
+//! from an id the stream never held (made by the deposed master) resets too.
 
 use std::{
     collections::HashMap,
@@ -40,7 +42,9 @@ use super::{RedisPool, script::Script};
 use crate::{
     domain::{
         ids::Tenant,
-        topic::{Bounds, Event, Log, NewEvent, Order, Resume, Shared, TopicName, resume},
+        topic::{
+            Bounds, Event, Log, NewEvent, Order, ResetReason, Resume, Shared, TopicName, resume,
+        },
     },
     store::{BacklogPages, StoreError, StoreResult, Subscription, TopicLimits, TopicStore},
 };
@@ -122,10 +126,10 @@ impl RedisTopics {
         Ok((reader, receiver))
     }
 
-    /// The stream's bounds and the first page of messages after `from` ('-': from the first,
-    /// '': none).
-    async fn backlog(&self, key: &str, from: &str) -> StoreResult<(Bounds, Vec<Shared>)> {
-        let (last, first, entries): (String, String, Vec<(String, Value)>) = self
+    /// The stream's bounds, the first page of messages after `from` ('-': from the first,
+    /// '': none), and whether the stream holds `from` (or it is the last id).
+    async fn backlog(&self, key: &str, from: &str) -> StoreResult<(Bounds, Vec<Shared>, bool)> {
+        let (last, first, entries, held): (String, String, Vec<(String, Value)>, u8) = self
             .redis
             .script(self.read.key(key).arg(from).arg(PAGE))
             .await?;
@@ -143,7 +147,7 @@ impl RedisTopics {
             .into_iter()
             .map(|(id, fields)| event(&id, fields))
             .collect::<StoreResult<_>>()?;
-        Ok((bounds, events))
+        Ok((bounds, events, held == 1))
     }
 }
 
@@ -172,6 +176,9 @@ async fn read(
     wait: Option<(u32, Duration)>,
 ) {
     type Streams = Option<Vec<(String, Vec<(String, Value)>)>>;
+    let on_cluster = matches!(connection, Conn::Cluster(_));
+    // The cluster node that answered the last read.
+    let mut node: Option<String> = None;
     loop {
         let mut xread = redis::cmd("XREAD");
         xread
@@ -183,23 +190,53 @@ async fn read(
             .arg(&key)
             .arg(&from);
         let query = async {
-            let Some((replicas, timeout)) = wait else {
+            if wait.is_none() && !on_cluster {
                 return xread.query_async::<Streams>(&mut connection).await;
-            };
+            }
             // One pipeline goes to one node: the WAIT counts the replicas of the node that
-            // answered the XREAD.
+            // answered the XREAD, and INFO's `run_id` names that node's process (CLUSTER MYID
+            // would be routed as if MYID were a key).
             let mut pipe = redis::pipe();
-            pipe.add_command(xread.clone())
-                .cmd("WAIT")
-                .arg(replicas)
-                .arg(timeout.as_millis() as u64);
-            let (streams, acked): (Streams, u64) = pipe.query_async(&mut connection).await?;
-            if acked < u64::from(replicas) && streams.is_some() {
-                return Err(redis::RedisError::from((
-                    redis::ErrorKind::Io,
-                    "read not confirmed by the replicas",
-                    format!("{acked} of {replicas}"),
-                )));
+            pipe.add_command(xread.clone());
+            if let Some((replicas, timeout)) = wait {
+                pipe.cmd("WAIT")
+                    .arg(replicas)
+                    .arg(timeout.as_millis() as u64);
+            }
+            if on_cluster {
+                pipe.cmd("INFO").arg("server");
+            }
+            let replies: Vec<Value> = pipe.query_async(&mut connection).await?;
+            let mut replies = replies.into_iter();
+            let streams: Streams = redis::from_redis_value(replies.next().unwrap_or(Value::Nil))?;
+            if let Some((replicas, _)) = wait {
+                let acked: u64 = redis::from_redis_value(replies.next().unwrap_or(Value::Nil))?;
+                if acked < u64::from(replicas) && streams.is_some() {
+                    return Err(redis::RedisError::from((
+                        redis::ErrorKind::Io,
+                        "read not confirmed by the replicas",
+                        format!("{acked} of {replicas}"),
+                    )));
+                }
+            }
+            if on_cluster {
+                let info: String = redis::from_redis_value(replies.next().unwrap_or(Value::Nil))?;
+                let id = info
+                    .lines()
+                    .find_map(|line| line.strip_prefix("run_id:"))
+                    .unwrap_or_default()
+                    .trim()
+                    .to_string();
+                // Another node answers for the stream's slot (a failover): what the last one
+                // gave may be what the failover dropped, so resuming here could skip messages.
+                if node.as_ref().is_some_and(|node| *node != id) {
+                    return Err(redis::RedisError::from((
+                        redis::ErrorKind::Io,
+                        "another node answers for the stream",
+                        id,
+                    )));
+                }
+                node = Some(id);
             }
             Ok(streams)
         };
@@ -296,8 +333,14 @@ impl TopicStore for RedisTopics {
             Some(Some((Log::Redis, order))) => order.id(Log::Redis),
             Some(_) => "-".to_string(),
         };
-        let (bounds, mut backlog) = self.backlog(&key, &from).await?;
-        let start = resume(after, &bounds);
+        let (bounds, mut backlog, held) = self.backlog(&key, &from).await?;
+        let mut start = resume(after, &bounds);
+        if matches!(start, Resume::After(_)) && !held {
+            // An id within the bounds that the stream never held: a deposed master made it
+            // (it took the message alone, and the failover dropped it). Resuming after it
+            // would skip what the new master took meanwhile.
+            start = Resume::Reset(ResetReason::UnknownId);
+        }
         if matches!(start, Resume::Reset(_)) && from != "-" {
             backlog = self.backlog(&key, "-").await?.1;
         }
