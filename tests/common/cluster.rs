@@ -280,16 +280,7 @@ impl SentinelSetup {
 
     /// The port of the master the first Sentinel names.
     pub fn current_master(&self) -> u16 {
-        let (_, port): (String, String) =
-            redis::Client::open(format!("redis://127.0.0.1:{}", self.sentinels[0].0))
-                .and_then(|c| c.get_connection())
-                .and_then(|mut c| {
-                    redis::cmd("SENTINEL")
-                        .arg("get-master-addr-by-name")
-                        .arg(SENTINEL_MASTER)
-                        .query(&mut c)
-                })
-                .expect("a Sentinel names the master");
+        let (_, port) = named_master(self.sentinels[0].0).expect("a Sentinel names the master");
         port.parse().unwrap()
     }
 
@@ -306,16 +297,7 @@ impl SentinelSetup {
         let started = Instant::now();
         'wait: while started.elapsed() < Duration::from_secs(30) {
             for (sentinel, _) in &self.sentinels {
-                let named: Option<(String, String)> =
-                    redis::Client::open(format!("redis://127.0.0.1:{sentinel}"))
-                        .and_then(|c| c.get_connection())
-                        .and_then(|mut c| {
-                            redis::cmd("SENTINEL")
-                                .arg("get-master-addr-by-name")
-                                .arg(SENTINEL_MASTER)
-                                .query(&mut c)
-                        })
-                        .ok();
+                let named = named_master(*sentinel);
                 if named.is_none_or(|(_, p)| p != port.to_string()) {
                     std::thread::sleep(Duration::from_millis(100));
                     continue 'wait;
@@ -334,4 +316,17 @@ impl Drop for SentinelSetup {
             let _ = child.wait();
         }
     }
+}
+
+/// The (host, port) of the master the Sentinel on `sentinel` names, if it answers.
+fn named_master(sentinel: u16) -> Option<(String, String)> {
+    redis::Client::open(format!("redis://127.0.0.1:{sentinel}"))
+        .and_then(|c| c.get_connection())
+        .and_then(|mut c| {
+            redis::cmd("SENTINEL")
+                .arg("get-master-addr-by-name")
+                .arg(SENTINEL_MASTER)
+                .query(&mut c)
+        })
+        .ok()
 }

@@ -156,61 +156,47 @@ pub fn linearizable<M: Model>(
         if steps > max_steps {
             return None;
         }
-        if entry == usize::MAX {
-            // Only reached after lifting past the end: nothing left to place here.
-            match calls.pop() {
-                None => return Some(false),
-                Some((at, previous)) => {
-                    let op = entries[at].op;
-                    linearized[op / 64] &= !(1 << (op % 64));
-                    if history[op].output.is_some() {
-                        known_linearized -= 1;
+        if entry != usize::MAX {
+            let current = entries[entry];
+            let op = &history[current.op];
+            if current.is_call {
+                if let Some(next_state) = model.step(&state, &op.input, op.output.as_ref()) {
+                    let mut with = linearized.clone();
+                    with[current.op / 64] |= 1 << (current.op % 64);
+                    if cache.insert((with.clone(), next_state.clone())) {
+                        calls.push((entry, std::mem::replace(&mut state, next_state)));
+                        linearized = with;
+                        if op.output.is_some() {
+                            known_linearized += 1;
+                        }
+                        lift(&mut entries, entry);
+                        entry = entries[0].next;
+                        continue;
                     }
-                    state = previous;
-                    unlift(&mut entries, at);
-                    entry = entries[at].next;
                 }
+                entry = current.next;
+                continue;
             }
-            continue;
-        }
-        let current = entries[entry];
-        let op = &history[current.op];
-        if current.is_call {
-            if let Some(next_state) = model.step(&state, &op.input, op.output.as_ref()) {
-                let mut with = linearized.clone();
-                with[current.op / 64] |= 1 << (current.op % 64);
-                if cache.insert((with.clone(), next_state.clone())) {
-                    calls.push((entry, std::mem::replace(&mut state, next_state)));
-                    linearized = with;
-                    if op.output.is_some() {
-                        known_linearized += 1;
-                    }
-                    lift(&mut entries, entry);
-                    entry = entries[0].next;
-                    continue;
-                }
-            }
-            entry = current.next;
-        } else if op.output.is_none() {
-            // The return of an unknown operation sorts after every known one: every known
-            // operation is placed, which the check at the top of the loop has seen.
-            entry = current.next;
-        } else {
-            // A known operation returned before it could be placed: undo the last choice.
-            match calls.pop() {
-                None => return Some(false),
-                Some((at, previous)) => {
-                    let op = entries[at].op;
-                    linearized[op / 64] &= !(1 << (op % 64));
-                    if history[op].output.is_some() {
-                        known_linearized -= 1;
-                    }
-                    state = previous;
-                    unlift(&mut entries, at);
-                    entry = entries[at].next;
-                }
+            if op.output.is_none() {
+                // The return of an unknown operation sorts after every known one: every known
+                // operation is placed, which the check at the top of the loop has seen.
+                entry = current.next;
+                continue;
             }
         }
+        // Past the end of the list, or a known operation returned before it could be placed:
+        // undo the last choice.
+        let Some((at, previous)) = calls.pop() else {
+            return Some(false);
+        };
+        let op = entries[at].op;
+        linearized[op / 64] &= !(1 << (op % 64));
+        if history[op].output.is_some() {
+            known_linearized -= 1;
+        }
+        state = previous;
+        unlift(&mut entries, at);
+        entry = entries[at].next;
     }
 }
 
