@@ -630,7 +630,12 @@ async fn a_message_the_replicas_do_not_hold_is_never_delivered() {
     let Some(master) = RedisServer::start() else {
         return;
     };
+    // A directory of its own: the replica's sync writes an RDB file there (never the
+    // project's directory).
+    let dir = tempfile::tempdir().unwrap();
     let replica_of = vec![
+        "--dir".into(),
+        dir.path().display().to_string(),
         "--replicaof".into(),
         "127.0.0.1".into(),
         master.port.to_string(),
