@@ -10,7 +10,8 @@ use serde::Serialize;
 use utoipa::ToSchema;
 
 use crate::{
-    domain::{cache::InvalidValue, ids::InvalidId, ttl::InvalidTtl},
+    capabilities::cache::model::InvalidValue,
+    domain::{ids::InvalidId, ttl::InvalidTtl},
     store::StoreError,
 };
 
@@ -433,9 +434,9 @@ impl From<LockRefusal> for ApiError {
     }
 }
 
-impl From<crate::domain::cache::IncrError> for ApiError {
-    fn from(error: crate::domain::cache::IncrError) -> Self {
-        use crate::domain::cache::IncrError;
+impl From<crate::capabilities::cache::model::IncrError> for ApiError {
+    fn from(error: crate::capabilities::cache::model::IncrError) -> Self {
+        use crate::capabilities::cache::model::IncrError;
         match error {
             IncrError::NotANumber => Self::conflict("not_a_number", error.to_string()),
             IncrError::OutOfRange => Self::conflict("out_of_range", error.to_string()),

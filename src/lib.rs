@@ -32,6 +32,7 @@
 // The cluster connection's futures nest deeply enough to need more than the default 128.
 #![recursion_limit = "256"]
 
+pub mod capabilities;
 pub mod config;
 pub mod domain;
 pub mod error;

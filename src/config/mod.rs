@@ -123,8 +123,8 @@ impl Default for UsageSettings {
 }
 
 impl UsageSettings {
-    pub fn limits(&self) -> crate::domain::usage::UsageLimits {
-        crate::domain::usage::UsageLimits {
+    pub fn limits(&self) -> crate::capabilities::usage::model::UsageLimits {
+        crate::capabilities::usage::model::UsageLimits {
             dedup_window_ms: self.dedup_window_seconds.saturating_mul(1000),
             retention_ms: self.retention_days.saturating_mul(86_400_000),
         }
@@ -181,8 +181,8 @@ impl Default for TopicSettings {
 }
 
 impl TopicSettings {
-    pub fn limits(&self) -> crate::store::TopicLimits {
-        crate::store::TopicLimits {
+    pub fn limits(&self) -> crate::capabilities::topic::port::TopicLimits {
+        crate::capabilities::topic::port::TopicLimits {
             max_len: self.max_len,
             retention_ms: self.retention_seconds.saturating_mul(1000),
             buffer: self.subscriber_buffer,
@@ -669,7 +669,7 @@ pub enum RateLimitDegraded {
 #[serde(deny_unknown_fields)]
 pub struct RateLimitPolicy {
     pub name: String,
-    pub algorithm: crate::domain::rate_limit::Algorithm,
+    pub algorithm: crate::capabilities::rate_limit::model::Algorithm,
     pub limit: u64,
     pub window_ms: u64,
     /// `token_bucket` only; `limit` when absent.
@@ -678,9 +678,9 @@ pub struct RateLimitPolicy {
 
 impl RateLimitSettings {
     /// The policy named `name`, as a rule.
-    pub fn policy(&self, name: &str) -> Option<crate::domain::rate_limit::Rule> {
+    pub fn policy(&self, name: &str) -> Option<crate::capabilities::rate_limit::model::Rule> {
         let p = self.policies.iter().find(|p| p.name == name)?;
-        crate::domain::rate_limit::Rule::new(
+        crate::capabilities::rate_limit::model::Rule::new(
             Some(p.name.clone()),
             p.algorithm,
             p.limit,
@@ -693,8 +693,8 @@ impl RateLimitSettings {
 
 impl SessionSettings {
     /// The session rules every session store call is given.
-    pub fn rules(&self) -> crate::domain::session::SessionRules {
-        crate::domain::session::SessionRules {
+    pub fn rules(&self) -> crate::capabilities::session::model::SessionRules {
+        crate::capabilities::session::model::SessionRules {
             rolling: self.rolling,
             max_lifetime_ms: self.max_lifetime_seconds as i64 * 1000,
             max_bytes: self.max_session_bytes,

@@ -257,10 +257,16 @@ impl Settings {
                     format!("the policy name {:?} is used twice", p.name),
                 ));
             }
-            crate::domain::rate_limit::Rule::new(None, p.algorithm, p.limit, p.window_ms, p.burst)
-                .map_err(|e| {
-                    SettingsError::new("rate_limits.policies", format!("{:?}: {e}", p.name))
-                })?;
+            crate::capabilities::rate_limit::model::Rule::new(
+                None,
+                p.algorithm,
+                p.limit,
+                p.window_ms,
+                p.burst,
+            )
+            .map_err(|e| {
+                SettingsError::new("rate_limits.policies", format!("{:?}: {e}", p.name))
+            })?;
         }
         Ok(())
     }

@@ -2,22 +2,13 @@
 //! the extractors, and the middleware stack, built in one function.
 
 pub mod admin;
-pub mod agent_state;
 pub mod budget;
-pub mod cache;
 pub mod extract;
 pub mod health;
-pub mod lock;
 pub mod mcp;
 pub mod metrics;
 pub mod openapi;
-pub mod pending_actions;
-pub mod queue;
-pub mod rate_limit;
 pub mod request;
-pub mod session;
-pub mod topic;
-pub mod usage;
 
 use std::{sync::Arc, time::Duration};
 
@@ -27,6 +18,11 @@ use tower::Layer;
 use crate::{config::Settings, error::ApiError, store::Stores, store::failover::Failover};
 
 use self::extract::ApiKeys;
+use crate::capabilities::{
+    agent_state::http as agent_state, cache::http as cache, lock::http as lock,
+    pending_action::http as pending_actions, queue::http as queue, rate_limit::http as rate_limit,
+    session::http as session, topic::http as topic, usage::http as usage,
+};
 
 /// What every handler can reach. One `Arc` around it all: axum clones the state for every
 /// `State` extractor, and one reference count is cheaper than one per field.

@@ -13,9 +13,12 @@ use utoipa::{
     },
 };
 
-use super::{
-    AppState, admin, agent_state, cache, cache::CacheLinks, health, lock, metrics, pending_actions,
-    queue, rate_limit, session, session::SessionLinks, topic, usage,
+use super::{AppState, admin, health, metrics};
+use crate::capabilities::{
+    agent_state::http as agent_state, cache::http as cache, cache::http::CacheLinks,
+    lock::http as lock, pending_action::http as pending_actions, queue::http as queue,
+    rate_limit::http as rate_limit, session::http as session, session::http::SessionLinks,
+    topic::http as topic, usage::http as usage,
 };
 use crate::error::Problem;
 

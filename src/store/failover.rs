@@ -31,38 +31,50 @@ use time::OffsetDateTime;
 use tokio::sync::Notify;
 
 use super::{
-    AgentStateStore, Appended, BudgetStore, CacheStore, CasOutcome, IdPage, KeyPage, Leases,
-    LockStore, Nack, PendingActionStore, PutCondition, QueueStore, RateLimitStore, Replaced,
-    SessionStore, SessionUpdate, StoreError, StoreResult, Stores, Subscription, ThreadPage,
-    TopicLimits, TopicStore, TtlState, UsageStore, Versioned,
+    IdPage, StoreError, StoreResult, Stores, Versioned,
     handback::{Bulk, HandBack, Item, Note, Pair},
-    memory::{self, MemoryBackend},
+    memory::MemoryBackend,
     redis::{
         RedisPool,
         pool::{PoolFigures, RedisInfo, Refusal},
     },
 };
+use crate::capabilities::{
+    agent_state::port::{AgentStateStore, Appended, Replaced, ThreadPage},
+    cache::port::{CacheStore, CasOutcome, KeyPage, PutCondition, TtlState},
+    lock::port::LockStore,
+    pending_action::port::PendingActionStore,
+    queue::port::{Leases, Nack, QueueStore},
+    rate_limit::port::RateLimitStore,
+    session::port::{SessionStore, SessionUpdate},
+    topic::port::{Subscription, TopicLimits, TopicStore},
+    usage::port::{BudgetStore, UsageStore},
+};
 use crate::{
-    config::{BackendMode, LockDegraded, RateLimitDegraded, Settings},
-    domain::{
-        agent_state::{AgentState, JsonObject, Message, NewAgentState, RecentState, ThreadId},
-        cache::{CacheValue, IncrError, Increment, ListCursor},
-        ids::{CacheKey, Namespace, Tenant},
-        lock::{Acquire, Acquired, Fence, FenceCheck, LockInfo, LockName, LockToken},
-        pending_action::{
+    capabilities::{
+        agent_state::model::{
+            AgentState, JsonObject, Message, NewAgentState, RecentState, ThreadId,
+        },
+        cache::model::{CacheValue, IncrError, Increment, ListCursor},
+        lock::model::{Acquire, Acquired, Fence, FenceCheck, LockInfo, LockName, LockToken},
+        pending_action::model::{
             ActionToken, Cancel, Confirm, IdempotencyKey, PendingAction, TombstoneLife,
         },
-        queue::{Counts, Job, JobId, JobState, NewJob, QueueName},
-        rate_limit::{Check, Decision, RateLimitKey},
-        session::{
+        queue::model::{Counts, Job, JobId, JobState, NewJob, QueueName},
+        rate_limit::model::{Check, Decision, RateLimitKey},
+        session::model::{
             ListingPlace, Session, SessionChange, SessionId, SessionPage, SessionRules, UserId,
         },
-        topic::{NewEvent, Shared, TopicName},
-        ttl::{Expiry, Ttl},
-        usage::{
+        topic::model::{NewEvent, Shared, TopicName},
+        usage::model::{
             Bucket, BudgetId, BudgetRule, BudgetStatus, Committed, MetricName, Period,
             ReservationId, Reserved, Subject, Total, UsageEvent, UsageLimits,
         },
+    },
+    config::{BackendMode, LockDegraded, RateLimitDegraded, Settings},
+    domain::{
+        ids::{CacheKey, Namespace, Tenant},
+        ttl::{Expiry, Ttl},
     },
     metrics::{BackendLabels, BackendMetrics, Metrics, ModeLabels, StateLabels, SwitchLabels},
 };
@@ -232,7 +244,7 @@ fn local_or_refuse(degraded: LockDegraded) -> WhileDegraded {
 
 /// The usage journal of the memory fallback and the Redis store it is replayed into.
 struct Replay {
-    journal: Arc<memory::usage::Journal>,
+    journal: Arc<crate::capabilities::usage::memory::Journal>,
     redis: Arc<dyn UsageStore>,
 }
 
@@ -418,25 +430,32 @@ impl Failover {
         let fallback = |capability| memory.as_ref().filter(|_| serves(capability));
         // Usage (journalled) and local budgets share one memory store, so that a commit while
         // degraded counts in the same totals and the same journal.
-        let journal = Arc::new(memory::usage::Journal::default());
+        let journal = Arc::new(crate::capabilities::usage::memory::Journal::default());
         let memory_usage = fallback(Capability::Usage).map(|m| {
             failover.replay = Some(Replay {
                 journal: journal.clone(),
                 redis: redis.usage.clone(),
             });
-            Arc::new(memory::usage::MemoryUsage::journalled(m, journal.clone()))
+            Arc::new(crate::capabilities::usage::memory::MemoryUsage::journalled(
+                m,
+                journal.clone(),
+            ))
         });
-        let memory_cache = fallback(Capability::Cache)
-            .map(|m| Arc::new(memory::cache::MemoryCache::new(m)) as Arc<dyn CacheStore>);
+        let memory_cache = fallback(Capability::Cache).map(|m| {
+            Arc::new(crate::capabilities::cache::memory::MemoryCache::new(m)) as Arc<dyn CacheStore>
+        });
         let memory_actions = fallback(Capability::PendingActions).map(|m| {
-            Arc::new(memory::pending_action::MemoryPendingActions::new(m))
+            Arc::new(crate::capabilities::pending_action::memory::MemoryPendingActions::new(m))
                 as Arc<dyn PendingActionStore>
         });
         let memory_states = fallback(Capability::AgentStates).map(|m| {
-            Arc::new(memory::agent_state::MemoryAgentStates::new(m)) as Arc<dyn AgentStateStore>
+            Arc::new(crate::capabilities::agent_state::memory::MemoryAgentStates::new(m))
+                as Arc<dyn AgentStateStore>
         });
-        let memory_sessions = fallback(Capability::Sessions)
-            .map(|m| Arc::new(memory::session::MemorySessions::new(m)) as Arc<dyn SessionStore>);
+        let memory_sessions = fallback(Capability::Sessions).map(|m| {
+            Arc::new(crate::capabilities::session::memory::MemorySessions::new(m))
+                as Arc<dyn SessionStore>
+        });
         if settings.backend.mode == BackendMode::Auto && settings.backend.handback {
             fn pair<S: ?Sized>(memory: &Option<Arc<S>>, redis: &Arc<S>) -> Option<Pair<S>> {
                 memory.as_ref().map(|memory| Pair {
@@ -463,12 +482,15 @@ impl Failover {
         ));
         let memory_budgets = fallback(Capability::Budgets).map(|m| match &memory_usage {
             Some(usage) => usage.clone(),
-            None => Arc::new(memory::usage::MemoryUsage::new(m)),
+            None => Arc::new(crate::capabilities::usage::memory::MemoryUsage::new(m)),
         });
-        let memory_locks = fallback(Capability::Locks)
-            .map(|m| Arc::new(memory::lock::MemoryLocks::new(m)) as Arc<dyn LockStore>);
-        let memory_topics = fallback(Capability::Topics)
-            .map(|m| Arc::new(memory::topic::MemoryTopics::new(m)) as Arc<dyn TopicStore>);
+        let memory_locks = fallback(Capability::Locks).map(|m| {
+            Arc::new(crate::capabilities::lock::memory::MemoryLocks::new(m)) as Arc<dyn LockStore>
+        });
+        let memory_topics = fallback(Capability::Topics).map(|m| {
+            Arc::new(crate::capabilities::topic::memory::MemoryTopics::new(m))
+                as Arc<dyn TopicStore>
+        });
         // Each capability's Redis store with its memory store (when it serves from memory).
         macro_rules! wrap {
             ($redis:expr, $memory:expr) => {
@@ -490,8 +512,10 @@ impl Failover {
                 store: FailoverStore::new(
                     &failover,
                     redis.rate_limits,
-                    fallback(Capability::RateLimits)
-                        .map(|m| Arc::new(memory::rate_limit::MemoryRateLimits::new(m)) as _),
+                    fallback(Capability::RateLimits).map(|m| {
+                        Arc::new(crate::capabilities::rate_limit::memory::MemoryRateLimits::new(m))
+                            as _
+                    }),
                 ),
             }),
         };
@@ -1404,7 +1428,7 @@ mod tests {
         );
 
         let memory = failover.memory.clone().unwrap();
-        let cache = memory::cache::MemoryCache::new(&memory);
+        let cache = crate::capabilities::cache::memory::MemoryCache::new(&memory);
         let (t, n, k) = (
             Tenant::new("t"),
             Namespace::parse("n").unwrap(),

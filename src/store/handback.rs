@@ -34,18 +34,23 @@ use std::{
 
 use time::OffsetDateTime;
 
-use super::{
-    AgentStateStore, CacheStore, PendingActionStore, PutCondition, SessionStore, StoreError,
-    StoreResult, TtlState, Versioned,
+use super::{StoreError, StoreResult, Versioned};
+use crate::capabilities::{
+    agent_state::port::AgentStateStore,
+    cache::port::{CacheStore, PutCondition, TtlState},
+    pending_action::port::PendingActionStore,
+    session::port::SessionStore,
 };
 use crate::{
-    domain::{
-        agent_state::{AgentState, NewAgentState, ThreadId},
-        ids::{CacheKey, Namespace, Tenant},
-        pending_action::{
+    capabilities::{
+        agent_state::model::{AgentState, NewAgentState, ThreadId},
+        pending_action::model::{
             ActionStatus, ActionToken, Cancel, Confirm, PendingAction, TombstoneLife,
         },
-        session::{SessionId, SessionRules, UserId},
+        session::model::{SessionId, SessionRules, UserId},
+    },
+    domain::{
+        ids::{CacheKey, Namespace, Tenant},
         ttl::{Expiry, Ttl, unix_ms},
     },
     metrics::Tally,
@@ -550,8 +555,12 @@ mod tests {
         }
     }
 
-    fn value(text: &str) -> crate::domain::cache::CacheValue {
-        crate::domain::cache::CacheValue::parse(bytes::Bytes::from(text.to_string()), 1024).unwrap()
+    fn value(text: &str) -> crate::capabilities::cache::model::CacheValue {
+        crate::capabilities::cache::model::CacheValue::parse(
+            bytes::Bytes::from(text.to_string()),
+            1024,
+        )
+        .unwrap()
     }
 
     #[tokio::test]
@@ -600,7 +609,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_token_is_moved_not_copied_so_a_later_outage_cannot_resolve_it_twice() {
-        use crate::domain::pending_action::{NewPendingAction, now};
+        use crate::capabilities::pending_action::model::{NewPendingAction, now};
         let (from, to) = (
             MemoryBackend::new(1 << 20).stores(),
             MemoryBackend::new(1 << 20).stores(),

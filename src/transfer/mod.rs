@@ -43,21 +43,26 @@ use tokio::sync::mpsc;
 
 use self::format::{Backup, Record};
 use crate::{
-    config::Settings,
-    domain::{
-        agent_state::{AgentState, ThreadId},
-        cache::{CacheValue, json_equal},
-        ids::{CacheKey, Namespace, Tenant},
-        lock::{Fence, FenceCheck, LockName},
-        pending_action::{
+    capabilities::{
+        agent_state::model::{AgentState, ThreadId},
+        cache::{
+            model::{CacheValue, json_equal},
+            port::{PutCondition, TtlState},
+        },
+        lock::model::{Fence, FenceCheck, LockName},
+        pending_action::model::{
             ActionStatus, ActionToken, Cancel, Confirm, PendingAction, TombstoneLife,
         },
-        queue::{Job, JobId, JobState, QueueName},
-        session::{Session, SessionId, SessionRules, UserId},
-        ttl::{Expiry, Ttl, from_unix_ms, unix_ms},
-        usage::{Bucket, BudgetId, BudgetRule, MAX_AMOUNT, MetricName, Period, Subject},
+        queue::model::{Job, JobId, JobState, QueueName},
+        session::model::{Session, SessionId, SessionRules, UserId},
+        usage::model::{Bucket, BudgetId, BudgetRule, MAX_AMOUNT, MetricName, Period, Subject},
     },
-    store::{PutCondition, StoreError, StoreResult, Stores, TtlState, failover::Capability},
+    config::Settings,
+    domain::{
+        ids::{CacheKey, Namespace, Tenant},
+        ttl::{Expiry, Ttl, from_unix_ms, unix_ms},
+    },
+    store::{StoreError, StoreResult, Stores, failover::Capability},
 };
 
 /// The capabilities a backup holds, in the order it writes them.

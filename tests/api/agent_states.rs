@@ -751,12 +751,12 @@ fn thread_keys(
 ) -> (
     statekeeper::store::redis::keys::Keys,
     statekeeper::domain::ids::Tenant,
-    statekeeper::domain::agent_state::ThreadId,
+    statekeeper::capabilities::agent_state::model::ThreadId,
 ) {
     (
         statekeeper::store::redis::keys::Keys::new("statekeeper"),
         statekeeper::domain::ids::Tenant::new("default"),
-        statekeeper::domain::agent_state::ThreadId::parse(thread).unwrap(),
+        statekeeper::capabilities::agent_state::model::ThreadId::parse(thread).unwrap(),
     )
 }
 

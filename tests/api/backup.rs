@@ -500,7 +500,7 @@ async fn cleanup_removes_expired_index_entries(backend: Backend) {
         ok(&app, Method::POST, "/v1/sessions", body).await;
     }
     let shard = |id: &str| {
-        let id = statekeeper::domain::agent_state::ThreadId::parse(id).unwrap();
+        let id = statekeeper::capabilities::agent_state::model::ThreadId::parse(id).unwrap();
         statekeeper::store::redis::keys::Keys::for_cluster("statekeeper").thread_shard(&id)
     };
     let threads: Vec<String> = (0..)

@@ -6,8 +6,11 @@
 use crate::common::{settings, spawn_app, strings};
 use serde_json::Value;
 use statekeeper::{
+    capabilities::{
+        agent_state::model::ListCursor as ThreadCursor, cache::model::ListCursor,
+        session::model::SessionCursor,
+    },
     config::BackendMode,
-    domain::{agent_state::ListCursor as ThreadCursor, cache::ListCursor, session::SessionCursor},
     http::openapi,
 };
 

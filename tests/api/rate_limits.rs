@@ -4,8 +4,8 @@
 
 use reqwest::Method;
 use serde_json::{Value, json};
+use statekeeper::capabilities::rate_limit::model::Algorithm;
 use statekeeper::config::{BackendMode, RateLimitDegraded, RateLimitPolicy, Settings};
-use statekeeper::domain::rate_limit::Algorithm;
 
 use crate::common::{Reply, TestApp, settings, spawn_app};
 

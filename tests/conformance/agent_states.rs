@@ -4,14 +4,14 @@ use std::{collections::BTreeSet, time::Duration};
 
 use serde_json::{Value, json};
 use statekeeper::{
-    domain::{
-        agent_state::{
+    capabilities::agent_state::{
+        model::{
             AgentState, JsonObject, Message, MessageInput, NewAgentState, ThreadId, accept_messages,
         },
-        ids::Tenant,
-        ttl::Ttl,
+        port::{AgentStateStore, Appended},
     },
-    store::{AgentStateStore, Appended, Stores, Versioned},
+    domain::{ids::Tenant, ttl::Ttl},
+    store::{Stores, Versioned},
 };
 
 fn id(s: &str) -> ThreadId {
@@ -447,7 +447,7 @@ async fn recent_is_newest_first_and_never_lists_gone_threads(stores: &Stores) {
         .await
         .unwrap();
     s.delete(&t, &id("c")).await.unwrap();
-    let names = |r: &[statekeeper::domain::agent_state::RecentState]| {
+    let names = |r: &[statekeeper::capabilities::agent_state::model::RecentState]| {
         r.iter().map(|r| r.thread_id.clone()).collect::<Vec<_>>()
     };
     let recent = s.recent(&t, 10).await.unwrap();

@@ -4,12 +4,15 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use statekeeper::{
+    capabilities::cache::{
+        model::{CacheValue, IncrError, Increment, ListCursor},
+        port::{CasOutcome, PutCondition, TtlState},
+    },
     domain::{
-        cache::{CacheValue, IncrError, Increment, ListCursor},
         ids::{CacheKey, Namespace, Tenant},
         ttl::{Expiry, Ttl},
     },
-    store::{CasOutcome, PutCondition, Stores, TtlState},
+    store::Stores,
 };
 
 fn ns(s: &str) -> Namespace {

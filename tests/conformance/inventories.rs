@@ -7,17 +7,23 @@ use std::{collections::BTreeSet, future::Future};
 use bytes::Bytes;
 use serde_json::{Map, json};
 use statekeeper::{
-    domain::{
-        cache::CacheValue,
-        ids::{CacheKey, Namespace, Tenant},
-        lock::{Acquire, LockName, LockToken},
-        pending_action::{self, ActionToken, NewPendingAction, PendingAction},
-        queue::{Backoff, BackoffKind, JobId, NewJob, QueueName},
-        session::{Session, SessionRules, UserId, now_ms},
-        ttl::{Expiry, Ttl},
-        usage::{BudgetId, BudgetRule, MetricName, Period, Subject, UsageEvent, UsageLimits},
+    capabilities::{
+        cache::{model::CacheValue, port::PutCondition},
+        lock::model::{Acquire, LockName, LockToken},
+        pending_action::model::{
+            self as pending_action, ActionToken, NewPendingAction, PendingAction,
+        },
+        queue::model::{Backoff, BackoffKind, JobId, NewJob, QueueName},
+        session::model::{Session, SessionRules, UserId, now_ms},
+        usage::model::{
+            BudgetId, BudgetRule, MetricName, Period, Subject, UsageEvent, UsageLimits,
+        },
     },
-    store::{IdPage, PutCondition, StoreResult, Stores, memory::now_us},
+    domain::{
+        ids::{CacheKey, Namespace, Tenant},
+        ttl::{Expiry, Ttl},
+    },
+    store::{IdPage, StoreResult, Stores, memory::now_us},
 };
 
 /// Small pages, so that every listing takes several.

@@ -5,11 +5,12 @@
 use std::time::{Duration, Instant};
 
 use statekeeper::{
-    domain::{
-        ids::Tenant,
-        lock::{Acquire, Acquired, Fence, FenceCheck, Grant, LockName, LockToken},
+    capabilities::lock::{
+        model::{Acquire, Acquired, Fence, FenceCheck, Grant, LockName, LockToken},
+        port::acquire_waiting,
     },
-    store::{Stores, acquire_waiting},
+    domain::ids::Tenant,
+    store::Stores,
 };
 
 fn name(raw: &str) -> LockName {

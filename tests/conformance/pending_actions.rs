@@ -4,14 +4,11 @@ use std::time::Duration;
 
 use serde_json::json;
 use statekeeper::{
-    domain::{
-        ids::Tenant,
-        pending_action::{
-            self, ActionStatus, ActionToken, Cancel, Confirm, IdempotencyKey, NewPendingAction,
-            PendingAction, TombstoneLife,
-        },
-        ttl::Ttl,
+    capabilities::pending_action::model::{
+        self as pending_action, ActionStatus, ActionToken, Cancel, Confirm, IdempotencyKey,
+        NewPendingAction, PendingAction, TombstoneLife,
     },
+    domain::{ids::Tenant, ttl::Ttl},
     store::Stores,
 };
 

@@ -8,11 +8,12 @@ use std::{
 };
 
 use statekeeper::{
-    domain::{
-        ids::Tenant,
-        queue::{Backoff, BackoffKind, JobId, JobState, NewJob, QueueName},
+    capabilities::queue::{
+        model::{Backoff, BackoffKind, JobId, JobState, NewJob, QueueName},
+        port::{Leases, Nack, lease_waiting},
     },
-    store::{Leases, Nack, Stores, lease_waiting},
+    domain::ids::Tenant,
+    store::Stores,
 };
 
 fn t1() -> Tenant {

@@ -5,10 +5,8 @@
 use std::time::Duration;
 
 use statekeeper::{
-    domain::{
-        ids::Tenant,
-        rate_limit::{Algorithm, Check, Decision, Mode, RateLimitKey, Rule},
-    },
+    capabilities::rate_limit::model::{Algorithm, Check, Decision, Mode, RateLimitKey, Rule},
+    domain::ids::Tenant,
     store::Stores,
 };
 

@@ -4,15 +4,15 @@ use std::time::Duration;
 
 use serde_json::{Map, Value, json};
 use statekeeper::{
-    domain::{
-        ids::Tenant,
-        session::{
+    capabilities::session::{
+        model::{
             ListingPlace, Session, SessionChange, SessionId, SessionPage, SessionRules, UserId,
             now_ms,
         },
-        ttl::Ttl,
+        port::SessionUpdate,
     },
-    store::{SessionUpdate, Stores},
+    domain::{ids::Tenant, ttl::Ttl},
+    store::Stores,
 };
 
 const FIXED: SessionRules = SessionRules {
@@ -453,7 +453,7 @@ async fn user_index_lists_live_sessions_and_signs_out_everywhere(stores: &Stores
     let other = created(stores, &t, "u2", 60).await;
     let listed = sessions_of(stores, &t, "u1").await;
     let mut expected = vec![a.clone(), short.clone(), b.clone()];
-    statekeeper::domain::session::sort_for_listing(&mut expected);
+    statekeeper::capabilities::session::model::sort_for_listing(&mut expected);
     assert_eq!(listed, expected);
     tokio::time::sleep(Duration::from_millis(1100)).await;
     let listed = sessions_of(stores, &t, "u1").await;

@@ -5,11 +5,12 @@
 use std::time::Duration;
 
 use statekeeper::{
-    domain::{
-        ids::Tenant,
-        topic::{NewEvent, ResetReason, Resume, Shared, TopicName},
+    capabilities::topic::{
+        model::{NewEvent, ResetReason, Resume, Shared, TopicName},
+        port::{Subscription, TopicLimits},
     },
-    store::{Stores, Subscription, TopicLimits},
+    domain::ids::Tenant,
+    store::Stores,
 };
 
 fn t1() -> Tenant {

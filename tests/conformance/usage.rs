@@ -5,13 +5,11 @@
 use std::time::Duration;
 
 use statekeeper::{
-    domain::{
-        ids::Tenant,
-        usage::{
-            BudgetId, BudgetRule, Committed, MetricName, Period, ReservationId, Reserved, Subject,
-            UsageEvent, UsageLimits,
-        },
+    capabilities::usage::model::{
+        BudgetId, BudgetRule, Committed, MetricName, Period, ReservationId, Reserved, Subject,
+        UsageEvent, UsageLimits,
     },
+    domain::ids::Tenant,
     store::{Stores, memory::now_us},
 };
 
@@ -308,7 +306,7 @@ async fn expired_reservations_return(stores: &Stores) {
 /// once, budget or not; nothing overflows into an error.
 async fn huge_amounts_saturate(stores: &Stores) {
     let now = now_us();
-    let max = statekeeper::domain::usage::MAX_AMOUNT;
+    let max = statekeeper::capabilities::usage::model::MAX_AMOUNT;
     for id in ["big-1", "big-2"] {
         let counted = stores
             .usage

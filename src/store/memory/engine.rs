@@ -110,13 +110,13 @@ impl Weigh for crate::domain::ids::Tenant {
     }
 }
 
-impl Weigh for crate::domain::session::SessionId {
+impl Weigh for crate::capabilities::session::model::SessionId {
     fn weight(&self) -> usize {
         self.as_str().len() + 24
     }
 }
 
-impl Weigh for crate::domain::session::UserId {
+impl Weigh for crate::capabilities::session::model::UserId {
     fn weight(&self) -> usize {
         self.as_str().len() + 24
     }

@@ -1,21 +1,18 @@
 //! The embedded backend: each capability's store implemented on `engine::Engine`, an
 //! expiring ordered map. It is the whole backend in `memory` mode and the fallback in `auto`.
 
-pub mod agent_state;
-pub mod cache;
 pub mod engine;
-pub mod lock;
-pub mod pending_action;
-pub mod queue;
-pub mod rate_limit;
-pub mod session;
-pub mod topic;
-pub mod usage;
 
 use std::sync::{Arc, Mutex};
 
 use self::engine::{Budget, Clear, Engine, Weigh};
 use super::Stores;
+use crate::capabilities::{
+    agent_state::memory as agent_state, cache::memory as cache, lock::memory as lock,
+    pending_action::memory as pending_action, queue::memory as queue,
+    rate_limit::memory as rate_limit, session::memory as session, topic::memory as topic,
+    usage::memory as usage,
+};
 use crate::config::MemorySettings;
 
 /// The wall clock in microseconds since the epoch: the time the memory adapters of the

@@ -4,16 +4,18 @@
 //! triples can produce the same key. Where a capability needs several keys in one script, they
 //! share a hash tag (`{...}`) so the same code can run on Redis Cluster.
 
-use crate::domain::{
-    agent_state::ThreadId,
-    ids::{CacheKey, Namespace, Tenant},
-    lock::LockName,
-    pending_action::ActionToken,
-    queue::QueueName,
-    rate_limit::RateLimitKey,
-    session::{SessionId, UserId},
-    topic::TopicName,
-    usage::Subject,
+use crate::{
+    capabilities::{
+        agent_state::model::ThreadId,
+        lock::model::LockName,
+        pending_action::model::ActionToken,
+        queue::model::QueueName,
+        rate_limit::model::RateLimitKey,
+        session::model::{SessionId, UserId},
+        topic::model::TopicName,
+        usage::model::Subject,
+    },
+    domain::ids::{CacheKey, Namespace, Tenant},
 };
 
 #[derive(Debug, Clone)]

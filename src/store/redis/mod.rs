@@ -4,26 +4,22 @@
 //! `pool` owns connections, deadlines and the sorting of errors, `keys` every key name,
 //! `script` the named Lua scripts.
 
-pub mod agent_state;
-pub mod cache;
 pub mod connection;
 pub mod keys;
 pub mod listen;
-pub mod lock;
-pub mod near;
-pub mod pending_action;
 pub mod pool;
-pub mod queue;
-pub mod rate_limit;
 pub mod script;
-pub mod session;
-pub mod topic;
-pub mod usage;
 
 use std::sync::Arc;
 
 pub use self::pool::RedisPool;
 use super::Stores;
+use crate::capabilities::{
+    agent_state::redis as agent_state, cache::near, cache::redis as cache, lock::redis as lock,
+    pending_action::redis as pending_action, queue::redis as queue,
+    rate_limit::redis as rate_limit, session::redis as session, topic::redis as topic,
+    usage::redis as usage,
+};
 
 /// The stores of `stores`, with the near cache of `cache.near` in front of the cache.
 pub fn stores_with(pool: &RedisPool, settings: &crate::config::Settings) -> Stores {

@@ -9,7 +9,7 @@ use futures::StreamExt as _;
 use rand::RngExt as _;
 use reqwest::Method;
 use serde_json::{Value, json};
-use statekeeper::domain::topic::{Log, Order};
+use statekeeper::capabilities::topic::model::{Log, Order};
 
 use super::checker::{self, Operation};
 use super::record::{Call, Ctx, Verdict};

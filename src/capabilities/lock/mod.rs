@@ -1,0 +1,7 @@
+//! lock.
+
+pub mod http;
+pub mod memory;
+pub mod model;
+pub mod port;
+pub mod redis;

@@ -1,0 +1,7 @@
+//! usage.
+
+pub mod http;
+pub mod memory;
+pub mod model;
+pub mod port;
+pub mod redis;
