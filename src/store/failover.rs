@@ -31,8 +31,8 @@ use time::OffsetDateTime;
 use tokio::sync::Notify;
 
 use super::{
-    IdPage, StoreError, StoreResult, Stores, Versioned,
-    handback::{Bulk, HandBack, Item, Note, Pair},
+    StoreError, StoreResult, Stores,
+    handback::{HandBack, Note, Pair},
     memory::MemoryBackend,
     redis::{
         RedisPool,
@@ -40,42 +40,17 @@ use super::{
     },
 };
 use crate::capabilities::{
-    agent_state::port::{AgentStateStore, Appended, Replaced, ThreadPage},
-    cache::port::{CacheStore, CasOutcome, KeyPage, PutCondition, TtlState},
-    lock::port::LockStore,
-    pending_action::port::PendingActionStore,
-    queue::port::{Leases, Nack, QueueStore},
-    rate_limit::port::RateLimitStore,
-    session::port::{SessionStore, SessionUpdate},
-    topic::port::{Subscription, TopicLimits, TopicStore},
-    usage::port::{BudgetStore, UsageStore},
+    agent_state::port::AgentStateStore, cache::port::CacheStore, lock::port::LockStore,
+    pending_action::port::PendingActionStore, rate_limit::port::RateLimitStore,
+    session::port::SessionStore, topic::port::TopicStore, usage::port::UsageStore,
 };
 use crate::{
     capabilities::{
-        agent_state::model::{
-            AgentState, JsonObject, Message, NewAgentState, RecentState, ThreadId,
-        },
-        cache::model::{CacheValue, IncrError, Increment, ListCursor},
-        lock::model::{Acquire, Acquired, Fence, FenceCheck, LockInfo, LockName, LockToken},
-        pending_action::model::{
-            ActionToken, Cancel, Confirm, IdempotencyKey, PendingAction, TombstoneLife,
-        },
-        queue::model::{Counts, Job, JobId, JobState, NewJob, QueueName},
+        pending_action::model::TombstoneLife,
         rate_limit::model::{Check, Decision, RateLimitKey},
-        session::model::{
-            ListingPlace, Session, SessionChange, SessionId, SessionPage, SessionRules, UserId,
-        },
-        topic::model::{NewEvent, Shared, TopicName},
-        usage::model::{
-            Bucket, BudgetId, BudgetRule, BudgetStatus, Committed, MetricName, Period,
-            ReservationId, Reserved, Subject, Total, UsageEvent, UsageLimits,
-        },
     },
     config::{BackendMode, LockDegraded, RateLimitDegraded, Settings},
-    domain::{
-        ids::{CacheKey, Namespace, Tenant},
-        ttl::{Expiry, Ttl},
-    },
+    domain::ids::Tenant,
     metrics::{BackendLabels, BackendMetrics, Metrics, ModeLabels, StateLabels, SwitchLabels},
 };
 
@@ -308,7 +283,7 @@ pub struct Failover {
     metrics: BackendMetrics,
     /// Counts the switches between Redis and memory: open topic streams end with a reset at
     /// each one.
-    switches: tokio::sync::watch::Sender<u64>,
+    pub(crate) switches: tokio::sync::watch::Sender<u64>,
 }
 
 /// Everything `/health` reports of the backends.
@@ -531,7 +506,7 @@ impl Failover {
         self.mode == BackendMode::Auto && self.is_down()
     }
 
-    fn is_down(&self) -> bool {
+    pub(crate) fn is_down(&self) -> bool {
         self.redis_down.load(Ordering::Acquire)
     }
 
@@ -639,7 +614,7 @@ impl Failover {
     /// to repeat (an `incr`, an append, a confirm) whose connection broke mid-call while Redis
     /// still answers gets `Interrupted`: it may have taken effect, and it is neither repeated
     /// nor handed to memory, where a write would be acknowledged and then lost.
-    async fn route<T, R, RF, M, MF>(
+    pub(crate) async fn route<T, R, RF, M, MF>(
         &self,
         repeatable: bool,
         on_redis: R,
@@ -709,7 +684,7 @@ impl Failover {
     }
 
     /// Notes what a call served by memory wrote, for the hand-back.
-    fn note(&self, notes: impl IntoIterator<Item = Note>) {
+    pub(crate) fn note(&self, notes: impl IntoIterator<Item = Note>) {
         if let Some(handback) = &self.handback {
             handback.ledger.note(notes);
         }
@@ -892,9 +867,9 @@ where
 /// One capability's store with failover: a Redis adapter, the memory adapter when the
 /// capability is served from memory while degraded, and the shared state.
 pub struct FailoverStore<S: ?Sized> {
-    redis: Arc<S>,
-    memory: Option<Arc<S>>,
-    failover: Arc<Failover>,
+    pub(crate) redis: Arc<S>,
+    pub(crate) memory: Option<Arc<S>>,
+    pub(crate) failover: Arc<Failover>,
 }
 
 impl<S: ?Sized> FailoverStore<S> {
@@ -920,11 +895,11 @@ macro_rules! route_each_method {
             #[repeat($repeat:expr)]
             $(#[memory($serves:expr)])?
             $(#[note($when:expr => $notes:expr)])?
-            async fn $name:ident(&self $(, $arg:ident : $ty:ty)*) -> $ret:ty;
+            async fn $name:ident(&self $(, $arg:ident : $ty:ty)* $(,)?) -> $ret:ty;
         )*
     } $(also { $($also:tt)* })?) => {
-        #[async_trait]
-        impl $store for FailoverStore<dyn $store> {
+        #[::async_trait::async_trait]
+        impl $store for $crate::store::failover::FailoverStore<dyn $store> {
             $($($also)*)?
 
             $(
@@ -956,222 +931,7 @@ macro_rules! route_each_method {
     };
 }
 
-route_each_method!(BudgetStore {
-    #[repeat(true)]
-    async fn set(&self, tenant: &Tenant, budget: &BudgetId, rule: BudgetRule, now_us: u64) -> StoreResult<BudgetStatus>;
-    #[repeat(true)]
-    async fn get(&self, tenant: &Tenant, budget: &BudgetId, now_us: u64) -> StoreResult<Option<BudgetStatus>>;
-    #[repeat(false)]
-    async fn delete(&self, tenant: &Tenant, budget: &BudgetId) -> StoreResult<bool>;
-    #[repeat(false)]
-    async fn reserve(&self, tenant: &Tenant, budget: &BudgetId, id: &ReservationId, amount: u64, ttl_ms: u64, now_us: u64) -> StoreResult<Reserved>;
-    #[repeat(false)]
-    async fn commit(&self, tenant: &Tenant, budget: &BudgetId, id: &ReservationId, amount: u64, limits: UsageLimits, now_us: u64) -> StoreResult<Committed>;
-    #[repeat(false)]
-    async fn release(&self, tenant: &Tenant, budget: &BudgetId, id: &ReservationId) -> StoreResult<bool>;
-    #[repeat(true)]
-    async fn inventory(&self, tenant: &Tenant, cursor: Option<&str>, limit: usize) -> StoreResult<IdPage>;
-});
-
-// Usage: events go to memory (journalled) while Redis is down; totals refuse, since memory
-// holds only what came since the outage.
-route_each_method!(UsageStore {
-    // Not repeated: a second call would find the first's dedup key and answer false.
-    #[repeat(false)]
-    async fn record(&self, tenant: &Tenant, subject: &Subject, event: &UsageEvent, limits: UsageLimits) -> StoreResult<bool>;
-    #[repeat(true)] #[memory(false)]
-    async fn totals(&self, tenant: &Tenant, subject: &Subject, metric: Option<&MetricName>, period: Period, buckets: &[String]) -> StoreResult<Vec<Total>>;
-    #[repeat(true)] #[memory(false)]
-    async fn inventory(&self, tenant: &Tenant, cursor: Option<&str>, limit: usize) -> StoreResult<IdPage>;
-    #[repeat(true)] #[memory(false)]
-    async fn bucket(&self, tenant: &Tenant, subject: &Subject, bucket: &Bucket) -> StoreResult<Option<(Vec<(String, u64)>, u64)>>;
-    // Repeatable: setting the same totals twice leaves them the same.
-    #[repeat(true)] #[memory(false)]
-    async fn restore_totals(&self, tenant: &Tenant, subject: &Subject, bucket: &Bucket, totals: &[(String, u64)], ttl_ms: u64, at_least: bool) -> StoreResult<u64>;
-});
-
-route_each_method!(TopicStore {
-    #[repeat(false)]
-    async fn publish(&self, tenant: &Tenant, topic: &TopicName, event: &NewEvent, limits: TopicLimits) -> StoreResult<Shared>;
-} also {
-    // Routed like the others, and told of every later switch: the stream is on one backend's
-    // log, and a message published on the other after a switch would be a silent gap.
-    async fn subscribe(&self, tenant: &Tenant, topic: &TopicName, after: Option<&str>, limits: TopicLimits) -> StoreResult<Subscription> {
-        // Watched before the call, so that a switch during it is seen too.
-        let mut switches = self.failover.switches.subscribe();
-        switches.mark_unchanged();
-        let mut subscription = self
-            .failover
-            .route(
-                true,
-                || self.redis.subscribe(tenant, topic, after, limits),
-                self.memory
-                    .as_ref()
-                    .map(|memory| move || memory.subscribe(tenant, topic, after, limits)),
-            )
-            .await?;
-        subscription.switches = Some(switches);
-        Ok(subscription)
-    }
-});
-
-route_each_method!(CacheStore {
-    #[repeat(true)] async fn get(&self, tenant: &Tenant, ns: &Namespace, key: &CacheKey) -> StoreResult<Option<CacheValue>>;
-    #[repeat(true)] async fn exists(&self, tenant: &Tenant, ns: &Namespace, key: &CacheKey) -> StoreResult<bool>;
-    #[repeat(condition == PutCondition::Always)]
-    #[note(|wrote: &bool| *wrote => [Note::cache(tenant, ns, key)])]
-    async fn put(&self, tenant: &Tenant, ns: &Namespace, key: &CacheKey, value: &CacheValue, expiry: Expiry, condition: PutCondition) -> StoreResult<bool>;
-    #[repeat(false)]
-    #[note(|_| true => [Note::cache(tenant, ns, key)])]
-    async fn get_and_set(&self, tenant: &Tenant, ns: &Namespace, key: &CacheKey, value: &CacheValue, expiry: Expiry) -> StoreResult<Option<CacheValue>>;
-    #[repeat(false)]
-    #[note(|_| true => [Note::cache(tenant, ns, key)])]
-    async fn get_and_delete(&self, tenant: &Tenant, ns: &Namespace, key: &CacheKey) -> StoreResult<Option<CacheValue>>;
-    #[repeat(false)]
-    #[note(|_| true => [Note::cache(tenant, ns, key)])]
-    async fn delete(&self, tenant: &Tenant, ns: &Namespace, key: &CacheKey) -> StoreResult<bool>;
-    #[repeat(true)] async fn ttl(&self, tenant: &Tenant, ns: &Namespace, key: &CacheKey) -> StoreResult<TtlState>;
-    #[repeat(true)]
-    #[note(|wrote: &bool| *wrote => [Note::cache(tenant, ns, key)])]
-    async fn set_ttl(&self, tenant: &Tenant, ns: &Namespace, key: &CacheKey, ttl: Ttl) -> StoreResult<bool>;
-    #[repeat(false)]
-    #[note(|out: &Result<String, IncrError>| out.is_ok() => [Note::cache(tenant, ns, key)])]
-    async fn incr(&self, tenant: &Tenant, ns: &Namespace, key: &CacheKey, by: Increment, create_expiry: Expiry) -> StoreResult<Result<String, IncrError>>;
-    #[repeat(false)]
-    #[note(|out: &CasOutcome| *out == CasOutcome::Swapped => [Note::cache(tenant, ns, key)])]
-    async fn compare_and_swap(&self, tenant: &Tenant, ns: &Namespace, key: &CacheKey, expected: Option<&serde_json::Value>, value: &CacheValue, expiry: Expiry) -> StoreResult<CasOutcome>;
-    #[repeat(true)] async fn get_many(&self, tenant: &Tenant, ns: &Namespace, keys: &[CacheKey]) -> StoreResult<Vec<Option<CacheValue>>>;
-    #[repeat(true)]
-    #[note(|_| true => entries.iter().map(|(key, _)| Note::cache(tenant, ns, key)))]
-    async fn put_many(&self, tenant: &Tenant, ns: &Namespace, entries: &[(CacheKey, CacheValue)], expiry: Expiry) -> StoreResult<()>;
-    #[repeat(true)] async fn list(&self, tenant: &Tenant, ns: &Namespace, pattern: &str, cursor: &ListCursor, limit: usize) -> StoreResult<KeyPage>;
-    #[repeat(false)]
-    #[note(|_| true => [Note::Bulk(Bulk::CachePattern(tenant.clone(), ns.clone(), pattern.to_owned()))])]
-    async fn delete_matching(&self, tenant: &Tenant, ns: &Namespace, pattern: &str) -> StoreResult<u64>;
-    #[repeat(true)] async fn inventory(&self, tenant: &Tenant, cursor: Option<&str>, limit: usize) -> StoreResult<IdPage>;
-});
-
-route_each_method!(PendingActionStore {
-    #[repeat(false)]
-    #[note(|created: &bool| *created => [Note::Item(Item::Action(tenant.clone(), action.token.clone()))])]
-    async fn create(&self, tenant: &Tenant, action: &PendingAction, ttl: Ttl) -> StoreResult<bool>;
-    #[repeat(true)] async fn get(&self, tenant: &Tenant, token: &ActionToken) -> StoreResult<Option<PendingAction>>;
-    #[repeat(false)]
-    #[note(|out: &Confirm| matches!(out, Confirm::Confirmed(_)) => [Note::Item(Item::Action(tenant.clone(), token.clone()))])]
-    async fn confirm(&self, tenant: &Tenant, token: &ActionToken, at: OffsetDateTime, idempotency_key: Option<&IdempotencyKey>, tombstone: TombstoneLife) -> StoreResult<Confirm>;
-    #[repeat(true)]
-    #[note(|out: &Cancel| matches!(out, Cancel::Cancelled) => [Note::Item(Item::Action(tenant.clone(), token.clone()))])]
-    async fn cancel(&self, tenant: &Tenant, token: &ActionToken, at: OffsetDateTime, tombstone: TombstoneLife) -> StoreResult<Cancel>;
-    #[repeat(true)] async fn inventory(&self, tenant: &Tenant, cursor: Option<&str>, limit: usize) -> StoreResult<IdPage>;
-});
-
-route_each_method!(AgentStateStore {
-    #[repeat(false)]
-    #[note(|out: &Option<AgentState>| out.is_some() => [Note::thread(tenant, &state.thread_id)])]
-    async fn create(&self, tenant: &Tenant, state: &NewAgentState) -> StoreResult<Option<AgentState>>;
-    #[repeat(true)] async fn get(&self, tenant: &Tenant, thread: &ThreadId, last_messages: Option<u64>) -> StoreResult<Option<AgentState>>;
-    #[repeat(true)] async fn exists(&self, tenant: &Tenant, thread: &ThreadId) -> StoreResult<bool>;
-    #[repeat(false)]
-    #[note(|out: &Versioned<Replaced>| matches!(out, Versioned::Done(_)) => [Note::thread(tenant, &state.thread_id)])]
-    async fn replace(&self, tenant: &Tenant, state: &NewAgentState, if_version: Option<u64>) -> StoreResult<Versioned<Replaced>>;
-    #[repeat(false)]
-    #[note(|_| true => [Note::thread(tenant, thread)])]
-    async fn delete(&self, tenant: &Tenant, thread: &ThreadId) -> StoreResult<bool>;
-    #[repeat(false)]
-    #[note(|out: &Versioned<Appended>| matches!(out, Versioned::Done(_)) => [Note::thread(tenant, thread)])]
-    async fn append(&self, tenant: &Tenant, thread: &ThreadId, messages: &[Message], if_version: Option<u64>) -> StoreResult<Versioned<Appended>>;
-    #[repeat(false)]
-    #[note(|out: &Versioned<AgentState>| matches!(out, Versioned::Done(_)) => [Note::thread(tenant, thread)])]
-    async fn patch_context(&self, tenant: &Tenant, thread: &ThreadId, patch: &JsonObject, if_version: Option<u64>) -> StoreResult<Versioned<AgentState>>;
-    #[repeat(false)]
-    #[note(|out: &Versioned<u64>| matches!(out, Versioned::Done(_)) => [Note::thread(tenant, thread)])]
-    async fn set_relevance(&self, tenant: &Tenant, thread: &ThreadId, is_relevant: bool, if_version: Option<u64>) -> StoreResult<Versioned<u64>>;
-    #[repeat(true)] async fn list(&self, tenant: &Tenant, after: Option<&ThreadId>, limit: usize) -> StoreResult<ThreadPage>;
-    #[repeat(true)] async fn recent(&self, tenant: &Tenant, limit: usize) -> StoreResult<Vec<RecentState>>;
-    #[repeat(true)] async fn ttl(&self, tenant: &Tenant, thread: &ThreadId) -> StoreResult<Option<u64>>;
-    #[repeat(true)]
-    #[note(|wrote: &bool| *wrote => [Note::thread(tenant, thread)])]
-    async fn set_ttl(&self, tenant: &Tenant, thread: &ThreadId, ttl: Ttl) -> StoreResult<bool>;
-    #[repeat(true)] async fn cleanup_expired(&self, tenant: &Tenant) -> StoreResult<u64>;
-    #[repeat(true)]
-    #[note(|wrote: &bool| *wrote => ThreadId::parse(state.thread_id.as_str()).ok().map(|id| Note::thread(tenant, &id)))]
-    async fn restore(&self, tenant: &Tenant, state: &AgentState, ttl_seconds: u64, only_if_absent: bool) -> StoreResult<bool>;
-});
-
-route_each_method!(SessionStore {
-    #[repeat(false)]
-    #[note(|_| true => [Note::session(tenant, &session.id)])]
-    async fn create(&self, tenant: &Tenant, session: &Session, rules: SessionRules) -> StoreResult<()>;
-    #[repeat(true)] async fn get(&self, tenant: &Tenant, id: &SessionId, rules: SessionRules) -> StoreResult<Option<Session>>;
-    #[repeat(false)]
-    #[note(|out: &SessionUpdate| matches!(out, SessionUpdate::Updated(_)) => [Note::session(tenant, id)])]
-    async fn update(&self, tenant: &Tenant, id: &SessionId, change: &SessionChange, if_match: Option<u64>, rules: SessionRules) -> StoreResult<SessionUpdate>;
-    #[repeat(false)]
-    #[note(|out: &Option<Session>| out.is_some() => [Note::session(tenant, id), Note::session(tenant, new_id)])]
-    async fn rotate(&self, tenant: &Tenant, id: &SessionId, new_id: &SessionId, rules: SessionRules) -> StoreResult<Option<Session>>;
-    #[repeat(false)]
-    #[note(|_| true => [Note::session(tenant, id)])]
-    async fn delete(&self, tenant: &Tenant, id: &SessionId) -> StoreResult<bool>;
-    #[repeat(true)] async fn list_for_user(&self, tenant: &Tenant, user: &UserId, after: Option<&ListingPlace>, limit: usize) -> StoreResult<SessionPage>;
-    #[repeat(false)]
-    #[note(|_| true => [Note::Bulk(Bulk::UserSessions(tenant.clone(), user.clone()))])]
-    async fn delete_for_user(&self, tenant: &Tenant, user: &UserId) -> StoreResult<u64>;
-    #[repeat(true)] async fn inventory(&self, tenant: &Tenant, cursor: Option<&str>, limit: usize) -> StoreResult<IdPage>;
-    #[repeat(true)] async fn cleanup_expired(&self, tenant: &Tenant) -> StoreResult<u64>;
-});
-
-// Locks with failover: each call routed like the other capabilities'; a waiter listens to
-// the release signal of the backend serving now (after a switch, its fallback poll finds the
-// other).
-route_each_method!(LockStore {
-    // Not repeatable: a second run would find the first one's grant and answer "held".
-    #[repeat(false)]
-    async fn acquire(&self, tenant: &Tenant, name: &LockName, request: &Acquire) -> StoreResult<Acquired>;
-    #[repeat(true)]
-    async fn extend(&self, tenant: &Tenant, name: &LockName, token: &LockToken, ttl_ms: u64) -> StoreResult<Option<u64>>;
-    #[repeat(false)]
-    async fn release(&self, tenant: &Tenant, name: &LockName, token: &LockToken) -> StoreResult<bool>;
-    #[repeat(true)] async fn get(&self, tenant: &Tenant, name: &LockName) -> StoreResult<LockInfo>;
-    #[repeat(true)]
-    async fn check_fence(&self, tenant: &Tenant, name: &LockName, fence: Fence) -> StoreResult<FenceCheck>;
-    #[repeat(true)] async fn inventory(&self, tenant: &Tenant, cursor: Option<&str>, limit: usize) -> StoreResult<IdPage>;
-} also {
-    fn release_signal(&self, tenant: &Tenant, name: &LockName) -> Arc<Notify> {
-        match &self.memory {
-            Some(memory) if self.failover.is_down() => memory.release_signal(tenant, name),
-            _ => self.redis.release_signal(tenant, name),
-        }
-    }
-});
-
-// Queues refuse while Redis is down (`DEGRADATION`): they have no memory store, so each call
-// goes to Redis or fails fast.
-route_each_method!(QueueStore {
-    // Repeatable with a dedup key: the same id again finds the job or fails the same way.
-    #[repeat(job.dedup_key.is_some())]
-    async fn enqueue(&self, tenant: &Tenant, queue: &QueueName, job: &NewJob, id: &JobId) -> StoreResult<(String, bool)>;
-    #[repeat(false)]
-    async fn lease(&self, tenant: &Tenant, queue: &QueueName, tokens: &[String], visibility_ms: u64) -> StoreResult<Leases>;
-    #[repeat(false)]
-    async fn ack(&self, tenant: &Tenant, queue: &QueueName, id: &JobId, token: &str) -> StoreResult<bool>;
-    #[repeat(false)]
-    async fn nack(&self, tenant: &Tenant, queue: &QueueName, id: &JobId, nack: &Nack<'_>) -> StoreResult<Option<JobState>>;
-    #[repeat(true)]
-    async fn heartbeat(&self, tenant: &Tenant, queue: &QueueName, id: &JobId, token: &str, visibility_ms: u64) -> StoreResult<Option<u64>>;
-    #[repeat(true)] async fn get(&self, tenant: &Tenant, queue: &QueueName, id: &JobId) -> StoreResult<Option<Job>>;
-    #[repeat(true)] async fn counts(&self, tenant: &Tenant, queue: &QueueName) -> StoreResult<Counts>;
-    #[repeat(true)] async fn dead(&self, tenant: &Tenant, queue: &QueueName, limit: usize) -> StoreResult<Vec<Job>>;
-    #[repeat(false)] async fn redrive(&self, tenant: &Tenant, queue: &QueueName, id: &JobId) -> StoreResult<bool>;
-    #[repeat(true)] async fn purge(&self, tenant: &Tenant, queue: &QueueName) -> StoreResult<u64>;
-    #[repeat(true)] async fn inventory(&self, tenant: &Tenant, cursor: Option<&str>, limit: usize) -> StoreResult<IdPage>;
-    // Repeatable: the same job written twice is the same job.
-    #[repeat(true)]
-    async fn restore(&self, tenant: &Tenant, queue: &QueueName, job: &Job, only_if_absent: bool) -> StoreResult<bool>;
-} also {
-    fn enqueue_signal(&self, tenant: &Tenant, queue: &QueueName) -> Arc<Notify> {
-        self.redis.enqueue_signal(tenant, queue)
-    }
-});
+pub(crate) use route_each_method;
 
 /// Rate limits with failover: while degraded, a check is decided by this instance's memory
 /// (`local`) and says `degraded`, or allowed without counting (`allow`), or refused.
@@ -1234,6 +994,13 @@ mod tests {
     use std::sync::atomic::AtomicUsize;
 
     use super::*;
+    use crate::{
+        capabilities::cache::{model::CacheValue, port::PutCondition},
+        domain::{
+            ids::{CacheKey, Namespace},
+            ttl::Expiry,
+        },
+    };
 
     #[derive(Debug, Clone, Copy, PartialEq, Eq)]
     enum Fault {

@@ -7,6 +7,7 @@
 pub mod failover;
 pub mod handback;
 pub mod memory;
+pub mod port;
 pub mod redis;
 pub mod signals;
 

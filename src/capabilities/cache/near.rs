@@ -37,6 +37,7 @@ use tokio::sync::mpsc;
 
 use async_trait::async_trait;
 
+use super::port::for_each_cache_method;
 use crate::store::redis::RedisPool;
 use crate::{
     capabilities::cache::{
@@ -411,27 +412,41 @@ impl NearCached {
     }
 }
 
-/// Implements `CacheStore` for `NearCached`: the methods in braces are written out, every other
-/// one calls the Redis cache and then, for a write, forgets what it touched (`#[then(..)]`)
-/// before it answers.
+/// Implements `CacheStore` for `NearCached` from the port's one declaration
+/// (`for_each_cache_method`): each method calls the Redis cache, then, for a write, forgets
+/// what it touched (`#[near(then = ..)]`) before it answers; `#[near(by = f)]` hands the call
+/// to `NearCached::f` instead.
 macro_rules! near_cached {
-    ({ $($own:tt)* } $( $(#[then($($forget:tt)*)])? async fn $name:ident(&self $(, $arg:ident : $ty:ty)*) -> $ret:ty; )*) => {
+    ($(;)? $( $(#[near($($near:tt)*)])? async fn $name:ident(&self $(, $arg:ident : $ty:ty)* $(,)?) -> $ret:ty; )*) => {
         #[async_trait]
         impl CacheStore for NearCached {
-            $($own)*
             $(
                 async fn $name(&self $(, $arg: $ty)*) -> $ret {
-                    let result = self.inner.$name($($arg),*).await;
-                    $(self.$($forget)*;)?
-                    result
+                    near_call!(self, $name, [$($($near)*)?], $($arg),*)
                 }
             )*
         }
     };
 }
 
-near_cached!({
-    async fn get(
+/// The body of one `NearCached` method: see `near_cached`.
+macro_rules! near_call {
+    ($self:ident, $name:ident, [], $($arg:ident),*) => {
+        $self.inner.$name($($arg),*).await
+    };
+    ($self:ident, $name:ident, [then = $($forget:tt)*], $($arg:ident),*) => {{
+        let result = $self.inner.$name($($arg),*).await;
+        $self.$($forget)*;
+        result
+    }};
+    ($self:ident, $name:ident, [by = $own:ident], $($arg:ident),*) => {
+        $self.$own($($arg),*).await
+    };
+}
+
+impl NearCached {
+    /// `get`, answered from the near cache when it covers the namespace and holds the key.
+    async fn get_near(
         &self,
         tenant: &Tenant,
         ns: &Namespace,
@@ -446,27 +461,5 @@ near_cached!({
         self.inner.get(tenant, ns, key).await
     }
 }
-    async fn exists(&self, tenant: &Tenant, ns: &Namespace, key: &CacheKey) -> StoreResult<bool>;
-    async fn ttl(&self, tenant: &Tenant, ns: &Namespace, key: &CacheKey) -> StoreResult<TtlState>;
-    async fn get_many(&self, tenant: &Tenant, ns: &Namespace, keys: &[CacheKey]) -> StoreResult<Vec<Option<CacheValue>>>;
-    async fn list(&self, tenant: &Tenant, ns: &Namespace, pattern: &str, cursor: &ListCursor, limit: usize) -> StoreResult<KeyPage>;
-    async fn inventory(&self, tenant: &Tenant, cursor: Option<&str>, limit: usize) -> StoreResult<IdPage>;
-    #[then(forget(tenant, ns, key))]
-    async fn put(&self, tenant: &Tenant, ns: &Namespace, key: &CacheKey, value: &CacheValue, expiry: Expiry, condition: PutCondition) -> StoreResult<bool>;
-    #[then(forget(tenant, ns, key))]
-    async fn get_and_set(&self, tenant: &Tenant, ns: &Namespace, key: &CacheKey, value: &CacheValue, expiry: Expiry) -> StoreResult<Option<CacheValue>>;
-    #[then(forget(tenant, ns, key))]
-    async fn get_and_delete(&self, tenant: &Tenant, ns: &Namespace, key: &CacheKey) -> StoreResult<Option<CacheValue>>;
-    #[then(forget(tenant, ns, key))]
-    async fn delete(&self, tenant: &Tenant, ns: &Namespace, key: &CacheKey) -> StoreResult<bool>;
-    #[then(forget(tenant, ns, key))]
-    async fn set_ttl(&self, tenant: &Tenant, ns: &Namespace, key: &CacheKey, ttl: Ttl) -> StoreResult<bool>;
-    #[then(forget(tenant, ns, key))]
-    async fn incr(&self, tenant: &Tenant, ns: &Namespace, key: &CacheKey, by: Increment, create_expiry: Expiry) -> StoreResult<Result<String, IncrError>>;
-    #[then(forget(tenant, ns, key))]
-    async fn compare_and_swap(&self, tenant: &Tenant, ns: &Namespace, key: &CacheKey, expected: Option<&serde_json::Value>, value: &CacheValue, expiry: Expiry) -> StoreResult<CasOutcome>;
-    #[then(forget_namespace(ns))]
-    async fn put_many(&self, tenant: &Tenant, ns: &Namespace, entries: &[(CacheKey, CacheValue)], expiry: Expiry) -> StoreResult<()>;
-    #[then(forget_namespace(ns))]
-    async fn delete_matching(&self, tenant: &Tenant, ns: &Namespace, pattern: &str) -> StoreResult<u64>;
-);
+
+for_each_cache_method!(near_cached,);

@@ -2,8 +2,6 @@
 
 use std::sync::Arc;
 
-use async_trait::async_trait;
-
 use crate::{
     capabilities::lock::model::{
         Acquire, Acquired, Fence, FenceCheck, LockInfo, LockName, LockToken,
@@ -12,58 +10,77 @@ use crate::{
 };
 
 use crate::store::{IdPage, StoreResult, wait_until};
+use tokio::sync::Notify;
 
-/// Locks with fencing tokens (`domain::lock`). Every method is one atomic step at the
-/// backend's time; a token that does not hold the lock changes nothing.
-#[async_trait]
-pub trait LockStore: Send + Sync {
-    /// One attempt: grants the lock when nobody holds it, else says for how long it is held.
-    async fn acquire(
-        &self,
-        tenant: &Tenant,
-        name: &LockName,
-        request: &Acquire,
-    ) -> StoreResult<Acquired>;
+crate::store::port::port! {
+    /// Locks with fencing tokens (`domain::lock`). Every method is one atomic step at the
+    /// backend's time; a token that does not hold the lock changes nothing.
+    pub trait LockStore {
+        // Not repeatable: a second run would find the first one's grant and answer "held".
+        /// One attempt: grants the lock when nobody holds it, else says for how long it is held.
+        #[repeat(false)]
+        async fn acquire(
+            &self,
+            tenant: &Tenant,
+            name: &LockName,
+            request: &Acquire,
+        ) -> StoreResult<Acquired>;
 
-    /// A new expiry `ttl_ms` from now, or `None` when `token` does not hold the lock.
-    async fn extend(
-        &self,
-        tenant: &Tenant,
-        name: &LockName,
-        token: &LockToken,
-        ttl_ms: u64,
-    ) -> StoreResult<Option<u64>>;
+        /// A new expiry `ttl_ms` from now, or `None` when `token` does not hold the lock.
+        #[repeat(true)]
+        async fn extend(
+            &self,
+            tenant: &Tenant,
+            name: &LockName,
+            token: &LockToken,
+            ttl_ms: u64,
+        ) -> StoreResult<Option<u64>>;
 
-    /// Whether `token` held the lock; then it is free, and waiters (on every instance) are woken.
-    async fn release(
-        &self,
-        tenant: &Tenant,
-        name: &LockName,
-        token: &LockToken,
-    ) -> StoreResult<bool>;
+        /// Whether `token` held the lock; then it is free, and waiters (on every instance) are woken.
+        #[repeat(false)]
+        async fn release(
+            &self,
+            tenant: &Tenant,
+            name: &LockName,
+            token: &LockToken,
+        ) -> StoreResult<bool>;
 
-    async fn get(&self, tenant: &Tenant, name: &LockName) -> StoreResult<LockInfo>;
+        #[repeat(true)]
+        async fn get(&self, tenant: &Tenant, name: &LockName) -> StoreResult<LockInfo>;
 
-    /// Accepts `fence`'s token when no later grant or check exists and a grant can have
-    /// issued it (`Fence::ceiling`), raising the mark to it.
-    async fn check_fence(
-        &self,
-        tenant: &Tenant,
-        name: &LockName,
-        fence: Fence,
-    ) -> StoreResult<FenceCheck>;
+        /// Accepts `fence`'s token when no later grant or check exists and a grant can have
+        /// issued it (`Fence::ceiling`), raising the mark to it.
+        #[repeat(true)]
+        async fn check_fence(
+            &self,
+            tenant: &Tenant,
+            name: &LockName,
+            fence: Fence,
+        ) -> StoreResult<FenceCheck>;
 
-    /// Notified (`notify_waiters`) when the lock may have been released.
-    fn release_signal(&self, tenant: &Tenant, name: &LockName) -> Arc<tokio::sync::Notify>;
+        /// One page of the tenant's lock names (records kept for their fencing marks included),
+        /// for backups; as `CacheStore::inventory`.
+        #[repeat(true)]
+        async fn inventory(
+            &self,
+            tenant: &Tenant,
+            cursor: Option<&str>,
+            limit: usize,
+        ) -> StoreResult<IdPage>;
+    }
+    also {
 
-    /// One page of the tenant's lock names (records kept for their fencing marks included),
-    /// for backups; as `CacheStore::inventory`.
-    async fn inventory(
-        &self,
-        tenant: &Tenant,
-        cursor: Option<&str>,
-        limit: usize,
-    ) -> StoreResult<IdPage>;
+        /// Notified (`notify_waiters`) when the lock may have been released.
+        fn release_signal(&self, tenant: &Tenant, name: &LockName) -> Arc<tokio::sync::Notify>;
+    }
+    routed {
+        fn release_signal(&self, tenant: &Tenant, name: &LockName) -> Arc<Notify> {
+            match &self.memory {
+                Some(memory) if self.failover.is_down() => memory.release_signal(tenant, name),
+                _ => self.redis.release_signal(tenant, name),
+            }
+        }
+    }
 }
 
 /// Acquires, waiting up to `wait` for the lock: woken by a release, else when the holder's

@@ -2,14 +2,13 @@
 
 use std::sync::Arc;
 
-use async_trait::async_trait;
-
 use crate::{
     capabilities::queue::model::{Counts, Job, JobId, JobState, Leased, NewJob, QueueName},
     domain::ids::Tenant,
 };
 
 use crate::store::{IdPage, StoreResult, wait_until};
+use tokio::sync::Notify;
 
 /// What a lease call found: the jobs it leased, and when (µs from now) a delay ends or a lease
 /// expires, which may make a job leasable without an enqueue.
@@ -19,94 +18,116 @@ pub struct Leases {
     pub next_change_in_us: Option<u64>,
 }
 
-/// Job queues (`domain::queue`): every method promotes due delays and expired leases first,
-/// then does its work, as one atomic step at the backend's time.
-#[async_trait]
-pub trait QueueStore: Send + Sync {
-    /// Adds the job as `id`, or finds the job a live `dedup_key` names: (job id, created).
-    /// Wakes long polls of the queue on every instance.
-    async fn enqueue(
-        &self,
-        tenant: &Tenant,
-        queue: &QueueName,
-        job: &NewJob,
-        id: &JobId,
-    ) -> StoreResult<(String, bool)>;
+crate::store::port::port! {
+    /// Job queues (`domain::queue`): every method promotes due delays and expired leases first,
+    /// then does its work, as one atomic step at the backend's time.
+    pub trait QueueStore {
+        // Repeatable with a dedup key: the same id again finds the job or fails the same way.
+        /// Adds the job as `id`, or finds the job a live `dedup_key` names: (job id, created).
+        /// Wakes long polls of the queue on every instance.
+        #[repeat(job.dedup_key.is_some())]
+        async fn enqueue(
+            &self,
+            tenant: &Tenant,
+            queue: &QueueName,
+            job: &NewJob,
+            id: &JobId,
+        ) -> StoreResult<(String, bool)>;
 
-    /// Leases up to `tokens.len()` ready jobs (9 first, FIFO within a priority), one token each.
-    async fn lease(
-        &self,
-        tenant: &Tenant,
-        queue: &QueueName,
-        tokens: &[String],
-        visibility_ms: u64,
-    ) -> StoreResult<Leases>;
+        /// Leases up to `tokens.len()` ready jobs (9 first, FIFO within a priority), one token each.
+        #[repeat(false)]
+        async fn lease(
+            &self,
+            tenant: &Tenant,
+            queue: &QueueName,
+            tokens: &[String],
+            visibility_ms: u64,
+        ) -> StoreResult<Leases>;
 
-    /// Finishes the job; false when `token` holds no live lease on it.
-    async fn ack(
-        &self,
-        tenant: &Tenant,
-        queue: &QueueName,
-        id: &JobId,
-        token: &str,
-    ) -> StoreResult<bool>;
+        /// Finishes the job; false when `token` holds no live lease on it.
+        #[repeat(false)]
+        async fn ack(
+            &self,
+            tenant: &Tenant,
+            queue: &QueueName,
+            id: &JobId,
+            token: &str,
+        ) -> StoreResult<bool>;
 
-    /// Ends the attempt as failed: the job's state after, or `None` when `token` holds no live
-    /// lease on it.
-    async fn nack(
-        &self,
-        tenant: &Tenant,
-        queue: &QueueName,
-        id: &JobId,
-        nack: &Nack<'_>,
-    ) -> StoreResult<Option<JobState>>;
+        /// Ends the attempt as failed: the job's state after, or `None` when `token` holds no live
+        /// lease on it.
+        #[repeat(false)]
+        async fn nack(
+            &self,
+            tenant: &Tenant,
+            queue: &QueueName,
+            id: &JobId,
+            nack: &Nack<'_>,
+        ) -> StoreResult<Option<JobState>>;
 
-    /// The lease's new end (µs since the epoch), or `None` when `token` holds no live lease.
-    async fn heartbeat(
-        &self,
-        tenant: &Tenant,
-        queue: &QueueName,
-        id: &JobId,
-        token: &str,
-        visibility_ms: u64,
-    ) -> StoreResult<Option<u64>>;
+        /// The lease's new end (µs since the epoch), or `None` when `token` holds no live lease.
+        #[repeat(true)]
+        async fn heartbeat(
+            &self,
+            tenant: &Tenant,
+            queue: &QueueName,
+            id: &JobId,
+            token: &str,
+            visibility_ms: u64,
+        ) -> StoreResult<Option<u64>>;
 
-    async fn get(&self, tenant: &Tenant, queue: &QueueName, id: &JobId)
-    -> StoreResult<Option<Job>>;
+        #[repeat(true)]
+        async fn get(&self, tenant: &Tenant, queue: &QueueName, id: &JobId)
+        -> StoreResult<Option<Job>>;
 
-    async fn counts(&self, tenant: &Tenant, queue: &QueueName) -> StoreResult<Counts>;
+        #[repeat(true)]
+        async fn counts(&self, tenant: &Tenant, queue: &QueueName) -> StoreResult<Counts>;
 
-    /// Dead jobs, oldest death first, at most `limit`.
-    async fn dead(&self, tenant: &Tenant, queue: &QueueName, limit: usize)
-    -> StoreResult<Vec<Job>>;
+        /// Dead jobs, oldest death first, at most `limit`.
+        #[repeat(true)]
+        async fn dead(&self, tenant: &Tenant, queue: &QueueName, limit: usize)
+        -> StoreResult<Vec<Job>>;
 
-    /// Makes a dead job ready with its attempts back; false when it is not dead.
-    async fn redrive(&self, tenant: &Tenant, queue: &QueueName, id: &JobId) -> StoreResult<bool>;
+        /// Makes a dead job ready with its attempts back; false when it is not dead.
+        #[repeat(false)]
+        async fn redrive(&self, tenant: &Tenant, queue: &QueueName, id: &JobId) -> StoreResult<bool>;
 
-    /// Deletes the queue and all its jobs; returns how many jobs.
-    async fn purge(&self, tenant: &Tenant, queue: &QueueName) -> StoreResult<u64>;
+        /// Deletes the queue and all its jobs; returns how many jobs.
+        #[repeat(true)]
+        async fn purge(&self, tenant: &Tenant, queue: &QueueName) -> StoreResult<u64>;
 
-    /// Notified when a job may have been enqueued.
-    fn enqueue_signal(&self, tenant: &Tenant, queue: &QueueName) -> Arc<tokio::sync::Notify>;
+        /// One page of the tenant's jobs that are not done, as `queue/job_id`, for backups; as
+        /// `CacheStore::inventory`.
+        #[repeat(true)]
+        async fn inventory(
+            &self,
+            tenant: &Tenant,
+            cursor: Option<&str>,
+            limit: usize,
+        ) -> StoreResult<IdPage>;
+        // Repeatable: the same job written twice is the same job.
 
-    /// One page of the tenant's jobs that are not done, as `queue/job_id`, for backups; as
-    /// `CacheStore::inventory`.
-    async fn inventory(
-        &self,
-        tenant: &Tenant,
-        cursor: Option<&str>,
-        limit: usize,
-    ) -> StoreResult<IdPage>;
+        /// Writes a job as a backup holds it (`QueueState::restore`: a leased job goes back to
+        /// ready, a done one is not written); returns whether it wrote.
+        #[repeat(true)]
+        async fn restore(
+            &self,
+            tenant: &Tenant,
+            queue: &QueueName,
+            job: &Job,
+            only_if_absent: bool,
+        ) -> StoreResult<bool>;
+    }
+    also {
 
-    /// Writes a job as a backup holds it (`QueueState::restore`: a leased job goes back to
-    /// ready, a done one is not written); returns whether it wrote.
-    async fn restore(
-        &self,
-        tenant: &Tenant,
-        queue: &QueueName,
-        job: &Job,
-        only_if_absent: bool,
-    ) -> StoreResult<bool>;
+        /// Notified when a job may have been enqueued.
+        fn enqueue_signal(&self, tenant: &Tenant, queue: &QueueName) -> Arc<tokio::sync::Notify>;
+    }
+    routed {
+        fn enqueue_signal(&self, tenant: &Tenant, queue: &QueueName) -> Arc<Notify> {
+            self.redis.enqueue_signal(tenant, queue)
+        }
+    }
 }
 
 /// A failed attempt as the worker reports it.

@@ -52,25 +52,50 @@ pub trait BacklogPages: Send + Sync {
     async fn next_page(&self, after: Order) -> StoreResult<Vec<Shared>>;
 }
 
-/// Topics (`domain::topic`): a log per topic, fanned out to this instance's subscribers.
-#[async_trait]
-pub trait TopicStore: Send + Sync {
-    /// Appends a message, trimming the log to `limits`; subscribers on every instance get it.
-    async fn publish(
-        &self,
-        tenant: &Tenant,
-        topic: &TopicName,
-        event: &NewEvent,
-        limits: TopicLimits,
-    ) -> StoreResult<Shared>;
+crate::store::port::port! {
+    /// Topics (`domain::topic`): a log per topic, fanned out to this instance's subscribers.
+    pub trait TopicStore {
+        /// Appends a message, trimming the log to `limits`; subscribers on every instance get it.
+        #[repeat(false)]
+        async fn publish(
+            &self,
+            tenant: &Tenant,
+            topic: &TopicName,
+            event: &NewEvent,
+            limits: TopicLimits,
+        ) -> StoreResult<Shared>;
+    }
+    also {
 
-    /// Subscribes after `after` (a `Last-Event-ID`; `None`: from now on), as
-    /// `domain::topic::resume` decides.
-    async fn subscribe(
-        &self,
-        tenant: &Tenant,
-        topic: &TopicName,
-        after: Option<&str>,
-        limits: TopicLimits,
-    ) -> StoreResult<Subscription>;
+        /// Subscribes after `after` (a `Last-Event-ID`; `None`: from now on), as
+        /// `domain::topic::resume` decides.
+        async fn subscribe(
+            &self,
+            tenant: &Tenant,
+            topic: &TopicName,
+            after: Option<&str>,
+            limits: TopicLimits,
+        ) -> StoreResult<Subscription>;
+    }
+    routed {
+        // Routed like the others, and told of every later switch: the stream is on one backend's
+        // log, and a message published on the other after a switch would be a silent gap.
+        async fn subscribe(&self, tenant: &Tenant, topic: &TopicName, after: Option<&str>, limits: TopicLimits) -> StoreResult<Subscription> {
+            // Watched before the call, so that a switch during it is seen too.
+            let mut switches = self.failover.switches.subscribe();
+            switches.mark_unchanged();
+            let mut subscription = self
+                .failover
+                .route(
+                    true,
+                    || self.redis.subscribe(tenant, topic, after, limits),
+                    self.memory
+                        .as_ref()
+                        .map(|memory| move || memory.subscribe(tenant, topic, after, limits)),
+                )
+                .await?;
+            subscription.switches = Some(switches);
+            Ok(subscription)
+        }
+    }
 }
