@@ -651,6 +651,12 @@ pub async fn spawn_app(settings: Settings) -> TestApp {
     }
 }
 
+/// The command deadline of the conformance suite's Redis adapters: its cases race 50 calls
+/// at once to prove what is atomic, and on two cores shared with the other test binaries such
+/// a burst can hold a checkout past the default 250 ms (a 503 "outcome unknown" that spoils an
+/// exact count). The deadline itself is tested through the service (`tests/api/outages.rs`).
+const CONFORMANCE_DEADLINE_MS: u64 = 5_000;
+
 /// Stores of one adapter, with whatever must live as long as they do.
 pub struct StoreHarness {
     pub stores: Stores,
@@ -669,6 +675,7 @@ pub async fn redis_stores() -> Option<StoreHarness> {
     let redis = RedisServer::start()?;
     let mut settings = settings(BackendMode::Redis, Some(&redis));
     settings.redis.key_prefix = "conformance".into();
+    settings.redis.command_timeout_ms = CONFORMANCE_DEADLINE_MS;
     let pool = RedisPool::new(&settings.redis).unwrap();
     Some(StoreHarness {
         stores: statekeeper::store::redis::stores(&pool),
@@ -682,6 +689,7 @@ pub fn cluster_settings(cluster: &cluster::RedisCluster, name: &str) -> Settings
     let mut settings = settings(BackendMode::Redis, None);
     settings.redis.cluster_nodes = cluster.urls();
     settings.redis.key_prefix = format!("cf_{name}");
+    settings.redis.command_timeout_ms = CONFORMANCE_DEADLINE_MS;
     settings
 }
 
@@ -700,6 +708,7 @@ pub fn sentinel_stores(setup: &cluster::SentinelSetup, name: &str) -> Stores {
         nodes: setup.urls(),
     });
     settings.redis.key_prefix = format!("cf_{name}");
+    settings.redis.command_timeout_ms = CONFORMANCE_DEADLINE_MS;
     let pool = RedisPool::new(&settings.redis).unwrap();
     statekeeper::store::redis::stores(&pool)
 }
