@@ -1,24 +1,25 @@
 //! statekeeper: short-lived state over HTTP, on Redis with an in-memory fallback.
 //!
-//! The crate is laid out as ports and adapters:
+//! The crate is laid out as a folder per capability around a small kernel:
 //!
+//! - [`capabilities`] holds one folder per capability (`cache`, `agent_state`,
+//!   `pending_action`, `session`, `rate_limit`, `lock`, `queue`, `topic`, `usage`): its types
+//!   and rules free of I/O (`model`), its port declared once (`port`), its memory and Redis
+//!   adapters (`memory`, `redis` with its Lua scripts beside it) and its HTTP handlers (`http`).
 //! - [`config`] loads [`config::Settings`] from defaults, `config/default.toml`, an optional file
 //!   and the environment (`config::load`), checks them (`config::validate`), and refuses
 //!   secrets in files.
 //! - [`telemetry`] sets up `tracing` (pretty or JSON lines, filtered by `log.level`/`RUST_LOG`).
-//! - [`domain`] holds each capability's types and rules, free of I/O, so every adapter applies
-//!   them identically: ids and TTLs, cache values (counters, JSON equality, Redis-style globs),
-//!   agent states (LangChain messages, merge patch), pending actions (tokens, tombstones) and
-//!   sessions (renewal and its cap).
-//! - [`store`] declares the ports, one trait per capability (`CacheStore`, `AgentStateStore`,
-//!   `PendingActionStore`, `SessionStore`) whose methods are its atomic operations, and their
-//!   adapters: `store::memory` (an expiring ordered map with a byte budget), `store::redis`
-//!   (deadpool with a manager of its own over multiplexed connections, a round trip per call
-//!   save the exceptions `docs/redis.md` lists) and `store::failover`, the only place that
-//!   decides which backend serves a call, with the degradation table per capability.
-//! - [`http`] is the axum layer: one module per resource, extractors in the house error format
-//!   (`http::extract`: JSON, the tenant, conditional writes) and the middleware (`http::request`:
-//!   request id, span, timeout, panics, in one layer around the router).
+//! - [`domain`] holds the value types every capability shares: ids, TTLs, globs.
+//! - [`store`] is the storage kernel: `store::port::port!` (a port declared once, its failover
+//!   routing generated), `store::memory` (an expiring ordered map with a byte budget),
+//!   `store::redis` (deadpool with a manager of its own over multiplexed connections, a round
+//!   trip per call save the exceptions `docs/redis.md` lists) and `store::failover`, the only
+//!   place that decides which backend serves a call, with the degradation table per capability.
+//! - [`http`] is the axum kernel: the router, extractors in the house error format
+//!   (`http::extract`: JSON, the tenant, conditional writes), the middleware (`http::request`:
+//!   request id, span, timeout, panics, in one layer around the router), health, metrics, MCP
+//!   and the OpenAPI assembly.
 //! - [`error`] maps every error to an RFC 9457 problem document: each store, domain and
 //!   extractor error through one `From` impl, and one `IntoResponse`.
 //! - [`metrics`] holds the Prometheus metrics of one instance (`GET /metrics`).

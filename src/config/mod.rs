@@ -517,7 +517,7 @@ pub struct CacheSettings {
 }
 
 /// One namespace whose repeated reads are served from this process while Redis has not
-/// invalidated the key (`store::redis::near`).
+/// invalidated the key (`capabilities::cache::near`).
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct NearCacheSettings {

@@ -1,4 +1,4 @@
-//! Locks on the memory engine: one entry per `tenant/name` holding `domain::lock::LockState`,
+//! Locks on the memory engine: one entry per `tenant/name` holding `lock::model::LockState`,
 //! changed under the engine's lock (so each method is atomic). A release wakes this process's
 //! waiters through its `Signals`. The entry expires `RECORD_RETENTION` after its
 //! holder's lease, like the Redis hash.

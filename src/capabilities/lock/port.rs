@@ -13,7 +13,7 @@ use crate::store::{IdPage, StoreResult, wait_until};
 use tokio::sync::Notify;
 
 crate::store::port::port! {
-    /// Locks with fencing tokens (`domain::lock`). Every method is one atomic step at the
+    /// Locks with fencing tokens (`lock::model`). Every method is one atomic step at the
     /// backend's time; a token that does not hold the lock changes nothing.
     pub trait LockStore {
         // Not repeatable: a second run would find the first one's grant and answer "held".

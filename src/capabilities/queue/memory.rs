@@ -1,5 +1,5 @@
 //! Job queues on the memory engine: one entry per `tenant/queue` holding its whole
-//! `domain::queue::QueueState`, changed under the engine's lock (so each method is atomic). An
+//! `queue::model::QueueState`, changed under the engine's lock (so each method is atomic). An
 //! enqueue wakes this process's long polls.
 
 use std::{sync::Arc, time::Duration};

@@ -19,7 +19,7 @@ pub struct Leases {
 }
 
 crate::store::port::port! {
-    /// Job queues (`domain::queue`): every method promotes due delays and expired leases first,
+    /// Job queues (`queue::model`): every method promotes due delays and expired leases first,
     /// then does its work, as one atomic step at the backend's time.
     pub trait QueueStore {
         // Repeatable with a dedup key: the same id again finds the job or fails the same way.

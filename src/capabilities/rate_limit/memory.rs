@@ -1,5 +1,5 @@
 //! Rate limits on the memory engine: one entry per `tenant/key` holding every rule's state,
-//! run through `domain::rate_limit::decide` under the engine's lock (so a check is atomic).
+//! run through `rate_limit::model::decide` under the engine's lock (so a check is atomic).
 //! The entry expires when no rule would remember anything, and the engine's purge frees it:
 //! a flood of distinct keys holds memory only for the longest window of their rules, and never
 //! more than `memory.max_bytes` (past it, checks of new keys answer 507 while known keys go on).

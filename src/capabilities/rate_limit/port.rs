@@ -9,7 +9,7 @@ use crate::{
 
 use crate::store::StoreResult;
 
-/// Rate limits: decisions for a key against its rules (`domain::rate_limit`). A key's state
+/// Rate limits: decisions for a key against its rules (`rate_limit::model`). A key's state
 /// expires by itself once no rule would remember anything (on Redis with the key's TTL, in
 /// memory with the entry's expiry): nothing is unbounded and nothing needs cleaning.
 #[async_trait]

@@ -5,7 +5,7 @@
 //! - A stream without `Last-Event-ID` starts with messages published from then on. With one
 //!   (the header, which `EventSource` sends when it reconnects, wins over `?last_event_id=`),
 //!   it starts with every retained message after it. When that cannot be exact (see
-//!   `domain::topic::resume`), it starts with `event: reset` and then *every* retained
+//!   `topic::model::resume`), it starts with `event: reset` and then *every* retained
 //!   message: at most `topics.max_len`, and never a silent gap.
 //! - `event: reset` carries `{"reason", "earliest"}` and no `id:`, so a client's
 //!   `Last-Event-ID` stays its last real message. Reasons: `unknown_id`, `history_trimmed`

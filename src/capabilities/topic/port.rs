@@ -53,7 +53,7 @@ pub trait BacklogPages: Send + Sync {
 }
 
 crate::store::port::port! {
-    /// Topics (`domain::topic`): a log per topic, fanned out to this instance's subscribers.
+    /// Topics (`topic::model`): a log per topic, fanned out to this instance's subscribers.
     pub trait TopicStore {
         /// Appends a message, trimming the log to `limits`; subscribers on every instance get it.
         #[repeat(false)]
@@ -68,7 +68,7 @@ crate::store::port::port! {
     also {
 
         /// Subscribes after `after` (a `Last-Event-ID`; `None`: from now on), as
-        /// `domain::topic::resume` decides.
+        /// `topic::model::resume` decides.
         async fn subscribe(
             &self,
             tenant: &Tenant,

@@ -11,7 +11,7 @@ use crate::{
 use crate::store::{IdPage, StoreResult};
 
 crate::store::port::port! {
-    /// Metering (`domain::usage`): totals per subject, metric and period, each event once.
+    /// Metering (`usage::model`): totals per subject, metric and period, each event once.
     pub trait UsageStore {
         // Not repeated: a second call would find the first's dedup key and answer false.
         /// Adds the event to its day's and month's totals, unless its `event_id` was counted for
@@ -79,7 +79,7 @@ crate::store::port::port! {
 }
 
 crate::store::port::port! {
-/// Budgets (`domain::usage`): reservations held atomically against a limit per period.
+/// Budgets (`usage::model`): reservations held atomically against a limit per period.
 /// `now_us` is the caller's clock for the period buckets; reservations expire by the backend's.
     pub trait BudgetStore {
         #[repeat(true)]
