@@ -15,6 +15,10 @@
 //! the last refusal is remembered for `/health`. With `redis.wait_replicas`, a write is
 //! followed by `WAIT` on its master, and too few replicas is `NotReplicated`.
 
+mod report;
+mod scan;
+
+pub use self::report::*;
 use std::{
     sync::{
         Arc, Mutex, RwLock,
@@ -132,69 +136,6 @@ pub struct RedisPool {
     wait: Option<(u32, Duration)>,
 }
 
-/// Why a Redis that answers refused a command.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Refusal {
-    /// `OOM`: `maxmemory` reached under the `noeviction` policy.
-    OutOfMemory,
-    /// `READONLY`: a replica, e.g. during a failover.
-    ReadOnly,
-    /// `LOADING`: loading its dataset after a restart.
-    Loading,
-    /// `MASTERDOWN`, `CLUSTERDOWN`, `TRYAGAIN`: the deployment cannot serve now.
-    NotServing,
-    /// `BUSY`: a script runs past its time limit.
-    Busy,
-}
-
-impl Refusal {
-    fn of(code: &str) -> Option<Self> {
-        Some(match code {
-            "OOM" => Self::OutOfMemory,
-            "READONLY" => Self::ReadOnly,
-            "LOADING" => Self::Loading,
-            "MASTERDOWN" | "CLUSTERDOWN" | "TRYAGAIN" => Self::NotServing,
-            "BUSY" => Self::Busy,
-            _ => return None,
-        })
-    }
-
-    /// The name `/health` reports.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::OutOfMemory => "out_of_memory",
-            Self::ReadOnly => "read_only",
-            Self::Loading => "loading",
-            Self::NotServing => "not_serving",
-            Self::Busy => "busy_script",
-        }
-    }
-}
-
-/// What `GET /health` reports of Redis.
-#[derive(Debug, Clone, Default)]
-pub struct RedisInfo {
-    pub latency_ms: f64,
-    pub redis_version: Option<String>,
-    pub connected_clients: Option<u64>,
-    pub used_memory_human: Option<String>,
-    pub used_memory: Option<u64>,
-    /// 0: no limit.
-    pub maxmemory: Option<u64>,
-    pub maxmemory_policy: Option<String>,
-    pub evicted_keys: Option<u64>,
-    pub keys: Option<u64>,
-}
-
-/// The pool's figures, as deadpool counts them.
-#[derive(Debug, Clone, Copy, Default)]
-pub struct PoolFigures {
-    pub max_size: usize,
-    pub size: usize,
-    pub available: usize,
-    pub waiting: usize,
-}
-
 impl RedisPool {
     /// Builds the pool; connections are opened lazily, so this succeeds while Redis is down.
     pub fn new(settings: &RedisSettings) -> Result<Self, String> {
@@ -269,16 +210,6 @@ impl RedisPool {
             .await
             .map_err(|_| StoreError::Unavailable("pub/sub connect timed out".into()))?
             .map_err(|e| StoreError::Unavailable(e.to_string()))
-    }
-
-    /// `call` for each shard of a tenant's agent states and sessions (`Keys::shards`: 16 on a
-    /// Cluster, 1 on one server), all at once; the answers in shard order.
-    pub async fn per_shard<T, F, Fut>(&self, call: F) -> Result<Vec<T>, StoreError>
-    where
-        F: Fn(u16) -> Fut,
-        Fut: Future<Output = Result<T, StoreError>>,
-    {
-        futures_util::future::try_join_all((0..self.keys.shards()).map(call)).await
     }
 
     /// Whether this is a Redis Cluster.
@@ -379,96 +310,6 @@ impl RedisPool {
             })
             .await;
         self.settle(generation, operation, started, result)
-    }
-
-    /// One `SCAN` page (cursor 0 starts) of the keys matching `pattern`, all of which share
-    /// `slot_key`'s hash tag: on a Cluster, on the master that holds that slot.
-    pub async fn scan_slot(
-        &self,
-        slot_key: &str,
-        cursor: u64,
-        pattern: &str,
-        count: usize,
-    ) -> Result<(u64, Vec<String>), StoreError> {
-        let mut scan = redis::cmd("SCAN");
-        scan.arg(cursor)
-            .arg("MATCH")
-            .arg(pattern)
-            .arg("COUNT")
-            .arg(count);
-        let route = Route::with_key(slot_key, SlotAddr::Master);
-        let routing = RoutingInfo::SingleNode(SingleNodeRoutingInfo::SpecificNode(route));
-        self.routed("SCAN", &scan, routing).await
-    }
-
-    /// One `SCAN` page of every key matching `pattern`, whatever its slot. The cursor is
-    /// SCAN's on a single server; on a Cluster, `<master>:<cursor>` over the masters in
-    /// address order, one after the other (a resharding while a scan runs may repeat or miss
-    /// keys, as a rehash may with SCAN).
-    pub async fn scan_all(
-        &self,
-        cursor: Option<&str>,
-        pattern: &str,
-        count: usize,
-    ) -> Result<(Option<String>, Vec<String>), StoreError> {
-        let mut scan = redis::cmd("SCAN");
-        let more = |next: &str| (next != "0").then(|| next.to_string());
-        if !self.is_cluster() {
-            scan.arg(cursor.unwrap_or("0"))
-                .arg("MATCH")
-                .arg(pattern)
-                .arg("COUNT")
-                .arg(count);
-            let (next, keys): (String, Vec<String>) = self.query(&scan).await?;
-            return Ok((more(&next), keys));
-        }
-        let bad = || StoreError::Internal("a scan cursor this service did not return".into());
-        let (node, at) = match cursor {
-            None => (0, "0"),
-            Some(c) => {
-                let (node, at) = c.split_once(':').ok_or_else(bad)?;
-                (node.parse::<usize>().map_err(|_| bad())?, at)
-            }
-        };
-        let masters = self.masters().await?;
-        let Some((host, port)) = masters.get(node) else {
-            return Ok((None, Vec::new()));
-        };
-        scan.arg(at)
-            .arg("MATCH")
-            .arg(pattern)
-            .arg("COUNT")
-            .arg(count);
-        let routing = RoutingInfo::SingleNode(SingleNodeRoutingInfo::ByAddress {
-            host: host.clone(),
-            port: *port,
-        });
-        let (next, keys): (String, Vec<String>) = self.routed("SCAN", &scan, routing).await?;
-        let next = match more(&next) {
-            Some(at) => Some(format!("{node}:{at}")),
-            None if node + 1 < masters.len() => Some(format!("{}:0", node + 1)),
-            None => None,
-        };
-        Ok((next, keys))
-    }
-
-    /// A Cluster's masters as `(host, port)`, in address order, from `CLUSTER SLOTS`.
-    async fn masters(&self) -> Result<Vec<(String, u16)>, StoreError> {
-        let slots: Vec<Vec<redis::Value>> = self.query(redis::cmd("CLUSTER").arg("SLOTS")).await?;
-        let mut masters: Vec<(String, u16)> = slots
-            .into_iter()
-            .filter_map(|range| {
-                // [start, end, [host, port, id, ...], replicas...]
-                let node: Vec<redis::Value> =
-                    redis::from_redis_value(range.get(2)?.clone()).ok()?;
-                let host = redis::from_redis_value(node.first()?.clone()).ok()?;
-                let port = redis::from_redis_value(node.get(1)?.clone()).ok()?;
-                Some((host, port))
-            })
-            .collect();
-        masters.sort();
-        masters.dedup();
-        Ok(masters)
     }
 
     /// Runs a pipeline: many commands, one round trip.
@@ -614,15 +455,6 @@ impl RedisPool {
         Err(StoreError::Internal(format!("{operation}: {error}")))
     }
 
-    /// The refusal Redis last answered with, if within `CONDITION_REPORTED_FOR`.
-    pub fn recent_refusal(&self) -> Option<Refusal> {
-        self.last_refusal
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .filter(|(_, at)| at.elapsed() < CONDITION_REPORTED_FOR)
-            .map(|(refusal, _)| refusal)
-    }
-
     /// `connection`, counting a failure as an error of `operation` (`pool_exhausted` when no
     /// connection came free in time).
     async fn checkout(&self, operation: &'static str) -> Result<(Conn, u64), StoreError> {
@@ -706,79 +538,6 @@ impl RedisPool {
                     self.deadline.as_millis()
                 ),
             ))),
-        }
-    }
-
-    /// A `PING`: what the failover probe and readiness use.
-    pub async fn ping(&self) -> Result<Duration, StoreError> {
-        let started = Instant::now();
-        let ping = redis::cmd("PING");
-        let pong: String = if self.is_cluster() {
-            // Every master that serves slots (not the replicas, nor a failed master its
-            // replica has replaced).
-            let masters = RoutingInfo::MultiNode((
-                MultipleNodeRoutingInfo::AllMasters,
-                Some(ResponsePolicy::AllSucceeded),
-            ));
-            self.routed("PING", &ping, masters).await?
-        } else {
-            self.query(&ping).await?
-        };
-        if pong != "PONG" {
-            return Err(StoreError::Internal(format!("PING answered {pong:?}")));
-        }
-        Ok(started.elapsed())
-    }
-
-    /// Whether Redis answers a PING: on a connection failure once more, on a fresh connection
-    /// (the failed one is retired), so a reset connection does not read as Redis being down.
-    pub async fn reachable(&self) -> Result<Duration, StoreError> {
-        match self.ping().await {
-            Err(StoreError::Unavailable(_)) => self.ping().await,
-            answered => answered,
-        }
-    }
-
-    /// Server figures for `/health`: latency, version, clients, memory, key count.
-    pub async fn info(&self) -> Result<RedisInfo, StoreError> {
-        let latency = self.ping().await?;
-        let mut info = redis::cmd("INFO");
-        info.arg("server").arg("clients").arg("memory").arg("stats");
-        let (info, keys): (String, u64) = if self.is_cluster() {
-            // One master's figures, and the key count summed over the masters.
-            let one = RoutingInfo::SingleNode(SingleNodeRoutingInfo::RandomPrimary);
-            let info = self.routed("INFO", &info, one).await?;
-            (info, self.query(&redis::cmd("DBSIZE")).await?)
-        } else {
-            let mut pipe = redis::pipe();
-            pipe.add_command(info).cmd("DBSIZE");
-            self.pipeline(&pipe).await?
-        };
-        let field = |name: &str| {
-            info.lines()
-                .find_map(|line| line.strip_prefix(name)?.strip_prefix(':'))
-                .map(|v| v.trim().to_string())
-        };
-        Ok(RedisInfo {
-            latency_ms: latency.as_secs_f64() * 1000.0,
-            redis_version: field("redis_version"),
-            connected_clients: field("connected_clients").and_then(|v| v.parse().ok()),
-            used_memory_human: field("used_memory_human"),
-            used_memory: field("used_memory").and_then(|v| v.parse().ok()),
-            maxmemory: field("maxmemory").and_then(|v| v.parse().ok()),
-            maxmemory_policy: field("maxmemory_policy"),
-            evicted_keys: field("evicted_keys").and_then(|v| v.parse().ok()),
-            keys: Some(keys),
-        })
-    }
-
-    pub fn figures(&self) -> PoolFigures {
-        let status = self.pool.status();
-        PoolFigures {
-            max_size: status.max_size,
-            size: status.size,
-            available: status.available,
-            waiting: status.waiting,
         }
     }
 }
