@@ -10,7 +10,6 @@ use serde::Serialize;
 use utoipa::ToSchema;
 
 use crate::{
-    capabilities::cache::model::InvalidValue,
     domain::{ids::InvalidId, ttl::InvalidTtl},
     store::StoreError,
 };
@@ -434,16 +433,6 @@ impl From<LockRefusal> for ApiError {
     }
 }
 
-impl From<crate::capabilities::cache::model::IncrError> for ApiError {
-    fn from(error: crate::capabilities::cache::model::IncrError) -> Self {
-        use crate::capabilities::cache::model::IncrError;
-        match error {
-            IncrError::NotANumber => Self::conflict("not_a_number", error.to_string()),
-            IncrError::OutOfRange => Self::conflict("out_of_range", error.to_string()),
-        }
-    }
-}
-
 impl From<InvalidId> for ApiError {
     fn from(error: InvalidId) -> Self {
         Self::invalid_id(error.to_string())
@@ -454,15 +443,6 @@ impl From<InvalidId> for ApiError {
 impl From<InvalidTtl> for ApiError {
     fn from(error: InvalidTtl) -> Self {
         Self::validation_failed(error.to_string())
-    }
-}
-
-impl From<InvalidValue> for ApiError {
-    fn from(error: InvalidValue) -> Self {
-        match error {
-            InvalidValue::NotJson(_) => Self::invalid_request(error.to_string()),
-            InvalidValue::TooLarge { .. } => Self::payload_too_large(error.to_string()),
-        }
     }
 }
 

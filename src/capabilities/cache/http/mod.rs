@@ -260,3 +260,24 @@ fn batch_keys<'a>(
     keys.map(|k| CacheKey::parse(k.as_str()).map_err(Into::into))
         .collect()
 }
+
+/// The cache's errors in the house format.
+impl From<crate::capabilities::cache::model::InvalidValue> for ApiError {
+    fn from(error: crate::capabilities::cache::model::InvalidValue) -> Self {
+        use crate::capabilities::cache::model::InvalidValue;
+        match error {
+            InvalidValue::NotJson(_) => Self::invalid_request(error.to_string()),
+            InvalidValue::TooLarge { .. } => Self::payload_too_large(error.to_string()),
+        }
+    }
+}
+
+impl From<crate::capabilities::cache::model::IncrError> for ApiError {
+    fn from(error: crate::capabilities::cache::model::IncrError) -> Self {
+        use crate::capabilities::cache::model::IncrError;
+        match error {
+            IncrError::NotANumber => Self::conflict("not_a_number", error.to_string()),
+            IncrError::OutOfRange => Self::conflict("out_of_range", error.to_string()),
+        }
+    }
+}
