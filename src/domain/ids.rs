@@ -112,6 +112,16 @@ path_id!(
     CacheKey, "cache key", ", not starting with _", |k| valid_id(k) && !k.starts_with('_')
 );
 
+/// `N` random bytes, URL-safe base64 without padding: the secret part of every token this
+/// service hands out (lock tokens, confirmation tokens, job lease tokens).
+pub fn random_token<const N: usize>() -> String {
+    use base64::{Engine as _, engine::general_purpose::URL_SAFE_NO_PAD};
+    use rand::Rng as _;
+    let mut bytes = [0u8; N];
+    rand::rng().fill_bytes(&mut bytes);
+    URL_SAFE_NO_PAD.encode(bytes)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -10,9 +10,6 @@
 
 use std::{fmt, time::Duration};
 
-use base64::{Engine as _, engine::general_purpose::URL_SAFE_NO_PAD};
-use rand::Rng as _;
-
 use crate::domain::ids::{path_id, valid_id};
 
 path_id!(
@@ -75,9 +72,7 @@ pub struct InvalidLockToken;
 
 impl LockToken {
     pub fn generate() -> Self {
-        let mut bytes = [0u8; 16];
-        rand::rng().fill_bytes(&mut bytes);
-        Self(URL_SAFE_NO_PAD.encode(bytes))
+        Self(crate::domain::ids::random_token::<16>())
     }
 
     pub fn parse(raw: impl Into<String>) -> Result<Self, InvalidLockToken> {

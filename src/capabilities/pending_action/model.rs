@@ -9,8 +9,6 @@
 
 use std::{fmt, time::Duration};
 
-use base64::{Engine as _, engine::general_purpose::URL_SAFE_NO_PAD};
-use rand::Rng as _;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 use time::OffsetDateTime;
@@ -43,9 +41,7 @@ impl ActionToken {
     /// A new token: 32 bytes from the thread-local CSPRNG (ChaCha, seeded and periodically
     /// reseeded from the operating system), URL-safe base64 without padding.
     pub fn generate() -> Self {
-        let mut bytes = [0u8; TOKEN_BYTES];
-        rand::rng().fill_bytes(&mut bytes);
-        Self(URL_SAFE_NO_PAD.encode(bytes))
+        Self(crate::domain::ids::random_token::<TOKEN_BYTES>())
     }
 
     pub fn parse(raw: impl Into<String>) -> Result<Self, InvalidToken> {

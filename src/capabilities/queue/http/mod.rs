@@ -134,7 +134,7 @@ pub async fn lease(
     let deadline = state.settings.server.request_timeout_ms;
     let wait = wait.min(deadline.saturating_sub(WAIT_MARGIN_MS));
     let tokens: Vec<String> = (0..count)
-        .map(|_| crate::capabilities::lock::model::LockToken::generate().to_string())
+        .map(|_| crate::domain::ids::random_token::<16>())
         .collect();
     let store = state.stores.queues.as_ref();
     let wait = Duration::from_millis(wait);
