@@ -3,21 +3,26 @@
 # rediss:// checks a managed Redis against, the settings file, and a passwd entry for the
 # non-root user.
 FROM rust:1-bookworm AS build
-WORKDIR /src
-COPY Cargo.toml Cargo.lock ./
-COPY src ./src
-RUN cargo build --release --locked && strip target/release/statekeeper
-COPY config /rootfs/app/config
+# One COPY and one RUN: with a copy-on-write-less storage driver (vfs) every layer is a whole
+# copy of the file system, so the stage keeps to two layers over the base, and the RUN removes
+# the build's target directory and crate sources before its layer is written. The context is
+# what .dockerignore lets through: the manifest, the lock file, src/ and config/.
+COPY . /src
 RUN set -eu; \
-    mkdir -p /rootfs/usr/local/bin /rootfs/etc/ssl/certs /rootfs/tmp; \
+    cd /src; \
+    cargo build --release --locked; \
+    strip target/release/statekeeper; \
+    mkdir -p /rootfs/usr/local/bin /rootfs/etc/ssl/certs /rootfs/tmp /rootfs/app; \
     chmod 1777 /rootfs/tmp; \
+    cp -r config /rootfs/app/config; \
     cp target/release/statekeeper /rootfs/usr/local/bin/; \
     for lib in $(ldd target/release/statekeeper | grep -o '/[^ ]*'); do \
         cp --parents -L "$lib" /rootfs/; \
     done; \
     cp /etc/ssl/certs/ca-certificates.crt /rootfs/etc/ssl/certs/; \
     echo 'statekeeper:x:10001:10001:statekeeper:/app:/nonexistent' > /rootfs/etc/passwd; \
-    echo 'statekeeper:x:10001:' > /rootfs/etc/group
+    echo 'statekeeper:x:10001:' > /rootfs/etc/group; \
+    rm -rf target "${CARGO_HOME:-/usr/local/cargo}/registry" "${CARGO_HOME:-/usr/local/cargo}/git"
 
 # Runtime: nothing but that root. No shell, no package manager; runs as uid 10001.
 FROM scratch
