@@ -15,8 +15,8 @@ use tokio::sync::mpsc;
 use utoipa::IntoParams;
 
 use super::{
-    AppState,
     extract::{Admin, AppQuery},
+    state::AppState,
 };
 use crate::{
     error::{ApiError, ApiResult},

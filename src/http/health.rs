@@ -11,7 +11,7 @@ use serde::Serialize;
 use time::OffsetDateTime;
 use utoipa::ToSchema;
 
-use super::AppState;
+use super::state::AppState;
 use crate::{config::BackendMode, store::redis::pool::RedisInfo};
 
 pub fn routes() -> Router<AppState> {

@@ -17,7 +17,7 @@ use axum::{
 };
 use tower::{Layer, Service};
 
-use super::AppState;
+use super::state::AppState;
 use prometheus_client::metrics::{counter::Counter, histogram::Histogram};
 
 use crate::metrics::{HttpMetrics, ResponseLabels, Route, RouteLabels};

@@ -13,7 +13,7 @@ use utoipa::{
     },
 };
 
-use super::{AppState, admin, health, metrics};
+use super::{admin, health, metrics, state::AppState};
 use crate::capabilities::{
     agent_state::http as agent_state, cache::http as cache, cache::http::CacheLinks,
     lock::http as lock, pending_action::http as pending_actions, queue::http as queue,

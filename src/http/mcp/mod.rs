@@ -31,8 +31,8 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 use tower::ServiceExt;
 
-use super::{App, AppState};
 use crate::error::ApiError;
+use crate::http::{router::App, state::AppState};
 
 /// The MCP server of one session: the REST router it calls, and its tools.
 #[derive(Clone)]
