@@ -50,7 +50,12 @@ async fn one_tenants_threads_and_sessions_spread_over_the_masters() {
     let Some(cluster) = RedisCluster::start() else {
         return;
     };
-    let app = cluster_app(&cluster, |_| {}).await;
+    // What this checks is where keys land and that listings merge the shards; a page of 1,000
+    // threads from each master can outlast the default 250 ms deadline on a busy machine.
+    let app = cluster_app(&cluster, |settings| {
+        settings.redis.command_timeout_ms = 5_000
+    })
+    .await;
     load(&app, 10_000, |i| {
         let body = json!({"thread_id": format!("thread-{i}"), "messages": []});
         (Method::POST, "/v1/agent-states".into(), body)

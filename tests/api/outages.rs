@@ -249,12 +249,30 @@ async fn writes_survive_connection_resets(mode: BackendMode) {
     );
     assert!(all.acknowledged_puts.len() > 50, "{:?}", all.statuses);
 
+    // In `auto` mode what memory acknowledged reaches Redis by the hand-back, when the service
+    // returns to Redis: wait for that (bounded) before reading Redis.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    while tokio::time::Instant::now() < deadline {
+        let (_, health) = app.get_json("/health").await;
+        if health["backend"]["active"] == "redis" {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
     let mut conn = redis.connection();
     for (key, value) in &all.acknowledged_puts {
-        let stored: Option<String> = redis::cmd("GET")
-            .arg(format!("statekeeper:default:cache:{{ns}}:{key}"))
-            .query(&mut conn)
-            .unwrap();
+        let read = |conn: &mut redis::Connection| -> Option<String> {
+            redis::cmd("GET")
+                .arg(format!("statekeeper:default:cache:{{ns}}:{key}"))
+                .query(conn)
+                .unwrap()
+        };
+        let mut stored = read(&mut conn);
+        // The last writes memory took finish their hand-back just after the switch.
+        while stored.is_none() && tokio::time::Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            stored = read(&mut conn);
+        }
         assert_eq!(
             stored,
             Some(value.to_string()),
