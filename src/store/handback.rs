@@ -530,4 +530,4 @@ fn conflict(report: &mut Report, what: &str, id: &str) {
 }
 
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;

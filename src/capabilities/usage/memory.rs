@@ -56,6 +56,13 @@ impl Journal {
         std::mem::take(&mut *self.entries.lock().unwrap_or_else(|p| p.into_inner()))
     }
 
+    pub fn is_empty(&self) -> bool {
+        self.entries
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .is_empty()
+    }
+
     /// Puts entries that could not be replayed back in front of any newer ones.
     pub fn put_back(&self, mut entries: Vec<JournalEntry>) {
         let mut journal = self.entries.lock().unwrap_or_else(|p| p.into_inner());

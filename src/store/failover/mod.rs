@@ -127,6 +127,9 @@ pub struct Failover {
     /// What memory took while degraded, to write to Redis when it returns
     /// (`backend.handback`); `None` drops it instead.
     handback: Option<HandBack>,
+    /// Set when traffic moved back to Redis with a hand-back, until memory is emptied after
+    /// everything it took is in Redis.
+    unsettled: AtomicBool,
     metrics: BackendMetrics,
     /// Counts the switches between Redis and memory: open topic streams end with a reset at
     /// each one.
@@ -177,6 +180,7 @@ impl Failover {
             degraded_before: Mutex::new(Duration::ZERO),
             replay: None,
             handback: None,
+            unsettled: AtomicBool::new(false),
             metrics: BackendMetrics::default(),
             switches: tokio::sync::watch::Sender::new(0),
         }
@@ -469,20 +473,53 @@ impl Failover {
             tracing::info!("Redis answers again: traffic is back on Redis");
             if self.handback.is_some() {
                 // Calls that were given to memory just before the switch finish in memory
-                // (no I/O there); then what they wrote is handed over, and memory emptied.
+                // (no I/O there); what they wrote is handed over next, by `settle_late`.
+                self.unsettled.store(true, Ordering::Release);
                 tokio::time::sleep(SETTLE).await;
-                let late = self.catch_up().await;
-                match (&self.memory, late) {
-                    (Some(memory), Ok(())) => memory.clear(),
-                    (_, Err(e)) => tracing::warn!(
-                        error = %e,
-                        "writes that memory took during the switch back are kept for the next \
-                         recovery"
-                    ),
-                    _ => {}
-                }
             }
         }
+    }
+
+    /// Whether something memory took has yet to reach Redis although traffic is back on it:
+    /// writes of calls that finished in memory just after the switch, or a catch-up that
+    /// failed part-way (a connection reset while handing over).
+    fn late_pending(&self) -> bool {
+        self.handback
+            .as_ref()
+            .is_some_and(|handback| !handback.ledger.is_empty())
+            || self
+                .replay
+                .as_ref()
+                .is_some_and(|replay| !replay.journal.is_empty())
+    }
+
+    /// Hands what is still pending to Redis while traffic is on it, then empties memory. The
+    /// probe calls it whenever Redis answers and something is pending, and retries it soon
+    /// after a failure, so a write memory acknowledged reaches Redis without waiting for
+    /// another outage (and memory never keeps it to serve in one).
+    async fn settle_late(&self) -> StoreResult<()> {
+        let unsettled = self.unsettled.load(Ordering::Acquire);
+        if self.is_down() || !(unsettled || self.late_pending()) {
+            return Ok(());
+        }
+        if let Err(e) = self.catch_up().await {
+            tracing::warn!(
+                error = %e,
+                "writes that memory took around the switch back are not in Redis yet; retrying"
+            );
+            return Err(e);
+        }
+        // Emptied only when everything it took is in Redis and traffic is still on Redis: a
+        // write noted meanwhile is handed over at the next turn first.
+        if !self.is_down() && !self.late_pending() {
+            if self.handback.is_some()
+                && let Some(memory) = &self.memory
+            {
+                memory.clear();
+            }
+            self.unsettled.store(false, Ordering::Release);
+        }
+        Ok(())
     }
 }
 
@@ -525,12 +562,16 @@ async fn probe(failover_weak: std::sync::Weak<Failover>, recheck: Arc<Notify>, e
         match answered {
             Ok(_) => {
                 failover.mark_up().await;
-                // What memory took while the replay ran (calls already under way).
-                if failover.replay_journal().await.is_err() {
-                    tracing::warn!("usage journalled during the recovery is kept for the next one");
+                // What memory took while the catch-up ran (calls already under way), or what
+                // an earlier try could not hand over: retried soon, as a failed PING is.
+                if failover.settle_late().await.is_ok() {
+                    retry = None;
+                    wait = every;
+                } else {
+                    let next = retry.map_or(FIRST_RETRY, |r| r * 2).min(every);
+                    retry = Some(next);
+                    wait = next;
                 }
-                retry = None;
-                wait = every;
             }
             Err(e) => {
                 failover.mark_down(&e.to_string());

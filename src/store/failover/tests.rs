@@ -225,3 +225,89 @@ async fn the_probe_backs_off_and_brings_traffic_back() {
         "what memory took while degraded is dropped on the way back"
     );
 }
+
+/// A write memory took that the switch back could not hand over (Redis refused it for a
+/// moment) reaches Redis at the probe's next turns, without waiting for another outage; memory
+/// keeps it until then and is emptied after.
+#[tokio::test(start_paused = true)]
+async fn a_late_write_the_switch_back_could_not_hand_over_is_retried_while_up() {
+    use crate::store::handback::tests::{hand_back, value};
+    let (mut failover, redis) = {
+        let (failover, redis) = machine(BackendMode::Auto, WhileDegraded::ServeFromMemory);
+        (Arc::into_inner(failover).unwrap(), redis)
+    };
+    let from = failover.memory.clone().unwrap().stores();
+    // Redis stands in as a small memory backend, so that it can be full for a while.
+    let target = MemoryBackend::new(800).stores();
+    failover.handback = Some(hand_back(&from, &target));
+    let failover = Arc::new(failover);
+    let every = Duration::from_millis(1000);
+    redis.set(Fault::Down);
+    tokio::spawn(probe(
+        Arc::downgrade(&failover),
+        failover.recheck.clone(),
+        every,
+    ));
+    tokio::time::sleep(Duration::from_millis(1)).await;
+    assert!(failover.is_down());
+
+    let (t, n) = (Tenant::new("t"), Namespace::parse("n").unwrap());
+    let (late, blocker) = (
+        CacheKey::parse("late").unwrap(),
+        CacheKey::parse("blocker").unwrap(),
+    );
+    target
+        .cache
+        .put(
+            &t,
+            &n,
+            &blocker,
+            &value(&format!("\"{}\"", "b".repeat(900))),
+            Expiry::Never,
+            PutCondition::Always,
+        )
+        .await
+        .unwrap();
+    redis.set(Fault::Up);
+    tokio::time::sleep(every).await;
+    assert!(!failover.is_down(), "back on Redis");
+    // A call given to memory just before the switch finishes after it.
+    from.cache
+        .put(
+            &t,
+            &n,
+            &late,
+            &value(&format!("\"{}\"", "l".repeat(900))),
+            Expiry::Never,
+            PutCondition::Always,
+        )
+        .await
+        .unwrap();
+    failover.note([Note::cache(&t, &n, &late)]);
+    tokio::time::sleep(SETTLE * 2).await;
+    assert_eq!(
+        target.cache.get(&t, &n, &late).await.unwrap(),
+        None,
+        "Redis is full"
+    );
+    assert!(failover.late_pending(), "kept noted");
+    assert!(
+        from.cache.get(&t, &n, &late).await.unwrap().is_some(),
+        "and kept in memory"
+    );
+
+    target.cache.delete(&t, &n, &blocker).await.unwrap();
+    tokio::time::sleep(every).await;
+    assert!(!failover.is_down(), "no outage in between");
+    assert_eq!(
+        target.cache.get(&t, &n, &late).await.unwrap(),
+        Some(value(&format!("\"{}\"", "l".repeat(900)))),
+        "handed over while Redis serves"
+    );
+    assert!(!failover.late_pending());
+    assert_eq!(
+        from.cache.get(&t, &n, &late).await.unwrap(),
+        None,
+        "memory is emptied once everything is in Redis"
+    );
+}

@@ -2,7 +2,7 @@ use super::*;
 use crate::store::{Stores, memory::MemoryBackend};
 
 /// A hand-back from one memory backend to another standing in for Redis (`to`).
-fn hand_back(from: &Stores, to: &Stores) -> HandBack {
+pub(crate) fn hand_back(from: &Stores, to: &Stores) -> HandBack {
     HandBack {
         ledger: Arc::default(),
         cache: Some(Pair {
@@ -22,7 +22,7 @@ fn hand_back(from: &Stores, to: &Stores) -> HandBack {
     }
 }
 
-fn value(text: &str) -> crate::capabilities::cache::model::CacheValue {
+pub(crate) fn value(text: &str) -> crate::capabilities::cache::model::CacheValue {
     crate::capabilities::cache::model::CacheValue::parse(bytes::Bytes::from(text.to_string()), 1024)
         .unwrap()
 }
