@@ -13,7 +13,7 @@
 //! Counters and histograms move as requests run; the gauges that describe the backend (active
 //! backend, degraded, pool, memory) are read from the backend when `/metrics` is scraped.
 
-use std::sync::Arc;
+use std::{collections::HashMap, sync::Arc};
 
 use prometheus_client::{
     encoding::{EncodeLabelSet, EncodeLabelValue, LabelValueEncoder},
@@ -196,117 +196,59 @@ impl Tally {
     }
 }
 
-/// What the capabilities decided, by outcome.
+/// A counter family by outcome that a capability declares (`Declaration::outcomes`).
+pub struct OutcomeFamily {
+    /// Its metric name, after `statekeeper_`.
+    pub name: &'static str,
+    pub help: &'static str,
+    /// The outcomes it starts with at zero.
+    pub outcomes: &'static [&'static str],
+}
+
+/// A gauge a capability declares (`Declaration::gauges`).
+pub struct GaugeFamily {
+    pub name: &'static str,
+    pub help: &'static str,
+}
+
+/// What the capabilities decided, by outcome: the families every capability declares.
 #[derive(Clone, Default)]
 pub struct Outcomes {
-    /// `hit` or `miss` (cache reads of one key).
-    pub cache: Tally,
-    /// Pending-action confirms: `confirmed`, `replayed` (a retry with the winner's
-    /// Idempotency-Key), `already_confirmed`, `already_cancelled`, `not_found`.
-    pub confirms: Tally,
-    /// Rate-limit checks: `allowed`, `denied`, `peeked` (a peek or a cost of 0).
-    pub rate_limits: Tally,
-    /// Lock calls: `granted`, `conflict` (held by another), `extended`, `released`, `lost`
-    /// (extend or release of a lock no longer held).
-    pub locks: Tally,
-    /// Job transitions: `enqueued`, `deduplicated` (an enqueue answered with the first job),
-    /// `leased`, `acked`, `retried` and `dead` (a nack), `redriven`, `purged`, `lease_lost`
-    /// (an ack, nack or heartbeat without a live lease).
-    pub jobs: Tally,
-    /// Topic messages: `published`, `delivered` (to each subscriber).
-    pub topic_messages: Tally,
-    /// Topic streams that got `event: reset`, by reason.
-    pub topic_resets: Tally,
-    /// Open topic streams.
-    pub topic_subscribers: Gauge,
-    /// Usage events: `counted`, `duplicate` (an `event_id` counted before).
-    pub usage_events: Tally,
-    /// Budget reservations: `granted`, `exceeded`, `committed`, `released`.
-    pub reservations: Tally,
+    tallies: HashMap<&'static str, Tally>,
+    gauges: HashMap<&'static str, Gauge>,
+    /// Counts what no declared family would: never registered.
+    detached: Tally,
+    detached_gauge: Gauge,
 }
 
 impl Outcomes {
-    /// Each outcome family: its metric name, help text, counters and the outcomes it starts
-    /// with at zero.
-    fn families(&self) -> [(&'static str, &'static str, &Tally, &'static [&'static str]); 9] {
-        [
-            (
-                "cache_lookups",
-                "Cache reads of one key, by outcome (hit, miss)",
-                &self.cache,
-                &["hit", "miss"],
-            ),
-            (
-                "pending_action_confirms",
-                "Pending-action confirms, by outcome",
-                &self.confirms,
-                &[
-                    "confirmed",
-                    "replayed",
-                    "already_confirmed",
-                    "already_cancelled",
-                    "not_found",
-                ],
-            ),
-            (
-                "rate_limit_decisions",
-                "Rate-limit checks, by outcome (allowed, denied, peeked)",
-                &self.rate_limits,
-                &["allowed", "denied", "peeked"],
-            ),
-            (
-                "lock_operations",
-                "Lock calls, by outcome (granted, conflict, extended, released, lost)",
-                &self.locks,
-                &["granted", "conflict", "extended", "released", "lost"],
-            ),
-            (
-                "queue_jobs",
-                "Job transitions, by outcome (enqueued, deduplicated, leased, acked, retried, \
-                 dead, redriven, purged, lease_lost)",
-                &self.jobs,
-                &[
-                    "enqueued",
-                    "deduplicated",
-                    "leased",
-                    "acked",
-                    "retried",
-                    "dead",
-                    "redriven",
-                    "purged",
-                    "lease_lost",
-                ],
-            ),
-            (
-                "topic_messages",
-                "Topic messages, by outcome (published, delivered to a subscriber)",
-                &self.topic_messages,
-                &["published", "delivered"],
-            ),
-            (
-                "topic_resets",
-                "Topic streams sent event: reset, by reason",
-                &self.topic_resets,
-                &[
-                    "unknown_id",
-                    "history_trimmed",
-                    "lagged",
-                    "backend_switched",
-                ],
-            ),
-            (
-                "usage_events",
-                "Usage events, by outcome (counted, duplicate)",
-                &self.usage_events,
-                &["counted", "duplicate"],
-            ),
-            (
-                "budget_reservations",
-                "Budget reservations, by outcome (granted, exceeded, committed, released)",
-                &self.reservations,
-                &["granted", "exceeded", "committed", "released"],
-            ),
-        ]
+    /// Every family `capabilities::ALL` declares, registered in `registry`.
+    fn declared(registry: &mut Registry) -> Self {
+        let mut outcomes = Self::default();
+        for declaration in crate::capabilities::ALL {
+            for family in declaration.outcomes {
+                let tally = Tally::default();
+                tally.start_at_zero(family.outcomes);
+                registry.register(family.name, family.help, tally.0.clone());
+                outcomes.tallies.insert(family.name, tally);
+            }
+            for family in declaration.gauges {
+                let gauge = Gauge::default();
+                registry.register(family.name, family.help, gauge.clone());
+                outcomes.gauges.insert(family.name, gauge);
+            }
+        }
+        outcomes
+    }
+
+    /// The counters of `family`.
+    pub fn of(&self, family: &OutcomeFamily) -> &Tally {
+        self.tallies.get(family.name).unwrap_or(&self.detached)
+    }
+
+    /// The gauge of `family`.
+    pub fn gauge(&self, family: &GaugeFamily) -> &Gauge {
+        self.gauges.get(family.name).unwrap_or(&self.detached_gauge)
     }
 }
 
@@ -351,7 +293,6 @@ impl Metrics {
         for to in ["memory", "redis"] {
             let _ = backend.switches.get_or_create(&SwitchLabels { to });
         }
-        let outcomes = Outcomes::default();
         let mut registry = Registry::with_prefix("statekeeper");
         let r = &mut registry;
         r.register(
@@ -403,15 +344,7 @@ impl Metrics {
             Unit::Seconds,
             backend.degraded_seconds.clone(),
         );
-        for (name, help, tally, outcomes) in outcomes.families() {
-            tally.start_at_zero(outcomes);
-            r.register(name, help, tally.0.clone());
-        }
-        r.register(
-            "topic_subscribers",
-            "Open topic streams on this instance",
-            outcomes.topic_subscribers.clone(),
-        );
+        let outcomes = Outcomes::declared(r);
         Self {
             http,
             redis,
@@ -524,7 +457,10 @@ mod tests {
     #[test]
     fn a_counted_outcome_is_in_the_exposition() {
         let metrics = Metrics::new();
-        metrics.outcomes.cache.count("hit");
+        metrics
+            .outcomes
+            .of(&crate::capabilities::cache::LOOKUPS)
+            .count("hit");
         let text = metrics.render();
         assert!(text.contains("# TYPE statekeeper_cache_lookups counter"));
         assert!(text.contains("statekeeper_cache_lookups_total{outcome=\"hit\"} 1"));

@@ -160,12 +160,12 @@ impl Settings {
             }
         }
         for name in &self.backend.refuse_while_degraded {
-            if crate::store::failover::Capability::from_name(name).is_none() {
+            if crate::capabilities::Capability::from_name(name).is_none() {
                 return Err(SettingsError::new(
                     "backend.refuse_while_degraded",
                     format!(
                         "{name:?} is no capability: {}",
-                        crate::store::failover::DEGRADATION
+                        crate::capabilities::ALL
                             .iter()
                             .map(|row| row.capability.name())
                             .collect::<Vec<_>>()

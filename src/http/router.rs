@@ -8,27 +8,17 @@ use tower::Layer;
 
 use crate::{config::Settings, error::ApiError};
 
-use crate::capabilities::{
-    agent_state::http as agent_state, cache::http as cache, lock::http as lock,
-    pending_action::http as pending_actions, queue::http as queue, rate_limit::http as rate_limit,
-    session::http as session, topic::http as topic, usage::http as usage,
-};
-
 /// Every route, with the middleware stack around it.
 pub fn router(state: AppState) -> App {
     let settings = state.settings.clone();
+    let capabilities = crate::capabilities::ALL
+        .iter()
+        .filter_map(|declaration| declaration.routes)
+        .fold(Router::new(), |routes, more| routes.merge(more()));
     let routes = Router::new()
         .merge(health::routes())
         .merge(openapi::routes())
-        .merge(cache::routes())
-        .merge(pending_actions::routes())
-        .merge(agent_state::routes())
-        .merge(session::routes())
-        .merge(rate_limit::routes())
-        .merge(lock::routes())
-        .merge(queue::routes())
-        .merge(topic::routes())
-        .merge(usage::routes())
+        .merge(capabilities)
         .merge(admin::routes())
         .merge(if settings.metrics.enabled {
             metrics::routes()

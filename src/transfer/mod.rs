@@ -28,87 +28,104 @@
 //!   the same file writes nothing.
 
 pub mod cli;
-mod export;
 pub mod format;
 mod restore;
 
-use std::{
-    collections::{BTreeMap, HashSet},
-    time::Duration,
-};
+use std::collections::HashSet;
 
+use async_trait::async_trait;
 use futures_util::{StreamExt, stream};
 use serde::{Deserialize, Serialize};
-use serde_json::{Map, Value, value::RawValue};
+use serde_json::value::RawValue;
 use time::OffsetDateTime;
 use tokio::sync::mpsc;
 
-use self::format::{Backup, Record};
+use self::format::{Backup as BackupFile, Record};
 use crate::{
-    capabilities::{
-        agent_state::model::{AgentState, ThreadId},
-        cache::{
-            model::{CacheValue, json_equal},
-            port::{PutCondition, TtlState},
-        },
-        lock::model::{Fence, FenceCheck, LockName},
-        pending_action::model::{
-            ActionStatus, ActionToken, Cancel, Confirm, PendingAction, TombstoneLife,
-        },
-        queue::model::{Job, JobId, JobState, QueueName},
-        session::model::{Session, SessionId, SessionRules, UserId},
-        usage::model::{Bucket, BudgetId, BudgetRule, MAX_AMOUNT, MetricName, Period, Subject},
-    },
+    capabilities::{ALL, Capability},
+    capabilities::{pending_action::model::TombstoneLife, session::model::SessionRules},
     config::Settings,
-    domain::{
-        ids::{CacheKey, Namespace, Tenant},
-        ttl::{Expiry, Ttl, from_unix_ms, unix_ms},
-    },
-    store::{StoreError, StoreResult, Stores, failover::Capability},
+    domain::ids::Tenant,
+    store::{IdPage, StoreError, StoreResult, Stores},
 };
 
-/// The capabilities a backup holds, in the order it writes them.
-pub const CAPABILITIES: [Capability; 8] = [
-    Capability::Cache,
-    Capability::Sessions,
-    Capability::AgentStates,
-    Capability::PendingActions,
-    Capability::Locks,
-    Capability::Queues,
-    Capability::Usage,
-    Capability::Budgets,
-];
+/// One capability's part of a backup (its `backup.rs`): its items out as records, and records
+/// back in as checked items. The framework here pages, reads and writes concurrently, checks
+/// tenancy and counts outcomes.
+#[async_trait]
+pub trait Backup: Send + Sync {
+    /// One page of the ids of `tenant`'s items, from `cursor`.
+    async fn inventory(
+        &self,
+        cx: &Transfer,
+        tenant: &Tenant,
+        cursor: Option<&str>,
+    ) -> StoreResult<IdPage>;
 
-/// A budget as a record holds it: the body of `PUT .../budgets/{metric}`.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct BudgetValue {
-    limit: u64,
-    period: Period,
+    /// The value of one item, `None` when it is gone (expired since it was listed).
+    async fn export(
+        &self,
+        cx: &Transfer,
+        tenant: &Tenant,
+        id: &str,
+    ) -> StoreResult<Option<Exported>>;
+
+    /// A record checked into an item, through the same constructors the API uses: nothing is
+    /// written until every record of the file passed.
+    fn check(
+        &self,
+        cx: &Transfer,
+        tenant: Tenant,
+        record: &Record,
+        created: OffsetDateTime,
+    ) -> Result<Box<dyn Restore>, String>;
 }
 
-fn period_named(name: &str) -> Option<Period> {
-    match name {
-        "day" => Some(Period::Day),
-        "month" => Some(Period::Month),
-        _ => None,
+/// One item's value in a backup.
+pub struct Exported {
+    pub value: Box<RawValue>,
+    /// The lifetime it has left; `None`: none.
+    pub ttl_ms: Option<u64>,
+    pub version: Option<u64>,
+}
+
+impl Exported {
+    pub fn new(value: &impl Serialize, ttl_ms: Option<u64>) -> StoreResult<Self> {
+        Ok(Self {
+            value: raw(value)?,
+            ttl_ms,
+            version: None,
+        })
     }
 }
 
-/// Whether `bucket` names a bucket of `period`: `2026-11-26` or `2026-11`.
-fn valid_bucket(period: Period, bucket: &str) -> bool {
-    let shape: &[u8] = match period {
-        Period::Day => b"dddd-dd-dd",
-        Period::Month => b"dddd-dd",
-    };
-    bucket.len() == shape.len()
-        && bucket.bytes().zip(shape).all(|(b, s)| {
-            if *s == b'd' {
-                b.is_ascii_digit()
-            } else {
-                b == *s
-            }
-        })
+/// One checked item of a backup file, ready to write.
+#[async_trait]
+pub trait Restore: Send + Sync {
+    /// When its lifetime ends; `None`: never.
+    fn until(&self, cx: &Transfer) -> Option<OffsetDateTime>;
+
+    /// Writes it as `mode` says. It has not expired at `now`.
+    async fn write(&self, cx: &Transfer, mode: Mode, now: OffsetDateTime) -> StoreResult<Outcome>;
+}
+
+/// The capabilities a backup holds, in the order it writes them: those that declare a
+/// [`Backup`].
+pub fn backed_up() -> impl Iterator<Item = Capability> {
+    ALL.iter()
+        .filter(|d| d.backup.is_some())
+        .map(|d| d.capability)
+}
+
+fn backup_of(capability: Capability) -> Option<&'static dyn Backup> {
+    crate::capabilities::declaration(capability.name()).and_then(|d| d.backup)
+}
+
+fn backed_up_names() -> String {
+    backed_up()
+        .map(Capability::name)
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 /// The capabilities `names` name (trimmed); none names every one a backup holds.
@@ -116,33 +133,21 @@ pub fn capabilities<'a>(names: impl Iterator<Item = &'a str>) -> Result<Vec<Capa
     let chosen = names
         .map(|name| {
             Capability::from_name(name.trim())
-                .filter(|c| CAPABILITIES.contains(c))
+                .filter(|c| backup_of(*c).is_some())
                 .ok_or_else(|| {
-                    format!(
-                        "capability {name:?}: expected one of cache, sessions, agent_states, \
-                         pending_actions, locks, queues, usage, budgets"
-                    )
+                    format!("capability {name:?}: expected one of {}", backed_up_names())
                 })
         })
         .collect::<Result<Vec<_>, _>>()?;
     Ok(if chosen.is_empty() {
-        CAPABILITIES.to_vec()
+        backed_up().collect()
     } else {
         chosen
     })
 }
 
-/// A lock as a record holds it: the highest fencing token it granted or a fence check
-/// accepted. A lease is not restored (its holder's token means nothing on another backend);
-/// the mark is, so that a stale token stays refused.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct LockValue {
-    fencing_token: u64,
-}
-
 /// Ids listed per inventory call.
-const PAGE: usize = 500;
+pub const PAGE: usize = 500;
 /// Items read at once during a backup, and written at once during a restore.
 const IN_FLIGHT: usize = 64;
 
@@ -196,55 +201,8 @@ pub struct Cleaned {
     pub session_index_entries: u64,
 }
 
-/// A session as a record holds it: its API shape, plus the idle TTL renewals use and a
-/// `context` that is `null` once deleted.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct SessionValue {
-    session_id: String,
-    user_id: String,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    workspace_id: Option<String>,
-    data: Map<String, Value>,
-    context: Option<Map<String, Value>>,
-    #[serde(with = "time::serde::rfc3339")]
-    created_at: OffsetDateTime,
-    #[serde(with = "time::serde::rfc3339")]
-    last_activity_at: OffsetDateTime,
-    #[serde(with = "time::serde::rfc3339")]
-    expires_at: OffsetDateTime,
-    ttl_seconds: u64,
-    version: u64,
-}
-
-/// One record, checked and typed.
-#[derive(Debug, Clone)]
-enum Item {
-    Cache {
-        tenant: Tenant,
-        ns: Namespace,
-        key: CacheKey,
-        value: CacheValue,
-        /// When it expires; `None`: never.
-        until: Option<OffsetDateTime>,
-    },
-    Session(Tenant, Box<Session>),
-    Thread(Tenant, Box<AgentState>),
-    Action(Tenant, Box<PendingAction>),
-    Lock(Tenant, LockName, u64),
-    Job(Tenant, QueueName, Box<Job>),
-    Totals {
-        tenant: Tenant,
-        subject: Subject,
-        bucket: Bucket,
-        totals: Vec<(String, u64)>,
-        until: OffsetDateTime,
-    },
-    Budget(Tenant, BudgetId, BudgetRule),
-}
-
 /// What happened to one item.
-enum Outcome {
+pub enum Outcome {
     Written,
     Unchanged,
     Skipped,
@@ -256,6 +214,10 @@ enum Outcome {
 pub struct Checked {
     items: Vec<Item>,
 }
+
+/// One checked item. (A type of its own: a closure over `Box<dyn Restore>` would make the
+/// restore's future `Send` only for one lifetime of the trait object.)
+struct Item(Box<dyn Restore>);
 
 impl Checked {
     pub fn len(&self) -> usize {
@@ -269,19 +231,20 @@ impl Checked {
 
 /// Backup and restore over a set of stores.
 pub struct Transfer {
-    stores: Stores,
-    rules: SessionRules,
-    tombstone: TombstoneLife,
-    max_value_bytes: usize,
+    pub stores: Stores,
+    /// Sessions as a restore writes them: not renewed by the reads of a backup.
+    pub rules: SessionRules,
+    pub tombstone: TombstoneLife,
+    pub max_value_bytes: usize,
 }
 
 /// Milliseconds from now until `until`, if it is still ahead.
-fn left_ms(until: OffsetDateTime, now: OffsetDateTime) -> Option<u64> {
+pub fn left_ms(until: OffsetDateTime, now: OffsetDateTime) -> Option<u64> {
     let ms = (until - now).whole_milliseconds();
     (ms > 0).then(|| u64::try_from(ms).unwrap_or(u64::MAX))
 }
 
-fn raw(value: &impl Serialize) -> StoreResult<Box<RawValue>> {
+pub fn raw(value: &impl Serialize) -> StoreResult<Box<RawValue>> {
     serde_json::value::to_raw_value(value).map_err(|e| StoreError::Internal(format!("backup: {e}")))
 }
 
@@ -317,12 +280,13 @@ impl Transfer {
         out: &mpsc::Sender<Record>,
     ) -> StoreResult<()> {
         for capability in capabilities {
+            let Some(backup) = backup_of(*capability) else {
+                continue;
+            };
             let mut seen = HashSet::new();
             let mut cursor: Option<String> = None;
             loop {
-                let page = self
-                    .inventory(*capability, tenant, cursor.as_deref())
-                    .await?;
+                let page = backup.inventory(self, tenant, cursor.as_deref()).await?;
                 let fresh: Vec<String> = page
                     .ids
                     .into_iter()
@@ -331,7 +295,17 @@ impl Transfer {
                 // Read up to `IN_FLIGHT` items at once (one connection pipelines them), in order.
                 let capability = *capability;
                 let mut records = stream::iter(fresh)
-                    .map(|id| async move { self.record(capability, tenant, &id).await })
+                    .map(|id| async move {
+                        let exported = backup.export(self, tenant, &id).await?;
+                        Ok::<_, StoreError>(exported.map(|exported| Record {
+                            capability: capability.name().to_string(),
+                            tenant: tenant.to_string(),
+                            id,
+                            value: exported.value,
+                            ttl_ms: exported.ttl_ms,
+                            version: exported.version,
+                        }))
+                    })
                     .buffered(IN_FLIGHT);
                 while let Some(record) = records.next().await {
                     let Some(record) = record? else {

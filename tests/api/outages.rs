@@ -345,9 +345,6 @@ async fn redis_mode_builds_no_memory_backend() {
     let (_, health) = app.get_json("/health").await;
     assert!(health["backend"]["memory"].is_null(), "{health}");
     let policies = health["backend"]["while_degraded"].as_object().unwrap();
-    assert_eq!(
-        policies.len(),
-        statekeeper::store::failover::DEGRADATION.len()
-    );
+    assert_eq!(policies.len(), statekeeper::capabilities::ALL.len());
     assert!(policies.values().all(|p| p == "refuse"), "{health}");
 }

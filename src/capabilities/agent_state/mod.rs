@@ -1,7 +1,20 @@
 //! agent state.
 
+pub mod backup;
 pub mod http;
 pub mod memory;
 pub mod model;
 pub mod port;
 pub mod redis;
+
+use crate::{capabilities::Declaration, store::failover::WhileDegraded};
+
+pub const DECLARATION: Declaration = Declaration {
+    routes: Some(http::routes),
+    backup: Some(&backup::AgentStateBackup),
+    ..Declaration::new(
+        "agent_states",
+        WhileDegraded::ServeFromMemory,
+        "availability first: a conversation goes on from what this instance holds",
+    )
+};

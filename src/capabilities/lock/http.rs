@@ -199,7 +199,7 @@ pub async fn acquire(
 ) -> ApiResult<Json<LockGranted>> {
     let (request, wait) = body.accept(&state)?;
     let store = state.stores.locks.as_ref();
-    let locks = &state.metrics.outcomes.locks;
+    let locks = &state.metrics.outcomes.of(&super::OPERATIONS);
     match acquire_waiting(store, &tenant, &name, &request, wait).await? {
         Acquired::Granted(grant) => {
             locks.count("granted");
@@ -240,7 +240,7 @@ pub async fn extend(
         .locks
         .extend(&tenant, &name, &token, ttl)
         .await?;
-    let locks = &state.metrics.outcomes.locks;
+    let locks = &state.metrics.outcomes.of(&super::OPERATIONS);
     locks.count(if until.is_some() { "extended" } else { "lost" });
     let until = until.ok_or(LockRefusal::Lost)?;
     Ok(Json(LockExpiry {
@@ -272,7 +272,7 @@ pub async fn release(
         .ok_or_else(|| ApiError::invalid_request("send the lock token in a Lock-Token header"))?;
     let token = LockToken::parse(raw).map_err(|e| ApiError::invalid_request(e.to_string()))?;
     let released = state.stores.locks.release(&tenant, &name, &token).await?;
-    let locks = &state.metrics.outcomes.locks;
+    let locks = &state.metrics.outcomes.of(&super::OPERATIONS);
     locks.count(if released { "released" } else { "lost" });
     if released {
         Ok(StatusCode::NO_CONTENT)

@@ -301,13 +301,17 @@ pub async fn confirm_action(
             tombstone(&state),
         )
         .await?;
-    state.metrics.outcomes.confirms.count(match &outcome {
-        Confirm::Confirmed(_) => "confirmed",
-        Confirm::Replayed(_) => "replayed",
-        Confirm::AlreadyConfirmed => "already_confirmed",
-        Confirm::AlreadyCancelled => "already_cancelled",
-        Confirm::NotFound => "not_found",
-    });
+    state
+        .metrics
+        .outcomes
+        .of(&super::CONFIRMS)
+        .count(match &outcome {
+            Confirm::Confirmed(_) => "confirmed",
+            Confirm::Replayed(_) => "replayed",
+            Confirm::AlreadyConfirmed => "already_confirmed",
+            Confirm::AlreadyCancelled => "already_cancelled",
+            Confirm::NotFound => "not_found",
+        });
     match outcome {
         Confirm::Confirmed(action) | Confirm::Replayed(action) => {
             let confirmed_at = action.confirmed_at.ok_or_else(ApiError::internal)?;

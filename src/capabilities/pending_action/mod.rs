@@ -1,7 +1,35 @@
 //! pending action.
 
+pub mod backup;
 pub mod http;
 pub mod memory;
 pub mod model;
 pub mod port;
 pub mod redis;
+
+use crate::{capabilities::Declaration, metrics::OutcomeFamily, store::failover::WhileDegraded};
+
+/// Pending-action confirms, by outcome: `confirmed`, `replayed` (a retry with the winner's
+/// Idempotency-Key), `already_confirmed`, `already_cancelled`, `not_found`.
+pub const CONFIRMS: OutcomeFamily = OutcomeFamily {
+    name: "pending_action_confirms",
+    help: "Pending-action confirms, by outcome",
+    outcomes: &[
+        "confirmed",
+        "replayed",
+        "already_confirmed",
+        "already_cancelled",
+        "not_found",
+    ],
+};
+
+pub const DECLARATION: Declaration = Declaration {
+    routes: Some(http::routes),
+    backup: Some(&backup::PendingActionBackup),
+    outcomes: &[CONFIRMS],
+    ..Declaration::new(
+        "pending_actions",
+        WhileDegraded::ServeFromMemory,
+        "a token lives in the one store that made it, so exactly-once holds",
+    )
+};

@@ -314,7 +314,7 @@ pub async fn check(
         .rate_limits
         .check(&tenant, &key, &check)
         .await?;
-    let decisions = &state.metrics.outcomes.rate_limits;
+    let decisions = &state.metrics.outcomes.of(&super::DECISIONS);
     decisions.count(match (check.consumes(), decision.allowed) {
         (false, _) => "peeked",
         (true, true) => "allowed",

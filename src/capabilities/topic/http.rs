@@ -188,7 +188,11 @@ pub async fn publish(
         .topics
         .publish(&tenant, &topic, &event, settings.limits())
         .await?;
-    state.metrics.outcomes.topic_messages.count("published");
+    state
+        .metrics
+        .outcomes
+        .of(&super::MESSAGES)
+        .count("published");
     let body = Published {
         id: published.id.clone(),
     };
@@ -341,9 +345,9 @@ fn events(
 ) -> impl Stream<Item = Result<SseEvent, Infallible>> + use<> {
     let outcomes = &state.metrics.outcomes;
     let counters = StreamCounters {
-        messages: outcomes.topic_messages.clone(),
-        resets: outcomes.topic_resets.clone(),
-        subscribers: outcomes.topic_subscribers.clone(),
+        messages: outcomes.of(&super::MESSAGES).clone(),
+        resets: outcomes.of(&super::RESETS).clone(),
+        subscribers: outcomes.gauge(&super::SUBSCRIBERS).clone(),
         drop_resets: state.settings.inject_bug == Some(crate::config::InjectedBug::TopicDropsReset),
     };
     counters.subscribers.inc();

@@ -316,7 +316,7 @@ pub async fn record(
         .usage
         .record(&tenant, &subject, &event, limits)
         .await?;
-    let events = &state.metrics.outcomes.usage_events;
+    let events = &state.metrics.outcomes.of(&super::EVENTS);
     events.count(if counted { "counted" } else { "duplicate" });
     let status = if counted {
         StatusCode::CREATED
@@ -470,7 +470,7 @@ pub async fn reserve(
         .budgets
         .reserve(&tenant, &budget, &id, amount, ttl_ms, now_us())
         .await?;
-    let outcomes = &state.metrics.outcomes.reservations;
+    let outcomes = &state.metrics.outcomes.of(&super::RESERVATIONS);
     match reserved {
         Reserved::Granted {
             remaining,
@@ -519,7 +519,11 @@ pub async fn commit(
         .await?;
     match committed {
         Committed::Done { returned } => {
-            state.metrics.outcomes.reservations.count("committed");
+            state
+                .metrics
+                .outcomes
+                .of(&super::RESERVATIONS)
+                .count("committed");
             Ok(Json(CommitBody {
                 committed: spent,
                 returned,
@@ -552,7 +556,11 @@ pub async fn release(
     let budgets = &state.stores.budgets;
     let released = budgets.release(&tenant, &budget, &id).await?;
     if released {
-        state.metrics.outcomes.reservations.count("released");
+        state
+            .metrics
+            .outcomes
+            .of(&super::RESERVATIONS)
+            .count("released");
     }
     Missing::Reservation.unless(released, StatusCode::NO_CONTENT)
 }

@@ -1,6 +1,7 @@
 //! `Failover::build`: the stores of every capability, wired for the backend mode.
 
 use super::*;
+use crate::capabilities;
 
 impl Failover {
     /// Builds the stores for `settings.backend.mode`, counting in `metrics`. In the Redis modes
@@ -48,7 +49,7 @@ impl Failover {
         // Usage (journalled) and local budgets share one memory store, so that a commit while
         // degraded counts in the same totals and the same journal.
         let journal = Arc::new(crate::capabilities::usage::memory::Journal::default());
-        let memory_usage = fallback(Capability::Usage).map(|m| {
+        let memory_usage = fallback(capabilities::usage::USAGE.capability).map(|m| {
             failover.replay = Some(Replay {
                 journal: journal.clone(),
                 redis: redis.usage.clone(),
@@ -58,18 +59,19 @@ impl Failover {
                 journal.clone(),
             ))
         });
-        let memory_cache = fallback(Capability::Cache).map(|m| {
+        let memory_cache = fallback(capabilities::cache::DECLARATION.capability).map(|m| {
             Arc::new(crate::capabilities::cache::memory::MemoryCache::new(m)) as Arc<dyn CacheStore>
         });
-        let memory_actions = fallback(Capability::PendingActions).map(|m| {
-            Arc::new(crate::capabilities::pending_action::memory::MemoryPendingActions::new(m))
-                as Arc<dyn PendingActionStore>
-        });
-        let memory_states = fallback(Capability::AgentStates).map(|m| {
+        let memory_actions =
+            fallback(capabilities::pending_action::DECLARATION.capability).map(|m| {
+                Arc::new(crate::capabilities::pending_action::memory::MemoryPendingActions::new(m))
+                    as Arc<dyn PendingActionStore>
+            });
+        let memory_states = fallback(capabilities::agent_state::DECLARATION.capability).map(|m| {
             Arc::new(crate::capabilities::agent_state::memory::MemoryAgentStates::new(m))
                 as Arc<dyn AgentStateStore>
         });
-        let memory_sessions = fallback(Capability::Sessions).map(|m| {
+        let memory_sessions = fallback(capabilities::session::DECLARATION.capability).map(|m| {
             Arc::new(crate::capabilities::session::memory::MemorySessions::new(m))
                 as Arc<dyn SessionStore>
         });
@@ -97,14 +99,15 @@ impl Failover {
             failover.recheck.clone(),
             Duration::from_millis(settings.backend.probe_interval_ms),
         ));
-        let memory_budgets = fallback(Capability::Budgets).map(|m| match &memory_usage {
-            Some(usage) => usage.clone(),
-            None => Arc::new(crate::capabilities::usage::memory::MemoryUsage::new(m)),
-        });
-        let memory_locks = fallback(Capability::Locks).map(|m| {
+        let memory_budgets =
+            fallback(capabilities::usage::BUDGETS.capability).map(|m| match &memory_usage {
+                Some(usage) => usage.clone(),
+                None => Arc::new(crate::capabilities::usage::memory::MemoryUsage::new(m)),
+            });
+        let memory_locks = fallback(capabilities::lock::DECLARATION.capability).map(|m| {
             Arc::new(crate::capabilities::lock::memory::MemoryLocks::new(m)) as Arc<dyn LockStore>
         });
-        let memory_topics = fallback(Capability::Topics).map(|m| {
+        let memory_topics = fallback(capabilities::topic::DECLARATION.capability).map(|m| {
             Arc::new(crate::capabilities::topic::memory::MemoryTopics::new(m))
                 as Arc<dyn TopicStore>
         });
@@ -125,11 +128,14 @@ impl Failover {
             usage: wrap!(redis.usage, memory_usage.map(|m| m as _)),
             budgets: wrap!(redis.budgets, memory_budgets.map(|m| m as _)),
             rate_limits: Arc::new(RateLimitFailover {
-                fail_open: policies.contains(&(Capability::RateLimits, WhileDegraded::Allow)),
+                fail_open: policies.contains(&(
+                    capabilities::rate_limit::DECLARATION.capability,
+                    WhileDegraded::Allow,
+                )),
                 store: FailoverStore::new(
                     &failover,
                     redis.rate_limits,
-                    fallback(Capability::RateLimits).map(|m| {
+                    fallback(capabilities::rate_limit::DECLARATION.capability).map(|m| {
                         Arc::new(crate::capabilities::rate_limit::memory::MemoryRateLimits::new(m))
                             as _
                     }),

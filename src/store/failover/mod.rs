@@ -50,7 +50,7 @@ use super::{
     },
 };
 use crate::capabilities::{
-    agent_state::port::AgentStateStore, cache::port::CacheStore, lock::port::LockStore,
+    Capability, agent_state::port::AgentStateStore, cache::port::CacheStore, lock::port::LockStore,
     pending_action::port::PendingActionStore, rate_limit::port::RateLimitStore,
     session::port::SessionStore, topic::port::TopicStore, usage::port::UsageStore,
 };
@@ -59,7 +59,7 @@ use crate::{
         pending_action::model::TombstoneLife,
         rate_limit::model::{Check, Decision, RateLimitKey},
     },
-    config::{BackendMode, LockDegraded, RateLimitDegraded, Settings},
+    config::{BackendMode, LockDegraded, Settings},
     domain::ids::Tenant,
     metrics::{BackendLabels, BackendMetrics, Metrics, ModeLabels, StateLabels, SwitchLabels},
 };

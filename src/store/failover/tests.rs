@@ -79,7 +79,7 @@ fn machine(mode: BackendMode, policy: WhileDegraded) -> (Arc<Failover>, Arc<Fake
         mode,
         Some(redis.clone() as Arc<dyn Reachability>),
         memory,
-        vec![(Capability::Cache, policy)],
+        vec![(crate::capabilities::cache::DECLARATION.capability, policy)],
     );
     (Arc::new(failover), redis)
 }

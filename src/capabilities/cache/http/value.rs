@@ -17,7 +17,10 @@ pub async fn get_value(
     ReadAt(tenant, (ns, key)): ReadAt<EntryPath>,
 ) -> ApiResult<Response> {
     let value = state.stores.cache.get(&tenant, &ns, &key).await?;
-    let hits = &state.metrics.outcomes.cache;
+    let hits = &state
+        .metrics
+        .outcomes
+        .of(&crate::capabilities::cache::LOOKUPS);
     hits.count(if value.is_some() { "hit" } else { "miss" });
     value
         .map(|v| json_bytes(v.into_bytes()))

@@ -90,7 +90,7 @@ pub async fn enqueue(
         .queues
         .enqueue(&tenant, &queue, &new, &id)
         .await?;
-    let jobs = &state.metrics.outcomes.jobs;
+    let jobs = &state.metrics.outcomes.of(&crate::capabilities::queue::JOBS);
     jobs.count(if created { "enqueued" } else { "deduplicated" });
     let status = if created {
         StatusCode::CREATED
@@ -140,7 +140,11 @@ pub async fn lease(
     let wait = Duration::from_millis(wait);
     let leases = lease_waiting(store, &tenant, &queue, &tokens, visibility, wait).await?;
     let leased = u64::try_from(leases.jobs.len()).unwrap_or(u64::MAX);
-    state.metrics.outcomes.jobs.count_by("leased", leased);
+    state
+        .metrics
+        .outcomes
+        .of(&crate::capabilities::queue::JOBS)
+        .count_by("leased", leased);
     let jobs = leases
         .jobs
         .into_iter()
@@ -176,7 +180,7 @@ pub async fn ack(
 ) -> ApiResult<Json<JobStateBody>> {
     let token = lease_token(&request.lease_token)?;
     let acked = state.stores.queues.ack(&tenant, &queue, &id, token).await?;
-    let jobs = &state.metrics.outcomes.jobs;
+    let jobs = &state.metrics.outcomes.of(&crate::capabilities::queue::JOBS);
     jobs.count(if acked { "acked" } else { "lease_lost" });
     if acked {
         Ok(Json(JobStateBody {
@@ -231,7 +235,7 @@ pub async fn nack(
         .await?
     {
         Some(job_state) => {
-            let jobs = &state.metrics.outcomes.jobs;
+            let jobs = &state.metrics.outcomes.of(&crate::capabilities::queue::JOBS);
             jobs.count(if job_state == JobState::Dead {
                 "dead"
             } else {
@@ -240,7 +244,11 @@ pub async fn nack(
             Ok(Json(JobStateBody { state: job_state }))
         }
         None => {
-            state.metrics.outcomes.jobs.count("lease_lost");
+            state
+                .metrics
+                .outcomes
+                .of(&crate::capabilities::queue::JOBS)
+                .count("lease_lost");
             Err(Conflict::LeaseLost.into())
         }
     }
@@ -359,7 +367,11 @@ pub async fn redrive(
 ) -> ApiResult<Json<JobStateBody>> {
     let queues = &state.stores.queues;
     if queues.redrive(&tenant, &queue, &id).await? {
-        state.metrics.outcomes.jobs.count("redriven");
+        state
+            .metrics
+            .outcomes
+            .of(&crate::capabilities::queue::JOBS)
+            .count("redriven");
         return Ok(Json(JobStateBody {
             state: JobState::Ready,
         }));
@@ -384,6 +396,10 @@ pub async fn purge(
     WriteAt(tenant, queue): WriteAt<QueuePath>,
 ) -> ApiResult<Json<Purged>> {
     let deleted = state.stores.queues.purge(&tenant, &queue).await?;
-    state.metrics.outcomes.jobs.count_by("purged", deleted);
+    state
+        .metrics
+        .outcomes
+        .of(&crate::capabilities::queue::JOBS)
+        .count_by("purged", deleted);
     Ok(Json(Purged { deleted }))
 }
