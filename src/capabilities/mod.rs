@@ -29,9 +29,9 @@ use crate::{
 /// list them. A new capability is one line here (and its folder).
 pub const ALL: &[&Declaration] = &[
     &cache::DECLARATION,
-    &session::DECLARATION,
-    &agent_state::DECLARATION,
     &pending_action::DECLARATION,
+    &agent_state::DECLARATION,
+    &session::DECLARATION,
     &rate_limit::DECLARATION,
     &lock::DECLARATION,
     &queue::DECLARATION,
@@ -75,8 +75,10 @@ pub struct Declaration {
     /// The setting that chooses the policy instead of `while_degraded`, for capabilities that
     /// have one (`rate_limits.degraded`, `locks.degraded`, `budgets.degraded`).
     pub configured: Option<fn(&Settings) -> WhileDegraded>,
-    /// Its routes (several capabilities of one folder give them once).
+    /// Its routes and their part of the OpenAPI document (several capabilities of one folder
+    /// give them once).
     pub routes: Option<fn() -> Router<AppState>>,
+    pub openapi: Option<fn() -> utoipa::openapi::OpenApi>,
     /// Its records in a backup, when it has any.
     pub backup: Option<&'static dyn Backup>,
     /// Its counters by outcome, and gauges, in `/metrics`.
@@ -93,6 +95,7 @@ impl Declaration {
             why,
             configured: None,
             routes: None,
+            openapi: None,
             backup: None,
             outcomes: &[],
             gauges: &[],

@@ -14,12 +14,6 @@ use utoipa::{
 };
 
 use super::{admin, health, metrics, state::AppState};
-use crate::capabilities::{
-    agent_state::http as agent_state, cache::http as cache, cache::http::CacheLinks,
-    lock::http as lock, pending_action::http as pending_actions, queue::http as queue,
-    rate_limit::http as rate_limit, session::http as session, session::http::SessionLinks,
-    topic::http as topic, usage::http as usage,
-};
 use crate::error::Problem;
 
 #[derive(OpenApi)]
@@ -37,112 +31,44 @@ use crate::error::Problem;
         health::live,
         health::ready,
         metrics::scrape,
-        cache::get_value,
-        cache::head_value,
-        cache::put_value,
-        cache::delete_value,
-        cache::get_ttl,
-        cache::put_ttl,
-        cache::increment,
-        cache::compare_and_swap,
-        cache::get_and_set,
-        cache::get_and_delete,
-        cache::get_many,
-        cache::put_many,
-        cache::list_keys,
-        cache::delete_matching,
-        pending_actions::create_action,
-        pending_actions::get_action,
-        pending_actions::confirm_action,
-        pending_actions::cancel_action,
-        agent_state::create_state,
-        agent_state::list_states,
-        agent_state::recent_states,
-        agent_state::cleanup_expired,
-        agent_state::get_state,
-        agent_state::head_state,
-        agent_state::put_state,
-        agent_state::delete_state,
-        agent_state::append_messages,
-        agent_state::patch_context,
-        agent_state::put_relevance,
-        agent_state::get_ttl,
-        agent_state::extend_ttl,
-        session::create_session,
-        session::get_session,
-        session::patch_session,
-        session::delete_session,
-        session::get_context,
-        session::put_context,
-        session::delete_context,
-        session::extend_session,
-        session::rotate_session,
-        session::list_user_sessions,
-        session::delete_user_sessions,
-        rate_limit::check,
-        rate_limit::reset,
-        lock::acquire,
-        lock::extend,
-        lock::release,
-        lock::get_lock,
-        lock::check_fence,
-        queue::enqueue,
-        queue::lease,
-        queue::ack,
-        queue::nack,
-        queue::heartbeat,
-        queue::get_job,
-        queue::counts,
-        queue::dead,
-        queue::redrive,
-        queue::purge,
-        topic::publish,
-        topic::subscribe,
-        usage::record,
-        usage::totals,
-        usage::get_budget,
-        usage::put_budget,
-        usage::delete_budget,
-        usage::reserve,
-        usage::commit,
-        usage::release,
-        admin::backup,
-        admin::restore,
-        admin::cleanup,
     ),
-    components(schemas(
-        Problem,
-        topic::ResetData,
-        session::CreateSession,
-        session::PatchSession,
-        session::ExtendSession,
-        session::SessionBody,
-        session::SessionList,
-        session::DeletedSessions,
-    )),
-    modifiers(&BearerAuth, &CommonResponses, &CacheLinks, &SessionLinks, &FreeFormObjects),
+    components(schemas(Problem)),
     tags(
         (name = "openapi", description = "This API description; no API key needed"),
         (name = "health", description = "Liveness, readiness and backend state; no API key needed"),
-        (name = "cache", description = "Namespaced JSON values with TTLs"),
-        (name = "pending_actions", description = "Confirmation tokens, each confirmed by exactly one caller"),
-        (name = "agent_states", description = "Conversation state per thread: LangChain-shaped messages, \
-                                               context and metadata, atomic appends, exact listing"),
-        (name = "sessions", description = "User sessions with their working context; per-user listing and sign-out everywhere"),
-        (name = "rate_limits", description = "Rate-limit decisions for any key: sliding window, fixed window or token bucket \
-                                              (GCRA), several rules all-or-nothing, exact under concurrency"),
-        (name = "locks", description = "Mutual exclusion with fencing tokens: waits woken by release, \
-                                         lost locks told apart from held ones"),
-        (name = "queues", description = "Job queues with priorities, delays, leases and heartbeats, retries with \
-                                          back-off and dead letters: exactly one holder per job"),
-        (name = "topics", description = "Publish over REST, subscribe over Server-Sent Events; a reconnecting \
-                                          subscriber resumes after its Last-Event-ID exactly, or is told with a reset"),
-        (name = "usage", description = "Metered amounts per subject and period, each event counted once, and budgets \
-                                         held by reservation, which concurrent spenders cannot overshoot"),
+    )
+)]
+struct Kernel;
+
+#[derive(OpenApi)]
+#[openapi(
+    paths(admin::backup, admin::restore, admin::cleanup),
+    tags(
         (name = "admin", description = "Backup and restore of a tenant's items as NDJSON records, and clean-ups; API keys with the admin scope"),
     )
 )]
-pub struct ApiDoc;
+struct Admin;
+
+/// The whole document: the kernel's routes, then each capability's part (its `http::Api`, in
+/// the order of `capabilities::ALL`), then the admin routes, and the contract every operation
+/// shares (auth, the common responses, free-form objects).
+pub fn spec() -> utoipa::openapi::OpenApi {
+    let mut doc = Kernel::openapi();
+    for declaration in crate::capabilities::ALL {
+        if let Some(api) = declaration.openapi {
+            doc.merge(api());
+        }
+    }
+    doc.merge(Admin::openapi());
+    for modifier in [
+        &BearerAuth as &dyn Modify,
+        &CommonResponses,
+        &FreeFormObjects,
+    ] {
+        modifier.modify(&mut doc);
+    }
+    doc
+}
 
 struct BearerAuth;
 
@@ -408,14 +334,12 @@ fn add_common_responses(operation: &mut Operation, kind: Kind) {
         example = json!({"openapi": "3.1.0", "info": {"title": "statekeeper", "version": "0.1.0"}, "paths": {}}))),
 )]
 pub async fn document() -> Json<utoipa::openapi::OpenApi> {
-    Json(ApiDoc::openapi())
+    Json(spec())
 }
 
 /// The document as YAML, exactly as `openapi.yaml` holds it.
 pub fn yaml() -> String {
-    let yaml = ApiDoc::openapi()
-        .to_yaml()
-        .expect("the OpenAPI document serialises");
+    let yaml = spec().to_yaml().expect("the OpenAPI document serialises");
     inline_numbers(&yaml)
 }
 

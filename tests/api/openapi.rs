@@ -34,7 +34,7 @@ fn documents(operation: &Value, statuses: &[&str], which: &str) {
 }
 
 fn document() -> Value {
-    serde_json::to_value(<openapi::ApiDoc as utoipa::OpenApi>::openapi()).unwrap()
+    serde_json::to_value(openapi::spec()).unwrap()
 }
 
 /// Every `(method, path, operation)` of the document.
@@ -345,4 +345,35 @@ async fn interactive_docs_are_served_from_the_binary() {
     off.docs.enabled = false;
     let app = spawn_app(off).await;
     app.get("/docs/").await.assert_problem(404, "not_found");
+}
+
+/// No two capabilities give one schema name to different types: the document holds one schema
+/// per name, so the second would silently be documented as the first.
+#[test]
+fn schema_names_are_not_shared_by_different_types() {
+    let mut seen: std::collections::BTreeMap<String, (&str, Value)> = Default::default();
+    let mut clashes = Vec::new();
+    for declaration in statekeeper::capabilities::ALL {
+        let Some(api) = declaration.openapi else {
+            continue;
+        };
+        let doc = serde_json::to_value(api()).unwrap();
+        let name = declaration.capability.name();
+        for (schema, body) in doc["components"]["schemas"]
+            .as_object()
+            .into_iter()
+            .flatten()
+        {
+            match seen.get(schema) {
+                Some((first, held)) if held != body => {
+                    clashes.push(format!("{schema}: {first} and {name}"));
+                }
+                Some(_) => {}
+                None => {
+                    seen.insert(schema.clone(), (name, body.clone()));
+                }
+            }
+        }
+    }
+    assert!(clashes.is_empty(), "{clashes:?}");
 }

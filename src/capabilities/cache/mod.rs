@@ -19,6 +19,7 @@ pub const LOOKUPS: OutcomeFamily = OutcomeFamily {
 
 pub const DECLARATION: Declaration = Declaration {
     routes: Some(http::routes),
+    openapi: Some(<http::Api as utoipa::OpenApi>::openapi),
     backup: Some(&backup::CacheBackup),
     outcomes: &[LOOKUPS],
     ..Declaration::new(

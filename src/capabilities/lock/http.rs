@@ -42,6 +42,22 @@ use crate::{
 
 /// How long before `server.request_timeout_ms` a wait gives up, to answer in time.
 const WAIT_MARGIN_MS: u64 = 250;
+/// This capability's part of the OpenAPI document (`http::openapi` merges every capability's).
+#[derive(utoipa::OpenApi)]
+#[openapi(
+    paths(
+        acquire,
+        extend,
+        release,
+        get_lock,
+        check_fence,
+    ),
+    tags(
+    (name = "locks", description = "Mutual exclusion with fencing tokens: waits woken by release, \
+                                     lost locks told apart from held ones"),
+    )
+)]
+pub struct Api;
 
 pub fn routes() -> Router<AppState> {
     Router::new()

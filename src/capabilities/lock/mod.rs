@@ -24,6 +24,7 @@ pub const OPERATIONS: OutcomeFamily = OutcomeFamily {
 pub const DECLARATION: Declaration = Declaration {
     configured: Some(|settings| local_or_refuse(settings.locks.degraded)),
     routes: Some(http::routes),
+    openapi: Some(<http::Api as utoipa::OpenApi>::openapi),
     backup: Some(&backup::LockBackup),
     outcomes: &[OPERATIONS],
     ..Declaration::new(

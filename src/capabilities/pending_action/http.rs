@@ -33,6 +33,20 @@ use crate::{
     domain::ttl::Ttl,
     error::{ApiError, ApiResult, Conflict, Missing},
 };
+/// This capability's part of the OpenAPI document (`http::openapi` merges every capability's).
+#[derive(utoipa::OpenApi)]
+#[openapi(
+    paths(
+        create_action,
+        get_action,
+        confirm_action,
+        cancel_action,
+    ),
+    tags(
+    (name = "pending_actions", description = "Confirmation tokens, each confirmed by exactly one caller"),
+    )
+)]
+pub struct Api;
 
 pub fn routes() -> Router<AppState> {
     Router::new()

@@ -25,6 +25,7 @@ pub const CONFIRMS: OutcomeFamily = OutcomeFamily {
 
 pub const DECLARATION: Declaration = Declaration {
     routes: Some(http::routes),
+    openapi: Some(<http::Api as utoipa::OpenApi>::openapi),
     backup: Some(&backup::PendingActionBackup),
     outcomes: &[CONFIRMS],
     ..Declaration::new(

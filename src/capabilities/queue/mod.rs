@@ -31,6 +31,7 @@ pub const JOBS: OutcomeFamily = OutcomeFamily {
 
 pub const DECLARATION: Declaration = Declaration {
     routes: Some(http::routes),
+    openapi: Some(<http::Api as utoipa::OpenApi>::openapi),
     backup: Some(&backup::QueueBackup),
     outcomes: &[JOBS],
     ..Declaration::new(

@@ -36,6 +36,19 @@ use crate::{
     },
     error::{ApiError, ApiResult},
 };
+/// This capability's part of the OpenAPI document (`http::openapi` merges every capability's).
+#[derive(utoipa::OpenApi)]
+#[openapi(
+    paths(
+        check,
+        reset,
+    ),
+    tags(
+    (name = "rate_limits", description = "Rate-limit decisions for any key: sliding window, fixed window or token bucket \
+                                          (GCRA), several rules all-or-nothing, exact under concurrency"),
+    )
+)]
+pub struct Api;
 
 pub fn routes() -> Router<AppState> {
     Router::new()

@@ -25,6 +25,7 @@ pub const DECLARATION: Declaration = Declaration {
         RateLimitDegraded::Refuse => WhileDegraded::Refuse,
     }),
     routes: Some(http::routes),
+    openapi: Some(<http::Api as utoipa::OpenApi>::openapi),
     outcomes: &[DECISIONS],
     ..Declaration::new(
         "rate_limits",

@@ -11,6 +11,7 @@ use crate::{capabilities::Declaration, store::failover::WhileDegraded};
 
 pub const DECLARATION: Declaration = Declaration {
     routes: Some(http::routes),
+    openapi: Some(<http::Api as utoipa::OpenApi>::openapi),
     backup: Some(&backup::SessionBackup),
     ..Declaration::new(
         "sessions",

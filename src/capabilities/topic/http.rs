@@ -49,6 +49,22 @@ use crate::{
     error::{ApiError, ApiResult},
     metrics::Tally,
 };
+/// This capability's part of the OpenAPI document (`http::openapi` merges every capability's).
+#[derive(utoipa::OpenApi)]
+#[openapi(
+    paths(
+        publish,
+        subscribe,
+    ),
+    components(schemas(
+        ResetData,
+    )),
+    tags(
+    (name = "topics", description = "Publish over REST, subscribe over Server-Sent Events; a reconnecting \
+                                      subscriber resumes after its Last-Event-ID exactly, or is told with a reset"),
+    )
+)]
+pub struct Api;
 
 pub fn routes() -> Router<AppState> {
     Router::new()

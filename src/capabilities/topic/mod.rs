@@ -39,6 +39,7 @@ pub const SUBSCRIBERS: GaugeFamily = GaugeFamily {
 
 pub const DECLARATION: Declaration = Declaration {
     routes: Some(http::routes),
+    openapi: Some(<http::Api as utoipa::OpenApi>::openapi),
     outcomes: &[MESSAGES, RESETS],
     gauges: &[SUBSCRIBERS],
     ..Declaration::new(

@@ -41,6 +41,25 @@ use crate::{
     error::{ApiError, ApiResult, BudgetExceeded, Missing},
     store::memory::now_us,
 };
+/// This capability's part of the OpenAPI document (`http::openapi` merges every capability's).
+#[derive(utoipa::OpenApi)]
+#[openapi(
+    paths(
+        record,
+        totals,
+        get_budget,
+        put_budget,
+        delete_budget,
+        reserve,
+        commit,
+        release,
+    ),
+    tags(
+    (name = "usage", description = "Metered amounts per subject and period, each event counted once, and budgets \
+                                     held by reservation, which concurrent spenders cannot overshoot"),
+    )
+)]
+pub struct Api;
 
 pub fn routes() -> Router<AppState> {
     Router::new()

@@ -30,6 +30,7 @@ pub const RESERVATIONS: OutcomeFamily = OutcomeFamily {
 /// Usage events and their totals. The routes of both (usage and budgets) are given here.
 pub const USAGE: Declaration = Declaration {
     routes: Some(http::routes),
+    openapi: Some(<http::Api as utoipa::OpenApi>::openapi),
     backup: Some(&backup::UsageBackup),
     outcomes: &[EVENTS],
     ..Declaration::new(

@@ -40,6 +40,30 @@ const LIST_MAX: usize = 1000;
 /// Length of `GET /v1/agent-states/recent` without `limit`, and the largest accepted.
 const RECENT_DEFAULT: usize = 10;
 const RECENT_MAX: usize = 1000;
+/// This capability's part of the OpenAPI document (`http::openapi` merges every capability's).
+#[derive(utoipa::OpenApi)]
+#[openapi(
+    paths(
+        create_state,
+        list_states,
+        recent_states,
+        cleanup_expired,
+        get_state,
+        head_state,
+        put_state,
+        delete_state,
+        append_messages,
+        patch_context,
+        put_relevance,
+        get_ttl,
+        extend_ttl,
+    ),
+    tags(
+    (name = "agent_states", description = "Conversation state per thread: LangChain-shaped messages, \
+                                           context and metadata, atomic appends, exact listing"),
+    )
+)]
+pub struct Api;
 
 pub fn routes() -> Router<AppState> {
     Router::new()

@@ -42,6 +42,31 @@ use crate::{
     },
     error::{ApiError, ApiResult, Conflict, Missing, Problem, problem_response},
 };
+/// This capability's part of the OpenAPI document (`http::openapi` merges every capability's).
+#[derive(utoipa::OpenApi)]
+#[openapi(
+    paths(
+        get_value,
+        head_value,
+        put_value,
+        delete_value,
+        get_ttl,
+        put_ttl,
+        increment,
+        compare_and_swap,
+        get_and_set,
+        get_and_delete,
+        get_many,
+        put_many,
+        list_keys,
+        delete_matching,
+    ),
+    modifiers(&CacheLinks),
+    tags(
+    (name = "cache", description = "Namespaced JSON values with TTLs"),
+    )
+)]
+pub struct Api;
 
 pub fn routes() -> Router<AppState> {
     Router::new()
@@ -193,7 +218,10 @@ pub struct PutQuery {
 }
 
 /// A TTL: `null` when the value never expires.
+// Named apart from the agent state's, which is never `null`: the document holds one schema
+// per name.
 #[derive(Serialize, ToSchema)]
+#[schema(as = CacheTtlResponse)]
 pub struct TtlResponse {
     #[schema(example = 3600)]
     ttl_seconds: Option<u64>,
@@ -201,6 +229,7 @@ pub struct TtlResponse {
 
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(as = CacheTtlRequest)]
 pub struct TtlRequest {
     /// 1 to `limits.max_ttl_seconds` (default 30 days).
     #[schema(value_type = u64, minimum = 1, maximum = 2592000, example = 600)]

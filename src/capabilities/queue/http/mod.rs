@@ -49,6 +49,27 @@ use crate::{
 
 /// How long before `server.request_timeout_ms` a long poll gives up, to answer in time.
 const WAIT_MARGIN_MS: u64 = 250;
+/// This capability's part of the OpenAPI document (`http::openapi` merges every capability's).
+#[derive(utoipa::OpenApi)]
+#[openapi(
+    paths(
+        enqueue,
+        lease,
+        ack,
+        nack,
+        heartbeat,
+        get_job,
+        counts,
+        dead,
+        redrive,
+        purge,
+    ),
+    tags(
+    (name = "queues", description = "Job queues with priorities, delays, leases and heartbeats, retries with \
+                                      back-off and dead letters: exactly one holder per job"),
+    )
+)]
+pub struct Api;
 
 pub fn routes() -> Router<AppState> {
     Router::new()

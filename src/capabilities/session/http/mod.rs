@@ -33,6 +33,36 @@ use crate::{
     },
     error::{ApiError, ApiResult, Missing},
 };
+/// This capability's part of the OpenAPI document (`http::openapi` merges every capability's).
+#[derive(utoipa::OpenApi)]
+#[openapi(
+    paths(
+        create_session,
+        get_session,
+        patch_session,
+        delete_session,
+        get_context,
+        put_context,
+        delete_context,
+        extend_session,
+        rotate_session,
+        list_user_sessions,
+        delete_user_sessions,
+    ),
+    components(schemas(
+        CreateSession,
+        PatchSession,
+        ExtendSession,
+        SessionBody,
+        SessionList,
+        DeletedSessions,
+    )),
+    modifiers(&SessionLinks),
+    tags(
+    (name = "sessions", description = "User sessions with their working context; per-user listing and sign-out everywhere"),
+    )
+)]
+pub struct Api;
 
 pub fn routes() -> Router<AppState> {
     Router::new()
