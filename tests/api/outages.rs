@@ -326,6 +326,11 @@ async fn a_refusing_capability_answers_503_while_the_cache_serves_from_memory() 
         "the cache serves from memory"
     );
     assert_eq!(app.get("/v1/cache/ns/k").await.text(), "1");
+    // Except increments: memory does not hold Redis's count.
+    app.post("/v1/cache/ns/k/incr", json!({"by": 1}))
+        .await
+        .assert_problem(503, "backend_unavailable");
+    assert_eq!(app.get("/v1/cache/ns/k").await.text(), "1", "unchanged");
     let (_, health) = app.get_json("/health").await;
     assert_eq!(health["status"], "degraded", "{health}");
     assert_eq!(health["backend"]["while_degraded"]["sessions"], "refuse");

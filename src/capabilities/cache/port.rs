@@ -130,9 +130,11 @@ crate::store::port::port! {
 
         /// Adds `by` to a numeric value atomically and returns the new value's JSON text. A missing
         /// value counts as 0 and the counter is created with `create_expiry`; an existing counter
-        /// keeps its TTL.
+        /// keeps its TTL. Stays on Redis while degraded (503 then): memory does not hold the
+        /// count Redis holds, so it would answer a wrong count, and handing its value back would
+        /// replace Redis's count with it, losing increments Redis had acknowledged.
         #[repeat(false)]
-        #[note(|out: &Result<String, IncrError>| out.is_ok() => [Note::cache(tenant, ns, key)])]
+        #[memory(false)]
         #[near(then = forget(tenant, ns, key))]
         async fn incr(
             &self,
