@@ -5,7 +5,10 @@
 //! - [`capabilities`] holds one folder per capability (`cache`, `agent_state`,
 //!   `pending_action`, `session`, `rate_limit`, `lock`, `queue`, `topic`, `usage`): its types
 //!   and rules free of I/O (`model`), its port declared once (`port`), its memory and Redis
-//!   adapters (`memory`, `redis` with its Lua scripts beside it) and its HTTP handlers (`http`).
+//!   adapters (`memory`, `redis` with its Lua scripts and its keys), its HTTP handlers and
+//!   their OpenAPI (`http`) and its part of a backup (`backup`). Each declares itself once in
+//!   its `mod.rs`; [`capabilities::ALL`] lists the declarations, and the degradation table,
+//!   routes, OpenAPI document, backup kinds and metrics families derive from it.
 //! - [`config`] loads [`config::Settings`] from defaults, `config/default.toml`, an optional file
 //!   and the environment (`config::load`), checks them (`config::validate`), and refuses
 //!   secrets in files.
@@ -15,13 +18,15 @@
 //!   routing generated), `store::memory` (an expiring ordered map with a byte budget),
 //!   `store::redis` (deadpool with a manager of its own over multiplexed connections, a round
 //!   trip per call save the exceptions `docs/redis.md` lists) and `store::failover`, the only
-//!   place that decides which backend serves a call, with the degradation table per capability.
+//!   place that decides which backend serves a call, by each capability's degradation row.
 //! - [`http`] is the axum kernel: the router, extractors in the house error format
 //!   (`http::extract`: JSON, the tenant, conditional writes), the middleware (`http::request`:
 //!   request id, span, timeout, panics, in one layer around the router), health, metrics, MCP
 //!   and the OpenAPI assembly.
 //! - [`error`] maps every error to an RFC 9457 problem document: each store, domain and
-//!   extractor error through one `From` impl, and one `IntoResponse`.
+//!   extractor error through one `From` impl (a capability's own errors: in its `http`), and
+//!   one `IntoResponse`.
+//! - [`transfer`] is the backup format and the framework each capability's `backup` plugs into.
 //! - [`metrics`] holds the Prometheus metrics of one instance (`GET /metrics`).
 //! - [`server`] accepts connections and serves the router with the connection limits (header
 //!   read timeout, connection cap, shutdown that does not wait for half-sent requests).

@@ -381,3 +381,26 @@ impl CacheStore for RedisCache {
         .await
     }
 }
+
+/// This capability's keys (the layout: `store::redis::keys`).
+impl crate::store::redis::keys::Keys {
+    /// A cache value: `{prefix}:{tenant}:cache:{<namespace>}:{key}`. The braces are both the
+    /// hash tag (a namespace lives in one slot, so batches are one call) and the namespace's
+    /// end, so `ns` is never a prefix of `ns2`'s keys.
+    pub fn cache(&self, tenant: &Tenant, ns: &Namespace, key: &CacheKey) -> String {
+        // `cache_namespace` then the key, in one allocation (`concat` sizes it first): this runs
+        // per request.
+        let (prefix, tenant, ns, key) = (&*self.prefix, tenant.as_str(), ns.as_str(), key.as_str());
+        [prefix, ":", tenant, ":cache:{", ns, "}:", key].concat()
+    }
+
+    /// The literal start of every key of one namespace.
+    pub fn cache_namespace(&self, tenant: &Tenant, ns: &Namespace) -> String {
+        format!("{}{{{ns}}}:", self.cache_tenant(tenant))
+    }
+
+    /// The literal start of every cache key of a tenant.
+    pub fn cache_tenant(&self, tenant: &Tenant) -> String {
+        format!("{}:{tenant}:cache:", self.prefix)
+    }
+}

@@ -37,7 +37,7 @@ use crate::{
         },
         port::acquire_waiting,
     },
-    error::{ApiError, ApiResult, LockRefusal},
+    error::{ApiError, ApiResult},
 };
 
 /// How long before `server.request_timeout_ms` a wait gives up, to answer in time.
@@ -353,5 +353,46 @@ pub async fn check_fence(
         FenceCheck::Accepted => Ok(Json(FenceAccepted { accepted: true })),
         FenceCheck::Stale { highest } => Err(LockRefusal::StaleFence { highest }.into()),
         FenceCheck::NotIssued { .. } => Err(LockRefusal::NotIssued.into()),
+    }
+}
+
+/// Why a lock operation did not happen.
+#[derive(Debug, Clone, Copy)]
+pub enum LockRefusal {
+    /// Someone else holds the lock, for this long at most.
+    Held { retry_after_us: u64 },
+    /// The token no longer holds the lock: it expired, or was taken after expiry.
+    Lost,
+    /// A later grant or check exists.
+    StaleFence { highest: u64 },
+    /// A fence check's token is above every grant and the clock: no grant issued it.
+    NotIssued,
+}
+
+impl From<LockRefusal> for ApiError {
+    fn from(refusal: LockRefusal) -> Self {
+        match refusal {
+            LockRefusal::Held { retry_after_us } => {
+                let ms = retry_after_us.div_ceil(1000);
+                Self::conflict("lock_held", "another holder has this lock")
+                    .with("retry_after_ms", ms)
+                    .retry_after(u32::try_from(ms.div_ceil(1000).max(1)).unwrap_or(u32::MAX))
+            }
+            LockRefusal::Lost => Self::gone(
+                "lock_lost",
+                "this token no longer holds the lock: it expired, or another holder took it; \
+                 nothing was changed",
+            ),
+            LockRefusal::StaleFence { highest } => Self::conflict(
+                "stale_fencing_token",
+                "a later holder of this lock exists: refuse the write",
+            )
+            .with("highest", highest),
+            LockRefusal::NotIssued => Self::conflict(
+                "fencing_token_not_issued",
+                "no grant of this lock issued this token (it is above the last grant and the \
+                 clock): nothing was changed",
+            ),
+        }
     }
 }

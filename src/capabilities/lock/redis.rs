@@ -181,3 +181,23 @@ impl LockStore for RedisLocks {
         .await
     }
 }
+
+/// This capability's keys (the layout: `store::redis::keys`).
+impl crate::store::redis::keys::Keys {
+    /// A lock's hash: `{prefix}:{tenant}:lock:{<tenant>/<name>}` (holder, fencing counter,
+    /// highest checked token), tagged by the lock itself.
+    pub fn lock(&self, tenant: &Tenant, name: &LockName) -> String {
+        format!("{}{{{tenant}/{name}}}", self.locks(tenant))
+    }
+
+    /// The literal start of every lock key of a tenant.
+    pub fn locks(&self, tenant: &Tenant) -> String {
+        format!("{}:{tenant}:lock:", self.prefix)
+    }
+
+    /// The channel every release is published on, as `<tenant>/<name>`: each instance
+    /// subscribes once and wakes its own waiters.
+    pub fn lock_released_channel(&self) -> String {
+        format!("{}:lock_released", self.prefix)
+    }
+}

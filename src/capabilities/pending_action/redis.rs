@@ -202,3 +202,17 @@ impl PendingActionStore for RedisPendingActions {
         .await
     }
 }
+
+/// This capability's keys (the layout: `store::redis::keys`).
+impl crate::store::redis::keys::Keys {
+    /// A pending action's hash: `{prefix}:{tenant}:pending_action:{token}`. Its scripts touch
+    /// this one key only, so it needs no hash tag.
+    pub fn pending_action(&self, tenant: &Tenant, token: &ActionToken) -> String {
+        format!("{}{token}", self.pending_actions(tenant))
+    }
+
+    /// The literal start of every pending-action key of a tenant.
+    pub fn pending_actions(&self, tenant: &Tenant) -> String {
+        format!("{}:{tenant}:pending_action:", self.prefix)
+    }
+}

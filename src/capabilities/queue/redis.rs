@@ -385,3 +385,29 @@ impl QueueStore for RedisQueues {
         Ok(wrote == 1)
     }
 }
+
+/// This capability's keys (the layout: `store::redis::keys`).
+impl crate::store::redis::keys::Keys {
+    /// A queue's keys, in the order its scripts take them: its base (jobs are
+    /// `<base>:job:<id>`, dedup keys `<base>:dedup:<key>`), then the sorted sets ready,
+    /// delayed, leased, dead and done, and `meta`. All share the queue's hash tag
+    /// `{<tenant>/<queue>}`, so one script updates them together and queues spread over a
+    /// Cluster's slots.
+    pub fn queue(&self, tenant: &Tenant, queue: &QueueName) -> [String; 7] {
+        let base = format!("{}{{{tenant}/{queue}}}", self.queues(tenant));
+        [
+            "", ":ready", ":delayed", ":leased", ":dead", ":done", ":meta",
+        ]
+        .map(|suffix| format!("{base}{suffix}"))
+    }
+
+    /// The literal start of every queue key of a tenant.
+    pub fn queues(&self, tenant: &Tenant) -> String {
+        format!("{}:{tenant}:queue:", self.prefix)
+    }
+
+    /// The channel every enqueue is published on, as `<tenant>/<queue>`.
+    pub fn queue_ready_channel(&self) -> String {
+        format!("{}:queue_ready", self.prefix)
+    }
+}

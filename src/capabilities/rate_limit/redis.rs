@@ -109,3 +109,18 @@ impl RateLimitStore for RedisRateLimits {
         Ok(())
     }
 }
+
+/// This capability's keys (the layout: `store::redis::keys`).
+impl crate::store::redis::keys::Keys {
+    /// A rate-limit key's hash: `{prefix}:{tenant}:rate_limit:{<tenant>/<key>}`. The hash tag is
+    /// the key itself (with its tenant), so keys spread over a Cluster's slots; its sliding
+    /// logs append `:<state id>` and share the tag, so one script updates them all.
+    pub fn rate_limit(&self, tenant: &Tenant, key: &RateLimitKey) -> String {
+        format!("{}:{tenant}:rate_limit:{{{tenant}/{key}}}", self.prefix)
+    }
+
+    /// The sliding log of one rule of a rate-limit key.
+    pub fn rate_limit_log(&self, tenant: &Tenant, key: &RateLimitKey, state_id: &str) -> String {
+        format!("{}:{state_id}", self.rate_limit(tenant, key))
+    }
+}

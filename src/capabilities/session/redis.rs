@@ -397,3 +397,51 @@ impl RedisSessions {
         }
     }
 }
+
+/// This capability's keys (the layout: `store::redis::keys`).
+impl crate::store::redis::keys::Keys {
+    /// A session's shard: its id's first hex digit (uniform: the ids are random UUIDs), which
+    /// a rotation keeps (`SessionId::random_beside`), modulo `shards`.
+    pub fn session_shard(&self, id: &SessionId) -> u16 {
+        id.group() % self.shards
+    }
+
+    /// The literal start of every session key of a tenant.
+    pub fn sessions(&self, tenant: &Tenant) -> String {
+        format!("{}:{tenant}:session:", self.prefix)
+    }
+
+    /// A session hash: `{prefix}:{tenant}:session:{<shard tag>}:<session_id>`, in the shard
+    /// of its id (`session_shard`).
+    ///
+    /// Reads and writes by session id do not know the user, yet delete and rotate must update
+    /// the user's index in the same atomic step: so each shard keeps its own index per user
+    /// (`session_user`), under the shard's hash tag, and those scripts build the index's name
+    /// from `session_user_prefix`. Listing a user's sessions or signing them out everywhere
+    /// runs one script per shard (each atomic for its shard) and merges. A rotated session's
+    /// new id is drawn in the old one's shard (`SessionId::random_beside`).
+    pub fn session(&self, tenant: &Tenant, id: &SessionId) -> String {
+        format!(
+            "{}{id}",
+            self.session_prefix(tenant, self.session_shard(id))
+        )
+    }
+
+    /// The literal start of every session hash of a shard.
+    pub fn session_prefix(&self, tenant: &Tenant, shard: u16) -> String {
+        format!("{}{{{}}}:", self.sessions(tenant), self.tag(tenant, shard))
+    }
+
+    /// A user's index in one shard, a sorted set of their sessions there in listing order
+    /// (`scripts/session_index.lua`):
+    /// `{prefix}:{tenant}:session:{<shard tag>}:user:<user_id>`. Session ids are UUIDs, so no
+    /// session hash can start with `user:`.
+    pub fn session_user(&self, tenant: &Tenant, shard: u16, user: &UserId) -> String {
+        format!("{}{user}", self.session_user_prefix(tenant, shard))
+    }
+
+    /// The literal start of every user index of a shard.
+    pub fn session_user_prefix(&self, tenant: &Tenant, shard: u16) -> String {
+        format!("{}user:", self.session_prefix(tenant, shard))
+    }
+}

@@ -369,3 +369,11 @@ impl TopicStore for RedisTopics {
         })
     }
 }
+
+/// This capability's keys (the layout: `store::redis::keys`).
+impl crate::store::redis::keys::Keys {
+    /// A topic's stream: `{prefix}:{tenant}:topic:{<tenant>/<topic>}`.
+    pub fn topic(&self, tenant: &Tenant, topic: &TopicName) -> String {
+        format!("{}:{tenant}:topic:{{{tenant}/{topic}}}", self.prefix)
+    }
+}

@@ -38,7 +38,7 @@ use crate::{
         BudgetId, BudgetRule, BudgetStatus, Committed, MAX_AMOUNT, MAX_RESERVATION_TTL_MS,
         MetricName, Period, ReservationId, Reserved, Subject, UsageEvent,
     },
-    error::{ApiError, ApiResult, BudgetExceeded, Missing},
+    error::{ApiError, ApiResult, Missing},
     store::memory::now_us,
 };
 /// This capability's part of the OpenAPI document (`http::openapi` merges every capability's).
@@ -582,4 +582,19 @@ pub async fn release(
             .count("released");
     }
     Missing::Reservation.unless(released, StatusCode::NO_CONTENT)
+}
+
+/// A reservation that does not fit its budget: 409 `budget_exceeded` with what remains.
+pub struct BudgetExceeded {
+    pub remaining: u64,
+}
+
+impl From<BudgetExceeded> for ApiError {
+    fn from(exceeded: BudgetExceeded) -> Self {
+        Self::conflict(
+            "budget_exceeded",
+            "the amount does not fit what remains of the budget this period; nothing was held",
+        )
+        .with("remaining", exceeded.remaining)
+    }
 }

@@ -412,3 +412,17 @@ impl BudgetStore for RedisUsage {
 fn whole(v: i64) -> u64 {
     u64::try_from(v).unwrap_or(0)
 }
+
+/// This capability's keys (the layout: `store::redis::keys`).
+impl crate::store::redis::keys::Keys {
+    /// The base of a subject's usage and budget keys:
+    /// `{prefix}:{tenant}:usage:{<tenant>/<subject>}` (see `redis::usage`).
+    pub fn usage(&self, tenant: &Tenant, subject: &Subject) -> String {
+        format!("{}{{{tenant}/{subject}}}", self.usages(tenant))
+    }
+
+    /// The literal start of every usage and budget key of a tenant.
+    pub fn usages(&self, tenant: &Tenant) -> String {
+        format!("{}:{tenant}:usage:", self.prefix)
+    }
+}

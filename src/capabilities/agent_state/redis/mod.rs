@@ -26,6 +26,8 @@
 //! and round large numbers), so it reads the context and writes the result with a
 //! version-checked script, retrying when another write came in between.
 
+mod keys;
+
 use std::collections::HashMap;
 
 use async_trait::async_trait;
