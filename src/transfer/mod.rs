@@ -43,7 +43,6 @@ use tokio::sync::mpsc;
 use self::format::{Backup as BackupFile, Record};
 use crate::{
     capabilities::{ALL, Capability},
-    capabilities::{pending_action::model::TombstoneLife, session::model::SessionRules},
     config::Settings,
     domain::ids::Tenant,
     store::{IdPage, StoreError, StoreResult, Stores},
@@ -232,10 +231,8 @@ impl Checked {
 /// Backup and restore over a set of stores.
 pub struct Transfer {
     pub stores: Stores,
-    /// Sessions as a restore writes them: not renewed by the reads of a backup.
-    pub rules: SessionRules,
-    pub tombstone: TombstoneLife,
-    pub max_value_bytes: usize,
+    /// The settings each capability's `Backup` reads its bounds from.
+    pub settings: Settings,
 }
 
 /// Milliseconds from now until `until`, if it is still ahead.
@@ -252,12 +249,7 @@ impl Transfer {
     pub fn new(stores: Stores, settings: &Settings) -> Self {
         Self {
             stores,
-            rules: SessionRules {
-                rolling: false,
-                ..settings.sessions.rules()
-            },
-            tombstone: TombstoneLife::from_setting(settings.pending_actions.tombstone_seconds),
-            max_value_bytes: settings.cache.max_value_bytes,
+            settings: settings.clone(),
         }
     }
 

@@ -89,7 +89,7 @@ impl Backup for CacheBackup {
         let key = CacheKey::parse(key).map_err(|e| e.to_string())?;
         let value = CacheValue::parse(
             bytes::Bytes::copy_from_slice(record.value.get().as_bytes()),
-            cx.max_value_bytes,
+            cx.settings.cache.max_value_bytes,
         )
         .map_err(|e| format!("value: {e}"))?;
         let until = record.ttl_ms.map(|ms| created + Duration::from_millis(ms));

@@ -5,7 +5,7 @@
 use async_trait::async_trait;
 use time::OffsetDateTime;
 
-use super::model::{ActionStatus, ActionToken, Cancel, Confirm, PendingAction};
+use super::model::{ActionStatus, ActionToken, Cancel, Confirm, PendingAction, TombstoneLife};
 use crate::{
     domain::{ids::Tenant, ttl::Ttl},
     store::{IdPage, StoreResult},
@@ -13,6 +13,10 @@ use crate::{
 };
 
 pub struct PendingActionBackup;
+
+fn tombstone(cx: &Transfer) -> TombstoneLife {
+    TombstoneLife::from_setting(cx.settings.pending_actions.tombstone_seconds)
+}
 
 struct Item(Tenant, PendingAction);
 
@@ -42,7 +46,7 @@ impl Backup for PendingActionBackup {
         let Some(action) = cx.stores.pending_actions.get(tenant, &token).await? else {
             return Ok(None);
         };
-        let ends = action.record_ends(cx.tombstone);
+        let ends = action.record_ends(tombstone(cx));
         let Some(ttl_ms) = left_ms(ends, OffsetDateTime::now_utc()) else {
             return Ok(None);
         };
@@ -68,13 +72,13 @@ impl Backup for PendingActionBackup {
 #[async_trait]
 impl Restore for Item {
     fn until(&self, cx: &Transfer) -> Option<OffsetDateTime> {
-        Some(self.1.record_ends(cx.tombstone))
+        Some(self.1.record_ends(tombstone(cx)))
     }
 
     async fn write(&self, cx: &Transfer, mode: Mode, now: OffsetDateTime) -> StoreResult<Outcome> {
         let Self(tenant, action) = self;
         let actions = &cx.stores.pending_actions;
-        let Some(left) = left_ms(action.record_ends(cx.tombstone), now) else {
+        let Some(left) = left_ms(action.record_ends(tombstone(cx)), now) else {
             return Ok(Outcome::Expired);
         };
         if actions
@@ -95,12 +99,12 @@ impl Restore for Item {
         let applied = match (action.status, action.confirmed_at, action.cancelled_at) {
             (ActionStatus::Confirmed, Some(at), _) => matches!(
                 actions
-                    .confirm(tenant, token, at, None, cx.tombstone)
+                    .confirm(tenant, token, at, None, tombstone(cx))
                     .await?,
                 Confirm::Confirmed(_)
             ),
             (ActionStatus::Cancelled, _, Some(at)) => matches!(
-                actions.cancel(tenant, token, at, cx.tombstone).await?,
+                actions.cancel(tenant, token, at, tombstone(cx)).await?,
                 Cancel::Cancelled
             ),
             _ => false,

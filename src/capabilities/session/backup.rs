@@ -7,7 +7,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 use time::OffsetDateTime;
 
-use super::model::{Session, SessionId, UserId};
+use super::model::{Session, SessionId, SessionRules, UserId};
 use crate::{
     domain::{
         ids::Tenant,
@@ -18,6 +18,14 @@ use crate::{
 };
 
 pub struct SessionBackup;
+
+/// The rules sessions are read and written with here: a backup's read renews nothing.
+fn rules(cx: &Transfer) -> SessionRules {
+    SessionRules {
+        rolling: false,
+        ..cx.settings.sessions.rules()
+    }
+}
 
 /// A session as a record holds it.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -61,7 +69,7 @@ impl Backup for SessionBackup {
         let Ok(sid) = SessionId::parse(id) else {
             return Ok(None);
         };
-        let Some(session) = cx.stores.sessions.get(tenant, &sid, cx.rules).await? else {
+        let Some(session) = cx.stores.sessions.get(tenant, &sid, rules(cx)).await? else {
             return Ok(None);
         };
         let value = SessionValue {
@@ -101,7 +109,7 @@ impl Backup for SessionBackup {
         }
         let user = |raw: &str| UserId::parse(raw).map_err(|e| e.to_string());
         // The bounds a session created through the API keeps.
-        let longest = u64::try_from(cx.rules.max_lifetime_ms / 1000).unwrap_or(0);
+        let longest = u64::try_from(rules(cx).max_lifetime_ms / 1000).unwrap_or(0);
         if v.ttl_seconds > longest {
             return Err(format!(
                 "ttl_seconds: at most sessions.max_lifetime_seconds ({longest})"
@@ -119,10 +127,10 @@ impl Backup for SessionBackup {
             ttl_seconds: v.ttl_seconds.max(1),
             version: v.version,
         };
-        if session.content_bytes() > cx.rules.max_bytes {
+        if session.content_bytes() > rules(cx).max_bytes {
             return Err(format!(
                 "data and context: at most sessions.max_session_bytes ({})",
-                cx.rules.max_bytes
+                rules(cx).max_bytes
             ));
         }
         Ok(Box::new(Item(tenant, session)))
@@ -138,7 +146,7 @@ impl Restore for Item {
     async fn write(&self, cx: &Transfer, mode: Mode, _: OffsetDateTime) -> StoreResult<Outcome> {
         let Self(tenant, session) = self;
         let sessions = &cx.stores.sessions;
-        if let Some(held) = sessions.get(tenant, &session.id, cx.rules).await? {
+        if let Some(held) = sessions.get(tenant, &session.id, rules(cx)).await? {
             if held == *session {
                 return Ok(Outcome::Unchanged);
             }
@@ -152,7 +160,7 @@ impl Restore for Item {
                 }
             }
         }
-        sessions.create(tenant, session, cx.rules).await?;
+        sessions.create(tenant, session, rules(cx)).await?;
         Ok(Outcome::Written)
     }
 }

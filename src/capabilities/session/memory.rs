@@ -432,3 +432,15 @@ impl SessionStore for MemorySessions {
         }
     }
 }
+
+impl Weigh for super::model::SessionId {
+    fn weight(&self) -> usize {
+        self.as_str().len() + 24
+    }
+}
+
+impl Weigh for super::model::UserId {
+    fn weight(&self) -> usize {
+        self.as_str().len() + 24
+    }
+}

@@ -110,18 +110,6 @@ impl Weigh for crate::domain::ids::Tenant {
     }
 }
 
-impl Weigh for crate::capabilities::session::model::SessionId {
-    fn weight(&self) -> usize {
-        self.as_str().len() + 24
-    }
-}
-
-impl Weigh for crate::capabilities::session::model::UserId {
-    fn weight(&self) -> usize {
-        self.as_str().len() + 24
-    }
-}
-
 impl<A: Weigh, B: Weigh> Weigh for (A, B) {
     fn weight(&self) -> usize {
         self.0.weight() + self.1.weight()
