@@ -6,9 +6,10 @@
 //!   `pending_action`, `session`, `rate_limit`, `lock`, `queue`, `topic`, `usage`): its types
 //!   and rules free of I/O (`model`), its port declared once (`port`), its memory and Redis
 //!   adapters (`memory`, `redis` with its Lua scripts and its keys), its HTTP handlers and
-//!   their OpenAPI (`http`) and its part of a backup (`backup`). Each declares itself once in
-//!   its `mod.rs`; [`capabilities::ALL`] lists the declarations, and the degradation table,
-//!   routes, OpenAPI document, backup kinds and metrics families derive from it.
+//!   their OpenAPI (`http`), its part of a backup (`backup`) and its MCP tools (`mcp`). Each
+//!   declares itself once in its `mod.rs`; [`capabilities::ALL`] lists the declarations, and
+//!   the degradation table, routes, OpenAPI document, MCP tools, backup kinds and metrics
+//!   families derive from it.
 //! - [`config`] loads [`config::Settings`] from defaults, `config/default.toml`, an optional file
 //!   and the environment (`config::load`), checks them (`config::validate`), and refuses
 //!   secrets in files.

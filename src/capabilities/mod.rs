@@ -79,6 +79,9 @@ pub struct Declaration {
     /// give them once).
     pub routes: Option<fn() -> Router<AppState>>,
     pub openapi: Option<fn() -> utoipa::openapi::OpenApi>,
+    /// Its MCP tools (each one a call of its routes), for `/mcp`.
+    pub mcp:
+        Option<fn() -> rmcp::handler::server::router::tool::ToolRouter<crate::http::mcp::Tools>>,
     /// Its records in a backup, when it has any.
     pub backup: Option<&'static dyn Backup>,
     /// Its counters by outcome, and gauges, in `/metrics`.
@@ -96,6 +99,7 @@ impl Declaration {
             configured: None,
             routes: None,
             openapi: None,
+            mcp: None,
             backup: None,
             outcomes: &[],
             gauges: &[],

@@ -2,13 +2,17 @@
 
 pub mod backup;
 pub mod http;
+pub mod mcp;
 pub mod memory;
 pub mod model;
 pub mod near;
 pub mod port;
 pub mod redis;
 
-use crate::{capabilities::Declaration, metrics::OutcomeFamily, store::failover::WhileDegraded};
+use crate::{
+    capabilities::Declaration, http::mcp::Tools, metrics::OutcomeFamily,
+    store::failover::WhileDegraded,
+};
 
 /// Cache reads of one key, by outcome.
 pub const LOOKUPS: OutcomeFamily = OutcomeFamily {
@@ -20,6 +24,7 @@ pub const LOOKUPS: OutcomeFamily = OutcomeFamily {
 pub const DECLARATION: Declaration = Declaration {
     routes: Some(http::routes),
     openapi: Some(<http::Api as utoipa::OpenApi>::openapi),
+    mcp: Some(Tools::cache_tools),
     backup: Some(&backup::CacheBackup),
     outcomes: &[LOOKUPS],
     ..Declaration::new(

@@ -2,6 +2,7 @@
 
 pub mod backup;
 pub mod http;
+pub mod mcp;
 pub mod memory;
 pub mod model;
 pub mod port;
@@ -9,6 +10,7 @@ pub mod redis;
 
 use crate::{
     capabilities::Declaration,
+    http::mcp::Tools,
     metrics::OutcomeFamily,
     store::failover::{WhileDegraded, local_or_refuse},
 };
@@ -25,6 +27,7 @@ pub const DECLARATION: Declaration = Declaration {
     configured: Some(|settings| local_or_refuse(settings.locks.degraded)),
     routes: Some(http::routes),
     openapi: Some(<http::Api as utoipa::OpenApi>::openapi),
+    mcp: Some(Tools::lock_tools),
     backup: Some(&backup::LockBackup),
     outcomes: &[OPERATIONS],
     ..Declaration::new(

@@ -2,12 +2,16 @@
 
 pub mod backup;
 pub mod http;
+pub mod mcp;
 pub mod memory;
 pub mod model;
 pub mod port;
 pub mod redis;
 
-use crate::{capabilities::Declaration, metrics::OutcomeFamily, store::failover::WhileDegraded};
+use crate::{
+    capabilities::Declaration, http::mcp::Tools, metrics::OutcomeFamily,
+    store::failover::WhileDegraded,
+};
 
 /// Pending-action confirms, by outcome: `confirmed`, `replayed` (a retry with the winner's
 /// Idempotency-Key), `already_confirmed`, `already_cancelled`, `not_found`.
@@ -26,6 +30,7 @@ pub const CONFIRMS: OutcomeFamily = OutcomeFamily {
 pub const DECLARATION: Declaration = Declaration {
     routes: Some(http::routes),
     openapi: Some(<http::Api as utoipa::OpenApi>::openapi),
+    mcp: Some(Tools::pending_action_tools),
     backup: Some(&backup::PendingActionBackup),
     outcomes: &[CONFIRMS],
     ..Declaration::new(

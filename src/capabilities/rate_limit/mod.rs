@@ -1,13 +1,14 @@
 //! rate limit.
 
 pub mod http;
+pub mod mcp;
 pub mod memory;
 pub mod model;
 pub mod port;
 pub mod redis;
 
 use crate::{
-    capabilities::Declaration, config::RateLimitDegraded, metrics::OutcomeFamily,
+    capabilities::Declaration, config::RateLimitDegraded, http::mcp::Tools, metrics::OutcomeFamily,
     store::failover::WhileDegraded,
 };
 
@@ -26,6 +27,7 @@ pub const DECLARATION: Declaration = Declaration {
     }),
     routes: Some(http::routes),
     openapi: Some(<http::Api as utoipa::OpenApi>::openapi),
+    mcp: Some(Tools::rate_limit_tools),
     outcomes: &[DECISIONS],
     ..Declaration::new(
         "rate_limits",

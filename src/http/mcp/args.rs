@@ -3,12 +3,12 @@
 use super::*;
 
 /// The cache entry's path.
-pub(super) fn key_uri(namespace: &str, key: &str) -> String {
+pub(crate) fn key_uri(namespace: &str, key: &str) -> String {
     format!("/v1/cache/{}/{}", url_part(namespace), url_part(key))
 }
 
 /// A path segment or query value, percent-encoded.
-pub(super) fn url_part(value: &str) -> String {
+pub(crate) fn url_part(value: &str) -> String {
     let mut out = String::with_capacity(value.len());
     for byte in value.bytes() {
         if byte.is_ascii_alphanumeric() || b"-._~".contains(&byte) {

@@ -20,7 +20,7 @@ use axum::{
 };
 use rmcp::{
     ErrorData, ServerHandler,
-    handler::server::{router::tool::ToolRouter, tool::Extension, wrapper::Parameters},
+    handler::server::{router::tool::ToolRouter, tool::Extension},
     model::{
         CallToolResult, ContentBlock as Content, Implementation, ServerCapabilities, ServerConfig,
     },
@@ -34,7 +34,8 @@ use tower::ServiceExt;
 use crate::error::ApiError;
 use crate::http::{router::App, state::AppState};
 
-/// The MCP server of one session: the REST router it calls, and its tools.
+/// The MCP server of one session: the REST router it calls, and its tools: the kernel's
+/// (`health`) and each capability's (its `mcp.rs`, named by its declaration's `mcp`).
 #[derive(Clone)]
 pub struct Tools {
     api: App,
@@ -181,7 +182,7 @@ async fn checked_message(
 }
 
 /// A tool's result: `answer` as JSON text, marked an error unless `success`.
-fn answered(success: bool, answer: Value) -> CallToolResult {
+pub(crate) fn answered(success: bool, answer: Value) -> CallToolResult {
     let content = vec![Content::text(answer.to_string())];
     if success {
         CallToolResult::success(content)
@@ -194,13 +195,16 @@ impl Tools {
     fn new(api: App) -> Self {
         Self {
             api,
-            tool_router: Self::tool_router(),
+            tool_router: crate::capabilities::ALL
+                .iter()
+                .filter_map(|declaration| declaration.mcp)
+                .fold(Self::kernel_tools(), |tools, more| tools + more()),
         }
     }
 
     /// Calls the REST API as the MCP request's caller: a 2xx answer is the tool's result,
     /// anything else a tool error with the problem document.
-    async fn call(
+    pub(crate) async fn call(
         &self,
         parts: &axum::http::request::Parts,
         method: Method,
@@ -212,7 +216,7 @@ impl Tools {
     }
 
     /// The REST answer's status and body (JSON, or `{"status"}` when it has none).
-    async fn request(
+    pub(crate) async fn request(
         &self,
         parts: &axum::http::request::Parts,
         method: Method,
@@ -260,109 +264,8 @@ impl Tools {
     }
 }
 
-#[tool_router]
+#[tool_router(router = kernel_tools)]
 impl Tools {
-    #[tool(
-        description = "Store a JSON value under namespace/key, replacing what was there. Use it to \
-                       remember facts, intermediate results or state between steps. The value \
-                       expires after ttl_seconds (default: the service's default TTL). Values are \
-                       at most 512 KiB of JSON."
-    )]
-    async fn cache_write(
-        &self,
-        Extension(parts): Extension<axum::http::request::Parts>,
-        Parameters(args): Parameters<WriteArgs>,
-    ) -> Result<CallToolResult, ErrorData> {
-        let mut uri = key_uri(&args.namespace, &args.key);
-        if let Some(ttl) = args.ttl_seconds {
-            uri.push_str(&format!("?ttl_seconds={ttl}"));
-        }
-        let (status, answer) = self
-            .request(&parts, Method::PUT, uri, Some(args.value), &[])
-            .await?;
-        let stored = status.is_success();
-        Ok(answered(
-            stored,
-            if stored {
-                json!({"stored": true})
-            } else {
-                answer
-            },
-        ))
-    }
-
-    #[tool(
-        description = "Read the JSON value stored under namespace/key. A missing or expired value \
-                       is a tool error with code not_found."
-    )]
-    async fn cache_read(
-        &self,
-        Extension(parts): Extension<axum::http::request::Parts>,
-        Parameters(args): Parameters<KeyArgs>,
-    ) -> Result<CallToolResult, ErrorData> {
-        let uri = key_uri(&args.namespace, &args.key);
-        self.call(&parts, Method::GET, uri, None).await
-    }
-
-    #[tool(
-        description = "List the keys of a namespace that match a glob pattern (default *). \
-                       Answers {keys, next_cursor}; pass next_cursor back to continue while it is \
-                       not null."
-    )]
-    async fn cache_list(
-        &self,
-        Extension(parts): Extension<axum::http::request::Parts>,
-        Parameters(args): Parameters<ListArgs>,
-    ) -> Result<CallToolResult, ErrorData> {
-        let mut uri = format!(
-            "/v1/cache/{}?match={}",
-            url_part(&args.namespace),
-            url_part(args.pattern.as_deref().unwrap_or("*"))
-        );
-        if let Some(cursor) = &args.cursor {
-            uri.push_str(&format!("&cursor={}", url_part(cursor)));
-        }
-        self.call(&parts, Method::GET, uri, None).await
-    }
-
-    #[tool(description = "Delete the value under namespace/key (not_found when there is none).")]
-    async fn cache_delete(
-        &self,
-        Extension(parts): Extension<axum::http::request::Parts>,
-        Parameters(args): Parameters<KeyArgs>,
-    ) -> Result<CallToolResult, ErrorData> {
-        let uri = key_uri(&args.namespace, &args.key);
-        self.call(&parts, Method::DELETE, uri, None).await
-    }
-
-    #[tool(description = "Whether a live value exists under namespace/key: {exists: true|false}.")]
-    async fn cache_exists(
-        &self,
-        Extension(parts): Extension<axum::http::request::Parts>,
-        Parameters(args): Parameters<KeyArgs>,
-    ) -> Result<CallToolResult, ErrorData> {
-        let uri = key_uri(&args.namespace, &args.key);
-        let (status, answer) = self.request(&parts, Method::HEAD, uri, None, &[]).await?;
-        Ok(match status.as_u16() {
-            200 => answered(true, json!({"exists": true})),
-            404 => answered(true, json!({"exists": false})),
-            _ => answered(false, answer),
-        })
-    }
-
-    #[tool(
-        description = "Delete every value of a namespace (for example a role's or a finished \
-                       task's data). Answers {deleted: n}."
-    )]
-    async fn cache_clear_namespace(
-        &self,
-        Extension(parts): Extension<axum::http::request::Parts>,
-        Parameters(args): Parameters<NamespaceArgs>,
-    ) -> Result<CallToolResult, ErrorData> {
-        let uri = format!("/v1/cache/{}?match=*", url_part(&args.namespace));
-        self.call(&parts, Method::DELETE, uri, None).await
-    }
-
     #[tool(
         description = "The service's health: status (ok, degraded, down), the backend in use and \
                        what each capability does while Redis is down."
@@ -372,164 +275,6 @@ impl Tools {
         Extension(parts): Extension<axum::http::request::Parts>,
     ) -> Result<CallToolResult, ErrorData> {
         self.call(&parts, Method::GET, "/health".into(), None).await
-    }
-
-    #[tool(
-        description = "Read a conversation's state: its messages (optionally only the last N), \
-                       context and metadata."
-    )]
-    async fn agent_state_get(
-        &self,
-        Extension(parts): Extension<axum::http::request::Parts>,
-        Parameters(args): Parameters<ThreadArgs>,
-    ) -> Result<CallToolResult, ErrorData> {
-        let mut uri = format!("/v1/agent-states/{}", url_part(&args.thread_id));
-        if let Some(last) = args.last {
-            uri.push_str(&format!("?last={last}"));
-        }
-        self.call(&parts, Method::GET, uri, None).await
-    }
-
-    #[tool(
-        description = "Append messages to a conversation, creating it when it does not exist yet. \
-                       Messages: {role: human|ai|system|tool, content}. Appends are atomic: \
-                       concurrent appends never lose a message."
-    )]
-    async fn agent_state_append(
-        &self,
-        Extension(parts): Extension<axum::http::request::Parts>,
-        Parameters(args): Parameters<AppendArgs>,
-    ) -> Result<CallToolResult, ErrorData> {
-        let thread = url_part(&args.thread_id);
-        let uri = format!("/v1/agent-states/{thread}/messages");
-        let body = json!({"messages": args.messages});
-        let (status, answer) = self
-            .request(&parts, Method::POST, uri, Some(body), &[])
-            .await?;
-        if status.as_u16() != 404 {
-            return Ok(answered(status.is_success(), answer));
-        }
-        let create = json!({"thread_id": args.thread_id, "messages": args.messages});
-        self.call(
-            &parts,
-            Method::POST,
-            "/v1/agent-states".into(),
-            Some(create),
-        )
-        .await
-    }
-
-    #[tool(
-        description = "Propose an action that a human must confirm before it runs (send an email, \
-                       pay, delete). Answers a token; the action is confirmed exactly once with \
-                       pending_action_confirm, or expires after ttl_seconds."
-    )]
-    async fn pending_action_create(
-        &self,
-        Extension(parts): Extension<axum::http::request::Parts>,
-        Parameters(args): Parameters<CreateActionArgs>,
-    ) -> Result<CallToolResult, ErrorData> {
-        let mut body = json!({"intent_name": args.intent_name});
-        if let Some(entities) = args.entities {
-            body["entities"] = Value::Object(entities);
-        }
-        if let Some(summary) = args.summary {
-            body["summary"] = Value::String(summary);
-        }
-        if let Some(ttl) = args.ttl_seconds {
-            body["ttl_seconds"] = json!(ttl);
-        }
-        self.call(
-            &parts,
-            Method::POST,
-            "/v1/pending-actions".into(),
-            Some(body),
-        )
-        .await
-    }
-
-    #[tool(
-        description = "Confirm a pending action by its token. Succeeds once: a second confirm is \
-                       a tool error (already_confirmed), so the action never runs twice."
-    )]
-    async fn pending_action_confirm(
-        &self,
-        Extension(parts): Extension<axum::http::request::Parts>,
-        Parameters(args): Parameters<TokenArgs>,
-    ) -> Result<CallToolResult, ErrorData> {
-        let uri = format!("/v1/pending-actions/{}/confirm", url_part(&args.token));
-        self.call(&parts, Method::POST, uri, None).await
-    }
-
-    #[tool(
-        description = "Take a named lock so that only one agent or worker does something at a \
-                       time. Answers lock_token (to release it) and fencing_token (pass it to \
-                       writes so that a stale holder is refused). Held by another: tool error \
-                       lock_held with retry_after_ms."
-    )]
-    async fn lock_acquire(
-        &self,
-        Extension(parts): Extension<axum::http::request::Parts>,
-        Parameters(args): Parameters<AcquireArgs>,
-    ) -> Result<CallToolResult, ErrorData> {
-        let mut body = json!({"ttl_ms": args.ttl_ms});
-        if let Some(owner) = args.owner {
-            body["owner"] = Value::String(owner);
-        }
-        if let Some(wait) = args.wait_ms {
-            body["wait_ms"] = json!(wait);
-        }
-        let uri = format!("/v1/locks/{}", url_part(&args.name));
-        self.call(&parts, Method::POST, uri, Some(body)).await
-    }
-
-    #[tool(
-        description = "Release a lock with the lock_token lock_acquire returned. A token that no \
-                       longer holds the lock is a tool error lock_lost."
-    )]
-    async fn lock_release(
-        &self,
-        Extension(parts): Extension<axum::http::request::Parts>,
-        Parameters(args): Parameters<ReleaseArgs>,
-    ) -> Result<CallToolResult, ErrorData> {
-        let uri = format!("/v1/locks/{}", url_part(&args.name));
-        let token = HeaderValue::from_str(&args.lock_token)
-            .map_err(|_| ErrorData::invalid_params("lock_token is not a header value", None))?;
-        let (status, answer) = self
-            .request(&parts, Method::DELETE, uri, None, &[("lock-token", token)])
-            .await?;
-        let released = status.is_success();
-        Ok(answered(
-            released,
-            if released {
-                json!({"released": true})
-            } else {
-                answer
-            },
-        ))
-    }
-
-    #[tool(
-        description = "Check (and count) a request against a rate limit on key: at most limit \
-                       requests per window_ms. Answers allowed (true or false) and, when denied, \
-                       retry_after_ms. A denial is a normal answer, not an error."
-    )]
-    async fn rate_limit_check(
-        &self,
-        Extension(parts): Extension<axum::http::request::Parts>,
-        Parameters(args): Parameters<RateLimitArgs>,
-    ) -> Result<CallToolResult, ErrorData> {
-        let rule = json!({
-            "algorithm": args.algorithm.as_deref().unwrap_or("sliding_window"),
-            "limit": args.limit,
-            "window_ms": args.window_ms,
-        });
-        let mut body = json!({"rules": [rule]});
-        if let Some(cost) = args.cost {
-            body["cost"] = json!(cost);
-        }
-        let uri = format!("/v1/rate-limits/{}/check", url_part(&args.key));
-        self.call(&parts, Method::POST, uri, Some(body)).await
     }
 }
 
