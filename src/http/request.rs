@@ -2,7 +2,10 @@
 //! caller's `x-request-id`, or a new UUID v4) in the span and echoed on the response; a
 //! `request` span carrying it, method and path; `server.request_timeout_ms` (503 `timeout`);
 //! a panic in a handler answered as an opaque 500 (`internal`) and logged. A 5xx answer is
-//! logged at error level with its latency.
+//! logged at error level with its latency. An error answer to an HTTP/1 request that carries a
+//! body says `Connection: close`: it may have been given before the body was read (a bad
+//! header, a missing key), and hyper then closes the connection, so a client that reused it
+//! for its next request would find it gone without an answer.
 //!
 //! One hand-written service rather than tower-http's request-id, trace, timeout and catch-panic
 //! layers plus axum's `HandleErrorLayer`: stacked, they cost about a fifth of the CPU of a
@@ -20,7 +23,7 @@ use std::{
 
 use axum::{
     body::Body,
-    http::{HeaderName, HeaderValue, Request},
+    http::{HeaderName, HeaderValue, Request, Version, header},
     response::{IntoResponse, Response},
 };
 use tower::{Layer, Service};
@@ -71,6 +74,13 @@ where
             Some(id) => id.clone(),
             None => new_request_id(),
         };
+        let carries_body = request.version() <= Version::HTTP_11 && {
+            let headers = request.headers();
+            headers.contains_key(header::TRANSFER_ENCODING)
+                || headers
+                    .get(header::CONTENT_LENGTH)
+                    .is_some_and(|length| length.as_bytes() != b"0")
+        };
         let span = tracing::info_span!(
             "request",
             method = %request.method(),
@@ -93,6 +103,7 @@ where
             deadline: tokio::time::sleep(self.timeout),
             timeout: self.timeout,
             id,
+            carries_body,
         }
     }
 }
@@ -114,6 +125,8 @@ pin_project_lite::pin_project! {
         // With the deadline, when the request began: no clock read unless a 5xx is logged.
         timeout: Duration,
         id: HeaderValue,
+        // An HTTP/1 request with a body: an error answer closes the connection (module docs).
+        carries_body: bool,
     }
 }
 
@@ -156,6 +169,11 @@ where
             response.headers_mut().insert(REQUEST_ID, this.id.clone());
         }
         let status = response.status();
+        if *this.carries_body && (status.is_client_error() || status.is_server_error()) {
+            response
+                .headers_mut()
+                .insert(header::CONNECTION, HeaderValue::from_static("close"));
+        }
         if status.is_server_error() {
             let left = this
                 .deadline

@@ -216,3 +216,44 @@ async fn rejections_before_and_at_the_router() {
     let answer = String::from_utf8_lossy(&answer);
     assert!(answer.starts_with("HTTP/1.1 431"), "{answer}");
 }
+
+/// An error answered before the request's body arrived (here a malformed `If-Match`) says
+/// `Connection: close`, and the connection does close: a client must not send its next request
+/// on it. A success on a connection whose body was read keeps it open.
+#[tokio::test]
+async fn an_error_before_the_body_is_read_says_the_connection_closes() {
+    let (address, _stop, _serving) = serve(limits(10_000, 100)).await;
+    let head = "PUT /v1/agent-states/t1/relevance HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\n\
+                if-match: \"2\", \"3\"\r\ncontent-length: 3\r\n\r\n";
+    let mut stream = sent(address, head.as_bytes()).await;
+    let answer = read_head(&mut stream, Duration::from_secs(5))
+        .await
+        .unwrap();
+    assert!(answer.starts_with("HTTP/1.1 400"), "{answer}");
+    assert!(
+        answer.to_ascii_lowercase().contains("connection: close"),
+        "{answer}"
+    );
+    assert!(
+        read_until_closed(&mut stream, Duration::from_secs(5))
+            .await
+            .is_some(),
+        "the server closes it"
+    );
+
+    // The same write with its body, well formed: answered, and the connection stays open for
+    // the next request.
+    let put = "PUT /v1/cache/ns/k HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\n\
+               content-length: 3\r\n\r\n123";
+    let mut stream = sent(address, put.as_bytes()).await;
+    let answer = read_head(&mut stream, Duration::from_secs(5))
+        .await
+        .unwrap();
+    assert!(answer.starts_with("HTTP/1.1 204"), "{answer}");
+    assert!(!answer.to_ascii_lowercase().contains("connection: close"));
+    stream.write_all(LIVE).await.unwrap();
+    let answer = read_head(&mut stream, Duration::from_secs(5))
+        .await
+        .unwrap();
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+}
